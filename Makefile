@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh clone: `make convert` and `make test`.
+# Both create .venv with the pinned stack first (only when the pins change).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  ?= seed_ym
+OUT    ?=
+OUT_ARG := $(if $(OUT),--out $(OUT),)
+
+.PHONY: venv convert test test-fast bench clean help
+
+help:
+	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
+	@echo "make test                                                            run the test suite"
+	@echo "make bench                                                           time the pipeline vs bare onnx2tf"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+convert: $(STAMP)
+	$(BIN)/python -m pipeline convert $(MODEL) $(OUT_ARG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m pipeline.bench $(MODEL)
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,129 @@
+"""Command line: `python -m pipeline <command> MODEL [--out DIR]`.
+
+MODEL is a config name in configs/, a path to a YAML config, or an .onnx file.
+Every error is one line on stderr and an exit code; --debug shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO/WARNING chatter off the terminal
+
+from pipeline.artifacts import ArtifactDir  # noqa: E402
+from pipeline.config import Source, resolve_source  # noqa: E402
+from pipeline.console import console  # noqa: E402
+from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PASS, PipelineError  # noqa: E402
+
+STAGES = ("export", "validate", "convert", "audit", "report")
+
+
+def _stage_export(source: Source, artifacts: ArtifactDir, args) -> int:
+    from pipeline import export
+
+    record = export.run(source, artifacts)
+    console.print(f"export: {record['exporter']} -> {artifacts.onnx} (opset {record['opset']})")
+    return EXIT_PASS
+
+
+def _stage_validate(source: Source, artifacts: ArtifactDir, args) -> int:
+    from pipeline import validate
+
+    record = validate.run(source, artifacts)
+    for c in record["comparisons"]:
+        console.print(f"validate: {c['candidate']} vs {c['reference']} '{c['output']}': max_abs {c['max_abs']:.3g} -> {'pass' if c['passed'] else 'FAIL'}")
+    console.print(f"validate: checker and shape inference passed for {artifacts.onnx}")
+    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+
+
+def _stage_convert(source: Source, artifacts: ArtifactDir, args) -> int:
+    from pipeline import convert
+
+    record = convert.run(artifacts)
+    console.print(f"convert: {record['converter']} {record['version']} -> {', '.join(record['models'].values())} ({record['seconds']:.1f} s)")
+    return EXIT_PASS
+
+
+def _stage_audit(source: Source, artifacts: ArtifactDir, args) -> int:
+    from pipeline import audit
+
+    record = audit.run(source, artifacts, samples=getattr(args, "samples", None))
+    console.print(f"audit: verdict {record['verdict']} over {record['samples']} samples")
+    return EXIT_PASS if record["verdict"] == "pass" else EXIT_AUDIT_FAILED
+
+
+def _stage_report(source: Source, artifacts: ArtifactDir, args, timings: dict | None = None) -> int:
+    from pipeline import report
+
+    record = report.run(source.name, artifacts, timings)
+    return EXIT_PASS if record["verdict"] == "pass" else EXIT_AUDIT_FAILED
+
+
+STAGE_COMMANDS: dict[str, Callable] = {
+    "export": _stage_export, "validate": _stage_validate, "convert-tf": _stage_convert,
+    "audit": _stage_audit, "report": _stage_report,
+}
+
+
+def _run_all(source: Source, artifacts: ArtifactDir, args) -> int:
+    timings: dict[str, float] = {}
+    for name, command in list(STAGE_COMMANDS.items())[:-1]:
+        start = time.perf_counter()
+        console.rule(f"[bold]{name}")
+        command(source, artifacts, args)
+        timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
+    console.rule("[bold]report")
+    return _stage_report(source, artifacts, args, timings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="Export PyTorch to ONNX, convert to TensorFlow, and audit the numbers.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    helps = {
+        "convert": "run every stage: export, validate, convert-tf, audit, report",
+        "export": "PyTorch -> model.onnx and inputs.npz (an .onnx MODEL is imported instead)",
+        "validate": "onnx checker, shape inference, ONNX Runtime vs PyTorch",
+        "convert-tf": "model.onnx -> SavedModel, Keras and TFLite with onnx2tf",
+        "audit": "run every backend on the shared inputs and compare with the reference",
+        "report": "write report.json and report.md and print the summary",
+    }
+    for name, text in helps.items():
+        command = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_argument("model", metavar="MODEL", help="config name in configs/, a .yaml config, or an .onnx file")
+        command.add_argument("--out", help="artifact folder (default: artifacts/<name>)")
+        command.add_argument("--debug", action="store_true", help="show tracebacks")
+        if name in ("convert", "audit"):
+            command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        source = resolve_source(args.model)
+        artifacts = ArtifactDir.for_model(source.name, args.out)
+        if args.command == "convert":
+            return _run_all(source, artifacts, args)
+        return STAGE_COMMANDS[args.command](source, artifacts, args)
+    except PipelineError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing was committed from this run; earlier artifacts are intact", file=sys.stderr)
+        return EXIT_INTERRUPTED

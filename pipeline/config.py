@@ -1,0 +1,159 @@
+"""Model config: a YAML file validated against a schema, or an ONNX file.
+
+The YAML contract (`name`, `model`, `checkpoint`, `inputs`) is fixed; every other
+key is optional and has a default. Errors name the file, the key and the fix.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
+
+from pipeline.errors import ConfigError, UsageError
+
+DType = Literal["float32", "float16", "int64", "int32", "bool"]
+FLOAT_DTYPES = ("float32", "float16")
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class InputSpec(BaseModel):
+    """One forward() argument: its name, static shape, dtype and sampling range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    shape: list[int] = Field(min_length=0)
+    dtype: DType = "float32"
+    low: float = 0.0
+    high: float = 1.0
+
+    @field_validator("shape")
+    @classmethod
+    def _positive_dims(cls, shape: list[int]) -> list[int]:
+        if any(d <= 0 for d in shape):
+            raise ValueError(f"every dimension must be a positive integer, got {shape}")
+        return shape
+
+
+class Tolerance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    atol: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+
+
+class ModelConfig(BaseModel):
+    """The schema of `configs/<name>.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+    model: str
+    model_args: dict = Field(default_factory=dict)
+    checkpoint: str | None = None
+    inputs: list[InputSpec] = Field(min_length=1)
+    outputs: list[str] | None = None
+    seed: int = 0
+    samples: int = Field(default=4, ge=1)
+    opset: int | None = None
+    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the user pointed MODEL at: a YAML config or an ONNX file."""
+
+    kind: Literal["config", "onnx"]
+    path: Path
+    name: str
+    config: ModelConfig | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def resolve_source(arg: str) -> Source:
+    """Turn MODEL (a config name, a YAML path or an .onnx path) into a Source."""
+    path = Path(arg)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise UsageError(f"{arg}: ONNX file not found; check the path")
+        return Source(kind="onnx", path=path.resolve(), name=_onnx_name(path))
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{arg}: config file not found; check the path")
+        return load_config(path)
+    candidate = CONFIGS_DIR / f"{arg}.yaml"
+    if candidate.is_file():
+        return load_config(candidate)
+    known = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+    hint = _did_you_mean(arg, known) or f"known configs: {', '.join(known)}"
+    raise UsageError(f"MODEL={arg}: not a config name, a .yaml file or an .onnx file; {hint}")
+
+
+def _onnx_name(path: Path) -> str:
+    # Backend test data are all called model.onnx: name them after their folder.
+    return path.parent.name if path.stem == "model" and path.parent.name else path.stem
+
+
+def load_config(path: Path) -> Source:
+    """Parse and validate a YAML model config."""
+    raw = _read_yaml(path)
+    try:
+        config = ModelConfig.model_validate(raw)
+    except PydanticError as exc:
+        raise ConfigError(_explain(path, exc)) from None
+    name = config.name or path.stem
+    return Source(kind="config", path=path.resolve(), name=name, config=config)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the YAML at that line") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (model, inputs, ...), got {type(raw).__name__}")
+    return raw
+
+
+def _explain(path: Path, exc: PydanticError) -> str:
+    """One line for the first schema error: where, what, and how to fix it."""
+    err = exc.errors()[0]
+    loc = _format_loc(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"])
+        hint = _did_you_mean(str(err["loc"][-1]), allowed) or f"allowed keys: {', '.join(allowed)}"
+        return f"{path}: unknown key '{loc}'; {hint}"
+    if kind == "missing":
+        return f"{path}: missing required key '{loc}'; see configs/seed_ym.yaml for an example"
+    return f"{path}: key '{loc}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    schema = InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc else ModelConfig
+    return sorted(schema.model_fields)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

@@ -1,0 +1,45 @@
+"""The converter interface. Nothing here depends on a particular onnx2tf version."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """Knobs a converter strategy may set; each maps to a documented converter option."""
+
+    keep_nchw_inputs: tuple[str, ...] = ()
+    use_onnxsim: bool = True
+    param_replacement_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class TFTensor:
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """Where the converted models are, and the Keras model's inputs and outputs in order."""
+
+    saved_model: Path
+    keras: Path | None
+    tflite: dict[str, Path]  # precision ("fp32", "fp16") -> file
+    inputs: list[TFTensor]
+    outputs: list[TFTensor]
+    converter: str
+    version: str
+    options: ConversionOptions = field(default_factory=ConversionOptions)
+
+
+class Converter(Protocol):
+    name: str
+
+    def version(self) -> str: ...
+
+    def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
+        """Convert onnx_path into out_dir, logging the converter's output to log_path."""
+        ...

@@ -1,0 +1,119 @@
+"""Adapter for onnx2tf 1.x's Python API: SavedModel, Keras (.keras) and TFLite fp32/fp16.
+
+onnx2tf's quirks are contained here:
+- it simplifies the input file in place with the `onnxsim` CLI, so it gets a copy;
+- for image-like inputs it downloads a calibration sample unless the file is in its
+  working directory, so we write a seeded one there and run it in that folder;
+- it calls sys.exit(1) on failure and names the failing node only in its log.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pipeline.console import capture_output
+from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
+from pipeline.errors import ConversionError
+
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
+
+
+class Onnx2TFV1:
+    name = "onnx2tf"
+
+    def version(self) -> str:
+        return metadata.version("onnx2tf")
+
+    def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
+        work = out_dir / ".onnx2tf-work"
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")
+        np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        try:
+            with _inside(work), capture_output(log_path):
+                keras_model = self._run(work, options)
+        except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
+            raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
+        result = self._collect(work / "tf", out_dir, keras_model, options)
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    def _run(self, work: Path, options: ConversionOptions):
+        import onnx2tf
+
+        return onnx2tf.convert(
+            input_onnx_file_path=str(work / f"{WORK_NAME}.onnx"),
+            output_folder_path=str(work / "tf"),
+            output_keras_v3=True,
+            output_signaturedefs=True,
+            not_use_onnxsim=not options.use_onnxsim,
+            keep_ncw_or_nchw_or_ncdhw_input_names=list(options.keep_nchw_inputs) or None,
+            param_replacement_file=str(options.param_replacement_file or ""),
+            verbosity="info",
+        )
+
+    def _collect(self, tf_dir: Path, out_dir: Path, keras_model, options: ConversionOptions) -> ConversionResult:
+        saved_model = out_dir / "saved_model"
+        saved_model.mkdir()
+        for entry in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+            if (tf_dir / entry).exists():
+                shutil.move(str(tf_dir / entry), saved_model / entry)
+        keras = _move_if_any(tf_dir / f"{WORK_NAME}_float32_v3.keras", out_dir / "model.keras")
+        tflite = {p: _move_if_any(tf_dir / f"{WORK_NAME}_float{b}.tflite", out_dir / f"model_float{b}.tflite")
+                  for p, b in (("fp32", "32"), ("fp16", "16"))}
+        return ConversionResult(
+            saved_model=saved_model, keras=keras, tflite={p: f for p, f in tflite.items() if f},
+            inputs=[TFTensor(t.name.split(":")[0], tuple(t.shape)) for t in keras_model.inputs],
+            outputs=[TFTensor(n, tuple(t.shape)) for n, t in zip(keras_model.output_names, keras_model.outputs)],
+            converter=self.name, version=self.version(), options=options,
+        )
+
+
+def _move_if_any(source: Path, target: Path) -> Path | None:
+    if not source.exists():
+        return None
+    shutil.move(str(source), target)
+    return target
+
+
+@contextlib.contextmanager
+def _inside(work: Path) -> Iterator[None]:
+    """Run in `work` with this interpreter's scripts (onnxsim) first on PATH."""
+    previous_cwd, previous_path = os.getcwd(), os.environ.get("PATH", "")
+    os.chdir(work)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{previous_path}"
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        os.environ["PATH"] = previous_path
+
+
+def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str:
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    node = _last(re.findall(r"onnx_op_name: (\S+)", log))
+    cause = _last([line.strip() for line in log.splitlines() if re.match(r"\s*\w*(Error|Exception)\b", line.strip())])
+    cause = cause or (f"{type(exc).__name__}: {exc}" if not isinstance(exc, SystemExit) else "onnx2tf exited")
+    where = f"on node '{node}' ({_op_type(onnx_path, node)})" if node else "before reaching any node"
+    return f"onnx2tf failed {where}: {cause[:300]}; full log: {log_path}"
+
+
+def _last(items: list[str]) -> str | None:
+    return items[-1] if items else None
+
+
+def _op_type(onnx_path: Path, node_name: str) -> str:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return next((n.op_type for n in graph.node if n.name == node_name), "op unknown")

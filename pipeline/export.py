@@ -1,0 +1,163 @@
+"""Stage 1, export: PyTorch model -> model.onnx, plus the shared inputs.
+
+Exporters are tried as a list of strategies (dynamo first, then TorchScript).
+Each returns an attempt record instead of raising, and export.json records
+which one produced model.onnx and why the earlier ones failed.
+On the ONNX route this stage imports the given file instead.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts import ArtifactDir, write_json
+from pipeline.config import Source
+from pipeline.console import capture_output
+from pipeline.errors import ConfigError, ExportError
+from pipeline.inputs import TensorSpec
+from pipeline.onnx_import import import_onnx, input_specs, output_names
+from pipeline.torch_model import build_model
+
+TORCHSCRIPT_DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: torch.nn.Module
+    args: tuple
+    input_names: list[str]
+    output_names: list[str]
+    opset: int | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class ExportAttempt:
+    strategy: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+def _export_dynamo(request: ExportRequest) -> None:
+    program = torch.onnx.export(
+        request.model, request.args, dynamo=True, input_names=request.input_names,
+        output_names=request.output_names, opset_version=request.opset,
+    )
+    program.save(str(request.path))
+
+
+def _export_torchscript(request: ExportRequest) -> None:
+    torch.onnx.export(
+        request.model, request.args, str(request.path), dynamo=False, input_names=request.input_names,
+        output_names=request.output_names, opset_version=request.opset or TORCHSCRIPT_DEFAULT_OPSET,
+    )
+
+
+STRATEGIES: dict[str, Callable[[ExportRequest], None]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def run(source: Source, artifacts: ArtifactDir) -> dict:
+    """Write model.onnx, inputs.npz and export.json; return the export record."""
+    with artifacts.staging() as stage:
+        if source.kind == "onnx":
+            record = _import(source, stage)
+        else:
+            record = _export(source, stage)
+        write_json(stage / "export.json", record)
+    return record
+
+
+def _import(source: Source, stage: Path) -> dict:
+    result = import_onnx(source.path)
+    onnx.save(result.model, str(stage / "model.onnx"))
+    notes = list(result.notes)
+    specs = input_specs(result.model, notes)
+    samples = shared_inputs.generate(specs, samples=4, seed=0)
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "onnx", "source": str(source.path), "exporter": "none (ONNX file given)", "attempts": [],
+        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
+        "reference": "onnxruntime", "seed": 0, "notes": notes,
+    }
+
+
+def _export(source: Source, stage: Path) -> dict:
+    config = source.config
+    specs = [TensorSpec.from_config(spec) for spec in config.inputs]
+    samples = shared_inputs.generate(specs, config.samples, config.seed)
+    model = build_model(source)
+    first = shared_inputs.feeds(samples)[0]
+    args = tuple(torch.from_numpy(first[spec.name]) for spec in specs)
+    names = config.outputs or _default_output_names(_count_outputs(model, args, source))
+    request = ExportRequest(model, args, [s.name for s in specs], names, config.opset, stage / "model.onnx")
+    attempts = _try_strategies(request, _strategy_order(config.exporter), stage / "export.log")
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "pytorch", "source": str(source.path), "exporter": attempts[-1].strategy,
+        "attempts": [asdict(a) for a in attempts], "opset": _opset_of(request.path),
+        "inputs": [s.to_json() for s in specs], "outputs": names, "reference": "pytorch",
+        "seed": config.seed, "notes": [],
+    }
+
+
+def _count_outputs(model: torch.nn.Module, args: tuple, source: Source) -> int:
+    try:
+        with torch.no_grad():
+            outputs = model(*args)
+    except Exception as exc:  # the user's forward(): report it against the config's inputs
+        shapes = ", ".join(f"{s.name}{list(s.shape)}" for s in source.config.inputs)
+        raise ConfigError(
+            f"{source.path}: the model rejects the configured inputs ({shapes}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]}; fix 'inputs' in the config"
+        ) from None
+    return len(outputs) if isinstance(outputs, (tuple, list)) else 1
+
+
+def _default_output_names(count: int) -> list[str]:
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def _strategy_order(choice: str) -> list[str]:
+    return ["dynamo", "torchscript"] if choice == "auto" else [choice]
+
+
+def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) -> list[ExportAttempt]:
+    attempts: list[ExportAttempt] = []
+    for name in order:
+        attempt = _attempt(name, request, log_path)
+        attempts.append(attempt)
+        if attempt.ok:
+            return attempts
+    tried = "; ".join(f"{a.strategy}: {a.error}" for a in attempts)
+    raise ExportError(f"every exporter failed ({tried}); see {log_path.name} in the artifact folder")
+
+
+def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt:
+    start = time.perf_counter()
+    try:
+        with capture_output(log_path):
+            STRATEGIES[name](request)
+            onnx.checker.check_model(str(request.path))
+    except Exception as exc:  # an exporter may fail in many ways; the next strategy gets its turn
+        with log_path.open("a") as log:
+            log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
+        return ExportAttempt(name, False, time.perf_counter() - start, _first_line(exc))
+    return ExportAttempt(name, True, time.perf_counter() - start)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _opset_of(path: Path) -> int:
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -1,0 +1,85 @@
+"""Shared inputs: seeded samples every backend runs on, saved to inputs.npz.
+
+inputs.npz holds one array per input name with a leading sample axis, so
+`inputs["x"][i]` is the i-th sample of input x in the model's own layout.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import FLOAT_DTYPES, InputSpec
+
+Feed = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input as the reference framework sees it (NCHW for images)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    low: float = 0.0
+    high: float = 1.0
+
+    @classmethod
+    def from_config(cls, spec: InputSpec) -> "TensorSpec":
+        return cls(spec.name, tuple(spec.shape), spec.dtype, spec.low, spec.high)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "TensorSpec":
+        return cls(raw["name"], tuple(raw["shape"]), raw["dtype"], raw.get("low", 0.0), raw.get("high", 1.0))
+
+
+def generate(specs: list[TensorSpec], samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded uniform samples from each input's [low, high) range."""
+    rng = np.random.default_rng(seed)
+    return {spec.name: _sample(rng, spec, samples) for spec in specs}
+
+
+def _sample(rng: np.random.Generator, spec: TensorSpec, count: int) -> np.ndarray:
+    shape = (count, *spec.shape)
+    if spec.dtype in FLOAT_DTYPES:
+        values = rng.uniform(spec.low, spec.high, size=shape)
+        return values.astype(spec.dtype)
+    if spec.dtype == "bool":
+        return rng.random(size=shape) < 0.5
+    low, high = int(np.ceil(spec.low)), int(np.ceil(spec.high))
+    return rng.integers(low, max(high, low + 1), size=shape, dtype=spec.dtype)
+
+
+def feeds(samples: dict[str, np.ndarray]) -> list[Feed]:
+    """Split stacked samples into one feed dict per sample."""
+    count = len(next(iter(samples.values())))
+    return [{name: array[i] for name, array in samples.items()} for i in range(count)]
+
+
+def stack(per_sample: list[Feed]) -> dict[str, np.ndarray]:
+    """The inverse of `feeds`: stack per-sample outputs along a leading axis."""
+    return {name: np.stack([sample[name] for sample in per_sample]) for name in per_sample[0]}
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Save arrays byte-for-byte reproducibly (fixed zip timestamps), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}

@@ -1,0 +1,99 @@
+"""The ONNX route: take an ONNX file made elsewhere into the artifact folder.
+
+Old files (opset < 7, the oldest ONNX Runtime guarantees) are upgraded with
+onnx's version converter. Files from IR version < 4 list their initializers as
+graph inputs; those are constants, so they are removed from the inputs first
+(otherwise the converter fails with "Input 1 is undefined!").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from onnx import version_converter
+
+from pipeline.errors import UsageError, ValidationError
+from pipeline.inputs import TensorSpec
+
+MIN_RUNNABLE_OPSET = 7
+UPGRADE_TARGET_OPSET = 13
+ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.BOOL: "bool",
+}
+
+
+@dataclass
+class ImportResult:
+    model: onnx.ModelProto
+    opset: int
+    notes: list[str] = field(default_factory=list)
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Load an ONNX file, turning a corrupt or truncated file into one clear error."""
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError, onnx raises several types
+        raise UsageError(f"{path}: not a readable ONNX model ({type(exc).__name__}); check that the file is complete") from None
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def import_onnx(path: Path) -> ImportResult:
+    model = load_onnx(path)
+    opset = default_opset(model)
+    result = ImportResult(model=model, opset=opset)
+    if opset < MIN_RUNNABLE_OPSET:
+        result.model = upgrade(model, UPGRADE_TARGET_OPSET)
+        result.opset = UPGRADE_TARGET_OPSET
+        result.notes.append(
+            f"upgraded from opset {opset} to {UPGRADE_TARGET_OPSET} with onnx.version_converter "
+            f"(ONNX Runtime only guarantees opset >= {MIN_RUNNABLE_OPSET})"
+        )
+    return result
+
+
+def upgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
+    initializers = {init.name for init in model.graph.initializer}
+    real_inputs = [value for value in model.graph.input if value.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(real_inputs)
+    model.ir_version = max(model.ir_version, 4)  # IR 4 lets initializers stand alone
+    try:
+        return version_converter.convert_version(model, target)
+    except Exception as exc:  # the converter raises its own C++ error types
+        raise ValidationError(f"onnx version converter could not upgrade the model to opset {target}: {exc}") from None
+
+
+def input_specs(model: onnx.ModelProto, notes: list[str]) -> list[TensorSpec]:
+    """Inputs of an ONNX graph (initializers excluded); dynamic dimensions are set to 1."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [_spec(value, notes) for value in model.graph.input if value.name not in initializers]
+
+
+def _spec(value: onnx.ValueInfoProto, notes: list[str]) -> TensorSpec:
+    tensor_type = value.type.tensor_type
+    dtype = ONNX_DTYPES.get(tensor_type.elem_type)
+    if dtype is None:
+        name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+        raise UsageError(f"input '{value.name}' has dtype {name}; supported: {', '.join(ONNX_DTYPES.values())}")
+    shape = []
+    for index, dim in enumerate(tensor_type.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(dim.dim_value)
+        else:
+            shape.append(1)
+            notes.append(f"input '{value.name}' dimension {index} ('{dim.dim_param}') is dynamic; set to 1")
+    low, high = (-1.0, 1.0) if dtype.startswith("float") else (0, 2)
+    return TensorSpec(value.name, tuple(shape), dtype, low, high)
+
+
+def output_names(model: onnx.ModelProto) -> list[str]:
+    return [value.name for value in model.graph.output]

@@ -1,0 +1,122 @@
+"""Stage 5, report: report.json, report.md and the terminal summary.
+
+Reads only the records earlier stages wrote, so it can be rerun at any time.
+"""
+from __future__ import annotations
+
+from importlib import metadata
+
+from rich.table import Table
+
+from pipeline.artifacts import ArtifactDir, sha256, write_json
+from pipeline.backends import BACKEND_LABELS
+from pipeline.console import console
+
+VERSIONED = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "tensorflow": "tensorflow-cpu", "onnx2tf": "onnx2tf"}
+ARTIFACT_FORMATS = {
+    "model.onnx": "onnx", "saved_model": "tf_saved_model", "model.keras": "keras",
+    "model_float32.tflite": "tflite_fp32", "model_float16.tflite": "tflite_fp16", "inputs.npz": "inputs",
+}
+
+
+def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None) -> dict:
+    """Assemble report.json's content from the stage records."""
+    export = artifacts.read_record("export")
+    audit = artifacts.read_record("audit")
+    convert = artifacts.read_record("convert")
+    validate = artifacts.read_record_if_any("validate") or {}
+    return {
+        "model": name, "verdict": audit["verdict"], "route": export["route"], "reference": audit["reference"],
+        "backends": audit["backends"], "exporter": export["exporter"], "export_attempts": export["attempts"],
+        "opset": export["opset"], "samples": audit["samples"],
+        "comparisons": audit["comparisons"],
+        "validation": {k: validate.get(k) for k in ("checker", "shape_inference", "passed")},
+        "conversion": {k: convert[k] for k in ("converter", "version", "options", "io", "ambiguous_layouts")},
+        "notes": export.get("notes", []) + _layout_notes(convert),
+        "artifacts": _artifacts(artifacts),
+        "timings": timings or _stage_seconds(artifacts, export, validate, convert, audit),
+        "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
+    }
+
+
+def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None) -> dict:
+    report = build(name, artifacts, timings)
+    with artifacts.staging() as stage:
+        write_json(stage / "report.json", report)
+        (stage / "report.md").write_text(markdown(report))
+    print_summary(report, artifacts)
+    return report
+
+
+def _stage_seconds(artifacts: ArtifactDir, *records: dict) -> dict[str, float]:
+    stages = ("export", "validate", "convert", "audit")
+    return {stage: record.get("seconds") for stage, record in zip(stages, records) if record.get("seconds") is not None}
+
+
+def _layout_notes(convert: dict) -> list[str]:
+    io = convert["io"]
+    return [f"layout of '{b['name']}' is ambiguous: {b['note']}" for b in io["inputs"] + io["outputs"] if b["ambiguous"]]
+
+
+def _artifacts(artifacts: ArtifactDir) -> list[dict]:
+    found = [(artifacts.root / name, fmt) for name, fmt in ARTIFACT_FORMATS.items() if (artifacts.root / name).exists()]
+    if artifacts.outputs.exists():
+        found += [(path, "outputs") for path in sorted(artifacts.outputs.glob("*.npz"))]
+    return [{"path": str(path.relative_to(artifacts.root)), "format": fmt, "sha256": sha256(path)} for path, fmt in found]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or value != value:
+        return "n/a"
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _rows(report: dict) -> list[list[str]]:
+    rows = []
+    for c in report["comparisons"]:
+        result = "pass" if c["passed"] else f"FAIL{': ' + c['error'] if c['error'] else ''}"
+        rows.append([
+            BACKEND_LABELS.get(c["candidate"], c["candidate"]), c["output"], _fmt(c["max_abs"]), _fmt(c["mean_abs"]),
+            _fmt(c["max_rel"]), _fmt(c["cosine"]), f"{c['atol']:g}", f"{c['rtol']:g}", result,
+        ])
+    return rows
+
+
+HEADERS = ["backend", "output", "max_abs", "mean_abs", "max_rel", "cosine", "atol", "rtol", "result"]
+
+
+def print_summary(report: dict, artifacts: ArtifactDir) -> None:
+    table = Table(title=f"{report['model']}: each backend vs {BACKEND_LABELS[report['reference']]}, {report['samples']} samples")
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("backend", "output", "result") else "right")
+    for row in _rows(report):
+        table.add_row(*row, style=None if row[-1] == "pass" else "bold red")
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    colour = "green" if report["verdict"] == "pass" else "red"
+    console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md}")
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Conversion report: {report['model']}", "",
+        f"**Verdict: {report['verdict'].upper()}** (reference: {BACKEND_LABELS[report['reference']]}, "
+        f"{report['samples']} samples, exporter: {report['exporter']}, opset {report['opset']})", "",
+        "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+    if report["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
+    lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
+    lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]
+    lines += ["", "## Timings (s)", ""] + [f"- {stage}: {seconds:.2f}" for stage, seconds in report["timings"].items()]
+    lines += ["", "## Versions", ""] + [f"- {name} {version}" for name, version in report["versions"].items()]
+    return "\n".join(lines) + "\n"

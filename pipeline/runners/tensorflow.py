@@ -1,0 +1,85 @@
+"""TensorFlow runners: SavedModel, Keras and TFLite (fp32 and fp16).
+
+Each maps the logical (NCHW) feeds to its own layout and names using the
+bindings the convert stage recorded, and maps outputs back.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.inputs import Feed, TensorSpec
+from pipeline.runners.base import Runner
+from pipeline.runners.tf_io import TFModelIO
+
+
+class _TFRunner(Runner):
+    def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], output_names: list[str]) -> None:
+        super().__init__(input_specs, output_names)
+        self.path = path
+        self.io = io
+        self.model = None
+
+    def _backend_feed(self, feed: Feed) -> dict[str, np.ndarray]:
+        return {b.tf_name: b.layout.to_backend(np.asarray(feed[b.name])) for b in self.io.inputs}
+
+    def _logical_outputs(self, pick) -> dict[str, np.ndarray]:
+        """Map each output binding to its logical array; `pick(binding)` fetches the backend's value."""
+        return {b.name: b.layout.to_logical(np.asarray(pick(b))) for b in self.io.outputs}
+
+    def _deactivate_impl(self) -> None:
+        self.model = None
+
+
+class TFSavedModelRunner(_TFRunner):
+    """The SavedModel's serving_default signature; its outputs are keyed output_0, output_1, ..."""
+
+    name = "tf_saved_model"
+
+    def _activate_impl(self) -> None:
+        import tensorflow as tf
+
+        self.model = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        result = self.model(**{k: tf.constant(v) for k, v in self._backend_feed(feed).items()})
+        return self._logical_outputs(lambda b: result[f"output_{b.index}"].numpy())
+
+
+class KerasRunner(_TFRunner):
+    """The .keras file, loaded in safe mode (no arbitrary code from the file)."""
+
+    name = "keras"
+
+    def _activate_impl(self) -> None:
+        import tf_keras
+
+        self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        backend = self._backend_feed(feed)
+        ordered = [backend[b.tf_name] for b in sorted(self.io.inputs, key=lambda b: b.index)]
+        result = self.model(ordered if len(ordered) > 1 else ordered[0], training=False)
+        values = result if isinstance(result, (list, tuple)) else [result]
+        return self._logical_outputs(lambda b: values[b.index])
+
+
+class TFLiteRunner(_TFRunner):
+    """A .tflite file through the LiteRT interpreter's signature runner."""
+
+    def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], output_names: list[str], precision: str) -> None:
+        super().__init__(path, io, input_specs, output_names)
+        self.precision = precision
+        self.name = f"tflite_{precision}"
+
+    def _activate_impl(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.model = Interpreter(model_path=str(self.path)).get_signature_runner()
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        result = self.model(**self._backend_feed(feed))
+        return self._logical_outputs(lambda b: result[b.tf_name])

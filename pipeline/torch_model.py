@@ -1,0 +1,108 @@
+"""Build the user's PyTorch model from a config: factory, checkpoint, eval mode."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from pipeline.config import Source
+from pipeline.errors import ConfigError
+
+
+def build_model(source: Source) -> torch.nn.Module:
+    """Call the config's factory, load its checkpoint safely and switch to eval()."""
+    config = source.config
+    factory = _resolve_factory(config.model, source.base_dir, source.path)
+    try:
+        model = factory(**config.model_args)
+    except Exception as exc:  # the user's code: any failure is a config problem
+        raise ConfigError(f"{source.path}: model factory '{config.model}' raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(
+            f"{source.path}: model factory '{config.model}' returned {type(model).__name__}, "
+            "not a torch.nn.Module; make it return the model instance"
+        )
+    if config.checkpoint:
+        load_checkpoint(model, _resolve_path(config.checkpoint, source.base_dir), source.path)
+    return model.eval()
+
+
+def _resolve_factory(spec: str, base_dir: Path, config_path: Path):
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ConfigError(f"{config_path}: key 'model': '{spec}' must look like 'pkg.module:callable' or 'file.py:callable'")
+    module = _import_file(target, base_dir, config_path) if target.endswith(".py") else _import_module(target, config_path)
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise ConfigError(f"{config_path}: key 'model': '{target}' has no callable '{attr}'; available: {', '.join(public[:10])}")
+    return factory
+
+
+def _import_module(name: str, config_path: Path):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(f"{config_path}: key 'model': cannot import '{name}' ({exc}); check the module path") from None
+
+
+def _import_file(relative: str, base_dir: Path, config_path: Path):
+    path = _resolve_path(relative, base_dir)
+    if not path.is_file():
+        raise ConfigError(f"{config_path}: key 'model': file {path} not found (paths are relative to the config file)")
+    module_name = f"_pipeline_model_{path.stem}_{abs(hash(path)) % 10**8}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent))  # let the file import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigError(f"{path}: importing the model file raised {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _resolve_path(value: str, base_dir: Path) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path) -> None:
+    """Load a state_dict from .safetensors or a .pt file with weights_only=True."""
+    if not path.is_file():
+        raise ConfigError(f"{config_path}: key 'checkpoint': file {path} not found")
+    state = _read_state_dict(path)
+    missing, unexpected = _key_mismatch(model, state)
+    if missing or unexpected:
+        raise ConfigError(
+            f"{path}: checkpoint keys do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}; "
+            "check that the checkpoint belongs to this model"
+        )
+    model.load_state_dict(state)
+
+
+def _read_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"{path}: torch.load(weights_only=True) refused the checkpoint ({str(exc).splitlines()[0]}); "
+            "save a plain state_dict (torch.save(model.state_dict(), ...)) or convert it to .safetensors"
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: checkpoint holds {type(state).__name__}, not a state_dict; save model.state_dict()")
+    return state
+
+
+def _key_mismatch(model: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    expected = set(model.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)

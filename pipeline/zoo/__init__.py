@@ -1,0 +1,1 @@
+"""Models built from code with random weights, for examples and tests."""
