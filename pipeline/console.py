@@ -21,15 +21,17 @@ console = Console(file=_terminal, highlight=False, width=None if _terminal.isatt
 
 @contextlib.contextmanager
 def capture_output(log_path: Path) -> Iterator[None]:
-    """Redirect this process's stdout and stderr (Python and C level) into log_path."""
+    """Send this process's stdout and stderr into log_path, at the C level and at the
+    Python level (the latter also when sys.stdout was replaced, e.g. under pytest)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, open(log_path, "a", buffering=1) as text_log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(text_log), contextlib.redirect_stderr(text_log):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -34,6 +34,7 @@ class Onnx2TFV1:
         return metadata.version("onnx2tf")
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
+        onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
         work.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")

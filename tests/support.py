@@ -1,0 +1,32 @@
+"""Helpers shared by tests (kept out of conftest.py so tests can import them)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+def refuse_network(*args, **kwargs):
+    raise NetworkBlocked(f"network access attempted: {args[0] if args else kwargs}")
+
+
+@dataclass
+class Run:
+    exit_code: int
+    root: Path
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.root / "report.json").read_text())
+
+
+def run_cli(*argv: str) -> int:
+    from pipeline.cli import main
+
+    return main(list(argv))

@@ -1,0 +1,39 @@
+"""The convert stage: a failed conversion leaves the last good artifacts intact."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline import convert
+from pipeline.artifacts import sha256
+from pipeline.converters.base import ConversionOptions
+from pipeline.errors import ConversionError
+from tests.support import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+class _BrokenConverter:
+    name = "broken"
+
+    def version(self) -> str:
+        return "0"
+
+    def convert(self, onnx_path, out_dir, log_path, options: ConversionOptions):
+        (out_dir / "saved_model").mkdir()
+        (out_dir / "saved_model" / "saved_model.pb").write_bytes(b"half-written")
+        log_path.write_text("converter log before the failure\n")
+        raise ConversionError(f"onnx2tf failed on node 'n' (Foo): boom; full log: {log_path}")
+
+
+def test_failed_conversion_keeps_previous_artifacts(seed_copy, monkeypatch, capsys):
+    before = {name: sha256(seed_copy / name) for name in ("saved_model", "model.keras", "model_float32.tflite", "convert.json")}
+    monkeypatch.setattr(convert, "get_converter", lambda: _BrokenConverter())
+    assert run_cli("convert-tf", "seed_ym", "--out", str(seed_copy)) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: onnx2tf failed on node 'n' (Foo): boom; full log: ")
+    assert err[0].endswith("convert.failed.log")
+    assert (seed_copy / "convert.failed.log").read_text() == "converter log before the failure\n"
+    after = {name: sha256(seed_copy / name) for name in before}
+    assert after == before
+    assert not list(seed_copy.glob(".staging-*"))
