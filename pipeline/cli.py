@@ -6,9 +6,11 @@ Every error is one line on stderr and an exit code; --debug shows the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO/WARNING chatter off the terminal
@@ -16,7 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO
 from pipeline.artifacts import ArtifactDir  # noqa: E402
 from pipeline.config import Source, resolve_source  # noqa: E402
 from pipeline.console import console  # noqa: E402
-from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PASS, PipelineError  # noqa: E402
+from pipeline.errors import (  # noqa: E402
+    EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PASS, PipelineError, UsageError,
+)
 
 STAGES = ("export", "validate", "convert", "audit", "report")
 
@@ -36,6 +40,21 @@ def _stage_validate(source: Source, artifacts: ArtifactDir, args) -> int:
     for c in record["comparisons"]:
         console.print(f"validate: {c['candidate']} vs {c['reference']} '{c['output']}': max_abs {c['max_abs']:.3g} -> {'pass' if c['passed'] else 'FAIL'}")
     console.print(f"validate: checker and shape inference passed for {artifacts.onnx}")
+    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+
+
+def _stage_lint(source: Source, artifacts: ArtifactDir, args) -> int:
+    from pipeline.lint.stage import run
+    from pipeline.report import print_findings
+
+    onnx_file = Path(args.onnx) if getattr(args, "onnx", None) else None
+    if onnx_file is not None and not onnx_file.is_file():
+        raise UsageError(f"--onnx {onnx_file}: file not found; check the path")
+    record = run(source, artifacts, onnx_file)
+    if getattr(args, "json", False):
+        print(json.dumps(record, indent=2))
+    else:
+        print_findings(record)
     return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
 
 
@@ -63,7 +82,7 @@ def _stage_report(source: Source, artifacts: ArtifactDir, args, timings: dict | 
 
 
 STAGE_COMMANDS: dict[str, Callable] = {
-    "export": _stage_export, "validate": _stage_validate, "convert-tf": _stage_convert,
+    "export": _stage_export, "validate": _stage_validate, "lint": _stage_lint, "convert-tf": _stage_convert,
     "audit": _stage_audit, "report": _stage_report,
 }
 
@@ -86,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     helps = {
-        "convert": "run every stage: export, validate, convert-tf, audit, report",
+        "convert": "run every stage: export, validate, lint, convert-tf, audit, report",
         "export": "PyTorch -> model.onnx and inputs.npz (an .onnx MODEL is imported instead)",
         "validate": "onnx checker, shape inference, ONNX Runtime vs PyTorch",
+        "lint": "check BatchNorm/norm epsilon and padding in the ONNX graph against the PyTorch modules",
         "convert-tf": "model.onnx -> SavedModel, Keras and TFLite with onnx2tf",
         "audit": "run every backend on the shared inputs and compare with the reference",
         "report": "write report.json and report.md and print the summary",
@@ -99,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("model", metavar="MODEL", help="config name in configs/, a .yaml config, or an .onnx file")
         command.add_argument("--out", help="artifact folder (default: artifacts/<name>)")
         command.add_argument("--debug", action="store_true", help="show tracebacks")
+        if name == "lint":
+            command.add_argument("--onnx", help="lint this ONNX file (made elsewhere) against the config's PyTorch model")
+            command.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
         if name in ("convert", "audit"):
             command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
     return parser

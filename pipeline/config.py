@@ -130,7 +130,9 @@ def _read_yaml(path: Path) -> dict:
 
 def _explain(path: Path, exc: PydanticError) -> str:
     """One line for the first schema error: where, what, and how to fix it."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt required key is both "extra" and "missing": the typo is the useful one.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = _format_loc(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":

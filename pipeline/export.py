@@ -7,6 +7,7 @@ On the ONNX route this stage imports the given file instead.
 """
 from __future__ import annotations
 
+import re
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -96,7 +97,10 @@ def _export(source: Source, stage: Path) -> dict:
     model = build_model(source)
     first = shared_inputs.feeds(samples)[0]
     args = tuple(torch.from_numpy(first[spec.name]) for spec in specs)
-    names = config.outputs or _default_output_names(_count_outputs(model, args, source))
+    count = _count_outputs(model, args, source)
+    names = config.outputs or _default_output_names(count)
+    if len(names) != count:
+        raise ConfigError(f"{source.path}: key 'outputs' names {len(names)} outputs but the model returns {count}; list one name per output")
     request = ExportRequest(model, args, [s.name for s in specs], names, config.opset, stage / "model.onnx")
     attempts = _try_strategies(request, _strategy_order(config.exporter), stage / "export.log")
     shared_inputs.save_npz(stage / "inputs.npz", samples)
@@ -154,7 +158,7 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 

@@ -49,8 +49,10 @@ def generate(specs: list[TensorSpec], samples: int, seed: int) -> dict[str, np.n
 def _sample(rng: np.random.Generator, spec: TensorSpec, count: int) -> np.ndarray:
     shape = (count, *spec.shape)
     if spec.dtype in FLOAT_DTYPES:
-        values = rng.uniform(spec.low, spec.high, size=shape)
-        return values.astype(spec.dtype)
+        values = rng.uniform(spec.low, spec.high, size=shape).astype(spec.dtype)
+        # Rounding to float16/32 can land on `high`; keep the documented half-open range.
+        below_high = np.nextafter(np.array(spec.high, dtype=spec.dtype), np.array(spec.low, dtype=spec.dtype))
+        return np.minimum(values, below_high) if spec.high > spec.low else values
     if spec.dtype == "bool":
         return rng.random(size=shape) < 0.5
     low, high = int(np.ceil(spec.low)), int(np.ceil(spec.high))

@@ -78,6 +78,8 @@ def decide(logical: tuple[int, ...], backend: tuple[int, ...], prefer_channel_la
 
 def resolve_by_probe(logical_ref: np.ndarray, backend_out: np.ndarray, fits: list[Layout]) -> Layout:
     """For an ambiguous output: keep the candidate that matches the reference numerically."""
+    if len(fits) < 2:
+        return fits[0] if fits else Layout(None, "unresolved", True, "no layout fits the shapes")
     errors = [float(np.max(np.abs(layout.to_logical(backend_out).astype(np.float64) - logical_ref))) for layout in fits]
     best = int(np.argmin(errors))
     others = [e for i, e in enumerate(errors) if i != best]

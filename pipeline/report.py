@@ -25,18 +25,25 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
     audit = artifacts.read_record("audit")
     convert = artifacts.read_record("convert")
     validate = artifacts.read_record_if_any("validate") or {}
+    lint = artifacts.read_record_if_any("lint")
     return {
-        "model": name, "verdict": audit["verdict"], "route": export["route"], "reference": audit["reference"],
+        "model": name, "verdict": _verdict(audit, lint), "route": export["route"], "reference": audit["reference"],
         "backends": audit["backends"], "exporter": export["exporter"], "export_attempts": export["attempts"],
         "opset": export["opset"], "samples": audit["samples"],
         "comparisons": audit["comparisons"],
         "validation": {k: validate.get(k) for k in ("checker", "shape_inference", "passed")},
         "conversion": {k: convert[k] for k in ("converter", "version", "options", "io", "ambiguous_layouts")},
+        "lint": {"findings": lint["findings"], "counts": lint["counts"], "notes": lint["notes"]} if lint else None,
         "notes": export.get("notes", []) + _layout_notes(convert),
         "artifacts": _artifacts(artifacts),
         "timings": timings or _stage_seconds(artifacts, export, validate, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
     }
+
+
+def _verdict(audit: dict, lint: dict | None) -> str:
+    """Fail on any failed comparison, and on any error-level lint finding."""
+    return "fail" if audit["verdict"] != "pass" or (lint is not None and not lint["passed"]) else "pass"
 
 
 def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None) -> dict:
@@ -92,7 +99,22 @@ def _rows(report: dict) -> list[list[str]]:
 HEADERS = ["backend", "output", "max_abs", "mean_abs", "max_rel", "cosine", "atol", "rtol", "result"]
 
 
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def print_findings(lint: dict) -> None:
+    counts = lint["counts"]
+    console.print(f"lint: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes")
+    for f in lint["findings"]:
+        where = f"{f['node'] or '-'} ({f['op_type']}), module {f['module'] or '?'}"
+        console.print(f"  [{SEVERITY_STYLE[f['severity']]}]{f['severity']:7}[/] {f['rule']}: {where}: {f['message']}")
+    for note in lint.get("notes", []):
+        console.print(f"  [dim]note[/]    {note}")
+
+
 def print_summary(report: dict, artifacts: ArtifactDir) -> None:
+    if report.get("lint"):
+        print_findings({**report["lint"], "passed": report["lint"]["counts"]["error"] == 0})
     table = Table(title=f"{report['model']}: each backend vs {BACKEND_LABELS[report['reference']]}, {report['samples']} samples")
     for header in HEADERS:
         table.add_column(header, justify="left" if header in ("backend", "output", "result") else "right")
@@ -105,6 +127,18 @@ def print_summary(report: dict, artifacts: ArtifactDir) -> None:
     console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md}")
 
 
+def _lint_markdown(lint: dict | None) -> list[str]:
+    if lint is None:
+        return []
+    counts = lint["counts"]
+    lines = ["", "## Lint", "", f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes."]
+    if lint["findings"]:
+        lines += ["", "| severity | rule | node | op | module | expected | actual | message |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {f['severity']} | {f['rule']} | `{f['node']}` | {f['op_type']} | `{f['module']}` | {f['expected']} | "
+                  f"{f['actual']} | {f['message'].replace('|', '/')} |" for f in lint["findings"]]
+    return lines + [f"- {note}" for note in lint.get("notes", [])]
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Conversion report: {report['model']}", "",
@@ -115,6 +149,7 @@ def markdown(report: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
+    lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]
     lines += ["", "## Timings (s)", ""] + [f"- {stage}: {seconds:.2f}" for stage, seconds in report["timings"].items()]

@@ -88,9 +88,13 @@ def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path) -> No
 
 def _read_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as exc:
+            raise ConfigError(f"{path}: not a readable .safetensors file ({exc}); check that the file is complete") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

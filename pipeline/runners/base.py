@@ -49,6 +49,9 @@ class Runner(abc.ABC):
         except Exception as exc:  # as above: one line naming backend and cause
             raise RunnerError(f"{self.name}: inference failed ({type(exc).__name__}: {_first_line(exc)})") from None
         self.inference_seconds.append(time.perf_counter() - start)
+        missing = [name for name in self.output_names if name not in outputs]
+        if missing:
+            raise RunnerError(f"{self.name}: the model returned no output named {missing}; it returned {sorted(outputs)}")
         return {name: outputs[name] for name in self.output_names}
 
     def deactivate(self) -> None:

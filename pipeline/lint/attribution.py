@@ -1,0 +1,95 @@
+"""Which PyTorch module an ONNX node came from.
+
+In order of trust:
+1. the dynamo exporter's node metadata `pkg.torch.onnx.name_scopes`;
+2. scoped node names, as the TorchScript exporter writes them (`/layer1/layer1.0/bn1/BatchNormalization`);
+   then initializer names that are parameter names (`layer1.0.conv1.weight`, as dynamo writes them);
+3. matching the node's initializer values to module parameters and buffers,
+   which works for any exporter, even after renaming.
+When none of these gives exactly one module, the attribution says so; it never guesses.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    module: str | None
+    method: str  # "metadata" | "node name" | "initializer values" | "none"
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.module is None:
+            return f"not attributed: {self.note}"
+        return f"via {self.method}" + (f" ({self.note})" if self.note else "")
+
+
+class Attributor:
+    """Maps ONNX nodes to module paths of a given PyTorch model (or of none)."""
+
+    def __init__(self, module_types: dict[str, str], parameters: dict[str, np.ndarray], initializers) -> None:
+        self.module_types = module_types  # module path -> class name
+        self.parameters = parameters  # "path.weight" -> values
+        self.initializers = initializers  # callable: name -> np.ndarray | None
+
+    def attribute(self, node: onnx.NodeProto, want: tuple[str, ...] = ()) -> Attribution:
+        """`want` restricts to modules of these class names (e.g. ("BatchNorm2d",))."""
+        for method in (self._from_metadata, self._from_node_name, self._from_initializer_names, self._from_values):
+            found = method(node, want)
+            if found is not None:
+                return found
+        return Attribution(None, "none", "no name-scope metadata, no scoped node name, and no parameter matched its initializers")
+
+    def _accept(self, path: str, want: tuple[str, ...]) -> bool:
+        return path in self.module_types and (not want or self.module_types[path] in want)
+
+    def _from_metadata(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
+        raw = next((p.value for p in node.metadata_props if p.key == NAME_SCOPES), None)
+        if raw is None:
+            return None
+        try:
+            scopes = [s for s in ast.literal_eval(raw) if s]
+        except (ValueError, SyntaxError):
+            return None
+        for scope in reversed(scopes):
+            if self._accept(scope, want):
+                return Attribution(scope, "metadata")
+        return None
+
+    def _from_node_name(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
+        parts = [p for p in node.name.split("/") if p][:-1]
+        if not parts:
+            return None
+        path = ""
+        for part in parts:
+            path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        return Attribution(path, "node name") if self._accept(path, want) else None
+
+    def _from_initializer_names(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
+        # The dynamo exporter names initializers after parameters ("layer1.0.conv1.weight"),
+        # also when it folded other values into them.
+        owners = {name.rsplit(".", 1)[0] for name in node.input[1:] if name in self.parameters}
+        owners = {owner for owner in owners if self._accept(owner, want)}
+        return Attribution(owners.pop(), "initializer names") if len(owners) == 1 else None
+
+    def _from_values(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
+        matches: set[str] = set()
+        for name in node.input[1:]:
+            values = self.initializers(name)
+            if values is None:
+                continue
+            matches |= {key.rsplit(".", 1)[0] for key, param in self.parameters.items()
+                        if param.shape == values.shape and np.array_equal(param, values)}
+        matches = {m for m in matches if self._accept(m, want)}
+        if len(matches) == 1:
+            return Attribution(matches.pop(), "initializer values")
+        if len(matches) > 1:
+            return Attribution(None, "none", f"ambiguous: initializers match {sorted(matches)}")
+        return None

@@ -1,0 +1,227 @@
+"""pipeline/config.py: YAML configs, their schema errors, and resolving MODEL."""
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import CONFIGS_DIR, load_config, resolve_source
+from pipeline.errors import ConfigError, UsageError
+
+MINIMAL = """\
+model: pipeline.zoo.seed:build
+inputs:
+  - name: x
+    shape: [1, 3, 8, 8]
+"""
+
+
+def write_yaml(tmp_path: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def config_error(path: Path, message: str) -> str:
+    """The pattern for a ConfigError about `path`: the path itself is escaped."""
+    return re.escape(f"{path}: ") + message
+
+
+# --- loading a valid config -------------------------------------------------
+
+def test_valid_config_loads_with_defaults(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL)
+    source = load_config(path)
+    assert source.kind == "config"
+    assert source.path == path.resolve()
+    assert source.base_dir == path.resolve().parent
+    config = source.config
+    assert config.model == "pipeline.zoo.seed:build"
+    (spec,) = config.inputs
+    assert (spec.name, spec.shape, spec.dtype, spec.low, spec.high) == ("x", [1, 3, 8, 8], "float32", 0.0, 1.0)
+    assert (config.seed, config.samples, config.exporter, config.opset) == (0, 4, "auto", None)
+    assert config.checkpoint is None and config.outputs is None and config.tolerances == {}
+
+
+def test_valid_config_keeps_every_optional_key(tmp_path):
+    path = write_yaml(tmp_path, """\
+        name: custom
+        model: pkg.module:build
+        model_args: {channels: 8}
+        checkpoint: weights.safetensors
+        inputs:
+          - {name: image, shape: [2, 3, 4, 4], dtype: float16, low: -0.5, high: 0.5}
+          - {name: ids, shape: [2, 5], dtype: int64, low: 0, high: 10}
+        outputs: [logits]
+        seed: 7
+        samples: 2
+        opset: 18
+        exporter: torchscript
+        tolerances:
+          tflite_fp16: {atol: 0.05, rtol: 0.01}
+        """)
+    source = load_config(path)
+    config = source.config
+    assert source.name == "custom"
+    assert config.model_args == {"channels": 8}
+    assert config.checkpoint == "weights.safetensors"
+    assert [(s.name, s.shape, s.dtype) for s in config.inputs] == [("image", [2, 3, 4, 4], "float16"), ("ids", [2, 5], "int64")]
+    assert (config.inputs[0].low, config.inputs[0].high) == (-0.5, 0.5)
+    assert (config.outputs, config.seed, config.samples, config.opset, config.exporter) == (["logits"], 7, 2, 18, "torchscript")
+    assert (config.tolerances["tflite_fp16"].atol, config.tolerances["tflite_fp16"].rtol) == (0.05, 0.01)
+
+
+def test_default_name_is_the_file_stem(tmp_path):
+    assert load_config(write_yaml(tmp_path, MINIMAL, "my_model.yaml")).name == "my_model"
+
+
+# --- unknown keys -----------------------------------------------------------
+
+def test_unknown_top_level_key_suggests_the_close_one(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "sampels: 2\n")
+    with pytest.raises(ConfigError, match=config_error(path, r"unknown key 'sampels'; did you mean 'samples'\?")):
+        load_config(path)
+
+
+def test_unknown_key_under_inputs_suggests_an_input_key(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "    dtpye: float16\n")
+    with pytest.raises(ConfigError, match=config_error(path, r"unknown key 'inputs\[0\]\.dtpye'; did you mean 'dtype'\?")):
+        load_config(path)
+
+
+def test_unknown_key_under_tolerances_suggests_a_tolerance_key(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "tolerances:\n  keras: {atol: 0.1, rtol: 0.1, rtoll: 1}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'tolerances\.keras\.rtoll'; did you mean 'rtol'\?"):
+        load_config(path)
+
+
+def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "zzz: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys: checkpoint, exporter, inputs, model, "):
+        load_config(path)
+
+
+def test_misspelt_required_key_suggests_the_right_one(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL.replace("inputs:", "inptus:"))
+    with pytest.raises(ConfigError, match=r"unknown key 'inptus'; did you mean 'inputs'\?"):
+        load_config(path)
+
+
+def test_misspelt_required_input_key_suggests_the_right_one(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL.replace("shape:", "shpe:"))
+    with pytest.raises(ConfigError, match=r"unknown key 'inputs\[0\]\.shpe'; did you mean 'shape'\?"):
+        load_config(path)
+
+
+# --- YAML syntax and document shape ----------------------------------------
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = write_yaml(tmp_path, "model: pipeline.zoo.seed:build\nseed: 0\nsamples: 4: 5\ninputs: []\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:3: YAML syntax error: mapping values are not allowed here")):
+        load_config(path)
+
+
+def test_yaml_that_is_not_a_mapping_is_rejected(tmp_path):
+    path = write_yaml(tmp_path, "- model\n- inputs\n")
+    with pytest.raises(ConfigError, match=config_error(path, r"expected a mapping of keys \(model, inputs, \.\.\.\), got list")):
+        load_config(path)
+
+
+def test_empty_yaml_is_rejected(tmp_path):
+    path = write_yaml(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"expected a mapping of keys .*, got NoneType"):
+        load_config(path)
+
+
+# --- schema errors ----------------------------------------------------------
+
+def test_missing_inputs(tmp_path):
+    path = write_yaml(tmp_path, "model: pipeline.zoo.seed:build\n")
+    with pytest.raises(ConfigError, match=config_error(path, r"missing required key 'inputs'; see configs/seed_ym\.yaml")):
+        load_config(path)
+
+
+def test_empty_inputs_list(tmp_path):
+    path = write_yaml(tmp_path, "model: pipeline.zoo.seed:build\ninputs: []\n")
+    with pytest.raises(ConfigError, match=r"key 'inputs': List should have at least 1 item"):
+        load_config(path)
+
+
+def test_shape_of_wrong_type(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL.replace("[1, 3, 8, 8]", '"abc"'))
+    with pytest.raises(ConfigError, match=config_error(path, r"key 'inputs\[0\]\.shape': Input should be a valid list \(got 'abc'\)")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("shape", ["[1, -3, 8, 8]", "[1, 0, 8, 8]"])
+def test_non_positive_dimension(tmp_path, shape):
+    path = write_yaml(tmp_path, MINIMAL.replace("[1, 3, 8, 8]", shape))
+    with pytest.raises(ConfigError, match=r"key 'inputs\[0\]\.shape': .*every dimension must be a positive integer"):
+        load_config(path)
+
+
+def test_unsupported_dtype(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "    dtype: float64\n")
+    with pytest.raises(ConfigError, match=r"key 'inputs\[0\]\.dtype': Input should be 'float32', .* \(got 'float64'\)"):
+        load_config(path)
+
+
+def test_negative_tolerance(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "tolerances:\n  keras: {atol: -1, rtol: 0}\n")
+    with pytest.raises(ConfigError, match=r"key 'tolerances\.keras\.atol': Input should be greater than or equal to 0"):
+        load_config(path)
+
+
+# --- resolve_source ---------------------------------------------------------
+
+def test_resolve_a_config_name_from_configs_dir():
+    source = resolve_source("seed_ym")
+    assert source.kind == "config"
+    assert source.name == "seed_ym"
+    assert source.path == (CONFIGS_DIR / "seed_ym.yaml").resolve()
+    assert source.config.model == "pipeline.zoo.seed:build"
+
+
+def test_resolve_a_misspelt_config_name_suggests_the_close_one():
+    with pytest.raises(UsageError, match=r"MODEL=sead_ym: not a config name, .*; did you mean 'seed_ym'\?"):
+        resolve_source("sead_ym")
+
+
+def test_resolve_an_unknown_name_lists_the_known_configs():
+    with pytest.raises(UsageError, match=r"MODEL=qqqq: .*; known configs: .*seed_ym"):
+        resolve_source("qqqq")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml"])
+def test_resolve_a_missing_yaml_file(tmp_path, suffix):
+    path = tmp_path / f"absent{suffix}"
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: config file not found")):
+        resolve_source(str(path))
+
+
+def test_resolve_a_missing_onnx_file(tmp_path):
+    path = tmp_path / "absent.onnx"
+    with pytest.raises(UsageError, match=re.escape(f"{path}: ONNX file not found")):
+        resolve_source(str(path))
+
+
+def test_resolve_a_yaml_path_loads_it(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL, "from_path.yaml")
+    source = resolve_source(str(path))
+    assert (source.kind, source.name, source.path) == ("config", "from_path", path.resolve())
+
+
+def test_resolve_an_onnx_path_is_named_after_its_stem(tmp_path):
+    path = tmp_path / "resnet_tiny.onnx"
+    path.write_bytes(b"not parsed at this stage")
+    source = resolve_source(str(path))
+    assert (source.kind, source.name, source.path, source.config) == ("onnx", "resnet_tiny", path.resolve(), None)
+
+
+def test_resolve_a_model_onnx_is_named_after_its_folder(tmp_path):
+    path = tmp_path / "test_Conv2d" / "model.onnx"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    assert resolve_source(str(path)).name == "test_Conv2d"
