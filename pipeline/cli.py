@@ -50,6 +50,8 @@ def _stage_lint(source: Source, artifacts: ArtifactDir, args) -> int:
     onnx_file = Path(args.onnx) if getattr(args, "onnx", None) else None
     if onnx_file is not None and not onnx_file.is_file():
         raise UsageError(f"--onnx {onnx_file}: file not found; check the path")
+    if onnx_file is None and source.kind == "onnx" and not artifacts.onnx.exists():
+        onnx_file = source.path  # an ONNX MODEL can be linted before any stage ran
     record = run(source, artifacts, onnx_file)
     if getattr(args, "json", False):
         print(json.dumps(record, indent=2))

@@ -61,7 +61,8 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
   0  every comparison passed
-  1  the audit failed: a backend disagrees with the reference beyond tolerance
+  1  the audit failed: a backend disagrees with the reference beyond tolerance,
+     or lint found an error (lint alone: an error finding; validate alone: ORT vs PyTorch)
   2  bad usage or config (unknown model, bad YAML, wrong key, bad inputs file)
   3  a stage failed (export, validation, conversion, a backend could not run)
   130 interrupted (Ctrl-C); artifacts written by earlier runs are left intact"""

@@ -55,7 +55,7 @@ def test_report_json_has_the_documented_fields(seed_run):
     formats = {a["format"] for a in report["artifacts"]}
     assert {"onnx", "tf_saved_model", "keras", "tflite_fp32", "tflite_fp16", "inputs"} <= formats
     assert all(len(a["sha256"]) == 64 for a in report["artifacts"])
-    assert set(report["timings"]) == {"export", "validate", "convert", "audit"}
+    assert set(report["timings"]) == {"export", "validate", "lint", "convert", "audit"}
     assert report["versions"]["onnx2tf"].startswith("1.")
     assert report["samples"] >= 4
 
@@ -81,6 +81,29 @@ def test_report_md_holds_the_table(seed_run):
     text = (seed_run.root / "report.md").read_text()
     assert "**Verdict: PASS**" in text
     assert "| TFLite fp16 | output |" in text
+    assert "## Lint" in text
+
+
+def test_convert_runs_lint_with_no_errors_on_the_seed_model(seed_run):
+    lint = seed_run.report["lint"]
+    assert lint["counts"]["error"] == 0
+    assert (seed_run.root / "lint.json").exists()
+
+
+def test_lint_error_fails_the_verdict_even_when_numbers_agree(seed_copy, no_network):
+    """An epsilon error the audit cannot see (ONNX Runtime and TF share the wrong ONNX file) still fails."""
+    model = onnx.load(str(seed_copy / "model.onnx"))
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    for attribute in conv.attribute:
+        if attribute.name == "pads":
+            attribute.ints[:] = [0, 0, 1, 1]
+    onnx.save(model, str(seed_copy / "model.onnx"))
+    assert run_cli("lint", "seed_ym", "--out", str(seed_copy)) == 1
+    lint = json.loads((seed_copy / "lint.json").read_text())
+    errors = [f for f in lint["findings"] if f["severity"] == "error"]
+    assert [(f["rule"], f["node"], f["module"]) for f in errors] == [("pads", conv.name, "conv")]
+    assert run_cli("report", "seed_ym", "--out", str(seed_copy)) == 1
+    assert json.loads((seed_copy / "report.json").read_text())["verdict"] == "fail"
 
 
 def test_report_stage_reruns_alone_with_the_same_numbers(seed_copy):
