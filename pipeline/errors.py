@@ -4,6 +4,16 @@ Messages are one line: what is wrong, where, and what to do about it.
 """
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's text, without terminal colour codes."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
+
 
 class PipelineError(Exception):
     """Base class: a problem the user can act on. Never shown with a traceback."""

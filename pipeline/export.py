@@ -7,7 +7,6 @@ On the ONNX route this stage imports the given file instead.
 """
 from __future__ import annotations
 
-import re
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -21,9 +20,9 @@ from pipeline import inputs as shared_inputs
 from pipeline.artifacts import ArtifactDir, write_json
 from pipeline.config import Source
 from pipeline.console import capture_output
-from pipeline.errors import ConfigError, ExportError
+from pipeline.errors import ConfigError, ExportError, first_line
 from pipeline.inputs import TensorSpec
-from pipeline.onnx_import import import_onnx, input_specs, output_names
+from pipeline.onnx_import import default_opset, import_onnx, input_specs, output_names
 from pipeline.torch_model import build_model
 
 TORCHSCRIPT_DEFAULT_OPSET = 17
@@ -106,7 +105,7 @@ def _export(source: Source, stage: Path) -> dict:
     shared_inputs.save_npz(stage / "inputs.npz", samples)
     return {
         "route": "pytorch", "source": str(source.path), "exporter": attempts[-1].strategy,
-        "attempts": [asdict(a) for a in attempts], "opset": _opset_of(request.path),
+        "attempts": [asdict(a) for a in attempts], "opset": default_opset(onnx.load(str(request.path), load_external_data=False)),
         "inputs": [s.to_json() for s in specs], "outputs": names, "reference": "pytorch",
         "seed": config.seed, "notes": [],
     }
@@ -153,15 +152,7 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt
     except Exception as exc:  # an exporter may fail in many ways; the next strategy gets its turn
         with log_path.open("a") as log:
             log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
-        return ExportAttempt(name, False, time.perf_counter() - start, _first_line(exc))
+        return ExportAttempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}")
     return ExportAttempt(name, True, time.perf_counter() - start)
 
 
-def _first_line(exc: Exception) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _opset_of(path: Path) -> int:
-    model = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

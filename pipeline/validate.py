@@ -14,7 +14,7 @@ from pipeline.artifacts import ArtifactDir, sha256, write_json
 from pipeline.backends import make_runner
 from pipeline.compare import compare, run_all
 from pipeline.config import Source
-from pipeline.errors import ValidationError
+from pipeline.errors import ValidationError, first_line
 
 
 def run(source: Source, artifacts: ArtifactDir) -> dict:
@@ -47,13 +47,9 @@ def check_model(path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ValidationError(f"{path}: onnx checker: {_first_line(exc)}") from None
+        raise ValidationError(f"{path}: onnx checker: {first_line(exc) or type(exc).__name__}") from None
     try:
         onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
-        raise ValidationError(f"{path}: shape inference: {_first_line(exc)}") from None
+        raise ValidationError(f"{path}: shape inference: {first_line(exc) or type(exc).__name__}") from None
 
-
-def _first_line(exc: Exception) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from pipeline.errors import RunnerError
+from pipeline.errors import RunnerError, first_line
 from pipeline.inputs import Feed, TensorSpec
 
 
@@ -34,7 +34,7 @@ class Runner(abc.ABC):
         except RunnerError:
             raise
         except Exception as exc:  # backends raise many types; name the backend and the cause
-            raise RunnerError(f"{self.name}: could not load the model ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise RunnerError(f"{self.name}: could not load the model ({type(exc).__name__}: {first_line(exc)})") from None
         self.is_active = True
 
     def infer(self, feed: Feed) -> Feed:
@@ -47,7 +47,7 @@ class Runner(abc.ABC):
         except RunnerError:
             raise
         except Exception as exc:  # as above: one line naming backend and cause
-            raise RunnerError(f"{self.name}: inference failed ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise RunnerError(f"{self.name}: inference failed ({type(exc).__name__}: {first_line(exc)})") from None
         self.inference_seconds.append(time.perf_counter() - start)
         missing = [name for name in self.output_names if name not in outputs]
         if missing:
@@ -82,7 +82,3 @@ class Runner(abc.ABC):
     def _deactivate_impl(self) -> None:
         """Release the backend's resources; most runners only drop references."""
 
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else ""
