@@ -34,10 +34,12 @@ class Attribution:
 class Attributor:
     """Maps ONNX nodes to module paths of a given PyTorch model (or of none)."""
 
-    def __init__(self, module_types: dict[str, str], parameters: dict[str, np.ndarray], initializers) -> None:
+    def __init__(self, module_types: dict[str, str], parameters: dict[str, np.ndarray], initializers,
+                 graph_names: frozenset[str] = frozenset()) -> None:
         self.module_types = module_types  # module path -> class name
         self.parameters = parameters  # "path.weight" -> values
         self.initializers = initializers  # callable: name -> np.ndarray | None
+        self.graph_names = graph_names  # every value name in the graph (initializers, node inputs and outputs)
 
     def attribute(self, node: onnx.NodeProto, want: tuple[str, ...] = ()) -> Attribution:
         """`want` restricts to modules of these class names (e.g. ("BatchNorm2d",))."""
@@ -75,9 +77,29 @@ class Attributor:
     def _from_initializer_names(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
         # The dynamo exporter names initializers after parameters ("layer1.0.conv1.weight"),
         # also when it folded other values into them.
-        owners = {name.rsplit(".", 1)[0] for name in node.input[1:] if name in self.parameters}
+        named = [name for name in node.input[1:] if name in self.parameters]
+        owners = {name.rsplit(".", 1)[0] for name in named}
         owners = {owner for owner in owners if self._accept(owner, want)}
-        return Attribution(owners.pop(), "initializer names") if len(owners) == 1 else None
+        if len(owners) != 1:
+            return None
+        # It also merges initializers with equal values into one name: when another module's parameter
+        # has these values and no value of its own in the graph, the name is no evidence.
+        candidates = owners | self._merged_into(named, want)
+        if len(candidates) > 1:
+            note = f"ambiguous: initializers {named} may stand for equal parameters of {sorted(candidates)}"
+            return Attribution(None, "none", note)
+        return Attribution(owners.pop(), "initializer names")
+
+    def _merged_into(self, names: list[str], want: tuple[str, ...]) -> set[str]:
+        """Modules whose parameter equals one of these initializers but appears nowhere in the graph."""
+        merged: set[str] = set()
+        for name in names:
+            values = self.initializers(name)
+            if values is None:
+                continue
+            merged |= {key.rsplit(".", 1)[0] for key, param in self.parameters.items()
+                       if key not in self.graph_names and param.shape == values.shape and np.array_equal(param, values)}
+        return {m for m in merged if self._accept(m, want)}
 
     def _from_values(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
         matches: set[str] = set()

@@ -1,4 +1,5 @@
-"""auto_pad: SAME_LOWER has no TensorFlow equivalent; SAME_UPPER never comes from a PyTorch export."""
+"""auto_pad: SAME_LOWER has no TensorFlow equivalent; SAME_UPPER is suspicious in a PyTorch export
+unless the module itself uses padding='same' (the TorchScript exporter writes that as SAME_UPPER)."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -23,6 +24,8 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                           "replace it with explicit pads", where.describe())
         elif auto_pad == "SAME_UPPER" and ctx.from_pytorch:
             where = ctx.attribute(node)
+            if where.module is not None and getattr(ctx.modules[where.module], "padding", None) == "same":
+                continue  # PyTorch's 'same' also puts the odd extra at the end
             yield Finding(NAME, "warning", node.name, node.op_type, where.module, "NOTSET with explicit pads", auto_pad,
                           "auto_pad SAME_UPPER (TF 'SAME' placement) in a model exported from PyTorch, which pads "
                           "explicitly: check that the graph was not edited, and compare the numbers", where.describe())

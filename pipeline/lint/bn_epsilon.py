@@ -72,10 +72,13 @@ def _check_node(ctx: LintContext, node: onnx.NodeProto) -> tuple[Finding | None,
 def _check_fused(ctx: LintContext, conv_path: str, bn_path: str) -> Iterator[Finding]:
     conv, bn = ctx.modules[conv_path], ctx.modules[bn_path]
     weight = conv.weight.detach().numpy().astype(np.float64)
-    candidates = [(node, fit) for node in ctx.nodes if node.op_type == "Conv"
+    # A Conv that feeds a BatchNormalization node has nothing folded in (that node could not be attributed).
+    unfused = {node.input[0] for node in ctx.nodes if node.op_type == "BatchNormalization"}
+    candidates = [(node, fit) for node in ctx.nodes if node.op_type == "Conv" and node.output[0] not in unfused
                   for fit in [_fold_fit(ctx, node, weight)] if fit is not None]
     if not candidates:
-        message = f"no BatchNormalization node and no Conv with {bn_path} folded in was found; its eps was not checked structurally"
+        message = (f"no BatchNormalization node attributed to {bn_path} and no Conv with it folded in was found; "
+                   "its eps was not checked structurally")
         yield Finding(NAME, "info", "", "Conv", bn_path, f"{bn.eps:.6g}", None, message, "no matching node")
         return
     if len(candidates) > 1:

@@ -61,7 +61,9 @@ class LintContext:
         params = {}
         if self.torch_model is not None:
             params = {k: v.detach().cpu().numpy() for k, v in self.torch_model.state_dict().items() if v.is_floating_point()}
-        return Attributor(types, params, self.constant)
+        graph = self.model.graph
+        names = {i.name for i in graph.initializer} | {v for n in graph.node for v in (*n.input, *n.output)}
+        return Attributor(types, params, self.constant, frozenset(names))
 
     @property
     def has_modules(self) -> bool:

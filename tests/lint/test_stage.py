@@ -1,0 +1,87 @@
+"""pipeline/lint/stage.py: the lint stage runs every rule and writes lint.json."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline.artifacts import ArtifactDir
+from pipeline.config import CONFIGS_DIR, Source, load_config
+from pipeline.lint import stage
+from pipeline.torch_model import build_model
+from tests.lint.exports import export, load, nodes, set_attribute
+
+FINDING_KEYS = {"rule", "severity", "node", "op_type", "module", "expected", "actual", "message"}
+
+
+@pytest.fixture(scope="module")
+def source() -> Source:
+    """Stride-2 convs with BatchNorm eps 1e-3 and 1e-4: a correct model that looks suspicious."""
+    return load_config(CONFIGS_DIR / "stride2_bn_eps.yaml")
+
+
+@pytest.fixture(scope="module")
+def exported(source, tmp_path_factory):
+    model = build_model(source)
+    (spec,) = source.config.inputs
+    return export(model, (torch.rand(*spec.shape) * 2 - 1,), tmp_path_factory.mktemp("stage") / "model.onnx", "dynamo")
+
+
+def read_lint_json(artifacts: ArtifactDir) -> dict:
+    return json.loads((artifacts.root / "lint.json").read_text())
+
+
+def test_correct_export_passes_and_writes_lint_json(source, exported, tmp_path):
+    artifacts = ArtifactDir(tmp_path)
+    exported_copy = artifacts.onnx
+    exported_copy.write_bytes(exported.read_bytes())
+
+    record = stage.run(source, artifacts)
+
+    written = read_lint_json(artifacts)
+    assert written == record
+    assert written["passed"] is True and written["counts"]["error"] == 0
+    assert written["onnx"] == str(exported_copy) and written["notes"] == []
+    assert all(FINDING_KEYS <= set(f) for f in written["findings"])
+    assert {f["severity"] for f in written["findings"]} <= {"warning", "info"}
+
+
+def test_tampered_pads_fail_and_are_recorded(source, exported, tmp_path):
+    model = load(exported)
+    conv = nodes(model, "Conv")[0]
+    set_attribute(conv, "pads", [0, 0, 1, 1])
+    tampered = tmp_path / "tampered.onnx"
+    tampered.write_bytes(model.SerializeToString())
+    artifacts = ArtifactDir(tmp_path / "artifacts")
+
+    record = stage.run(source, artifacts, onnx_file=tampered)
+
+    written = read_lint_json(artifacts)
+    assert written["passed"] is False and written["counts"]["error"] == 1
+    (error,) = [f for f in written["findings"] if f["severity"] == "error"]
+    assert {key: error[key] for key in FINDING_KEYS - {"message"}} == {
+        "rule": "pads", "severity": "error", "node": conv.name, "op_type": "Conv", "module": "stem.0",
+        "expected": "[1, 1, 1, 1]", "actual": "[0, 0, 1, 1]"}
+    assert "TF 'SAME' placement" in error["message"]
+    assert written["findings"][0] == error  # errors come first
+    assert record["onnx"] == str(tampered)
+
+
+def test_onnx_route_lints_without_a_pytorch_model(tmp_path):
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones((2, 2, 3, 3), np.float32), "w")])
+    path = tmp_path / "same_lower.onnx"
+    path.write_bytes(helper.make_model(graph, producer_name="elsewhere").SerializeToString())
+    artifacts = ArtifactDir(tmp_path / "artifacts")
+
+    record = stage.run(Source(kind="onnx", path=path, name="same_lower"), artifacts, onnx_file=path)
+
+    assert read_lint_json(artifacts) == record
+    assert record["passed"] is False and record["notes"] == [stage.NO_MODEL_NOTE]
+    (finding,) = record["findings"]
+    assert (finding["rule"], finding["severity"], finding["node"], finding["module"]) == ("auto_pad", "error", "conv", None)
