@@ -63,8 +63,15 @@ def _stage_lint(source: Source, artifacts: ArtifactDir, args) -> int:
 def _stage_convert(source: Source, artifacts: ArtifactDir, args) -> int:
     from pipeline import convert
 
+    from pipeline.lint import count_findings
+    from pipeline.lint.stage import run_tf
+    from pipeline.report import print_findings
+
     record = convert.run(artifacts)
     console.print(f"convert: {record['converter']} {record['version']} -> {', '.join(record['models'].values())} ({record['seconds']:.1f} s)")
+    lint = run_tf(source, artifacts)
+    tf_findings = [f for f in lint["findings"] if f["rule"].startswith("tf_")]
+    print_findings({"counts": count_findings(tf_findings), "findings": tf_findings, "notes": []}, title="lint (TF side)")
     return EXIT_PASS
 
 

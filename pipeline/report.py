@@ -102,9 +102,9 @@ HEADERS = ["backend", "output", "max_abs", "mean_abs", "max_rel", "cosine", "ato
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
-def print_findings(lint: dict) -> None:
+def print_findings(lint: dict, title: str = "lint") -> None:
     counts = lint["counts"]
-    console.print(f"lint: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes")
+    console.print(f"{title}: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes")
     for f in lint["findings"]:
         where = f"{f['node'] or '-'} ({f['op_type']}), module {f['module'] or '?'}"
         console.print(f"  [{SEVERITY_STYLE[f['severity']]}]{f['severity']:7}[/] {f['rule']}: {where}: {f['message']}")

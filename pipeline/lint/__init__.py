@@ -29,16 +29,19 @@ class Finding:
 
 
 RuleFn = Callable[["LintContext"], Iterable[Finding]]  # noqa: F821
+Phase = Literal["onnx", "tf"]  # "tf" rules need the converted SavedModel (ctx.tf_graph)
 RULES: dict[str, RuleFn] = {}
+PHASES: dict[str, Phase] = {}
 
 
-def rule(name: str) -> Callable[[RuleFn], RuleFn]:
-    """Register a lint rule under `name`."""
+def rule(name: str, phase: Phase = "onnx") -> Callable[[RuleFn], RuleFn]:
+    """Register a lint rule under `name`, run in the given phase."""
 
     def register(fn: RuleFn) -> RuleFn:
         if name in RULES:
             raise ValueError(f"lint rule '{name}' registered twice")
         RULES[name] = fn
+        PHASES[name] = phase
         return fn
 
     return register
@@ -46,14 +49,21 @@ def rule(name: str) -> Callable[[RuleFn], RuleFn]:
 
 def load_rules() -> dict[str, RuleFn]:
     """Import every rule module so that each registers itself."""
-    from pipeline.lint import auto_pad, bn_epsilon, norm_epsilon, pad_op, pads, pool_attrs  # noqa: F401
+    from pipeline.lint import (  # noqa: F401
+        auto_pad, bn_epsilon, norm_epsilon, pad_op, pads, pool_attrs, tf_bn_epsilon, tf_padding,
+    )
 
     return RULES
 
 
-def run_rules(context, only: list[str] | None = None) -> list[Finding]:
+def run_rules(context, only: list[str] | None = None, phase: Phase = "onnx") -> list[Finding]:
     findings: list[Finding] = []
     for name, fn in load_rules().items():
-        if only is None or name in only:
+        if PHASES[name] == phase and (only is None or name in only):
             findings.extend(fn(context))
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.rule, f.node))
+
+
+def count_findings(findings: list[dict]) -> dict[str, int]:
+    """Findings (as JSON objects) per severity."""
+    return {level: sum(f["severity"] == level for f in findings) for level in SEVERITY_ORDER}

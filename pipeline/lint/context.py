@@ -17,6 +17,7 @@ class LintContext:
     torch_model: "torch.nn.Module | None" = None  # noqa: F821
     example_args: tuple = ()
     from_pytorch: bool = True  # the ONNX file claims a PyTorch exporter, or we exported it
+    tf_graph: "TFGraph | None" = None  # noqa: F821  the converted SavedModel, for "tf" phase rules
     _cache: dict = field(default_factory=dict)
 
     @property
