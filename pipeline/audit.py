@@ -1,12 +1,14 @@
 """Stage 4, audit: every backend on the same inputs, compared with the reference.
 
-The reference is PyTorch, or ONNX Runtime on the ONNX route. Outputs the
-validate stage already computed on the same inputs are reused, not rerun.
-Writes outputs/<backend>.npz and audit.json.
+The reference is PyTorch, or ONNX Runtime on the ONNX route. Outputs the validate
+stage already computed on the same inputs are reused, not rerun. When a comparison
+fails (or with --layers), intermediate tensors are compared layer by layer and the
+first divergence is localized. Writes outputs/<backend>.npz and audit.json.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.progress import Progress
 
@@ -15,27 +17,34 @@ from pipeline.artifacts import ArtifactDir, sha256, write_json
 from pipeline.backends import available_tf_backends, make_runner
 from pipeline.compare import RunResults, Tolerance, compare, run_all
 from pipeline.config import Source
-from pipeline.console import capture_output, console
+from pipeline.console import capture_output, console, stage_status
 from pipeline.inputs import TensorSpec
 
 
-def run(source: Source, artifacts: ArtifactDir, samples: int | None = None) -> dict:
+def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inputs_file: Path | None = None,
+        layers: bool = False) -> dict:
     start = time.perf_counter()
     export = artifacts.read_record("export")
     convert = artifacts.read_record("convert")
-    if samples is not None:
-        _regenerate_inputs(artifacts, export, samples)
+    _prepare_inputs(artifacts, export, samples, inputs_file)
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
     reference = export["reference"]
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
     results, reused = _reuse_validated(artifacts, backends)
     to_run = [b for b in backends if b not in results]
     results.update(_run(to_run, source, artifacts, export, convert, feeds))
-    comparisons = compare(results, reference, [b for b in backends if b != reference], _overrides(source))
+    overrides = _overrides(source)
+    comparisons = compare(results, reference, [b for b in backends if b != reference], overrides, _classification(source))
+    failed = not all(comparisons)
     record = {
         "reference": reference, "backends": backends, "samples": len(feeds), "reused_outputs": reused,
-        "inputs_sha256": sha256(artifacts.inputs), "comparisons": [c.to_json() for c in comparisons],
-        "verdict": "pass" if all(comparisons) else "fail", "seconds": round(time.perf_counter() - start, 3),
+        "sample_labels": _labels(export, len(feeds)), "inputs_sha256": sha256(artifacts.inputs),
+        "comparisons": [c.to_json() for c in comparisons],
+        "histograms": [{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
+                       for c in comparisons if c.histogram],
+        "verdict": "fail" if failed else "pass",
+        **_layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it=layers or failed),
+        "seconds": round(time.perf_counter() - start, 3),
     }
     with artifacts.staging() as stage:
         (stage / "outputs").mkdir()
@@ -45,11 +54,21 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None) -> d
     return record
 
 
-def _regenerate_inputs(artifacts: ArtifactDir, export: dict, samples: int) -> None:
+def _prepare_inputs(artifacts: ArtifactDir, export: dict, samples: int | None, inputs_file: Path | None) -> None:
+    """Replace inputs.npz with a user's data or another sample count (edge cases always appended)."""
+    if samples is None and inputs_file is None:
+        return
     specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
-    arrays = shared_inputs.generate(specs, samples, export.get("seed", 0))
+    if inputs_file is not None:
+        arrays = shared_inputs.load_user_inputs(inputs_file, specs)
+    else:
+        arrays = shared_inputs.generate(specs, samples, export.get("seed", 0))
     with artifacts.staging() as stage:
-        shared_inputs.save_npz(stage / "inputs.npz", arrays)
+        shared_inputs.save_npz(stage / "inputs.npz", shared_inputs.with_edge_cases(arrays, specs))
+
+
+def _labels(export: dict, total: int) -> list[str]:
+    return shared_inputs.sample_labels(total, edge_cases=True)
 
 
 def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunResults, list[str]]:
@@ -72,7 +91,23 @@ def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: di
         return run_all(runners, feeds, on_sample=lambda name, i: progress.update(task, advance=1, description=f"running {name}"))
 
 
+def _layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it: bool) -> dict:
+    if not run_it:
+        return {"layers": {"ran": False, "reason": "every comparison passed; run with --layers to compare intermediates",
+                           "pairs": []}, "localization": None}
+    from pipeline.audit_layers import run_layers
+
+    with stage_status("comparing intermediate tensors layer by layer"), capture_output(artifacts.root / "audit.log"):
+        return run_layers(source, artifacts, export, convert, feeds, overrides)
+
+
 def _overrides(source: Source) -> dict[str, Tolerance]:
     if source.config is None:
         return {}
     return {key: Tolerance(t.atol, t.rtol) for key, t in source.config.tolerances.items()}
+
+
+def _classification(source: Source) -> set[str] | None:
+    if source.config is None or source.config.classification_outputs == "auto":
+        return None
+    return set(source.config.classification_outputs)

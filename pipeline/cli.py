@@ -78,7 +78,9 @@ def _stage_convert(source: Source, artifacts: ArtifactDir, args) -> int:
 def _stage_audit(source: Source, artifacts: ArtifactDir, args) -> int:
     from pipeline import audit
 
-    record = audit.run(source, artifacts, samples=getattr(args, "samples", None))
+    inputs_file = Path(args.inputs) if getattr(args, "inputs", None) else None
+    record = audit.run(source, artifacts, samples=getattr(args, "samples", None), inputs_file=inputs_file,
+                       layers=getattr(args, "layers", False))
     console.print(f"audit: verdict {record['verdict']} over {record['samples']} samples")
     return EXIT_PASS if record["verdict"] == "pass" else EXIT_AUDIT_FAILED
 
@@ -101,10 +103,32 @@ def _run_all(source: Source, artifacts: ArtifactDir, args) -> int:
     for name, command in list(STAGE_COMMANDS.items())[:-1]:
         start = time.perf_counter()
         console.rule(f"[bold]{name}")
-        command(source, artifacts, args)
+        if name == "export" and getattr(args, "onnx", None):
+            _import_given_onnx(source, artifacts, args)
+        else:
+            command(source, artifacts, args)
         timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
     console.rule("[bold]report")
     return _stage_report(source, artifacts, args, timings)
+
+
+def _import_given_onnx(source: Source, artifacts: ArtifactDir, args) -> None:
+    from pipeline import export
+
+    if source.kind != "config":
+        raise UsageError("--onnx needs a config MODEL (the PyTorch model to audit the file against)")
+    onnx_file = Path(args.onnx)
+    if not onnx_file.is_file():
+        raise UsageError(f"--onnx {onnx_file}: file not found; check the path")
+    record = export.run(source, artifacts, onnx_file=onnx_file)
+    console.print(f"export: using the given {onnx_file} (opset {record['opset']}) instead of exporting")
+
+
+def _artifacts_for(source: Source, args) -> ArtifactDir:
+    # A file given with --onnx gets its own folder, so the pipeline's own artifacts stay intact.
+    if getattr(args, "onnx", None) and args.command in ("audit", "convert") and not args.out:
+        return ArtifactDir.for_model(f"{source.name}-{Path(args.onnx).stem}", None)
+    return ArtifactDir.for_model(source.name, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,9 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", help="show tracebacks")
         if name == "lint":
             command.add_argument("--onnx", help="lint this ONNX file (made elsewhere) against the config's PyTorch model")
+        if name in ("audit", "convert"):
+            command.add_argument("--onnx", help="audit this ONNX file (and the TF model converted from it) against the "
+                                                "config's PyTorch model; artifacts go to artifacts/<name>-<file stem>")
             command.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
         if name in ("convert", "audit"):
             command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
+            command.add_argument("--inputs", help="a .npz keyed by input name with real data (one sample, or a leading sample axis)")
+            command.add_argument("--layers", action="store_true", help="compare intermediate tensors layer by layer even when outputs agree")
     return parser
 
 
@@ -147,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.model)
-        artifacts = ArtifactDir.for_model(source.name, args.out)
-        if args.command == "convert":
+        artifacts = _artifacts_for(source, args)
+        if args.command == "convert" or (args.command == "audit" and args.onnx):
             return _run_all(source, artifacts, args)
         return STAGE_COMMANDS[args.command](source, artifacts, args)
     except PipelineError as exc:

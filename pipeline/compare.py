@@ -58,12 +58,20 @@ class Comparison:
     rtol: float
     passed: bool
     error: str | None = None
+    rel_to_scale: float | None = None  # max_abs / ref_max_abs
+    p50_abs: float | None = None
+    p90_abs: float | None = None
+    p99_abs: float | None = None
+    snr_db: float | None = None  # 10*log10(sum ref^2 / sum diff^2); inf when identical
+    top1_agreement: float | None = None  # classification-like outputs only
+    top5_agreement: float | None = None  # reference top-1 within candidate's top-5
+    histogram: dict | None = None  # {"edges", "counts", "zeros"} of |candidate - reference|
 
     def __bool__(self) -> bool:
         return self.passed
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "histogram"}
 
 
 def run_all(runners: list[Runner], feeds: list[Feed], on_sample: Callable[[str, int], None] | None = None) -> RunResults:
@@ -80,17 +88,24 @@ def run_all(runners: list[Runner], feeds: list[Feed], on_sample: Callable[[str, 
     return results
 
 
-def compare(results: RunResults, reference: str, candidates: list[str], overrides: dict[str, Tolerance] | None = None) -> list[Comparison]:
-    """Compare each candidate's outputs with the reference's, output by output."""
+def compare(
+    results: RunResults, reference: str, candidates: list[str], overrides: dict[str, Tolerance] | None = None,
+    classification: set[str] | None = None,
+) -> list[Comparison]:
+    """Compare each candidate's outputs with the reference's, output by output.
+
+    `classification` names outputs treated as class logits (top-1/top-5 agreement);
+    None means auto: outputs shaped (batch, classes) with at least 2 classes."""
     comparisons = []
     for candidate in candidates:
         tolerance = tolerance_for(candidate, overrides)
         for output, ref in results[reference].items():
-            comparisons.append(compare_arrays(ref, results[candidate].get(output), tolerance, (reference, candidate, output)))
+            is_logits = _is_logits(ref) if classification is None else output in classification
+            comparisons.append(compare_arrays(ref, results[candidate].get(output), tolerance, (reference, candidate, output), is_logits))
     return comparisons
 
 
-def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, names: tuple[str, str, str]) -> Comparison:
+def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, names: tuple[str, str, str], logits: bool = False) -> Comparison:
     problem = _structural_problem(ref, cand)
     if problem:
         return Comparison(*names, *(float("nan"),) * 6, tol.atol, tol.rtol, False, problem)
@@ -98,11 +113,48 @@ def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, nam
     diff = np.abs(cand64 - ref64)
     allowed = tol.atol + tol.rtol * np.abs(ref64)
     beyond = float(np.mean(diff > allowed)) if diff.size else 0.0
+    scale = _max(np.abs(ref64))
+    p50, p90, p99 = (float(v) for v in np.percentile(diff, [50, 90, 99])) if diff.size else (0.0, 0.0, 0.0)
+    top1, top5 = _topk_agreement(ref64, cand64) if logits else (None, None)
     return Comparison(
         *names, max_abs=_max(diff), mean_abs=float(diff.mean()) if diff.size else 0.0,
-        max_rel=_max_rel(diff, ref64, tol.atol), cosine=_cosine(ref64, cand64), ref_max_abs=_max(np.abs(ref64)),
+        max_rel=_max_rel(diff, ref64, tol.atol), cosine=_cosine(ref64, cand64), ref_max_abs=scale,
         fraction_beyond_tol=beyond, atol=tol.atol, rtol=tol.rtol, passed=beyond == 0.0,
+        rel_to_scale=_max(diff) / scale if scale > 0 else None, p50_abs=p50, p90_abs=p90, p99_abs=p99,
+        snr_db=_snr_db(ref64, diff), top1_agreement=top1, top5_agreement=top5, histogram=_histogram(diff),
     )
+
+
+HISTOGRAM_EDGES = np.logspace(-12, 2, 29)
+
+
+def _histogram(diff: np.ndarray) -> dict:
+    nonzero = diff[diff > 0]
+    clipped = np.clip(nonzero, HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1])
+    counts, _ = np.histogram(clipped, bins=HISTOGRAM_EDGES)
+    return {"edges": HISTOGRAM_EDGES.tolist(), "counts": counts.tolist(), "zeros": int(diff.size - nonzero.size)}
+
+
+def _snr_db(ref: np.ndarray, diff: np.ndarray) -> float:
+    signal, noise = float(np.sum(ref ** 2)), float(np.sum(diff ** 2))
+    if noise == 0:
+        return float("inf")
+    return 10 * np.log10(signal / noise) if signal > 0 else float("-inf")
+
+
+def _is_logits(ref: np.ndarray) -> bool:
+    # Stacked per sample: (samples, batch, classes).
+    return ref.ndim == 3 and ref.shape[-1] >= 2 and np.issubdtype(ref.dtype, np.floating)
+
+
+def _topk_agreement(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
+    ref_rows, cand_rows = ref.reshape(-1, ref.shape[-1]), cand.reshape(-1, cand.shape[-1])
+    ref_top1 = ref_rows.argmax(axis=1)
+    top1 = float(np.mean(ref_top1 == cand_rows.argmax(axis=1)))
+    k = min(5, ref_rows.shape[1])
+    cand_top5 = np.argsort(-cand_rows, axis=1)[:, :k]
+    top5 = float(np.mean([label in row for label, row in zip(ref_top1, cand_top5)]))
+    return top1, top5
 
 
 def _structural_problem(ref: np.ndarray, cand: np.ndarray | None) -> str | None:

@@ -59,6 +59,7 @@ class ModelConfig(BaseModel):
     opset: int | None = None
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+    classification_outputs: Literal["auto"] | list[str] = "auto"
 
 
 @dataclass(frozen=True)

@@ -114,4 +114,6 @@ def _record(result: ConversionResult, io: TFModelIO, seconds: float) -> dict:
         "models": {fmt: path.name for fmt, path in formats.items() if path},
         "io": io.to_json(),
         "ambiguous_layouts": [b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
+        "layers": {"model": result.layers.name, "tensors": result.layer_tensors} if result.layers else None,
+        "notes": result.notes,
     }

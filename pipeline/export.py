@@ -64,15 +64,38 @@ def _export_torchscript(request: ExportRequest) -> None:
 STRATEGIES: dict[str, Callable[[ExportRequest], None]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
 
 
-def run(source: Source, artifacts: ArtifactDir) -> dict:
-    """Write model.onnx, inputs.npz and export.json; return the export record."""
+def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -> dict:
+    """Write model.onnx, inputs.npz and export.json; return the export record.
+
+    With `onnx_file` (audit --onnx), that file stands in for the export: it is audited
+    against the config's PyTorch model on the config's inputs."""
     with artifacts.staging() as stage:
         if source.kind == "onnx":
             record = _import(source, stage)
+        elif onnx_file is not None:
+            record = _import_for_config(source, onnx_file, stage)
         else:
             record = _export(source, stage)
         write_json(stage / "export.json", record)
     return record
+
+
+def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> dict:
+    result = import_onnx(onnx_file)
+    onnx.save(result.model, str(stage / "model.onnx"))
+    config = source.config
+    specs = [TensorSpec.from_config(spec) for spec in config.inputs]
+    graph_inputs = [s.name for s in input_specs(result.model, [])]
+    if graph_inputs != [s.name for s in specs]:
+        raise ConfigError(f"{onnx_file}: its inputs {graph_inputs} are not the config's {[s.name for s in specs]}; "
+                          "audit an ONNX file exported from this model")
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "pytorch", "source": str(onnx_file), "exporter": f"none (given file {onnx_file.name})", "attempts": [],
+        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
+        "reference": "pytorch", "seed": config.seed, "notes": result.notes + [f"audited ONNX file given with --onnx: {onnx_file}"],
+    }
 
 
 def _import(source: Source, stage: Path) -> dict:
@@ -80,7 +103,7 @@ def _import(source: Source, stage: Path) -> dict:
     onnx.save(result.model, str(stage / "model.onnx"))
     notes = list(result.notes)
     specs = input_specs(result.model, notes)
-    samples = shared_inputs.generate(specs, samples=4, seed=0)
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, samples=4, seed=0), specs)
     shared_inputs.save_npz(stage / "inputs.npz", samples)
     return {
         "route": "onnx", "source": str(source.path), "exporter": "none (ONNX file given)", "attempts": [],
@@ -92,7 +115,7 @@ def _import(source: Source, stage: Path) -> dict:
 def _export(source: Source, stage: Path) -> dict:
     config = source.config
     specs = [TensorSpec.from_config(spec) for spec in config.inputs]
-    samples = shared_inputs.generate(specs, config.samples, config.seed)
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
     model = build_model(source)
     first = shared_inputs.feeds(samples)[0]
     args = tuple(torch.from_numpy(first[spec.name]) for spec in specs)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import FLOAT_DTYPES, InputSpec
+from pipeline.errors import ConfigError
 
 Feed = dict[str, np.ndarray]
 
@@ -57,6 +58,64 @@ def _sample(rng: np.random.Generator, spec: TensorSpec, count: int) -> np.ndarra
         return rng.random(size=shape) < 0.5
     low, high = int(np.ceil(spec.low)), int(np.ceil(spec.high))
     return rng.integers(low, max(high, low + 1), size=shape, dtype=spec.dtype)
+
+
+EDGE_CASES = ("zeros", "constant", "max_magnitude")
+
+
+def with_edge_cases(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Append the edge-case samples (zeros, a constant, the largest magnitude in range)."""
+    edges = {spec.name: np.stack([_edge(spec, case) for case in EDGE_CASES]) for spec in specs}
+    return {name: np.concatenate([arrays[name], edges[name]]) for name in arrays}
+
+
+def sample_labels(total: int, edge_cases: bool) -> list[str]:
+    randoms = total - (len(EDGE_CASES) if edge_cases else 0)
+    return [f"random_{i}" for i in range(randoms)] + (list(EDGE_CASES) if edge_cases else [])
+
+
+def _edge(spec: TensorSpec, case: str) -> np.ndarray:
+    if spec.dtype == "bool":
+        return np.full(spec.shape, case != "zeros", dtype=bool)
+    if spec.dtype in FLOAT_DTYPES:
+        top = float(np.nextafter(np.array(spec.high, dtype=spec.dtype), np.array(spec.low, dtype=spec.dtype)))
+        low = spec.low
+    else:
+        top, low = int(np.ceil(spec.high)) - 1, int(np.ceil(spec.low))
+    values = {
+        "zeros": min(max(0, low), top),
+        "constant": (low + top) / 2 if spec.dtype in FLOAT_DTYPES else low,
+        "max_magnitude": top if abs(top) >= abs(low) else low,
+    }
+    return np.full(spec.shape, values[case], dtype=spec.dtype)
+
+
+def load_user_inputs(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """A user's .npz keyed by input name: one sample (the input's shape) or several (a leading axis)."""
+    if not path.is_file():
+        raise ConfigError(f"--inputs {path}: file not found; check the path")
+    try:
+        arrays = load_npz(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"--inputs {path}: not a readable .npz file ({exc}); save it with numpy.savez") from None
+    expected = [spec.name for spec in specs]
+    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ConfigError(f"--inputs {path}: keys must be the model's inputs {expected}; missing {missing}, extra {extra}")
+    return {spec.name: _checked(path, spec, arrays[spec.name]) for spec in specs}
+
+
+def _checked(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.dtype(spec.dtype):
+        raise ConfigError(f"--inputs {path}: '{spec.name}' has dtype {array.dtype}, the config says {spec.dtype}; cast it with .astype('{spec.dtype}')")
+    if tuple(array.shape) == tuple(spec.shape):
+        return array[None]
+    if tuple(array.shape[1:]) == tuple(spec.shape):
+        return array
+    raise ConfigError(
+        f"--inputs {path}: '{spec.name}' has shape {list(array.shape)}; expected {list(spec.shape)} "
+        f"or [samples, {', '.join(map(str, spec.shape))}]"
+    )
 
 
 def feeds(samples: dict[str, np.ndarray]) -> list[Feed]:

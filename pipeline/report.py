@@ -31,6 +31,10 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "backends": audit["backends"], "exporter": export["exporter"], "export_attempts": export["attempts"],
         "opset": export["opset"], "samples": audit["samples"],
         "comparisons": audit["comparisons"],
+        "sample_labels": audit.get("sample_labels"),
+        "histograms": audit.get("histograms", []),
+        "layers": audit.get("layers"),
+        "localization": audit.get("localization"),
         "validation": {k: validate.get(k) for k in ("checker", "shape_inference", "passed")},
         "conversion": {k: convert[k] for k in ("converter", "version", "options", "io", "ambiguous_layouts")},
         "lint": {"findings": lint["findings"], "counts": lint["counts"], "notes": lint["notes"]} if lint else None,
@@ -123,8 +127,38 @@ def print_summary(report: dict, artifacts: ArtifactDir) -> None:
     console.print(table)
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}")
+    for line in localization_lines(report):
+        console.print(f"[bold]where:[/] {line}")
     colour = "green" if report["verdict"] == "pass" else "red"
     console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md}")
+
+
+def localization_lines(report: dict) -> list[str]:
+    """One line per backend pair that diverges: the first node, its module, and whose error it is."""
+    lines = []
+    for entry in report.get("localization") or []:
+        if entry["found"]:
+            lines.append(entry["explanation"] + (f"; lint: {entry['lint_findings'][0]['message']}" if entry["lint_findings"] else ""))
+    layers = report.get("layers") or {}
+    if layers and not layers.get("ran"):
+        lines.append(f"layer-by-layer comparison not run: {layers.get('reason')}")
+    return lines
+
+
+def _localization_markdown(report: dict) -> list[str]:
+    entries = report.get("localization")
+    if not entries:
+        return []
+    lines = ["", "## Where the backends part ways", "",
+             "| pair | first divergent node | op | module | error in → out | origin |", "|---|---|---|---|---|---|"]
+    for e in entries:
+        pair = f"{BACKEND_LABELS.get(e['candidate'], e['candidate'])} vs {BACKEND_LABELS.get(e['reference'], e['reference'])}"
+        if not e["found"]:
+            lines.append(f"| {pair} | none | | | | {e['explanation']} |")
+            continue
+        lines.append(f"| {pair} | `{e['node']}` | {e['op_type']} | `{e['module']}` | {_fmt(e['error_in'])} → "
+                     f"{_fmt(e['error_out'])} | {e['origin']} |")
+    return lines + [""] + [f"- {e['explanation']}" for e in entries if e["found"]]
 
 
 def _lint_markdown(lint: dict | None) -> list[str]:
@@ -149,6 +183,7 @@ def markdown(report: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
+    lines += _localization_markdown(report)
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]

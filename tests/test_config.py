@@ -99,7 +99,7 @@ def test_unknown_key_under_tolerances_suggests_a_tolerance_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path):
     path = write_yaml(tmp_path, MINIMAL + "zzz: 1\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys: checkpoint, exporter, inputs, model, "):
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys: checkpoint, classification_outputs, exporter, inputs, model, "):
         load_config(path)
 
 

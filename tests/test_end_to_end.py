@@ -72,9 +72,11 @@ def test_artifacts_are_all_written(seed_run):
 def test_samples_are_distinct_and_saved(seed_run):
     with np.load(seed_run.root / "inputs.npz") as inputs:
         x = inputs["x"]
-    assert x.shape == (4, 1, 3, 64, 64)
+    assert x.shape == (4 + 3, 1, 3, 64, 64)  # 4 seeded samples, then zeros, a constant and the largest magnitude
     assert not np.allclose(x[0], x[1])
     assert x.min() >= -0.5 and x.max() < 0.5
+    assert np.all(x[4] == 0) and np.all(x[5] == x[5].flat[0]) and np.all(x[6] == -0.5)
+    assert seed_run.report["sample_labels"] == ["random_0", "random_1", "random_2", "random_3", "zeros", "constant", "max_magnitude"]
 
 
 def test_report_md_holds_the_table(seed_run):

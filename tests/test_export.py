@@ -90,7 +90,7 @@ def test_dynamo_export_writes_model_inputs_and_record(dynamo_export):
     onnx.checker.check_model(model)
     assert record["opset"] == next(o.version for o in model.opset_import if o.domain == "")
     assert [v.name for v in model.graph.input] == ["x"] and [v.name for v in model.graph.output] == ["output"]
-    assert load_npz(artifacts.inputs)["x"].shape == (2, 1, 3, 8, 8)
+    assert load_npz(artifacts.inputs)["x"].shape == (2 + 3, 1, 3, 8, 8)  # seeded samples, then 3 edge cases
 
 
 def test_dynamo_nodes_carry_name_scopes(dynamo_export):
@@ -164,5 +164,5 @@ def test_onnx_file_is_imported_instead_of_exported(tmp_path):
     assert (record["route"], record["reference"], record["opset"], record["attempts"]) == ("onnx", "onnxruntime", 13, [])
     assert record["notes"][0].startswith("upgraded from opset 6 to 13")
     assert record["inputs"] == [{"name": "0", "shape": [2, 3, 6, 6], "dtype": "float32", "low": -1.0, "high": 1.0}]
-    assert load_npz(artifacts.inputs)["0"].shape == (4, 2, 3, 6, 6)
+    assert load_npz(artifacts.inputs)["0"].shape == (4 + 3, 2, 3, 6, 6)  # seeded samples, then 3 edge cases
     onnx.checker.check_model(str(artifacts.onnx), full_check=True)

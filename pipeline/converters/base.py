@@ -33,6 +33,12 @@ class ConversionResult:
     converter: str
     version: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
+    # A Keras model whose outputs are the TF tensors of every ONNX tensor the converter
+    # could map (layer-by-layer localization), with one entry per output:
+    # {"tensor": ONNX name, "tf_shape": [...], "channel_last": bool | None}.
+    layers: Path | None = None
+    layer_tensors: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class Converter(Protocol):

@@ -4,11 +4,15 @@ onnx2tf's quirks are contained here:
 - it simplifies the input file in place with the `onnxsim` CLI, so it gets a copy;
 - for image-like inputs it downloads a calibration sample unless the file is in its
   working directory, so we write a seeded one there and run it in that folder;
-- it calls sys.exit(1) on failure and names the failing node only in its log.
+- it calls sys.exit(1) on failure and names the failing node only in its log;
+- its map from ONNX tensors to TF tensors (`tf_layers_dict`) is a local of convert();
+  a stand-in for `tf_keras.Model` picks it up when convert() builds the model, so a
+  Keras model of every intermediate tensor can be saved for layer-by-layer audits.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -39,12 +43,15 @@ class Onnx2TFV1:
         work.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        spy = _LayerMapSpy()
         try:
-            with _inside(work), capture_output(log_path):
+            with _inside(work), capture_output(log_path), spy.installed():
                 keras_model = self._run(work, options)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
         result = self._collect(work / "tf", out_dir, keras_model, options)
+        with capture_output(log_path):
+            result = _save_layers(result, keras_model, spy.tf_layers, out_dir)
         shutil.rmtree(work, ignore_errors=True)
         return result
 
@@ -118,3 +125,56 @@ def _op_type(onnx_path: Path, node_name: str) -> str:
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     return next((n.op_type for n in graph.node if n.name == node_name), "op unknown")
+
+
+class _LayerMapSpy:
+    """Stands in for onnx2tf's `tf_keras` module during convert() to read its tensor map."""
+
+    def __init__(self) -> None:
+        self.tf_layers: dict | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        import onnx2tf.onnx2tf as module
+
+        real = module.tf_keras
+        spy = self
+
+        class _Proxy:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def Model(self, *args, **kwargs):  # noqa: N802 (mirrors tf_keras.Model)
+                if spy.tf_layers is None:
+                    spy.tf_layers = sys._getframe(1).f_locals.get("tf_layers_dict")
+                return real.Model(*args, **kwargs)
+
+        module.tf_keras = _Proxy()
+        try:
+            yield
+        finally:
+            module.tf_keras = real
+
+
+def _save_layers(result: ConversionResult, keras_model, tf_layers: dict | None, out_dir: Path) -> ConversionResult:
+    """Save a Keras model with every mapped intermediate tensor as an output (best effort)."""
+    import tf_keras
+
+    if not tf_layers:
+        return dataclasses.replace(result, notes=result.notes + ["onnx2tf's tensor map was not available: no layer model"])
+    input_names = {t.name.split(":")[0] for t in keras_model.inputs}
+    picked = [(name, entry) for name, entry in tf_layers.items()
+              if name not in input_names and _is_symbolic(entry.get("tf_node"))]
+    try:
+        layers = tf_keras.Model(inputs=keras_model.inputs, outputs=[entry["tf_node"] for _, entry in picked])
+        path = out_dir / "layers.keras"
+        layers.save(str(path))
+    except Exception as exc:  # a best-effort extra: the audit still runs without it, and says why
+        return dataclasses.replace(result, notes=result.notes + [f"layer model not saved ({type(exc).__name__}: {exc})"])
+    tensors = [{"tensor": name, "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
+                "channel_last": entry.get("nhwc")} for name, entry in picked]
+    return dataclasses.replace(result, layers=path, layer_tensors=tensors)
+
+
+def _is_symbolic(node) -> bool:
+    return node is not None and not hasattr(node, "numpy") and hasattr(node, "shape")

@@ -31,6 +31,21 @@ class Attribution:
         return f"via {self.method}" + (f" ({self.note})" if self.note else "")
 
 
+def scope_chain(node: onnx.NodeProto) -> list[str]:
+    """Every module path a node sits in, outermost first, from metadata or a scoped node name."""
+    raw = next((p.value for p in node.metadata_props if p.key == NAME_SCOPES), None)
+    if raw is not None:
+        try:
+            return [s for s in ast.literal_eval(raw)[:-1] if s]
+        except (ValueError, SyntaxError):
+            return []
+    chain, path = [], ""
+    for part in [p for p in node.name.split("/") if p][:-1]:
+        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        chain.append(path)
+    return chain
+
+
 class Attributor:
     """Maps ONNX nodes to module paths of a given PyTorch model (or of none)."""
 
