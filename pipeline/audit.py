@@ -38,7 +38,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     failed = not all(comparisons)
     record = {
         "reference": reference, "backends": backends, "samples": len(feeds), "reused_outputs": reused,
-        "sample_labels": _labels(export, len(feeds)), "inputs_sha256": sha256(artifacts.inputs),
+        "sample_labels": shared_inputs.sample_labels(len(feeds), edge_cases=True), "inputs_sha256": sha256(artifacts.inputs),
         "comparisons": [c.to_json() for c in comparisons],
         "histograms": [{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
                        for c in comparisons if c.histogram],
@@ -65,10 +65,6 @@ def _prepare_inputs(artifacts: ArtifactDir, export: dict, samples: int | None, i
         arrays = shared_inputs.generate(specs, samples, export.get("seed", 0))
     with artifacts.staging() as stage:
         shared_inputs.save_npz(stage / "inputs.npz", shared_inputs.with_edge_cases(arrays, specs))
-
-
-def _labels(export: dict, total: int) -> list[str]:
-    return shared_inputs.sample_labels(total, edge_cases=True)
 
 
 def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunResults, list[str]]:

@@ -92,7 +92,7 @@ def _table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | N
     """A table of plain-text cells (None shows as n/a); row_classes colour whole rows."""
     classes = row_classes or [""] * len(rows)
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
-    body = [f'<tr class="{_e(cls)}">' + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
+    body = [(f'<tr class="{_e(cls)}">' if cls else "<tr>") + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
             for row, cls in zip(rows, classes)]
     return "<table>\n" + "\n".join([head, *body]) + "\n</table>"
 

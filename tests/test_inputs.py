@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import InputSpec
-from pipeline.inputs import TensorSpec, feeds, generate, load_npz, save_npz, stack
+from pipeline.errors import ConfigError
+from pipeline.inputs import (
+    EDGE_CASES, TensorSpec, feeds, generate, load_npz, load_user_inputs, sample_labels, save_npz, stack, with_edge_cases,
+)
 
 IMAGE = TensorSpec("image", (1, 3, 8, 8), "float32", -0.5, 0.5)
 IDS = TensorSpec("ids", (2, 5), "int64", 0, 10)
@@ -118,3 +121,52 @@ def test_save_then_load_npz_round_trips_values_and_dtypes(tmp_path):
     for name in samples:
         assert loaded[name].dtype == samples[name].dtype
         np.testing.assert_array_equal(loaded[name], samples[name])
+
+
+# --- edge cases and a user's .npz -------------------------------------------
+
+
+
+def test_edge_cases_are_zeros_a_constant_and_the_largest_magnitude():
+    specs = [TensorSpec("x", (2, 2), "float32", -1.0, 3.0), TensorSpec("ids", (3,), "int64", 2, 9),
+             TensorSpec("mask", (2,), "bool")]
+    base = generate(specs, 2, seed=0)
+    arrays = with_edge_cases(base, specs)
+    assert arrays["x"].shape == (5, 2, 2) and arrays["ids"].shape == (5, 3)
+    zeros, constant, largest = arrays["x"][2:]
+    assert np.all(zeros == 0) and np.all(constant == constant.flat[0]) and np.all(largest < 3.0) and largest.flat[0] > 2.99
+    assert list(arrays["ids"][2:, 0]) == [2, 2, 8]  # 0 is out of [2, 9): clamped to the range
+    assert list(arrays["mask"][2:, 0]) == [False, True, True]
+    assert sample_labels(5, edge_cases=True) == ["random_0", "random_1", *EDGE_CASES]
+
+
+@pytest.fixture
+def x_spec():
+    return [TensorSpec("x", (1, 3), "float32", 0.0, 1.0)]
+
+
+def test_user_inputs_take_one_sample_or_a_sample_axis(tmp_path, x_spec):
+    np.savez(tmp_path / "one.npz", x=np.ones((1, 3), np.float32))
+    np.savez(tmp_path / "many.npz", x=np.ones((4, 1, 3), np.float32))
+    assert load_user_inputs(tmp_path / "one.npz", x_spec)["x"].shape == (1, 1, 3)
+    assert load_user_inputs(tmp_path / "many.npz", x_spec)["x"].shape == (4, 1, 3)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"y": np.ones((1, 3), np.float32)}, r"keys must be the model's inputs \['x'\]; missing \['x'\], extra \['y'\]"),
+    ({"x": np.ones((1, 3), np.float32), "z": np.ones(1)}, r"missing \[\], extra \['z'\]"),
+    ({"x": np.ones((1, 4), np.float32)}, r"'x' has shape \[1, 4\]; expected \[1, 3\] or \[samples, 1, 3\]"),
+    ({"x": np.ones((1, 3), np.float64)}, r"'x' has dtype float64, the config says float32; cast it with .astype\('float32'\)"),
+])
+def test_user_inputs_that_do_not_fit_the_config_are_config_errors(tmp_path, x_spec, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ConfigError, match=message):
+        load_user_inputs(tmp_path / "bad.npz", x_spec)
+
+
+def test_user_inputs_file_missing_or_unreadable(tmp_path, x_spec):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_user_inputs(tmp_path / "nope.npz", x_spec)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="not a readable .npz file"):
+        load_user_inputs(tmp_path / "junk.npz", x_spec)
