@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -113,10 +114,20 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (write a temp file, then rename over the target)."""
+    """Write strict JSON atomically (a temp file, then rename). NaN and infinities become null."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -15,7 +15,7 @@ from rich.progress import Progress
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts import ArtifactDir, sha256, write_json
 from pipeline.backends import available_tf_backends, make_runner
-from pipeline.compare import RunResults, Tolerance, compare, run_all
+from pipeline.compare import RunResults, Tolerance, compare, overall_verdict, run_all
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.inputs import TensorSpec
@@ -35,14 +35,16 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     results.update(_run(to_run, source, artifacts, export, convert, feeds))
     overrides = _overrides(source)
     comparisons = compare(results, reference, [b for b in backends if b != reference], overrides, _classification(source))
-    failed = not all(comparisons)
+    verdict = overall_verdict([c.verdict for c in comparisons])
+    failed = verdict == "fail"
+    signal = _signal(source, artifacts, export, feeds, comparisons)
     record = {
         "reference": reference, "backends": backends, "samples": len(feeds), "reused_outputs": reused,
         "sample_labels": shared_inputs.sample_labels(len(feeds), edge_cases=True), "inputs_sha256": sha256(artifacts.inputs),
         "comparisons": [c.to_json() for c in comparisons],
         "histograms": [{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
                        for c in comparisons if c.histogram],
-        "verdict": "fail" if failed else "pass",
+        "verdict": verdict, "verdict_reasons": _reasons(comparisons, signal), "signal": signal,
         **_layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it=layers or failed),
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -52,6 +54,38 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
             shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", results[backend])
         write_json(stage / "audit.json", record)
     return record
+
+
+def _reasons(comparisons: list, signal: dict | None) -> list[str]:
+    """Each distinct reason a comparison failed or is inconclusive, once."""
+    reasons: list[str] = []
+    for c in comparisons:
+        if c.verdict != "pass":
+            text = f"{c.verdict}: {c.candidate} '{c.output}': {c.reason}"
+            if c.verdict == "inconclusive":
+                text = f"inconclusive: '{c.output}': {c.reason}"
+            if text not in reasons:
+                reasons.append(text)
+    return reasons + ([signal["message"]] if signal else [])
+
+
+def _signal(source: Source, artifacts: ArtifactDir, export: dict, feeds: list, comparisons: list) -> dict | None:
+    """For an output inconclusive for lack of signal: the node where it vanished or blew up."""
+    no_signal = ("magnitude", "NaN")
+    weak = next((c for c in comparisons if c.verdict == "inconclusive" and any(k in (c.reason or "") for k in no_signal)), None)
+    if weak is None:
+        return None
+    import onnx
+
+    from pipeline.lint.context import LintContext
+    from pipeline.signal_trace import trace
+    from pipeline.torch_model import reference_model
+
+    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    context = LintContext(onnx.load(str(artifacts.onnx)), reference_model(source, export))
+    module_of = (lambda node: context.attribute(node).module) if context.has_modules else (lambda node: None)
+    with capture_output(artifacts.root / "audit.log"):
+        return trace(artifacts.onnx, specs, feeds[0], weak.output, module_of)
 
 
 def _prepare_inputs(artifacts: ArtifactDir, export: dict, samples: int | None, inputs_file: Path | None) -> None:

@@ -2,6 +2,8 @@
 they first part ways. Runs when a comparison fails, or with `audit --layers`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 
 from pipeline.artifacts import ArtifactDir
@@ -13,6 +15,7 @@ from pipeline.layers import (
 )
 from pipeline.lint.context import LintContext
 from pipeline.localize import localize
+from pipeline.torch_model import reference_model
 
 
 def run_layers(source: Source, artifacts: ArtifactDir, export: dict, convert: dict, feeds: list, overrides) -> dict:
@@ -20,11 +23,9 @@ def run_layers(source: Source, artifacts: ArtifactDir, export: dict, convert: di
     specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
     order = TensorOrder.of(model)
     shapes = onnx_shapes(model)
-    torch_model = _torch_model(source, export)
+    torch_model = reference_model(source, export)
     context = LintContext(model, torch_model)
     with temp_workdir() as workdir:
-        from pathlib import Path
-
         runners = {"onnxruntime": onnx_intermediates_runner(artifacts.onnx, specs, Path(workdir))}
         if torch_model is not None:
             runners["pytorch"] = TorchLayersRunner(torch_model, specs, _mapping(model, torch_model, shapes))
@@ -57,14 +58,6 @@ def _module_namer(context: LintContext):
             return f"{conv} + {generic} (folded)"
         return conv or generic
     return module_of
-
-
-def _torch_model(source: Source, export: dict):
-    if export["reference"] != "pytorch" or source.config is None:
-        return None
-    from pipeline.torch_model import build_model
-
-    return build_model(source)
 
 
 def _mapping(model: onnx.ModelProto, torch_model, shapes: dict) -> dict[str, str]:

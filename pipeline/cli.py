@@ -19,10 +19,11 @@ from pipeline.artifacts import ArtifactDir  # noqa: E402
 from pipeline.config import Source, resolve_source  # noqa: E402
 from pipeline.console import console  # noqa: E402
 from pipeline.errors import (  # noqa: E402
-    EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_PASS, PipelineError, UsageError,
+    EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, ConversionError, PipelineError,
+    UsageError,
 )
 
-STAGES = ("export", "validate", "convert", "audit", "report")
+VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_AUDIT_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
 
 
 def _stage_export(source: Source, artifacts: ArtifactDir, args) -> int:
@@ -82,14 +83,14 @@ def _stage_audit(source: Source, artifacts: ArtifactDir, args) -> int:
     record = audit.run(source, artifacts, samples=getattr(args, "samples", None), inputs_file=inputs_file,
                        layers=getattr(args, "layers", False))
     console.print(f"audit: verdict {record['verdict']} over {record['samples']} samples")
-    return EXIT_PASS if record["verdict"] == "pass" else EXIT_AUDIT_FAILED
+    return VERDICT_EXIT[record["verdict"]]
 
 
 def _stage_report(source: Source, artifacts: ArtifactDir, args, timings: dict | None = None) -> int:
     from pipeline import report
 
     record = report.run(source.name, artifacts, timings)
-    return EXIT_PASS if record["verdict"] == "pass" else EXIT_AUDIT_FAILED
+    return VERDICT_EXIT[record["verdict"]]
 
 
 STAGE_COMMANDS: dict[str, Callable] = {
@@ -105,11 +106,29 @@ def _run_all(source: Source, artifacts: ArtifactDir, args) -> int:
         console.rule(f"[bold]{name}")
         if name == "export" and getattr(args, "onnx", None):
             _import_given_onnx(source, artifacts, args)
+        elif name == "convert-tf":
+            code = _convert_or_explain(source, artifacts, args)
+            if code is not None:
+                return code
         else:
             command(source, artifacts, args)
         timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
     console.rule("[bold]report")
     return _stage_report(source, artifacts, args, timings)
+
+
+def _convert_or_explain(source: Source, artifacts: ArtifactDir, args) -> int | None:
+    """A model whose outputs ignore its inputs is inconclusive, also when onnx2tf folds it away."""
+    try:
+        _stage_convert(source, artifacts, args)
+        return None
+    except ConversionError as exc:
+        evidence = (artifacts.read_record_if_any("validate") or {}).get("evidence") or {}
+        reasons = [f"'{name}': {reason}" for name, reason in evidence.items() if reason]
+        if not evidence or len(reasons) < len(evidence):
+            raise
+        print(f"inconclusive: {'; '.join(reasons)}; the conversion then failed ({exc})", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
 
 
 def _import_given_onnx(source: Source, artifacts: ArtifactDir, args) -> None:

@@ -66,6 +66,8 @@ class Comparison:
     top1_agreement: float | None = None  # classification-like outputs only
     top5_agreement: float | None = None  # reference top-1 within candidate's top-5
     histogram: dict | None = None  # {"edges", "counts", "zeros"} of |candidate - reference|
+    verdict: str = "pass"  # "pass" | "fail" | "inconclusive"
+    reason: str | None = None  # why it failed or is inconclusive
 
     def __bool__(self) -> bool:
         return self.passed
@@ -108,7 +110,8 @@ def compare(
 def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, names: tuple[str, str, str], logits: bool = False) -> Comparison:
     problem = _structural_problem(ref, cand)
     if problem:
-        return Comparison(*names, *(float("nan"),) * 6, tol.atol, tol.rtol, False, problem)
+        verdict = "inconclusive" if problem.startswith("reference") else "fail"
+        return Comparison(*names, *(float("nan"),) * 6, tol.atol, tol.rtol, False, problem, verdict=verdict, reason=problem)
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
     diff = np.abs(cand64 - ref64)
     allowed = tol.atol + tol.rtol * np.abs(ref64)
@@ -116,13 +119,58 @@ def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, nam
     scale = _max(np.abs(ref64))
     p50, p90, p99 = (float(v) for v in np.percentile(diff, [50, 90, 99])) if diff.size else (0.0, 0.0, 0.0)
     top1, top5 = _topk_agreement(ref64, cand64) if logits else (None, None)
+    verdict, reason = _verdict(beyond, ref, tol)
     return Comparison(
         *names, max_abs=_max(diff), mean_abs=float(diff.mean()) if diff.size else 0.0,
         max_rel=_max_rel(diff, ref64, tol.atol), cosine=_cosine(ref64, cand64), ref_max_abs=scale,
-        fraction_beyond_tol=beyond, atol=tol.atol, rtol=tol.rtol, passed=beyond == 0.0,
+        fraction_beyond_tol=beyond, atol=tol.atol, rtol=tol.rtol, passed=verdict == "pass", verdict=verdict, reason=reason,
         rel_to_scale=_max(diff) / scale if scale > 0 else None, p50_abs=p50, p90_abs=p90, p99_abs=p99,
         snr_db=_snr_db(ref64, diff), top1_agreement=top1, top5_agreement=top5, histogram=_histogram(diff),
     )
+
+
+def _verdict(beyond: float, ref: np.ndarray, tol: Tolerance) -> tuple[str, str | None]:
+    """A disagreement beyond tolerance fails; agreement counts only when the reference carries signal."""
+    if beyond > 0:
+        return "fail", f"{beyond:.2%} of elements beyond atol + rtol*|reference|"
+    weak = evidence_problem(ref, tol)
+    return ("inconclusive", weak) if weak else ("pass", None)
+
+
+# Rules for "no evidence" (documented in the README):
+# - the reference's largest magnitude is at most atol: an all-zero candidate would pass;
+# - it is below 1e3 times the smallest normal number of its dtype (float32: 1.2e-35);
+# - over two or more distinct input samples, no output element moves by more than
+#   1e-6 of the output's scale: the inputs never reach the output.
+SAMPLE_SPREAD_RTOL = 1e-6
+
+
+def evidence_problem(ref: np.ndarray, tol: Tolerance) -> str | None:
+    """Why agreement with this reference output would prove nothing, or None. `ref` is stacked by sample."""
+    if ref.size == 0:
+        return "the reference output is empty"
+    if not np.issubdtype(ref.dtype, np.floating):
+        return None
+    scale = float(np.max(np.abs(ref)))
+    floor = 1e3 * float(np.finfo(ref.dtype).tiny)
+    if scale < floor:
+        return f"the reference output's magnitude {scale:.3g} is below what {ref.dtype} can represent meaningfully ({floor:.2g})"
+    if scale <= tol.atol:
+        return (f"the reference output's largest magnitude {scale:.3g} is within atol={tol.atol:g}: an all-zero output "
+                "would pass; lower the tolerance or check that activations do not vanish")
+    if len(ref) >= 2:
+        spread = float(np.max(np.abs(ref.astype(np.float64) - ref[:1].astype(np.float64))))
+        if spread <= SAMPLE_SPREAD_RTOL * scale:
+            return (f"the output is the same for all {len(ref)} input samples (largest change {spread:.3g}): "
+                    "the inputs never reach it, so agreement tests nothing")
+    return None
+
+
+def overall_verdict(verdicts: list[str]) -> str:
+    """fail beats inconclusive beats pass."""
+    if "fail" in verdicts:
+        return "fail"
+    return "inconclusive" if "inconclusive" in verdicts else "pass"
 
 
 HISTOGRAM_EDGES = np.logspace(-12, 2, 29)

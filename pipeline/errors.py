@@ -67,6 +67,7 @@ EXIT_PASS = 0
 EXIT_AUDIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STAGE_FAILED = 3
+EXIT_INCONCLUSIVE = 4
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
@@ -75,4 +76,6 @@ EXIT_CODES_HELP = """exit codes:
      or lint found an error (lint alone: an error finding; validate alone: ORT vs PyTorch)
   2  bad usage or config (unknown model, bad YAML, wrong key, bad inputs file)
   3  a stage failed (export, validation, conversion, a backend could not run)
+  4  inconclusive: the backends agree, but the outputs carry no evidence (vanishing,
+     NaN, or independent of the input); the report says why and what to do
   130 interrupted (Ctrl-C); artifacts written by earlier runs are left intact"""

@@ -27,7 +27,8 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
     validate = artifacts.read_record_if_any("validate") or {}
     lint = artifacts.read_record_if_any("lint")
     return {
-        "model": name, "verdict": _verdict(audit, lint), "route": export["route"], "reference": audit["reference"],
+        "model": name, "verdict": _verdict(audit, lint), "verdict_reasons": _verdict_reasons(audit, lint),
+        "signal": audit.get("signal"), "route": export["route"], "reference": audit["reference"],
         "backends": audit["backends"], "exporter": export["exporter"], "export_attempts": export["attempts"],
         "opset": export["opset"], "samples": audit["samples"],
         "comparisons": audit["comparisons"],
@@ -46,15 +47,27 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
 
 
 def _verdict(audit: dict, lint: dict | None) -> str:
-    """Fail on any failed comparison, and on any error-level lint finding."""
-    return "fail" if audit["verdict"] != "pass" or (lint is not None and not lint["passed"]) else "pass"
+    """fail (a comparison failed or lint found an error) beats inconclusive beats pass."""
+    if lint is not None and not lint["passed"]:
+        return "fail"
+    return audit["verdict"]
+
+
+def _verdict_reasons(audit: dict, lint: dict | None) -> list[str]:
+    reasons = list(audit.get("verdict_reasons", []))
+    if lint is not None and not lint["passed"]:
+        reasons.append(f"lint: {lint['counts']['error']} error finding(s)")
+    return reasons
 
 
 def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None) -> dict:
     report = build(name, artifacts, timings)
+    from pipeline.report_html import render
+
     with artifacts.staging() as stage:
         write_json(stage / "report.json", report)
         (stage / "report.md").write_text(markdown(report))
+        (stage / "report.html").write_text(render(report))
     print_summary(report, artifacts)
     return report
 
@@ -92,7 +105,8 @@ def _fmt(value: float | None) -> str:
 def _rows(report: dict) -> list[list[str]]:
     rows = []
     for c in report["comparisons"]:
-        result = "pass" if c["passed"] else f"FAIL{': ' + c['error'] if c['error'] else ''}"
+        verdict = c.get("verdict", "pass" if c["passed"] else "fail")
+        result = verdict if verdict == "pass" else f"{verdict.upper()}: {c.get('reason') or c.get('error') or ''}"
         rows.append([
             BACKEND_LABELS.get(c["candidate"], c["candidate"]), c["output"], _fmt(c["max_abs"]), _fmt(c["mean_abs"]),
             _fmt(c["max_rel"]), _fmt(c["cosine"]), f"{c['atol']:g}", f"{c['rtol']:g}", result,
@@ -129,8 +143,11 @@ def print_summary(report: dict, artifacts: ArtifactDir) -> None:
         console.print(f"[yellow]note:[/] {note}")
     for line in localization_lines(report):
         console.print(f"[bold]where:[/] {line}")
-    colour = "green" if report["verdict"] == "pass" else "red"
-    console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md}")
+    colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "yellow")
+    for reason in report.get("verdict_reasons", []):
+        console.print(f"[{colour}]why:[/] {reason}")
+    console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md} "
+                  f"and {artifacts.root / 'report.html'}")
 
 
 def localization_lines(report: dict) -> list[str]:
@@ -178,8 +195,9 @@ def markdown(report: dict) -> str:
         f"# Conversion report: {report['model']}", "",
         f"**Verdict: {report['verdict'].upper()}** (reference: {BACKEND_LABELS[report['reference']]}, "
         f"{report['samples']} samples, exporter: {report['exporter']}, opset {report['opset']})", "",
-        "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS),
     ]
+    lines += [f"- {reason}" for reason in report.get("verdict_reasons", [])]
+    lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]

@@ -24,7 +24,7 @@ from pipeline.backends import BACKEND_LABELS  # noqa: E402
 from pipeline.report import _fmt  # noqa: E402  (same number format as report.md)
 
 LOG_FLOOR = 1e-12  # log axes cannot show 0; exact-zero errors are drawn at this floor
-FIGSIZE = (7.5, 3.2)
+FIGSIZE = (8.5, 3.2)
 DPI = 90  # small PNGs keep the page light; 90 dpi is still sharp at this size
 VERDICTS = ("pass", "fail", "inconclusive")
 PASS_COLOUR, FAIL_COLOUR, REF_COLOUR = "#1f6feb", "#cf222e", "#8c959f"
@@ -230,7 +230,7 @@ def _histogram_png(hist: dict, atol: float | None) -> str:
             ax.set_yscale("log")
         if _finite(atol) and atol > 0:
             ax.axvline(atol, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"atol {atol:g}")
-            ax.legend(loc="upper right")
+            ax.legend(loc="best")
         ax.set_xlabel("|error| = |candidate − reference| per element (log scale)")
         ax.set_ylabel("elements")
         ax.set_title(_plain(_pair(hist), limit=80), fontsize="medium")
@@ -276,6 +276,15 @@ def _scatter(ax: Axes, points: list[tuple[int, float, bool]], exceeds: bool, lab
                    color=FAIL_COLOUR if exceeds else PASS_COLOUR, label=label)
 
 
+def _mark_non_finite(ax: Axes, tensors: list[dict], errors: list[tuple[int, float, bool]]) -> None:
+    """Inf max_abs (NaN/inf outputs or a shape mismatch) cannot sit on a log axis: mark them along the top."""
+    indices = [t["index"] for t in tensors if t.get("index") is not None and t.get("max_abs") == math.inf]
+    if indices:
+        top = max((y for _, y, _ in errors), default=1.0) * 10
+        ax.scatter(indices, [top] * len(indices), marker="x", color=FAIL_COLOUR, zorder=3,
+                   label="non-finite or shape mismatch")
+
+
 def _depth_png(pair: dict) -> str:
     tensors = pair.get("tensors") or []
     errors, reference = _depth_points(tensors, "max_abs"), _depth_points(tensors, "ref_max_abs")
@@ -288,17 +297,18 @@ def _depth_png(pair: dict) -> str:
             ax.plot([p[0] for p in errors], [p[1] for p in errors], color=REF_COLOUR, linewidth=1, zorder=2)
         _scatter(ax, errors, False, "within tolerance")
         _scatter(ax, errors, True, "beyond tolerance")
+        _mark_non_finite(ax, tensors, errors)
         if first is not None:
             ax.axvline(first["index"], color=FAIL_COLOUR, linestyle="--", linewidth=1,
                        label=_plain(f"first divergence: {first.get('node') or first.get('tensor') or '?'}"))
-        if not errors:
-            ax.text(0.5, 0.5, "no finite errors recorded", transform=ax.transAxes, ha="center", va="center")
+        if not tensors:
+            ax.text(0.5, 0.5, "no intermediate tensors recorded", transform=ax.transAxes, ha="center", va="center")
         ax.set_yscale("log")
         ax.set_xlabel("node order index (depth in the graph); error = |candidate − reference|")
         ax.set_ylabel("max |error| per tensor (log scale)")
         ax.set_title(_plain(_pair(pair), limit=80), fontsize="medium")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize="small")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides points
         return _png(fig)
 
 
@@ -318,10 +328,11 @@ def _depth_section(report: dict) -> str:
     if not layers or not layers.get("ran"):
         return _section("depth", title, _not_run("layer-by-layer comparison", (layers or {}).get("reason")))
     pairs = layers.get("pairs") or []
-    if not pairs:
-        return _section("depth", title, _not_run("layer-by-layer comparison", "no backend pairs recorded"))
     figures = [_figure(_pair(p), _depth_png(p), _depth_caption(p)) for p in pairs]
-    return _section("depth", title, "\n".join(figures))
+    if not figures:
+        figures = [_not_run("layer-by-layer comparison", "no backend pairs recorded")]
+    notes = _items(layers["notes"]) if layers.get("notes") else ""
+    return _section("depth", title, "\n".join([*figures, notes]))
 
 
 # --- localization and lint ---------------------------------------------------

@@ -30,6 +30,13 @@ def build_model(source: Source) -> torch.nn.Module:
     return model.eval()
 
 
+def reference_model(source: Source, export: dict) -> torch.nn.Module | None:
+    """The PyTorch model when it is the audit's reference (not on the ONNX route)."""
+    if export["reference"] != "pytorch" or source.config is None:
+        return None
+    return build_model(source)
+
+
 def _resolve_factory(spec: str, base_dir: Path, config_path: Path):
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:

@@ -12,7 +12,7 @@ import onnx
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts import ArtifactDir, sha256, write_json
 from pipeline.backends import make_runner
-from pipeline.compare import compare, run_all
+from pipeline.compare import compare, evidence_problem, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.errors import ValidationError, first_line
 
@@ -28,6 +28,8 @@ def run(source: Source, artifacts: ArtifactDir) -> dict:
     runners = [make_runner(b, source, artifacts, export) for b in backends]
     results = run_all(runners, shared_inputs.feeds(samples))
     comparisons = compare(results, "pytorch", ["onnxruntime"]) if "pytorch" in results else []
+    reference = results[backends[0]]
+    evidence = {name: evidence_problem(array, tolerance_for("onnxruntime")) for name, array in reference.items()}
     with artifacts.staging() as stage:
         (stage / "outputs").mkdir()
         for backend, arrays in results.items():
@@ -35,8 +37,8 @@ def run(source: Source, artifacts: ArtifactDir) -> dict:
         record = {
             "checker": "passed (full_check)", "shape_inference": "passed (strict)",
             "inputs_sha256": sha256(artifacts.inputs), "backends": backends,
-            "comparisons": [c.to_json() for c in comparisons],
-            "passed": all(comparisons), "seconds": round(time.perf_counter() - start, 3),
+            "comparisons": [c.to_json() for c in comparisons], "evidence": evidence,
+            "passed": all(c.verdict != "fail" for c in comparisons), "seconds": round(time.perf_counter() - start, 3),
         }
         write_json(stage / "validate.json", record)
     return record

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.compare import (
+    evidence_problem,
+    overall_verdict,
     DEFAULT_TOLERANCES,
     Comparison,
     Tolerance,
@@ -161,10 +163,59 @@ def test_compare_each_candidate_output_against_the_reference():
 
 
 def test_compare_uses_overrides_and_reports_missing_outputs():
-    results = {"pytorch": {"y": np.zeros((1, 2)), "z": np.zeros((1, 2))}, "keras": {"y": np.full((1, 2), 0.3)}}
+    ref = np.array([[1.0, 2.0]])
+    results = {"pytorch": {"y": ref, "z": ref}, "keras": {"y": ref + 0.3}}
     y, z = compare(results, "pytorch", ["keras"], {"keras": Tolerance(0.5, 0.0)})
-    assert y.passed and y.atol == 0.5
-    assert not z.passed and z.error == "candidate has no such output"
+    assert y.passed and y.atol == 0.5 and y.verdict == "pass"
+    assert not z.passed and z.error == "candidate has no such output" and z.verdict == "fail"
+
+
+# --- no pass without evidence -------------------------------------------------
+
+def _ref(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def test_tiny_outputs_are_inconclusive_never_pass():
+    ref = _ref(np.random.default_rng(0).standard_normal((4, 1, 10)) * 1e-21)
+    (c,) = compare({"pytorch": {"y": ref}, "onnxruntime": {"y": ref * 1.5}}, "pytorch", ["onnxruntime"])
+    assert (c.passed, c.verdict) == (False, "inconclusive")
+    assert "within atol=0.0001: an all-zero output would pass" in c.reason
+
+
+def test_denormal_outputs_are_below_dtype_precision():
+    ref = _ref(np.full((2, 3), 1e-37)) * _ref([[1, 2, 3], [3, 2, 1]])
+    reason = evidence_problem(ref, Tolerance(0.0, 0.0))
+    assert reason.startswith("the reference output's magnitude") and "float32 can represent" in reason
+
+
+def test_output_that_ignores_its_input_is_inconclusive():
+    same = np.tile(_ref([[0.5, -2.0, 3.0]]), (4, 1, 1))
+    (c,) = compare({"pytorch": {"y": same}, "keras": {"y": same}}, "pytorch", ["keras"])
+    assert c.verdict == "inconclusive" and "the same for all 4 input samples" in c.reason
+
+
+def test_nan_reference_and_empty_output_are_inconclusive_but_nan_candidate_fails():
+    ref = _ref([[1.0, np.nan]])
+    (c,) = compare({"pytorch": {"y": ref}, "keras": {"y": _ref([[1.0, 2.0]])}}, "pytorch", ["keras"])
+    assert c.verdict == "inconclusive" and c.reason == "reference output holds NaN or Inf"
+    good = _ref([[1.0, 2.0], [3.0, 4.0]])
+    (d,) = compare({"pytorch": {"y": good}, "keras": {"y": _ref([[1.0, np.nan], [3.0, 4.0]])}}, "pytorch", ["keras"])
+    assert d.verdict == "fail"
+    (e,) = compare({"pytorch": {"y": _ref(np.zeros((2, 0)))}, "keras": {"y": _ref(np.zeros((2, 0)))}}, "pytorch", ["keras"])
+    assert e.verdict == "inconclusive" and e.reason == "the reference output is empty"
+
+
+def test_disagreement_beyond_tolerance_fails_even_on_weak_evidence():
+    ref = _ref([[1e-5, 2e-5], [3e-5, 1e-5]])
+    (c,) = compare({"pytorch": {"y": ref}, "keras": {"y": ref + 1.0}}, "pytorch", ["keras"])
+    assert c.verdict == "fail"
+
+
+def test_overall_verdict_orders_fail_inconclusive_pass():
+    assert overall_verdict(["pass", "inconclusive", "fail"]) == "fail"
+    assert overall_verdict(["pass", "inconclusive"]) == "inconclusive"
+    assert overall_verdict(["pass"]) == "pass"
 
 
 # --- run_all and the Runner base class --------------------------------------

@@ -50,14 +50,16 @@ def _localization() -> dict:
         "reference": "pytorch", "candidate": "tflite_fp16", "found": True, "node": "/layer3/bn/BatchNormalization",
         "op_type": "BatchNormalization", "module": "layer3.bn", "attributes": {"epsilon": 1e-5, "momentum": 0.9},
         "error_in": 2e-6, "error_out": 0.031, "origin": "own",
-        "explanation": "error jumps 15000x across this node; its epsilon differs from the module's", "lint_findings": [BN_FINDING],
+        "explanation": "error jumps 15000x across this node; its epsilon differs from the module's",
+        "lint_findings": [BN_FINDING],
     }
 
 
 def _full_report() -> dict:
     """A complete report: two backend pairs, one passing and one failing."""
     return {
-        "model": "resnet_tiny", "verdict": "fail", "verdict_reasons": ["TFLite fp16 logits: 1.0% of elements beyond tolerance"],
+        "model": "resnet_tiny", "verdict": "fail",
+        "verdict_reasons": ["TFLite fp16 logits: 1.0% of elements beyond tolerance"],
         "reference": "pytorch", "route": "torch", "exporter": "dynamo", "opset": 18, "samples": 8,
         "notes": ["layout of 'x' is ambiguous: square input"],
         "timings": {"export": 1.234, "convert": 10.5, "audit": None},
@@ -157,7 +159,8 @@ def test_layers_that_did_not_run_show_the_reason(text_report):
 
 def test_oldest_report_shape_renders(report):
     """Before verdict reasons, percentiles and top-k existed: only the pass flag and error."""
-    old = {key: report[key] for key in ("model", "verdict", "reference", "samples", "notes", "artifacts", "timings", "versions")}
+    kept = ("model", "verdict", "reference", "samples", "notes", "artifacts", "timings", "versions")
+    old = {key: report[key] for key in kept}
     old["comparisons"] = [{k: v for k, v in _comparison("keras", False).items()
                            if k not in ("p50_abs", "p90_abs", "p99_abs", "snr_db", "verdict", "reason")}]
     old["comparisons"][0]["error"] = "output shape (1, 10) != (1, 1000)"
@@ -178,7 +181,7 @@ def test_plots_tolerate_zero_nan_and_inf(report):
     report["histograms"][0].update(edges=[0.0, float("nan"), 1e-6, 1e-3, math.inf], counts=[3, 4, float("nan"), 2])
     report["histograms"][1].update(counts=[0] * 9, zeros=10)  # every element exact
     tensors = report["layers"]["pairs"][1]["tensors"]
-    tensors[0]["max_abs"], tensors[1]["max_abs"], tensors[40]["max_abs"] = 0.0, float("nan"), float("nan")
+    tensors[0]["max_abs"], tensors[1]["max_abs"], tensors[40]["max_abs"] = 0.0, float("nan"), math.inf
     report["layers"]["pairs"][0]["tensors"] = []
     page = render(report)
     assert len(_images(page)) == 4 and plt.get_fignums() == []
@@ -191,6 +194,13 @@ def test_histogram_keeps_underflow_and_overflow_bins(text_report):
     page = render(text_report)
     assert "2,007 elements with non-zero error; 123 elements with exactly zero error" in page
     assert "<figcaption>Keras vs PyTorch, output logits: " in page
+
+
+def test_layer_notes_are_shown(text_report):
+    text_report["layers"] = {"ran": True, "reason": "", "pairs": [], "notes": ["TF intermediates not compared"]}
+    page = render(text_report)
+    assert "layer-by-layer comparison: not run (no backend pairs recorded)" in page
+    assert "<li>TF intermediates not compared</li>" in _section_of(page, "depth")
 
 
 def test_depth_plot_caption_names_the_first_divergence(page):
