@@ -39,7 +39,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "validation": {k: validate.get(k) for k in ("checker", "shape_inference", "passed")},
         "conversion": {k: convert[k] for k in ("converter", "version", "options", "io", "ambiguous_layouts")},
         "lint": {"findings": lint["findings"], "counts": lint["counts"], "notes": lint["notes"]} if lint else None,
-        "notes": export.get("notes", []) + _layout_notes(convert),
+        "notes": export.get("notes", []) + convert.get("notes", []) + _layout_notes(convert),
         "artifacts": _artifacts(artifacts),
         "timings": timings or _stage_seconds(artifacts, export, validate, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},

@@ -76,13 +76,14 @@ class Onnx2TFV1:
             if (tf_dir / entry).exists():
                 shutil.move(str(tf_dir / entry), saved_model / entry)
         keras = _move_if_any(tf_dir / f"{WORK_NAME}_float32_v3.keras", out_dir / "model.keras")
+        notes = [] if keras else ["onnx2tf wrote no Keras file for this model (see convert.log); Keras is not audited"]
         tflite = {p: _move_if_any(tf_dir / f"{WORK_NAME}_float{b}.tflite", out_dir / f"model_float{b}.tflite")
                   for p, b in (("fp32", "32"), ("fp16", "16"))}
         return ConversionResult(
             saved_model=saved_model, keras=keras, tflite={p: f for p, f in tflite.items() if f},
             inputs=[TFTensor(t.name.split(":")[0], tuple(t.shape)) for t in keras_model.inputs],
             outputs=[TFTensor(n, tuple(t.shape)) for n, t in zip(keras_model.output_names, keras_model.outputs)],
-            converter=self.name, version=self.version(), options=options,
+            converter=self.name, version=self.version(), options=options, notes=notes,
         )
 
 

@@ -65,7 +65,9 @@ class Attributor:
         return Attribution(None, "none", "no name-scope metadata, no scoped node name, and no parameter matched its initializers")
 
     def _accept(self, path: str, want: tuple[str, ...]) -> bool:
-        return path in self.module_types and (not want or self.module_types[path] in want)
+        # Subclasses and look-alikes count too: transformers' ConvNextLayerNorm is a LayerNorm.
+        kind = self.module_types.get(path)
+        return kind is not None and (not want or any(w in kind for w in want))
 
     def _from_metadata(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
         raw = next((p.value for p in node.metadata_props if p.key == NAME_SCOPES), None)
@@ -117,16 +119,21 @@ class Attributor:
         return {m for m in merged if self._accept(m, want)}
 
     def _from_values(self, node: onnx.NodeProto, want: tuple[str, ...]) -> Attribution | None:
-        matches: set[str] = set()
+        """The one module holding every initializer of the node. Modules of any class count
+        when deciding ambiguity: freshly initialised norms all share gamma=1, beta=0."""
+        matches: set[str] | None = None
         for name in node.input[1:]:
             values = self.initializers(name)
             if values is None:
                 continue
-            matches |= {key.rsplit(".", 1)[0] for key, param in self.parameters.items()
-                        if param.shape == values.shape and np.array_equal(param, values)}
-        matches = {m for m in matches if self._accept(m, want)}
-        if len(matches) == 1:
-            return Attribution(matches.pop(), "initializer values")
+            owners = {key.rsplit(".", 1)[0] for key, param in self.parameters.items()
+                      if param.shape == values.shape and np.array_equal(param, values)}
+            matches = owners if matches is None else matches & owners
+        if not matches:
+            return None
         if len(matches) > 1:
-            return Attribution(None, "none", f"ambiguous: initializers match {sorted(matches)}")
-        return None
+            listed = sorted(matches)
+            more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+            return Attribution(None, "none", f"ambiguous: initializers match {listed[:5]}{more}")
+        only = matches.pop()
+        return Attribution(only, "initializer values") if self._accept(only, want) else None

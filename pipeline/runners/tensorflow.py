@@ -68,7 +68,8 @@ class KerasRunner(_TFRunner):
 
 
 class TFLiteRunner(_TFRunner):
-    """A .tflite file through the LiteRT interpreter's signature runner."""
+    """A .tflite file through the LiteRT interpreter: its signature runner, or, for a file
+    written without signatures (onnx2tf does that for some models), its tensors by position."""
 
     def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], output_names: list[str], precision: str) -> None:
         super().__init__(path, io, input_specs, output_names)
@@ -78,8 +79,25 @@ class TFLiteRunner(_TFRunner):
     def _activate_impl(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.model = Interpreter(model_path=str(self.path)).get_signature_runner()
+        interpreter = Interpreter(model_path=str(self.path))
+        if interpreter.get_signature_list():
+            self.model = interpreter.get_signature_runner()
+        else:
+            interpreter.allocate_tensors()
+            self.model = interpreter
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
-        result = self.model(**self._backend_feed(feed))
-        return self._logical_outputs(lambda b: result[b.tf_name])
+        backend_feed = self._backend_feed(feed)
+        if callable(self.model):
+            result = self.model(**backend_feed)
+            return self._logical_outputs(lambda b: result[b.tf_name])
+        return self._infer_by_position(backend_feed)
+
+    def _infer_by_position(self, backend_feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        details = self.model.get_input_details()
+        for binding, detail in zip(sorted(self.io.inputs, key=lambda b: b.index), details):
+            self.model.set_tensor(detail["index"], backend_feed[binding.tf_name])
+        self.model.invoke()
+        # Outputs are named "<function>:<n>"; n is the position in the Keras model's outputs.
+        outputs = sorted(self.model.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
+        return self._logical_outputs(lambda b: self.model.get_tensor(outputs[b.index]["index"]))

@@ -8,7 +8,7 @@ from torch import nn
 
 from pipeline.lint import norm_epsilon
 from pipeline.lint.context import LintContext
-from tests.lint.exports import EXPORTERS, errors, export_all, lint, load, nodes, only_node, set_attribute
+from tests.lint.exports import EXPORTERS, errors, export, export_all, lint, load, nodes, only_node, set_attribute
 
 X = torch.rand(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
 
@@ -109,3 +109,38 @@ def test_group_normalization_node_is_checked_against_its_module(net):
     (finding,) = check(model, net)
 
     assert (finding.severity, finding.module, finding.expected, finding.actual) == ("error", "blocks.1", "0.0001", "1e-05")
+
+
+class ChannelsFirstLayerNorm(torch.nn.Module):
+    """Like transformers' ConvNextLayerNorm: a LayerNorm look-alike with its own eps."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+        self.bias = torch.nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = torch.nn.functional.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class LookAlikes(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = ChannelsFirstLayerNorm(8, eps=1e-6)
+        self.final = torch.nn.LayerNorm(8, eps=1e-12)  # same fresh gamma/beta values, other eps
+
+    def forward(self, x):
+        return self.final(self.norm(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_layernorm_look_alikes_with_fresh_equal_parameters_are_not_confused(tmp_path):
+    """Fresh norms share gamma=1/beta=0: value matching must not pin one on another class's module."""
+    model = LookAlikes().eval()
+    args = (torch.rand(1, 3, 8, 8),)
+    for exporter in ("dynamo", "torchscript"):
+        onnx_model = load(export(model, args, tmp_path / f"{exporter}.onnx", exporter))
+        assert errors(lint(onnx_model, model, args, rule="norm_epsilon")) == []
