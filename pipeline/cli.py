@@ -118,9 +118,15 @@ def _run_all(source: Source, artifacts: ArtifactDir, args) -> int:
 
 
 def _convert_or_explain(source: Source, artifacts: ArtifactDir, args) -> int | None:
-    """A model whose outputs ignore its inputs is inconclusive, also when onnx2tf folds it away."""
+    """Convert (with fallbacks). A model whose outputs ignore its inputs is inconclusive,
+    also when onnx2tf folds it away."""
+    from pipeline.fallbacks import convert_with_fallbacks
+
+    def run_stage(name: str) -> None:
+        STAGE_COMMANDS[name](source, artifacts, args)
+
     try:
-        _stage_convert(source, artifacts, args)
+        convert_with_fallbacks(source, artifacts, run_stage, given_onnx=bool(getattr(args, "onnx", None)))
         return None
     except ConversionError as exc:
         evidence = (artifacts.read_record_if_any("validate") or {}).get("evidence") or {}

@@ -64,7 +64,16 @@ def _export_torchscript(request: ExportRequest) -> None:
 STRATEGIES: dict[str, Callable[[ExportRequest], None]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
 
 
-def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -> dict:
+@dataclass(frozen=True)
+class ExportChoice:
+    """Which exporter and opset to use instead of the config's (a conversion fallback)."""
+
+    exporter: str
+    opset: int | None
+    why: str
+
+
+def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, choice: ExportChoice | None = None) -> dict:
     """Write model.onnx, inputs.npz and export.json; return the export record.
 
     With `onnx_file` (audit --onnx), that file stands in for the export: it is audited
@@ -75,7 +84,7 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -
         elif onnx_file is not None:
             record = _import_for_config(source, onnx_file, stage)
         else:
-            record = _export(source, stage)
+            record = _export(source, stage, choice)
         write_json(stage / "export.json", record)
     return record
 
@@ -112,7 +121,7 @@ def _import(source: Source, stage: Path) -> dict:
     }
 
 
-def _export(source: Source, stage: Path) -> dict:
+def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> dict:
     config = source.config
     specs = [TensorSpec.from_config(spec) for spec in config.inputs]
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
@@ -123,14 +132,16 @@ def _export(source: Source, stage: Path) -> dict:
     names = config.outputs or _default_output_names(count)
     if len(names) != count:
         raise ConfigError(f"{source.path}: key 'outputs' names {len(names)} outputs but the model returns {count}; list one name per output")
-    request = ExportRequest(model, args, [s.name for s in specs], names, config.opset, stage / "model.onnx")
-    attempts = _try_strategies(request, _strategy_order(config.exporter), stage / "export.log")
+    opset = choice.opset if choice else config.opset
+    request = ExportRequest(model, args, [s.name for s in specs], names, opset, stage / "model.onnx")
+    order = [choice.exporter] if choice else _strategy_order(config.exporter)
+    attempts = _try_strategies(request, order, stage / "export.log")
     shared_inputs.save_npz(stage / "inputs.npz", samples)
     return {
         "route": "pytorch", "source": str(source.path), "exporter": attempts[-1].strategy,
         "attempts": [asdict(a) for a in attempts], "opset": default_opset(onnx.load(str(request.path), load_external_data=False)),
         "inputs": [s.to_json() for s in specs], "outputs": names, "reference": "pytorch",
-        "seed": config.seed, "notes": [],
+        "seed": config.seed, "notes": [f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
     }
 
 

@@ -31,9 +31,43 @@ def test_failed_conversion_keeps_previous_artifacts(seed_copy, monkeypatch, caps
     assert run_cli("convert-tf", "seed_ym", "--out", str(seed_copy)) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("error: onnx2tf failed on node 'n' (Foo): boom; full log: ")
+    assert err[0].startswith("error: every conversion strategy failed (default, no-onnxsim, keep-nchw-inputs, "
+                             "auto-replacement-json); the last: onnx2tf failed on node 'n' (Foo): boom; full log: ")
     assert err[0].endswith("convert.failed.log")
     assert (seed_copy / "convert.failed.log").read_text() == "converter log before the failure\n"
     after = {name: sha256(seed_copy / name) for name in before}
     assert after == before
     assert not list(seed_copy.glob(".staging-*"))
+
+
+class _NeedsNoOnnxsim:
+    """Fails like onnx2tf unless onnxsim is off, then delegates to the real converter."""
+
+    name = "picky"
+
+    def __init__(self, real):
+        self.real = real
+
+    def version(self) -> str:
+        return self.real.version()
+
+    def convert(self, onnx_path, out_dir, log_path, options: ConversionOptions):
+        if options.use_onnxsim:
+            raise ConversionError(f"onnx2tf failed on node 'node_Conv_151' (Conv): simulated; full log: {log_path}")
+        return self.real.convert(onnx_path, out_dir, log_path, options)
+
+
+def test_a_later_strategy_is_used_and_recorded(seed_copy, monkeypatch, no_network):
+    from pipeline.converters import get_converter
+
+    real = get_converter()
+    monkeypatch.setattr(convert, "get_converter", lambda: _NeedsNoOnnxsim(real))
+    assert run_cli("convert-tf", "seed_ym", "--out", str(seed_copy)) == 0
+    record = (seed_copy / "convert.json").read_text()
+    import json
+
+    record = json.loads(record)
+    assert record["strategy"] == "no-onnxsim"
+    assert [(a["strategy"], a["ok"]) for a in record["attempts"]] == [("default", False), ("no-onnxsim", True)]
+    assert "simulated" in record["attempts"][0]["error"]
+    assert run_cli("audit", "seed_ym", "--out", str(seed_copy)) == 0  # a fallback never hides a wrong model: the audit decides

@@ -13,6 +13,9 @@ class ConversionOptions:
     keep_nchw_inputs: tuple[str, ...] = ()
     use_onnxsim: bool = True
     param_replacement_file: Path | None = None
+    # On failure, let the converter generate a parameter-replacement file for the failing
+    # op, then convert again with it.
+    auto_replacement: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Onnx2TFV1:
         spy = _LayerMapSpy()
         try:
             with _inside(work), capture_output(log_path), spy.installed():
-                keras_model = self._run(work, options)
+                keras_model = self._run_with_replacement(work, options)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
         result = self._collect(work / "tf", out_dir, keras_model, options)
@@ -54,6 +54,21 @@ class Onnx2TFV1:
             result = _save_layers(result, keras_model, spy.tf_layers, out_dir)
         shutil.rmtree(work, ignore_errors=True)
         return result
+
+    def _run_with_replacement(self, work: Path, options: ConversionOptions):
+        if not options.auto_replacement:
+            return self._run(work, options)
+        try:
+            return self._run(work, options)
+        except (Exception, SystemExit):  # the generated replacement file is the way forward, if any
+            generated = work / "tf" / f"{WORK_NAME}_auto.json"
+            if not generated.exists():
+                raise
+            kept = work / "replacement.json"
+            os.replace(generated, kept)
+            shutil.rmtree(work / "tf", ignore_errors=True)
+            print(f"\n--- converting again with the generated parameter-replacement file {kept} ---\n")
+            return self._run(work, dataclasses.replace(options, param_replacement_file=kept, auto_replacement=False))
 
     def _run(self, work: Path, options: ConversionOptions):
         import onnx2tf
@@ -66,6 +81,7 @@ class Onnx2TFV1:
             not_use_onnxsim=not options.use_onnxsim,
             keep_ncw_or_nchw_or_ncdhw_input_names=list(options.keep_nchw_inputs) or None,
             param_replacement_file=str(options.param_replacement_file or ""),
+            auto_generate_json_on_error=options.auto_replacement,
             verbosity="info",
         )
 
