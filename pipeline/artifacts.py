@@ -31,6 +31,7 @@ class ArtifactDir:
     """Named paths inside one model's artifact folder."""
 
     root: Path
+    final: Path | None = None  # where a full run's folder is swapped in; paths are shown there
 
     @classmethod
     def for_model(cls, name: str, out: str | None) -> "ArtifactDir":
@@ -47,6 +48,10 @@ class ArtifactDir:
     outputs = property(lambda self: self.root / "outputs")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
+
+    def shown(self, path: Path) -> Path:
+        """The path a user will find this file at once the run is over."""
+        return (self.final / path.relative_to(self.root)) if self.final else path
 
     def stage_record(self, stage: str) -> Path:
         """Where a stage writes its own summary (export.json, validate.json, ...)."""
@@ -75,7 +80,7 @@ class ArtifactDir:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """Yield a private folder; move its contents into root only on success."""
-        self._ensure_writable()
+        self.ensure_writable()
         stage_dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             yield stage_dir
@@ -83,7 +88,7 @@ class ArtifactDir:
         finally:
             shutil.rmtree(stage_dir, ignore_errors=True)
 
-    def _ensure_writable(self) -> None:
+    def ensure_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

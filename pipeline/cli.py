@@ -6,6 +6,7 @@ Every error is one line on stderr and an exit code; --debug shows the traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -19,9 +20,10 @@ from pipeline.artifacts import ArtifactDir  # noqa: E402
 from pipeline.config import Source, resolve_source  # noqa: E402
 from pipeline.console import console  # noqa: E402
 from pipeline.errors import (  # noqa: E402
-    EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, ConversionError, PipelineError,
-    UsageError,
+    EXIT_AUDIT_FAILED, EXIT_CODES_HELP, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, EXIT_STAGE_FAILED, ConversionError,
+    PipelineError, UsageError, first_line,
 )
+from pipeline.run_guard import fresh_folder, locked, sigterm_as_interrupt  # noqa: E402
 
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_AUDIT_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
 
@@ -30,7 +32,7 @@ def _stage_export(source: Source, artifacts: ArtifactDir, args) -> int:
     from pipeline import export
 
     record = export.run(source, artifacts)
-    console.print(f"export: {record['exporter']} -> {artifacts.onnx} (opset {record['opset']})")
+    console.print(f"export: {record['exporter']} -> {artifacts.shown(artifacts.onnx)} (opset {record['opset']})")
     return EXIT_PASS
 
 
@@ -40,7 +42,7 @@ def _stage_validate(source: Source, artifacts: ArtifactDir, args) -> int:
     record = validate.run(source, artifacts)
     for c in record["comparisons"]:
         console.print(f"validate: {c['candidate']} vs {c['reference']} '{c['output']}': max_abs {c['max_abs']:.3g} -> {'pass' if c['passed'] else 'FAIL'}")
-    console.print(f"validate: checker and shape inference passed for {artifacts.onnx}")
+    console.print(f"validate: checker and shape inference passed for {artifacts.shown(artifacts.onnx)}")
     return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
 
 
@@ -200,11 +202,8 @@ def _positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        source = resolve_source(args.model)
-        artifacts = _artifacts_for(source, args)
-        if args.command == "convert" or (args.command == "audit" and args.onnx):
-            return _run_all(source, artifacts, args)
-        return STAGE_COMMANDS[args.command](source, artifacts, args)
+        with sigterm_as_interrupt():
+            return _dispatch(args)
     except PipelineError as exc:
         if args.debug:
             raise
@@ -213,3 +212,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was committed from this run; earlier artifacts are intact", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+    except Exception as exc:  # a bug of ours or a library's: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the "
+              "traceback and report it", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+
+
+def _dispatch(args) -> int:
+    source = resolve_source(args.model)
+    artifacts = _artifacts_for(source, args)
+    artifacts.ensure_writable()
+    with locked(artifacts.root):
+        if args.command == "convert" or (args.command == "audit" and args.onnx):
+            with fresh_folder(artifacts) as work:
+                return _run_all(source, work, args)
+        return STAGE_COMMANDS[args.command](source, artifacts, args)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing{where}; free some space and rerun: earlier artifacts are intact"
+    return f"{exc.strerror or exc}{where}; check the path and its permissions"

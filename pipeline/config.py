@@ -52,6 +52,9 @@ class ModelConfig(BaseModel):
     model: str
     model_args: dict = Field(default_factory=dict)
     checkpoint: str | None = None
+    # Opt-in to torch.load(weights_only=False) for a checkpoint that holds Python objects.
+    # Unpickling runs arbitrary code from the file: only for checkpoints you trust.
+    unsafe_checkpoint: bool = False
     inputs: list[InputSpec] = Field(min_length=1)
     outputs: list[str] | None = None
     seed: int = 0

@@ -72,7 +72,7 @@ def run(artifacts: ArtifactDir, only: list[str] | None = None) -> dict:
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)
-    raise ConversionError(_all_failed(attempts, artifacts.root / FAILED_LOG))
+    raise ConversionError(_all_failed(attempts, artifacts.shown(artifacts.root / FAILED_LOG)))
 
 
 @dataclass

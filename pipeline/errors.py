@@ -68,6 +68,7 @@ EXIT_AUDIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STAGE_FAILED = 3
 EXIT_INCONCLUSIVE = 4
+EXIT_BUSY = 5
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
@@ -78,4 +79,5 @@ EXIT_CODES_HELP = """exit codes:
   3  a stage failed (export, validation, conversion, a backend could not run)
   4  inconclusive: the backends agree, but the outputs carry no evidence (vanishing,
      NaN, or independent of the input); the report says why and what to do
-  130 interrupted (Ctrl-C); artifacts written by earlier runs are left intact"""
+  5  another run is writing the same artifact folder (a lock); wait or pass another --out
+  130 interrupted (Ctrl-C or SIGTERM); artifacts written by earlier runs are left intact"""

@@ -7,6 +7,8 @@ On the ONNX route this stage imports the given file instead.
 """
 from __future__ import annotations
 
+import os
+import re
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -26,6 +28,7 @@ from pipeline.onnx_import import default_opset, import_onnx, input_specs, output
 from pipeline.torch_model import build_model
 
 TORCHSCRIPT_DEFAULT_OPSET = 17
+FAILED_LOG = "export.failed.log"
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,20 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, c
         elif onnx_file is not None:
             record = _import_for_config(source, onnx_file, stage)
         else:
-            record = _export(source, stage, choice)
+            record = _export_keeping_log(source, stage, choice, artifacts)
         write_json(stage / "export.json", record)
     return record
+
+
+def _export_keeping_log(source: Source, stage: Path, choice, artifacts: ArtifactDir) -> dict:
+    try:
+        return _export(source, stage, choice)
+    except ExportError as exc:
+        # The staging folder goes away; the exporters' log is kept beside the intact artifacts.
+        kept = artifacts.root / FAILED_LOG
+        if (stage / "export.log").exists():
+            os.replace(stage / "export.log", kept)
+        raise ExportError(str(exc).replace(f"full log: {FAILED_LOG}", f"full log: {artifacts.shown(kept)}")) from None
 
 
 def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> dict:
@@ -174,7 +188,7 @@ def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) ->
         if attempt.ok:
             return attempts
     tried = "; ".join(f"{a.strategy}: {a.error}" for a in attempts)
-    raise ExportError(f"every exporter failed ({tried}); see {log_path.name} in the artifact folder")
+    raise ExportError(f"every exporter failed ({tried}); full log: {FAILED_LOG}")
 
 
 def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt:
@@ -186,7 +200,15 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt
     except Exception as exc:  # an exporter may fail in many ways; the next strategy gets its turn
         with log_path.open("a") as log:
             log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
-        return ExportAttempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}")
+        ops = unsupported_ops(traceback.format_exc())
+        op = f" [unsupported op: {', '.join(ops)}]" if ops else ""
+        return ExportAttempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}{op}")
     return ExportAttempt(name, True, time.perf_counter() - start)
+
+
+def unsupported_ops(text: str) -> list[str]:
+    """The aten operators an exporter's error text names, in order, once each."""
+    found = re.findall(r"aten(?:::|\.)([A-Za-z0-9_]+)(?:\.[a-z_]+)?", text)
+    return list(dict.fromkeys(f"aten::{op}" for op in found))[:3]
 
 

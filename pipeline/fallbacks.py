@@ -13,7 +13,7 @@ from typing import Callable
 
 from pipeline.artifacts import ArtifactDir
 from pipeline.config import Source
-from pipeline.errors import ConversionError, ExportError
+from pipeline.errors import ConversionError, PipelineError
 from pipeline.export import ExportChoice
 
 EXPORT_FALLBACKS = (
@@ -38,7 +38,7 @@ def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Ca
             for stage in ("validate", "lint", "convert-tf"):
                 run_stage(stage)
             return
-        except (ExportError, ConversionError) as exc:
+        except PipelineError as exc:  # this fallback's export, validation or conversion failed: next one
             failures.append(f"{choice.exporter} opset {choice.opset}: {with_module(str(exc), source, artifacts)}")
     raise ConversionError("conversion failed with every export and conversion strategy: " + " | ".join(failures))
 

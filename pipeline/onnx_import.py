@@ -12,8 +12,9 @@ from pathlib import Path
 
 import onnx
 from onnx import version_converter
+from onnx.external_data_helper import load_external_data_for_model
 
-from pipeline.errors import UsageError, ValidationError
+from pipeline.errors import UsageError, ValidationError, first_line
 from pipeline.inputs import TensorSpec
 
 MIN_RUNNABLE_OPSET = 7
@@ -35,11 +36,40 @@ class ImportResult:
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """Load an ONNX file, turning a corrupt or truncated file into one clear error."""
+    """Load an ONNX file, turning a corrupt or truncated file into one clear error.
+
+    External data must live inside the model's folder: a file that points elsewhere
+    (`../secret`, an absolute path) is refused, never read."""
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, onnx raises several types
         raise UsageError(f"{path}: not a readable ONNX model ({type(exc).__name__}); check that the file is complete") from None
+    _check_external_data(model, path)
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: its external data cannot be read ({exc}); keep the .data file next to the model") from None
+    _check_opset(model, path)
+    return model
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    folder = path.parent.resolve()
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise UsageError(f"{path}: initializer '{tensor.name}' points to external data outside the model's folder "
+                             f"('{location}'); refused: move the data next to the model")
+
+
+def _check_opset(model: onnx.ModelProto, path: Path) -> None:
+    opset, newest = default_opset(model), onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise UsageError(f"{path}: opset {opset} is newer than this onnx {onnx.__version__} supports ({newest}); "
+                         f"export with opset <= {newest}")
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -69,7 +99,8 @@ def upgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     try:
         return version_converter.convert_version(model, target)
     except Exception as exc:  # the converter raises its own C++ error types
-        raise ValidationError(f"onnx version converter could not upgrade the model to opset {target}: {exc}") from None
+        raise ValidationError(f"opset {default_opset(model)} is too old: onnx's version converter could not upgrade the "
+                              f"model to opset {target} ({first_line(exc)}); re-export it with a newer opset") from None
 
 
 def input_specs(model: onnx.ModelProto, notes: list[str]) -> list[TensorSpec]:

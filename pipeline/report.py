@@ -146,8 +146,8 @@ def print_summary(report: dict, artifacts: ArtifactDir) -> None:
     colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "yellow")
     for reason in report.get("verdict_reasons", []):
         console.print(f"[{colour}]why:[/] {reason}")
-    console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.report_md} "
-                  f"and {artifacts.root / 'report.html'}")
+    console.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.shown(artifacts.report_md)} "
+                  f"and {artifacts.shown(artifacts.root / 'report.html')}")
 
 
 def localization_lines(report: dict) -> list[str]:

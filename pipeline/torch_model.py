@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Source
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_line
 
 
 def build_model(source: Source) -> torch.nn.Module:
@@ -26,7 +26,7 @@ def build_model(source: Source) -> torch.nn.Module:
             "not a torch.nn.Module; make it return the model instance"
         )
     if config.checkpoint:
-        load_checkpoint(model, _resolve_path(config.checkpoint, source.base_dir), source.path)
+        load_checkpoint(model, _resolve_path(config.checkpoint, source.base_dir), source.path, config.unsafe_checkpoint)
     return model.eval()
 
 
@@ -79,11 +79,11 @@ def _resolve_path(value: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else (base_dir / path).resolve()
 
 
-def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path) -> None:
-    """Load a state_dict from .safetensors or a .pt file with weights_only=True."""
+def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path, unsafe: bool = False) -> None:
+    """Load a state_dict from .safetensors or a .pt file with weights_only=True (unless opted out)."""
     if not path.is_file():
         raise ConfigError(f"{config_path}: key 'checkpoint': file {path} not found")
-    state = _read_state_dict(path)
+    state = _read_state_dict(path, unsafe)
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise ConfigError(
@@ -93,7 +93,7 @@ def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path) -> No
     model.load_state_dict(state)
 
 
-def _read_state_dict(path: Path) -> dict:
+def _read_state_dict(path: Path, unsafe: bool = False) -> dict:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -103,11 +103,12 @@ def _read_state_dict(path: Path) -> dict:
         except SafetensorError as exc:
             raise ConfigError(f"{path}: not a readable .safetensors file ({exc}); check that the file is complete") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        state = torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError and others for the same refusal
         raise ConfigError(
-            f"{path}: torch.load(weights_only=True) refused the checkpoint ({str(exc).splitlines()[0]}); "
-            "save a plain state_dict (torch.save(model.state_dict(), ...)) or convert it to .safetensors"
+            f"{path}: torch.load(weights_only=True) refused the checkpoint ({first_line(exc, 120)}): it holds Python "
+            "objects, not only tensors; save a plain state_dict (torch.save(model.state_dict(), ...)) or .safetensors, "
+            "or, only if you trust its source, set 'unsafe_checkpoint: true' in the config (unpickling can run arbitrary code)"
         ) from None
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: checkpoint holds {type(state).__name__}, not a state_dict; save model.state_dict()")
