@@ -12,8 +12,28 @@ from pipeline.config import Source
 from pipeline.errors import ConfigError, first_line
 
 
+_BUILT: dict[tuple, torch.nn.Module] = {}
+
+
 def build_model(source: Source) -> torch.nn.Module:
-    """Call the config's factory, load its checkpoint safely and switch to eval()."""
+    """Call the config's factory, load its checkpoint safely and switch to eval().
+
+    Stages of one process share the model: building a large one (factory, BatchNorm
+    calibration, checkpoint) once instead of once per stage. Callers must not change it."""
+    key = (str(source.path), source.config.model_dump_json(), _mtime(source))
+    if key not in _BUILT:
+        _BUILT.clear()  # one model at a time: a process converting several models keeps only the current
+        _BUILT[key] = _build(source)
+    return _BUILT[key]
+
+
+def _mtime(source: Source) -> float:
+    target, _, _ = source.config.model.rpartition(":")
+    path = _resolve_path(target, source.base_dir) if target.endswith(".py") else None
+    return path.stat().st_mtime if path and path.exists() else 0.0
+
+
+def _build(source: Source) -> torch.nn.Module:
     config = source.config
     factory = _resolve_factory(config.model, source.base_dir, source.path)
     try:

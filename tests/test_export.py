@@ -131,8 +131,9 @@ def test_every_exporter_failing_is_an_export_error_and_keeps_old_artifacts(tmp_p
     artifacts.root.mkdir()
     artifacts.onnx.write_bytes(b"last good run")
     with pytest.raises(ExportError, match=r"every exporter failed \(dynamo: RuntimeError: dynamo broke; "
-                                          r"torchscript: RuntimeError: torchscript broke\); see export\.log"):
+                                          r"torchscript: RuntimeError: torchscript broke\); full log: .*/art/export\.failed\.log$"):
         export.run(make_source(tmp_path), artifacts)
+    assert "dynamo broke" in (artifacts.root / "export.failed.log").read_text()
     assert artifacts.onnx.read_bytes() == b"last good run"
     assert not artifacts.stage_record("export").exists()
 
