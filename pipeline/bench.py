@@ -45,7 +45,7 @@ def measure(command: list[str], cwd: Path) -> Measurement:
     peak = _watch_rss(process)
     _, stderr = process.communicate()
     seconds = time.perf_counter() - start
-    if process.returncode not in (0, 1):
+    if process.returncode not in (0, 1, 4):  # pass, fail and inconclusive all produce a report
         raise SystemExit(f"error: {' '.join(command)} exited {process.returncode}: {stderr.decode()[-500:]}")
     return Measurement(seconds, peak() / 2**20)
 
@@ -108,45 +108,73 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}; {versions}"
 
 
-def markdown(result: dict, when: str) -> str:
-    pipe = statistics.median(m.seconds for m in result["pipeline"])
-    bare = statistics.median(m.seconds for m in result["bare"])
+def _median(runs: list[Measurement]) -> float:
+    return statistics.median(m.seconds for m in runs)
+
+
+def _worst(report: dict, precision: str) -> str:
+    values = [c["max_abs"] for c in report["comparisons"]
+              if (c["candidate"] == "tflite_fp16") == (precision == "fp16") and c["max_abs"] is not None]
+    return f"{max(values):.1e}" if values else "n/a"
+
+
+def summary_row(result: dict) -> str:
+    report, pipe, bare = result["report"], _median(result["pipeline"]), _median(result["bare"])
+    stages = " / ".join(f"{report['timings'].get(k, 0):.1f}" for k in ("export", "validate", "lint", "convert", "audit"))
+    rss = f"{max(m.peak_rss_mb for m in result['pipeline']):.0f} / {max(m.peak_rss_mb for m in result['bare']):.0f}"
+    return (f"| {result['model']} | {len(result['pipeline'])} | {pipe:.1f} | {bare:.1f} | **{pipe / bare:.2f}** | {stages} | "
+            f"{rss} | {report['verdict']} | {_worst(report, 'fp32')} | {_worst(report, 'fp16')} |")
+
+
+def details(result: dict) -> str:
     report = result["report"]
+    runs = lambda key: ", ".join(f"{m.seconds:.2f}" for m in result[key])  # noqa: E731
+    pairs = ", ".join(f"{c['candidate']} {c['max_abs']:.2e}" if c["max_abs"] is not None else f"{c['candidate']} n/a"
+                      for c in report["comparisons"])
+    strategy = report.get("conversion", {}).get("strategy", "default")
+    return "\n".join([
+        f"### {result['model']}", "",
+        f"- pipeline runs (s): {runs('pipeline')}; bare onnx2tf runs (s): {runs('bare')}",
+        f"- exporter: {report['exporter']}, conversion strategy: {strategy}",
+        f"- max_abs vs {report['reference']}: {pairs}",
+        *[f"- why: {r}" for r in report.get("verdict_reasons", [])], "",
+    ])
+
+
+def markdown(results: list[dict], when: str) -> str:
     lines = [
-        f"## {result['model']} ({when})", "",
-        f"Machine: {machine()}", "",
-        f"Runs: {len(result['pipeline'])}, interleaved. Each command is a fresh process.", "",
-        "| command | median s | runs (s) | peak RSS (MiB) |", "|---|---|---|---|",
-        f"| `python -m pipeline convert {result['model']}` (all stages) | {pipe:.2f} | "
-        f"{', '.join(f'{m.seconds:.2f}' for m in result['pipeline'])} | {max(m.peak_rss_mb for m in result['pipeline']):.0f} |",
-        f"| bare `onnx2tf -i model.onnx -osd -okv3` | {bare:.2f} | "
-        f"{', '.join(f'{m.seconds:.2f}' for m in result['bare'])} | {max(m.peak_rss_mb for m in result['bare']):.0f} |",
-        "", f"**Ratio pipeline / bare onnx2tf: {pipe / bare:.2f}**", "",
-        "Stage seconds in the last pipeline run: " + ", ".join(f"{k} {v:.2f}" for k, v in report["timings"].items()), "",
-        f"Verdict: {report['verdict']}. max_abs vs {report['reference']}: "
-        + ", ".join(f"{c['candidate']} {c['max_abs']:.2e}" for c in report["comparisons"]), "",
+        "# Benchmarks", "",
+        f"Written by `make bench` on {when}. Machine: {machine()}.", "",
+        "Each model: `python -m pipeline convert MODEL` (every stage, a fresh process) against the bare "
+        "`onnx2tf -i model.onnx -osd -okv3` CLI on the same ONNX file, interleaved in one run; medians. "
+        "Stage seconds are from the last pipeline run; peak RSS is the process tree's, sampled every 50 ms.", "",
+        "| model | runs | pipeline s | bare onnx2tf s | ratio | export / validate / lint / convert / audit s | "
+        "peak RSS MiB (pipeline / bare) | verdict | worst max_abs fp32 | max_abs fp16 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[summary_row(r) for r in results], "", "## Details", "",
+        *[details(r) for r in results],
     ]
     return "\n".join(lines)
 
 
+def _zoo() -> list[str]:
+    return sorted(f"zoo/{p.stem}" for p in (REPO_ROOT / "configs" / "zoo").glob("*.yaml"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default="seed_ym")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("models", nargs="*", help="config names (default: seed_ym and every zoo model)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of seed_ym (zoo models run once each)")
     args = parser.parse_args(argv)
-    result = run(args.model, args.repeat)
-    section = markdown(result, time.strftime("%Y-%m-%d"))
-    header = "# Benchmarks\n\nWritten by `make bench`; each section is replaced when its model is measured again.\n\n"
-    existing = RECORD.read_text() if RECORD.exists() else header
-    RECORD.write_text(_replace_section(existing, result["model"], section))
-    print(section)
+    models = args.models or ["seed_ym", *_zoo()]
+    results = []
+    for model in models:
+        print(f"bench: {model}", flush=True)
+        results.append(run(model, args.repeat if model == "seed_ym" else 1))
+    text = markdown(results, time.strftime("%Y-%m-%d"))
+    RECORD.write_text(text + "\n")
+    print(text)
     return 0
-
-
-def _replace_section(text: str, model: str, section: str) -> str:
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n") + "\n"] + ["## " + p.rstrip("\n") + "\n" for p in parts[1:] if not p.startswith(f"{model} (")]
-    return "\n".join(kept + [section])
 
 
 if __name__ == "__main__":
