@@ -104,14 +104,15 @@ def _commit(stage_dir: Path, root: Path) -> None:
             target.mkdir(exist_ok=True)
             _commit(entry, target)
         elif entry.is_dir():
-            _replace_dir(entry, target)
+            replace_dir(entry, target)
         else:
             os.replace(entry, target)
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    # rename() is atomic for each step; the old folder is removed only after the new one is in place.
-    old = target.with_name(f".old-{target.name}-{os.getpid()}")
+def replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` where `target` is; the old one is removed only once the new one is in place."""
+    # rename() is atomic for each step.
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)

@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.artifacts import ArtifactDir
+from pipeline.artifacts import ArtifactDir, replace_dir
 from pipeline.errors import EXIT_BUSY, PipelineError
 
 KEPT_ON_FAILURE = ("convert.failed.log", "export.failed.log")
@@ -65,15 +65,7 @@ def fresh_folder(final: ArtifactDir) -> Iterator[ArtifactDir]:
         _keep_failure_logs(work, final.root)
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _swap(work, final.root)
-
-
-def _swap(work: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(work, target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(work, final.root)
 
 
 def _keep_failure_logs(work: Path, target: Path) -> None:
