@@ -56,8 +56,8 @@ def locked(root: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def fresh_folder(final: ArtifactDir) -> Iterator[ArtifactDir]:
     """A new folder for a full run, swapped in for `final` only when the run succeeds."""
+    _remove_leftovers(final.root)
     work = final.root.with_name(f".{final.root.name}.run-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         yield ArtifactDir(work, final=final.root)
@@ -66,6 +66,14 @@ def fresh_folder(final: ArtifactDir) -> Iterator[ArtifactDir]:
         shutil.rmtree(work, ignore_errors=True)
         raise
     replace_dir(work, final.root)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Folders of runs that were killed outright (SIGKILL, power loss). The caller holds the
+    lock, so no live run owns them."""
+    for pattern in (f".{target.name}.run-*", f".{target.name}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _keep_failure_logs(work: Path, target: Path) -> None:

@@ -277,3 +277,19 @@ def test_keras_files_load_in_safe_mode(tmp_path):
     runner = KerasRunner(tmp_path / "lambda.keras", io, [TensorSpec("x", (1, 2), "float32")], ["y"])
     with pytest.raises(RunnerError, match="keras: could not load the model .*(safe_mode|unsafe|Lambda)"):
         runner.activate()
+
+
+def test_a_killed_runs_leftover_folder_is_cleaned_by_the_next_run(tmp_path):
+    from pipeline.artifacts import ArtifactDir
+    from pipeline.run_guard import fresh_folder
+
+    final = ArtifactDir(tmp_path / "seed_ym")
+    final.root.mkdir()
+    (final.root / "report.json").write_text("{}")
+    leftover = tmp_path / ".seed_ym.run-99999999"
+    leftover.mkdir()
+    (leftover / "model.onnx").write_text("half")
+    with locked(final.root), fresh_folder(final) as work:
+        (work.root / "report.json").write_text('{"new": true}')
+    assert not leftover.exists()
+    assert (final.root / "report.json").read_text() == '{"new": true}'
