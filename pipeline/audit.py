@@ -15,9 +15,10 @@ from rich.progress import Progress
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts import ArtifactDir, sha256, write_json
 from pipeline.backends import available_tf_backends, make_runner
-from pipeline.compare import RunResults, Tolerance, compare, overall_verdict, run_all
+from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
+from pipeline.errors import RunnerError
 from pipeline.inputs import TensorSpec
 
 
@@ -32,9 +33,13 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
     results, reused = _reuse_validated(artifacts, backends)
     to_run = [b for b in backends if b not in results]
-    results.update(_run(to_run, source, artifacts, export, convert, feeds))
+    fresh, broken = _run(to_run, source, artifacts, export, convert, feeds)
+    results.update(fresh)
     overrides = _overrides(source)
-    comparisons = compare(results, reference, [b for b in backends if b != reference], overrides, _classification(source))
+    candidates = [b for b in backends if b != reference and b not in broken]
+    comparisons = compare(results, reference, candidates, overrides, _classification(source))
+    comparisons += [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
+                    for backend, reason in broken.items() for output in results[reference]]
     verdict = overall_verdict([c.verdict for c in comparisons])
     failed = verdict == "fail"
     signal = _signal(source, artifacts, export, feeds, comparisons)
@@ -50,7 +55,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     }
     with artifacts.staging() as stage:
         (stage / "outputs").mkdir()
-        for backend in to_run:
+        for backend in fresh:
             shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", results[backend])
         write_json(stage / "audit.json", record)
     return record
@@ -113,12 +118,25 @@ def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunRe
     return results, sorted(results)
 
 
-def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: dict, convert: dict, feeds: list) -> RunResults:
+def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: dict, convert: dict,
+         feeds: list) -> tuple[RunResults, dict[str, str]]:
+    """Run each backend; a candidate that cannot run (say, TFLite with Select TF ops and no Flex
+    delegate) is recorded and compared as a failure, while the others are still audited."""
     runners = [make_runner(b, source, artifacts, export, convert) for b in backends]
+    results: RunResults = {}
+    broken: dict[str, str] = {}
     # TF and LiteRT print C++ log lines while loading; they go to audit.log, not the terminal.
     with capture_output(artifacts.root / "audit.log"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("running backends", total=len(runners) * len(feeds))
-        return run_all(runners, feeds, on_sample=lambda name, i: progress.update(task, advance=1, description=f"running {name}"))
+        for runner in runners:
+            try:
+                results.update(run_all([runner], feeds, on_sample=lambda name, i: progress.update(
+                    task, advance=1, description=f"running {name}")))
+            except RunnerError as exc:
+                if runner.name == export["reference"]:
+                    raise
+                broken[runner.name] = str(exc)
+    return results, broken
 
 
 def _layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it: bool) -> dict:

@@ -129,6 +129,12 @@ def compare_arrays(ref: np.ndarray, cand: np.ndarray | None, tol: Tolerance, nam
     )
 
 
+def not_run(reference: str, candidate: str, output: str, tol: Tolerance, reason: str) -> Comparison:
+    """A candidate whose model could not be loaded or run: that artifact is not shippable as is."""
+    return Comparison(reference, candidate, output, *(float("nan"),) * 6, tol.atol, tol.rtol, False, reason,
+                      verdict="fail", reason=f"could not run: {reason}")
+
+
 def _verdict(beyond: float, ref: np.ndarray, tol: Tolerance) -> tuple[str, str | None]:
     """A disagreement beyond tolerance fails; agreement counts only when the reference carries signal."""
     if beyond > 0:

@@ -5,10 +5,12 @@ bindings the convert stage recorded, and maps outputs back.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import RunnerError
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
 from pipeline.runners.tf_io import TFModelIO
@@ -87,6 +89,16 @@ class TFLiteRunner(_TFRunner):
             self.model = interpreter
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        try:
+            return self._invoke(feed)
+        except RuntimeError as exc:
+            flex = sorted(set(re.findall(r"Flex\w+", str(exc))))
+            if "Select TensorFlow op" not in str(exc):
+                raise
+            raise RunnerError(f"{self.name}: the .tflite file uses Select TF ops {flex or ''} that need the Flex delegate, "
+                              "which standard TFLite runtimes (and this interpreter) lack; it cannot run as shipped") from None
+
+    def _invoke(self, feed: Feed) -> dict[str, np.ndarray]:
         backend_feed = self._backend_feed(feed)
         if callable(self.model):
             result = self.model(**backend_feed)
