@@ -301,3 +301,11 @@ def test_backend_missing_a_declared_output_is_a_runner_error():
     with DoublingRunner([X], ["y", "z"]) as runner:
         with pytest.raises(RunnerError, match="z"):
             runner.infer(make_feeds(1)[0])
+
+
+def test_a_backend_that_could_not_run_fails_with_its_reason():
+    from pipeline.compare import not_run
+
+    c = not_run("pytorch", "tflite_fp32", "y", Tolerance(1e-4, 1e-4), "tflite_fp32: uses Select TF ops ['FlexAvgPool3D']")
+    assert (c.passed, c.verdict) == (False, "fail")
+    assert c.reason == "could not run: tflite_fp32: uses Select TF ops ['FlexAvgPool3D']"
