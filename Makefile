@@ -9,7 +9,7 @@ MODEL  ?= seed_ym
 OUT    ?=
 OUT_ARG := $(if $(OUT),--out $(OUT),)
 
-.PHONY: venv convert test test-fast bench clean help
+.PHONY: venv convert test test-fast bench suite clean help
 
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
@@ -37,6 +37,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipeline.bench $(MODEL)
+
+suite: $(STAMP)
+	$(BIN)/python -m pipeline.suite
 
 clean:
 	rm -rf artifacts .pytest_cache

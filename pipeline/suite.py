@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -31,11 +32,11 @@ from onnx import numpy_helper
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.artifacts import DEFAULT_ROOT, REPO_ROOT
-from pipeline.compare import Comparison, compare_arrays, tolerance_for
+from pipeline.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
 from pipeline.console import capture_output, console
 from pipeline.convert import bind
 from pipeline.converters import ConversionOptions, ConversionResult, Converter, get_converter
-from pipeline.errors import ConversionError, PipelineError, UsageError, ValidationError, first_line
+from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, UsageError, ValidationError, first_line
 from pipeline.inputs import TensorSpec
 from pipeline.onnx_import import default_opset, import_onnx, load_onnx
 from pipeline.runners.base import Runner
@@ -44,13 +45,15 @@ from pipeline.runners.tf_io import TFModelIO
 from pipeline.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, CaseResult, Failure,
                                    OutputCheck, SuiteReport, print_summary, summarize, write_json, write_markdown)
 
-BACKENDS = ("tf_saved_model", "tflite_fp32")
 REFERENCE = "expected"  # the stored output_<i>.pb files
 DEFAULT_OUT = DEFAULT_ROOT / "suite"
 DEFAULT_MARKDOWN = REPO_ROOT / "SUITE.md"
 
-# Comparison reasons (pipeline.compare) that mean the shapes, not the values, disagree.
-LAYOUT_REASONS = ("shape mismatch", "candidate has no such output", "layout unresolved")
+# Comparison reasons (pipeline.compare's, and _check's prefixes) that mean the shapes or the
+# element order, not the values, disagree.
+PERMUTED = "element order differs"
+LAYOUT_REASONS = ("shape mismatch", "candidate has no such output", "layout unresolved", PERMUTED)
+OPSET_WORD = re.compile(r"\bopset\b", re.IGNORECASE)
 
 
 class CaseDataError(PipelineError):
@@ -131,19 +134,24 @@ def categorize(failure: Failure) -> str:
 
     - old opset: onnx's version converter could not upgrade the file (a ValidationError while
       importing), or the conversion failed with an error that names the opset;
-    - unsupported by converter: the conversion failed (a ConversionError while converting);
+    - unsupported by converter: the conversion failed (a ConversionError while converting), or the
+      converter could only express an op with Select TF ops, which TFLite cannot run without the
+      Flex delegate;
     - layout: the converted model's input/output count differs from the ONNX model's (a
       ConversionError while binding), or a comparison failed on shape, a missing output or an
-      unresolved layout;
+      unresolved layout, or the output holds the expected values in another order (a
+      transposition inside the converted graph, e.g. a channel-last Flatten);
     - numeric mismatch: it converted and ran, and some value is beyond tolerance (or NaN/Inf);
     - other: anything else (the failure's type and message say what).
     """
     if failure.stage == "import" and failure.error == ValidationError.__name__:
         return OLD_OPSET
     if failure.stage == "convert" and failure.error == ConversionError.__name__:
-        return OLD_OPSET if "opset" in failure.message.lower() else UNSUPPORTED
+        return OLD_OPSET if OPSET_WORD.search(failure.message) else UNSUPPORTED
     if failure.stage == "bind" and failure.error == ConversionError.__name__:
         return LAYOUT
+    if "Select TF ops" in failure.message or "Select TensorFlow op" in failure.message:
+        return UNSUPPORTED
     if failure.stage == "compare":
         return LAYOUT if failure.message.startswith(LAYOUT_REASONS) else NUMERIC
     return OTHER
@@ -241,24 +249,41 @@ def _bind(result: ConversionResult, data: CaseData, audit: _Audit) -> tuple[list
 
 
 def _check_backend(runner: Runner, data: CaseData, audit: _Audit) -> None:
-    """Run one backend on the stored inputs and compare each output with the stored one."""
-    with stage("run"), runner:
-        values = runner.infer(data.inputs)
+    """Run one backend on the stored inputs and compare each output with the stored one; a
+    backend that cannot run fails its checks, as in the audit (pipeline.compare.not_run)."""
+    tolerance = tolerance_for("tflite_fp32")
+    try:
+        with stage("run"), runner:
+            values = runner.infer(data.inputs)
+    except StageFailed as exc:
+        audit.failures.append(exc.failure)
+        audit.checks.extend(_check(not_run(REFERENCE, runner.name, name, tolerance, exc.failure.message), False, False)
+                            for name in data.outputs)
+        return
     with stage("compare"):
-        tolerance = tolerance_for("tflite_fp32")
         for name, expected in data.outputs.items():
             comparison = compare_arrays(expected[None], values[name][None], tolerance, (REFERENCE, runner.name, name))
-            check = _check(comparison, name in audit.unresolved)
+            check = _check(comparison, name in audit.unresolved, is_permutation(expected, values[name], tolerance))
             audit.checks.append(check)
             if check.verdict == "fail":
                 audit.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
 
 
-def _check(comparison: Comparison, unresolved: bool) -> OutputCheck:
+def _check(comparison: Comparison, unresolved: bool, permuted: bool) -> OutputCheck:
     reason = comparison.reason or comparison.error
-    if unresolved and comparison.verdict == "fail":
+    if comparison.verdict == "fail" and permuted:
+        reason = f"{PERMUTED}: the values are the expected ones in another order; {reason}"
+    if comparison.verdict == "fail" and unresolved:
         reason = f"layout unresolved: {reason}"
     return OutputCheck(comparison.candidate, comparison.output, _finite_or_none(comparison.max_abs), comparison.verdict, reason)
+
+
+def is_permutation(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> bool:
+    """Whether `actual` holds `expected`'s values (within tolerance), in some order."""
+    if expected.shape != actual.shape or not (np.all(np.isfinite(expected)) and np.all(np.isfinite(actual))):
+        return False
+    ordered, candidate = np.sort(expected, axis=None).astype(np.float64), np.sort(actual, axis=None).astype(np.float64)
+    return bool(np.allclose(candidate, ordered, atol=tolerance.atol, rtol=tolerance.rtol))
 
 
 def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
@@ -351,7 +376,7 @@ def parse_args(argv: list[str] | None) -> SuiteOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 when the suite ran (whatever the pass rate), 2 for bad usage."""
+    """Exit 0 when the suite ran (whatever the pass rate), 2 for bad usage, 130 when interrupted."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     options = parse_args(argv)
     try:
@@ -359,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"interrupted; the cases run so far are in {options.json_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

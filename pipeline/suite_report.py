@@ -19,6 +19,7 @@ FOLDERS = ("pytorch-converted", "pytorch-operator")
 UNSUPPORTED, NUMERIC, LAYOUT, OLD_OPSET, OTHER = (
     "unsupported by converter", "numeric mismatch", "layout", "old opset", "other")
 CATEGORIES = (UNSUPPORTED, NUMERIC, LAYOUT, OLD_OPSET, OTHER)
+REASON_WIDTH = 120  # at most this many characters of a reason on the terminal (one line per case)
 VERSIONED = {"onnx": ("onnx",), "onnx2tf": ("onnx2tf",), "tensorflow": ("tensorflow-cpu", "tensorflow"),
              "ai-edge-litert": ("ai-edge-litert",)}
 
@@ -150,6 +151,10 @@ def markdown(report: SuiteReport) -> str:
         "bound like the convert stage binds them, and the SavedModel and TFLite fp32 models are run on the stored "
         f"inputs and compared with the stored outputs (atol {tolerance.atol:g}, rtol {tolerance.rtol:g}). "
         f"All cases ran in one process, sequentially, in {report.seconds:.0f} s.", "",
+        "A case passes when every output of both models is within tolerance. It is inconclusive when they agree "
+        "but the stored output carries no evidence (all zeros, NaN or Inf: `pipeline.compare`'s rule). A failed "
+        "case's category comes from its first failure (rules: `pipeline.suite.categorize`); its reason lists every "
+        "failure. `suite.json` has each output's check and each failure's stage and exception type.", "",
         f"**Pass rate: {report.overall.passed}/{report.overall.cases} ({report.overall.rate:.1%})**", "",
         "| folder | cases | pass | fail | inconclusive | pass rate |", "|---|---:|---:|---:|---:|---:|",
         *(_rate_row(r) for r in (*report.folders, report.overall)), "",
@@ -190,3 +195,23 @@ def print_summary(report: SuiteReport) -> None:
     for category, count in report.categories.items():
         categories.add_row(category, str(count))
     console.print(categories)
+    _print_problems(report)
+
+
+def _print_problems(report: SuiteReport) -> None:
+    problems = [r for r in report.cases if r.status != "pass"]
+    if not problems:
+        return
+    case_width, outcome_width = 38, 24
+    reason_width = max(30, min(REASON_WIDTH, console.width - case_width - outcome_width - 10))
+    table = Table(title="cases that did not pass (full reasons in the markdown report)")
+    for header in ("case", "category (or inconclusive)", "reason"):
+        table.add_column(header, no_wrap=True)
+    for result in problems:
+        table.add_row(_clip(result.case.split("/", 1)[1], case_width), result.category or result.status,
+                      _clip(result.reason or "", reason_width))
+    console.print(table)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
