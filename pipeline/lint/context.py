@@ -77,11 +77,15 @@ class LintContext:
         return self.attributor.attribute(node, want)
 
     @cached_property
+    def trace(self):
+        from pipeline.lint.torch_trace import ModuleTrace, trace_modules
+
+        return trace_modules(self.torch_model, self.example_args) if self.torch_model is not None else ModuleTrace()
+
+    @property
     def module_edges(self) -> list[tuple[str, str]]:
         """(producer, consumer) module paths where the consumer takes the producer's output directly."""
-        from pipeline.lint.torch_trace import module_edges
-
-        return module_edges(self.torch_model, self.example_args) if self.torch_model is not None else []
+        return self.trace.edges
 
     def edges_of(self, producer_types: tuple, consumer_types: tuple) -> list[tuple[str, str]]:
         return [(a, b) for a, b in self.module_edges

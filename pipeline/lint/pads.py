@@ -60,6 +60,11 @@ def _against_module(ctx: LintContext, node, attrs: dict, pads: list[int], kernel
     expected = _expected_pads(ctx, where.module, rank)
     if pads == expected:
         return
+    if _padded_in_forward_code(ctx, node, where.module, pads, expected, rank):
+        yield Finding(NAME, "info", node.name, node.op_type, where.module, str(expected), str(pads),
+                      f"pads {pads} include padding done in the model's forward code before {where.module} "
+                      "(e.g. F.pad), which the exporter folded into this node; the sizes match PyTorch", where.describe())
+        return
     stride = list(attrs.get("strides", [1] * rank))
     dilation = list(attrs.get("dilations", [1] * rank))
     sizes = _input_sizes(ctx, node, rank)
@@ -85,6 +90,17 @@ def _fused(ctx: LintContext, module_path: str) -> bool:
     """True unless a Pad node for the ZeroPad module still stands in the graph."""
     producers = [p for p, c in ctx.module_edges if c == module_path]
     return not any(node.op_type == "Pad" and ctx.attribute(node).module in producers for node in ctx.nodes)
+
+
+def _padded_in_forward_code(ctx: LintContext, node, module_path: str, pads: list[int], expected: list[int], rank: int) -> bool:
+    """True when PyTorch's module saw an input larger than the ONNX node's by exactly the extra
+    pads: code before the module padded it (transformers' TF-style padding does this)."""
+    torch_shape = ctx.trace.input_shapes.get(module_path)
+    onnx_sizes = _input_sizes(ctx, node, rank)
+    if torch_shape is None or onnx_sizes is None or any(a < b for a, b in zip(pads, expected)):
+        return False
+    extra = [pads[i] + pads[i + rank] - expected[i] - expected[i + rank] for i in range(rank)]
+    return list(torch_shape[-rank:]) == [size + more for size, more in zip(onnx_sizes, extra)]
 
 
 def _input_sizes(ctx: LintContext, node, rank: int) -> list[int] | None:

@@ -66,6 +66,13 @@ def _locate(ctx: LintContext, weight: np.ndarray):
     return None
 
 
+def _through_identities(ctx: LintContext, name: str):
+    producer = ctx.tf_graph.producer(name)
+    while producer is not None and producer.op == "Identity" and producer.inputs:
+        producer = ctx.tf_graph.producer(producer.inputs[0])
+    return producer
+
+
 def _effective_pads(ctx: LintContext, node, attrs: dict, tf_op, weight: np.ndarray) -> list[int] | None:
     padding = tf_op.attrs["padding"].s.decode()
     if padding == "SAME":
@@ -78,9 +85,11 @@ def _effective_pads(ctx: LintContext, node, attrs: dict, tf_op, weight: np.ndarr
     if padding == "EXPLICIT":
         flat = list(tf_op.attrs["explicit_paddings"].list.i)  # NHWC pairs
         return [flat[2], flat[4], flat[3], flat[5]]
-    producer = ctx.tf_graph.producer(tf_op.inputs[0])
+    producer = _through_identities(ctx, tf_op.inputs[0])
     if producer is None or producer.op not in TF_PADS:
-        return [0, 0, 0, 0]
+        # VALID with no Pad op in front: the padding may live elsewhere (folded into a slice or an
+        # earlier op); the numbers tell, not the structure.
+        return None
     paddings = ctx.tf_graph.value(producer.inputs[1])
     if paddings is None or paddings.shape != (4, 2):
         return None

@@ -1,14 +1,25 @@
-"""Facts about the PyTorch model that need one forward pass: which module feeds which."""
+"""Facts about the PyTorch model that need one forward pass: which module feeds which,
+and the shape each module's input really had."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 
 
-def module_edges(model: torch.nn.Module, example_args: tuple) -> list[tuple[str, str]]:
-    """(producer, consumer) leaf-module pairs where the consumer's first input is the very
-    tensor the producer returned: what exporters fuse (Conv+BatchNorm, ZeroPad2d+Conv)."""
+@dataclass
+class ModuleTrace:
+    # (producer, consumer) leaf-module pairs where the consumer's first input is the very
+    # tensor the producer returned: what exporters fuse (Conv+BatchNorm, ZeroPad2d+Conv).
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    # The first input's shape at each leaf module's first call: padding done in forward code
+    # (F.pad) before a conv shows up here, not in the module's attributes.
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def trace_modules(model: torch.nn.Module, example_args: tuple) -> ModuleTrace:
+    trace = ModuleTrace()
     produced_by: dict[int, str] = {}
-    edges: list[tuple[str, str]] = []
     hooks = []
 
     def after(path):
@@ -16,9 +27,12 @@ def module_edges(model: torch.nn.Module, example_args: tuple) -> list[tuple[str,
 
     def before(path):
         def hook(module, args):
-            source = produced_by.get(id(args[0])) if args else None
-            if source is not None and (source, path) not in edges:
-                edges.append((source, path))
+            first = args[0] if args else None
+            if isinstance(first, torch.Tensor):
+                trace.input_shapes.setdefault(path, tuple(first.shape))
+            source = produced_by.get(id(first)) if first is not None else None
+            if source is not None and (source, path) not in trace.edges:
+                trace.edges.append((source, path))
         return hook
 
     for path, module in model.named_modules():
@@ -30,4 +44,4 @@ def module_edges(model: torch.nn.Module, example_args: tuple) -> list[tuple[str,
     finally:
         for hook in hooks:
             hook.remove()
-    return edges
+    return trace

@@ -8,7 +8,7 @@ from torch import nn
 from pipeline.lint import pads
 from pipeline.lint.context import LintContext
 from pipeline.zoo.calibrate import calibrate_batchnorm
-from tests.lint.exports import EXPORTERS, attribute, errors, export_all, lint, load, nodes, only_node, set_attribute
+from tests.lint.exports import EXPORTERS, attribute, errors, export, export_all, lint, load, nodes, only_node, set_attribute
 
 X = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))  # even size: TF 'SAME' would be asymmetric
 
@@ -203,3 +203,26 @@ def test_without_a_pytorch_model_only_notes_are_given(down_files):
     set_attribute(only_node(model, "Conv"), "pads", [0, 0, 1, 1])
     findings = list(pads.check(LintContext(model)))
     assert findings and {f.severity for f in findings} == {"info"}
+
+
+class ForwardPadded(torch.nn.Module):
+    """Pads in forward code, TF-style (extra at the end), then a stride-2 conv with padding=0:
+    the way transformers' MobileNets do it. The exporter folds the pad into the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(torch.nn.functional.pad(x, (0, 1, 0, 1)))
+
+
+def test_padding_done_in_forward_code_is_not_an_error(tmp_path):
+    model = ForwardPadded().eval()
+    args = (torch.rand(1, 3, 8, 8),)
+    onnx_model = load(export(model, args, tmp_path / "fwd.onnx", "dynamo"))
+    findings = lint(onnx_model, model, args, rule="pads")
+    assert errors(findings) == []
+    conv = only_node(onnx_model, "Conv")
+    if attribute(conv, "pads") == [0, 0, 1, 1]:  # the exporter folded the pad into the conv
+        assert any("padding done in the model's forward code" in f.message for f in findings)
