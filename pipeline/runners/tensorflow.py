@@ -57,16 +57,20 @@ class KerasRunner(_TFRunner):
     name = "keras"
 
     def _activate_impl(self) -> None:
+        import tensorflow as tf
         import tf_keras
 
         self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
+        # onnx2tf's models are chains of TFOpLambda layers: called eagerly they cost seconds
+        # per sample on large models; traced once as a graph they run like the SavedModel.
+        self._call = tf.function(lambda inputs: self.model(inputs, training=False))
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         backend = self._backend_feed(feed)
         ordered = [backend[b.tf_name] for b in sorted(self.io.inputs, key=lambda b: b.index)]
-        result = self.model(ordered if len(ordered) > 1 else ordered[0], training=False)
+        result = self._call(ordered if len(ordered) > 1 else ordered[0])
         values = result if isinstance(result, (list, tuple)) else [result]
-        return self._logical_outputs(lambda b: values[b.index])
+        return self._logical_outputs(lambda b: values[b.index].numpy())
 
 
 class TFLiteRunner(_TFRunner):
