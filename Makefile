@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  ?= seed_ym
+BENCH  ?=
 OUT    ?=
 OUT_ARG := $(if $(OUT),--out $(OUT),)
 
@@ -14,7 +15,7 @@ OUT_ARG := $(if $(OUT),--out $(OUT),)
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
 	@echo "make test                                                            run the test suite"
-	@echo "make bench                                                           time the pipeline vs bare onnx2tf"
+	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym and every zoo model)"
 
 venv: $(STAMP)
 
@@ -36,7 +37,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python -m pipeline.bench $(MODEL)
+	$(BIN)/python -m pipeline.bench $(BENCH)
 
 suite: $(STAMP)
 	$(BIN)/python -m pipeline.suite

@@ -94,7 +94,7 @@ def resolve_source(arg: str) -> Source:
     candidate = CONFIGS_DIR / f"{arg}.yaml"
     if candidate.is_file():
         return load_config(candidate)
-    known = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+    known = sorted(p.relative_to(CONFIGS_DIR).with_suffix("").as_posix() for p in CONFIGS_DIR.rglob("*.yaml"))
     hint = _did_you_mean(arg, known) or f"known configs: {', '.join(known)}"
     raise UsageError(f"MODEL={arg}: not a config name, a .yaml file or an .onnx file; {hint}")
 

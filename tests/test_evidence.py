@@ -98,7 +98,7 @@ def test_model_that_ignores_its_input_is_inconclusive(folder, name, no_network, 
         assert capsys.readouterr().err.strip().startswith("inconclusive: 'output': the output is the same for all")
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", sorted(CONFIGS_DIR.rglob("*.yaml")), ids=lambda p: p.relative_to(CONFIGS_DIR).with_suffix("").as_posix())
 def test_every_shipped_config_carries_signal(config):
     """A shipped model whose outputs vanish or ignore the input would make every audit inconclusive."""
     source = load_config(config)

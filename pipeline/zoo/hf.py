@@ -1,7 +1,7 @@
 """Third-party architectures from Hugging Face transformers, built from config classes.
 
 Weights are random (seeded); nothing is downloaded. Convolutional models get realistic
-BatchNorm statistics from `calibrate_batchnorm` (see `_calibrated`). Each model is wrapped so that forward()
+BatchNorm statistics from `calibrate_batchnorm`. Each model is wrapped so that forward()
 returns the logits tensor alone (HF returns ModelOutput objects, which the exporter and the
 audit would have to unpack). Sizes are reduced where a full-size model would make one
 `convert` take minutes on a small CPU; each config's comment states its reductions.
@@ -21,8 +21,10 @@ from torch import nn
 
 from pipeline.zoo.calibrate import calibrate_batchnorm
 
-# Attention as plain MatMul/Softmax: SDPA exports as ops that onnx2tf 1.x may not know.
+# Eager attention exports as plain MatMul, Softmax and Add whatever the exporter; SDPA's
+# lowering varies with the exporter and opset.
 ATTENTION = "eager"
+SE_GATE_BIAS = 3.0
 
 
 class ImageLogits(nn.Module):
@@ -49,30 +51,102 @@ class TextLogits(nn.Module):
 
 def _image_model(model_class: type, config: transformers.PretrainedConfig, size: int, seed: int,
                  init: Callable[[nn.Module], None] | None = None) -> ImageLogits:
-    """Build with a seed, optionally re-initialise, calibrate any BatchNorm on images in [-1, 1), eval()."""
+    """Build with a seed, optionally re-initialise, calibrate any BatchNorm, switch to eval()."""
     torch.manual_seed(seed)
     model = model_class(config)
     if init is not None:
         init(model)
-    example = torch.rand(4, config.num_channels, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    return _calibrated(ImageLogits(model), example, seed)
+    wrapped = ImageLogits(model)
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        calibrate_batchnorm(wrapped, _images(config.num_channels, size, seed), seed=seed)
+    return wrapped.eval()
 
 
-def _calibrated(model: nn.Module, example: torch.Tensor, seed: int, passes: int = 4) -> nn.Module:
-    """calibrate_batchnorm, then running statistics re-estimated under its gamma and beta; eval().
+def _images(channels: int, size: int, seed: int) -> torch.Tensor:
+    """Seeded calibration images in [-1, 1): two of uniform noise, two smooth, two flat.
 
-    calibrate_batchnorm leaves statistics that do not match the activations they meet in
-    eval mode: with PyTorch's momentum 0.1, four passes move them only a third of the way
-    from (mean 0, var 1) (ResNet-50's activations then have 2-20% of the running variance), and
-    its perturbation compounds through deep stacks (EfficientNet-B0's 49 BatchNorm layers turn
-    it into logits of 1e4 to 1e8). Re-estimated as a cumulative
-    average, the statistics match the activations, as trained ones do, and keep the
-    calibrated random gamma and beta.
+    Noise alone would leave BatchNorm statistics that have never seen large uniform regions,
+    which natural images are full of and the audit's edge cases (constant images) consist of.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(2, channels, size, size, generator=generator) * 2 - 1
+    coarse = torch.rand(2, channels, 4, 4, generator=generator) * 2 - 1
+    smooth = nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    flat = (torch.rand(2, channels, 1, 1, generator=generator) * 2 - 1).expand(2, channels, size, size)
+    return torch.cat([noise, smooth, flat])
+
+
+def resnet50(size: int = 64, width: float = 0.25, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """ResNet-50: bottleneck blocks, depths [3, 4, 6, 3]; `width` scales the stem (64) and stages (256-2048)."""
+    config = transformers.ResNetConfig(
+        layer_type="bottleneck", depths=[3, 4, 6, 3], embedding_size=round(64 * width),
+        hidden_sizes=[round(c * width) for c in (256, 512, 1024, 2048)], num_labels=num_labels,
+    )
+    return _image_model(transformers.ResNetForImageClassification, config, size, seed)
+
+
+def mobilenet_v1(size: int = 128, depth_multiplier: float = 0.25, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """MobileNetV1 with TF-style 'SAME' padding (asymmetric pads on stride-2 layers)."""
+    config = transformers.MobileNetV1Config(
+        image_size=size, depth_multiplier=depth_multiplier, tf_padding=True, num_labels=num_labels,
+    )
+    return _image_model(transformers.MobileNetV1ForImageClassification, config, size, seed)
+
+
+def mobilenet_v2(size: int = 128, depth_multiplier: float = 0.35, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """MobileNetV2 (inverted residuals, linear bottlenecks) with TF-style 'SAME' padding."""
+    config = transformers.MobileNetV2Config(
+        image_size=size, depth_multiplier=depth_multiplier, tf_padding=True, num_labels=num_labels,
+    )
+    return _image_model(transformers.MobileNetV2ForImageClassification, config, size, seed)
+
+
+def efficientnet_b0(size: int = 128, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """EfficientNet-B0 (width and depth coefficients 1.0), with an init that keeps activations alive."""
+    config = transformers.EfficientNetConfig(
+        image_size=size, width_coefficient=1.0, depth_coefficient=1.0, hidden_dim=1280, dropout_rate=0.2,
+        num_labels=num_labels,
+    )
+    model = _image_model(transformers.EfficientNetForImageClassification, config, size, seed, init=_reinit_fan_scaled)
+    return _rematch_running_stats(model, _images(3, size, seed), seed)
+
+
+def _reinit_fan_scaled(model: nn.Module) -> None:
+    """Conv weights kaiming-normal (fan_in), Linear weights N(0, 1/fan_in), biases 0, BatchNorm
+    gamma 1; squeeze-excitation gates start open.
+
+    HF's EfficientNet init draws every weight, BatchNorm gamma included, from N(0, 0.02):
+    activations shrink by orders of magnitude per stage and the logits underflow to 0.0,
+    which no audit can tell from zero. Fan-in scaling keeps each layer's output
+    near unit variance before BatchNorm sees it. With zero gate biases, the gates sit at 0.5
+    on textured images but open fully on a constant one, so each of the 16 blocks doubles a
+    constant image's activations (logits of 1e3 for an all -1 image, where float32 rounding
+    alone moves them by 4); a gate bias of 3 (sigmoid 0.95) removes that gain.
+    """
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=1 / math.sqrt(module.in_features))
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+            else:
+                continue
+            if getattr(module, "bias", None) is not None:
+                nn.init.constant_(module.bias, SE_GATE_BIAS if name.endswith("squeeze_excite.expand") else 0.0)
+
+
+def _rematch_running_stats(model: nn.Module, example: torch.Tensor, seed: int, passes: int = 4) -> nn.Module:
+    """Re-estimate BatchNorm running statistics under the calibrated gamma and beta; eval().
+
+    HF's EfficientNet BatchNorm momentum is 0.99 (TF's 'keep 99%' read as PyTorch's 'take
+    99%'), so calibrate_batchnorm's passes match the statistics fully, and its perturbation
+    then compounds through 49 BatchNorm layers with no renormalisation in between: logits
+    of 1e7 to 1e8. Statistics re-estimated as a cumulative average match the activations,
+    as trained ones do, and keep the calibrated random gamma and beta.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:  # ConvNeXt and ViT: LayerNorm only
-        return model.eval()
-    calibrate_batchnorm(model, example, passes=passes, seed=seed)
     momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
@@ -87,59 +161,30 @@ def _calibrated(model: nn.Module, example: torch.Tensor, seed: int, passes: int 
     return model.eval()
 
 
-def resnet50(size: int = 96, num_labels: int = 10, seed: int = 0) -> ImageLogits:
-    """ResNet-50: bottleneck blocks, depths [3, 4, 6, 3], widths 256-2048 (ResNetConfig's defaults)."""
-    config = transformers.ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3], num_labels=num_labels)
-    return _image_model(transformers.ResNetForImageClassification, config, size, seed)
+def convnext_tiny(size: int = 64, width: float = 0.25, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """ConvNeXt-T: depths [3, 3, 9, 3]; `width` scales the stages (96-768).
 
-
-def mobilenet_v1(size: int = 128, num_labels: int = 10, seed: int = 0) -> ImageLogits:
-    """MobileNetV1 1.0 with TF-style 'SAME' padding (asymmetric pads on stride-2 layers)."""
-    config = transformers.MobileNetV1Config(image_size=size, tf_padding=True, num_labels=num_labels)
-    return _image_model(transformers.MobileNetV1ForImageClassification, config, size, seed)
-
-
-def mobilenet_v2(size: int = 128, num_labels: int = 10, seed: int = 0) -> ImageLogits:
-    """MobileNetV2 1.0 with TF-style 'SAME' padding."""
-    config = transformers.MobileNetV2Config(image_size=size, tf_padding=True, num_labels=num_labels)
-    return _image_model(transformers.MobileNetV2ForImageClassification, config, size, seed)
-
-
-def efficientnet_b0(size: int = 128, num_labels: int = 10, seed: int = 0) -> ImageLogits:
-    """EfficientNet-B0 (width and depth coefficients 1.0), with an init that keeps activations alive."""
-    config = transformers.EfficientNetConfig(
-        image_size=size, width_coefficient=1.0, depth_coefficient=1.0, hidden_dim=1280, dropout_rate=0.2,
-        num_labels=num_labels,
+    Layer scale starts at 0.1, not 1e-6: at 1e-6 every residual block is an identity, and an
+    error inside one would not reach the logits.
+    """
+    config = transformers.ConvNextConfig(
+        image_size=size, depths=[3, 3, 9, 3], hidden_sizes=[round(c * width) for c in (96, 192, 384, 768)],
+        layer_scale_init_value=0.1, num_labels=num_labels,
     )
-    return _image_model(transformers.EfficientNetForImageClassification, config, size, seed, init=_reinit_fan_scaled)
+    return _image_model(transformers.ConvNextForImageClassification, config, size, seed, init=_random_biases)
 
 
-def _reinit_fan_scaled(model: nn.Module) -> None:
-    """Conv weights kaiming-normal (fan_in), Linear weights N(0, 1/fan_in), biases 0, BatchNorm gamma 1.
+def _random_biases(model: nn.Module, std: float = 0.02) -> None:
+    """Conv and Linear biases from N(0, std), as trained biases are, instead of HF's zeros.
 
-    HF's EfficientNet init draws every weight, BatchNorm gamma included, from N(0, 0.02):
-    activations shrink by orders of magnitude per stage and the logits underflow to 0 (1e-31
-    at best), which no audit can tell from zero. Fan-in scaling keeps each layer's output
-    near unit variance before BatchNorm sees it.
+    With zero biases a blank image gives all-zero activations: every LayerNorm then divides
+    0 by sqrt(0 + eps), and with eps 1e-12 (ConvNeXt's), which float16 flushes to 0, TFLite
+    fp16 returns NaN for the audit's all-zeros sample.
     """
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=1 / math.sqrt(module.in_features))
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-            else:
-                continue
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-
-
-def convnext_tiny(size: int = 96, num_labels: int = 10, seed: int = 0) -> ImageLogits:
-    """ConvNeXt-T: depths [3, 3, 9, 3], widths 96-768 (ConvNextConfig's defaults)."""
-    config = transformers.ConvNextConfig(image_size=size, num_labels=num_labels, layer_scale_init_value=0.1)
-    return _image_model(transformers.ConvNextForImageClassification, config, size, seed)
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+                nn.init.normal_(module.bias, std=std)
 
 
 def regnet_y_400mf(size: int = 96, num_labels: int = 10, seed: int = 0) -> ImageLogits:
@@ -160,8 +205,8 @@ def vit_small(size: int = 64, num_labels: int = 10, seed: int = 0) -> ImageLogit
     return _image_model(transformers.ViTForImageClassification, config, size, seed)
 
 
-def bert_small(vocab_size: int = 1000, num_labels: int = 4, seed: int = 0) -> TextLogits:
-    """A small BERT: hidden 128, 2 layers, 2 heads, MLP 512, vocabulary 1000."""
+def bert_small(vocab_size: int = 256, num_labels: int = 4, seed: int = 0) -> TextLogits:
+    """A small BERT: hidden 128, 2 layers, 2 heads, MLP 512, vocabulary 256."""
     config = transformers.BertConfig(
         vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
         max_position_embeddings=128, num_labels=num_labels, initializer_range=0.1, attn_implementation=ATTENTION,
