@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         print(f"bench: {model}", flush=True)
         results.append(run(model, args.repeat if model == "seed_ym" else 1))
-    text = markdown(results, time.strftime("%Y-%m-%d"))
-    RECORD.write_text(text + "\n")
+        # Written after every model: a long bench that is stopped keeps what it measured.
+        text = markdown(results, time.strftime("%Y-%m-%d"))
+        RECORD.write_text(text + "\n")
     print(text)
     return 0
 
