@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import torch
 
 from pipeline.artifacts import ArtifactDir
 from pipeline.config import Source
@@ -24,11 +25,12 @@ def run_layers(source: Source, artifacts: ArtifactDir, export: dict, convert: di
     order = TensorOrder.of(model)
     shapes = onnx_shapes(model)
     torch_model = reference_model(source, export)
-    context = LintContext(model, torch_model)
+    example = tuple(torch.from_numpy(feeds[0][spec.name]) for spec in specs) if torch_model is not None else ()
+    context = LintContext(model, torch_model, example)
     with temp_workdir() as workdir:
         runners = {"onnxruntime": onnx_intermediates_runner(artifacts.onnx, specs, Path(workdir))}
         if torch_model is not None:
-            runners["pytorch"] = TorchLayersRunner(torch_model, specs, _mapping(model, torch_model, shapes))
+            runners["pytorch"] = TorchLayersRunner(torch_model, specs, _mapping(model, torch_model, shapes, context))
         tf_runner = tf_layers_runner(artifacts.root, convert, specs, shapes)
         if tf_runner is not None:
             runners["tf_layers"] = tf_runner
@@ -60,10 +62,19 @@ def _module_namer(context: LintContext):
     return module_of
 
 
-def _mapping(model: onnx.ModelProto, torch_model, shapes: dict) -> dict[str, str]:
-    """Module path -> ONNX tensor, keeping only tensors whose shape the module's output can match."""
+def _mapping(model: onnx.ModelProto, torch_model, shapes: dict, context: LintContext) -> dict[str, str]:
+    """Module path -> ONNX tensor, keeping only tensors whose shape the module's output can match.
+
+    When a BatchNorm was folded into its Conv, the fused node may carry the Conv's scope; its
+    tensor then holds the BatchNorm's output, so it is mapped to the BatchNorm, never the Conv."""
     paths = {path for path, _ in torch_model.named_modules() if path}
-    return {path: tensor for path, tensor in module_tensors(model, paths).items() if tensor in shapes}
+    mapping = {path: tensor for path, tensor in module_tensors(model, paths).items() if tensor in shapes}
+    bn_nodes = {context.attribute(n).module for n in model.graph.node if n.op_type == "BatchNormalization"}
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    for conv, bn in context.edges_of(convs, (torch.nn.modules.batchnorm._BatchNorm,)):
+        if conv in mapping and bn not in bn_nodes:
+            mapping[bn] = mapping.pop(conv)
+    return mapping
 
 
 def _pairs(reference: str, runners: dict) -> list[tuple[str, str]]:
