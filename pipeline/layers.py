@@ -21,6 +21,7 @@ from pipeline.compare import Tolerance, tolerance_for
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.layout import decide
 from pipeline.lint.attribution import scope_chain
+from pipeline.lint.context import static_shapes
 from pipeline.runners.base import Runner
 from pipeline.runners.onnxrt import OnnxRuntimeRunner
 from pipeline.runners.tf_io import TensorBinding, TFModelIO
@@ -157,9 +158,7 @@ def tf_layers_runner(artifacts_root: Path, convert: dict, specs: list[TensorSpec
 
 
 def onnx_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    values = list(inferred.graph.value_info) + list(inferred.graph.output)
-    return {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim] for v in values}
+    return static_shapes(model)
 
 
 def collect(runners: dict[str, Runner], pairs: list[tuple[str, str]], feeds: list[Feed], overrides) -> list[PairLayers]:

@@ -40,10 +40,7 @@ class LintContext:
 
     @cached_property
     def shapes(self) -> dict[str, list[int]]:
-        """Static shapes of every value that shape inference can tell (dynamic dims as -1)."""
-        inferred = onnx.shape_inference.infer_shapes(self.model)
-        values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-        return {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim] for v in values}
+        return static_shapes(self.model)
 
     def shape_of(self, name: str) -> list[int] | None:
         return self.shapes.get(name)
@@ -90,6 +87,13 @@ class LintContext:
     def edges_of(self, producer_types: tuple, consumer_types: tuple) -> list[tuple[str, str]]:
         return [(a, b) for a, b in self.module_edges
                 if isinstance(self.modules[a], producer_types) and isinstance(self.modules[b], consumer_types)]
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Static shapes of every value that shape inference can tell (dynamic dims as -1)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim] for v in values}
 
 
 def _decode(value):
