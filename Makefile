@@ -37,10 +37,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python -m pipeline.bench $(BENCH)
+	$(BIN)/python -m pipeline.tools.bench $(BENCH)
 
 suite: $(STAMP)
-	$(BIN)/python -m pipeline.suite
+	$(BIN)/python -m pipeline.tools.suite
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -23,8 +23,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline import artifacts as artifacts_module
-from pipeline.run_guard import locked
+from pipeline.artifacts import folder as artifacts_module
+from pipeline.artifacts.guard import locked
 from tests.support import REPO, run_cli
 
 NET = '''
@@ -212,7 +212,7 @@ def test_disk_full_while_writing_keeps_the_last_good_artifacts(seed_copy, monkey
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, payload)
 
-    monkeypatch.setattr("pipeline.audit.write_json", full_disk)
+    monkeypatch.setattr("pipeline.audit.stage.write_json", full_disk)
     assert run_cli("convert", "seed_ym", "--out", str(seed_copy)) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: disk full while writing (") and err.endswith("free some space and rerun: earlier artifacts are intact")
@@ -266,7 +266,7 @@ def test_keras_files_load_in_safe_mode(tmp_path):
 
     from pipeline.errors import RunnerError
     from pipeline.inputs import TensorSpec
-    from pipeline.layout import AS_IS
+    from pipeline.runners.layout import AS_IS
     from pipeline.runners.tensorflow import KerasRunner
     from pipeline.runners.tf_io import TensorBinding, TFModelIO
 
@@ -280,8 +280,8 @@ def test_keras_files_load_in_safe_mode(tmp_path):
 
 
 def test_a_killed_runs_leftover_folder_is_cleaned_by_the_next_run(tmp_path):
-    from pipeline.artifacts import ArtifactDir
-    from pipeline.run_guard import fresh_folder
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.artifacts.guard import fresh_folder
 
     final = ArtifactDir(tmp_path / "seed_ym")
     final.root.mkdir()

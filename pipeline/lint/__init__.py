@@ -48,11 +48,14 @@ def rule(name: str, phase: Phase = "onnx") -> Callable[[RuleFn], RuleFn]:
 
 
 def load_rules() -> dict[str, RuleFn]:
-    """Import every rule module so that each registers itself."""
-    from pipeline.lint import (  # noqa: F401
-        auto_pad, bn_epsilon, norm_epsilon, pad_op, pads, pool_attrs, tf_bn_epsilon, tf_padding,
-    )
+    """Import every module in pipeline/lint/rules/, so that each rule registers itself."""
+    import importlib
+    import pkgutil
 
+    from pipeline.lint import rules
+
+    for module in pkgutil.iter_modules(rules.__path__):
+        importlib.import_module(f"{rules.__name__}.{module.name}")
     return RULES
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 
 from pipeline import inputs as shared_inputs
-from pipeline.artifacts import ArtifactDir, write_json
+from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.config import Source
 from pipeline.inputs import TensorSpec
 from pipeline.lint import PHASES, count_findings, load_rules, run_rules
 from pipeline.lint.context import LintContext
-from pipeline.onnx_import import load_onnx
-from pipeline.torch_model import build_model
+from pipeline.model.onnx_import import load_onnx
+from pipeline.model.torch_model import build_model
 
 NO_MODEL_NOTE = "no PyTorch model (ONNX route): findings that need a module were not checked"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.layout import Layout
+from pipeline.runners.layout import Layout
 
 
 @dataclass(frozen=True)

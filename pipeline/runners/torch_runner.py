@@ -7,7 +7,7 @@ import torch
 from pipeline.config import Source
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
-from pipeline.torch_model import build_model
+from pipeline.model.torch_model import build_model
 
 
 class TorchRunner(Runner):

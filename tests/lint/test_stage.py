@@ -8,10 +8,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.artifacts import ArtifactDir
+from pipeline.artifacts.folder import ArtifactDir
 from pipeline.config import CONFIGS_DIR, Source, load_config
 from pipeline.lint import stage
-from pipeline.torch_model import build_model
+from pipeline.model.torch_model import build_model
 from tests.lint.exports import export, load, nodes, set_attribute
 
 FINDING_KEYS = {"rule", "severity", "node", "op_type", "module", "expected", "actual", "message"}

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.config import CONFIGS_DIR, load_config
 from pipeline.inputs import TensorSpec, feeds, generate
-from pipeline.torch_model import build_model
+from pipeline.model.torch_model import build_model
 
 pytestmark = pytest.mark.slow
 

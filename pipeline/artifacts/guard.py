@@ -1,0 +1,97 @@
+"""Keeping a team's last good artifacts safe from failed, interrupted and concurrent runs.
+
+- A full run (`convert`) builds a fresh folder beside the artifact folder and swaps it in
+  only when every stage finished; a failure or Ctrl-C leaves the old folder as it was.
+- A lock file beside the artifact folder stops a second run on the same folder.
+- SIGTERM is turned into KeyboardInterrupt, so the same clean-up runs for both.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.artifacts.folder import ArtifactDir, replace_dir
+from pipeline.errors import EXIT_BUSY, PipelineError
+
+KEPT_ON_FAILURE = ("convert.failed.log", "export.failed.log")
+
+
+class BusyError(PipelineError):
+    """Another run holds the artifact folder's lock."""
+
+    exit_code = EXIT_BUSY
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold `<folder>.lock` beside the artifact folder for the whole run, or refuse at once."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = root.with_name(f".{root.name}.lock")
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise BusyError(f"{root}: another run (pid {holder}) is writing this artifact folder; "
+                            "wait for it to finish or pass another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+
+
+@contextlib.contextmanager
+def fresh_folder(final: ArtifactDir) -> Iterator[ArtifactDir]:
+    """A new folder for a full run, swapped in for `final` only when the run succeeds."""
+    _remove_leftovers(final.root)
+    work = final.root.with_name(f".{final.root.name}.run-{os.getpid()}")
+    work.mkdir(parents=True)
+    try:
+        yield ArtifactDir(work, final=final.root)
+    except BaseException:
+        _keep_failure_logs(work, final.root)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    replace_dir(work, final.root)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Folders of runs that were killed outright (SIGKILL, power loss). The caller holds the
+    lock, so no live run owns them."""
+    for pattern in (f".{target.name}.run-*", f".{target.name}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _keep_failure_logs(work: Path, target: Path) -> None:
+    """The failing run's logs help; they go beside the intact artifacts under their own names."""
+    for name in KEPT_ON_FAILURE:
+        log = work / name
+        if log.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target / name)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,190 @@
+"""Stage 3, convert: model.onnx -> saved_model/, model.keras, model_float{32,16}.tflite.
+
+Also records, in convert.json, how each TF input and output maps to the ONNX one
+(name, position, layout), so the TF runners can adapt feeds and outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.console import stage_status
+from pipeline.converters import ConversionOptions, ConversionResult, get_converter
+from pipeline.errors import ConversionError
+from pipeline.inputs import TensorSpec
+from pipeline.runners.layout import Layout, candidates, decide, resolve_by_probe
+from pipeline.runners.tensorflow import TFSavedModelRunner
+from pipeline.runners.tf_io import TensorBinding, TFModelIO
+
+FAILED_LOG = "convert.failed.log"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One documented way to run the converter; tried in order until one works."""
+
+    name: str
+    options: ConversionOptions
+    why: str
+
+
+def strategies(specs: list[TensorSpec]) -> list[Strategy]:
+    names = tuple(spec.name for spec in specs if len(spec.shape) in (3, 4, 5))
+    listed = [
+        Strategy("default", ConversionOptions(), "onnx2tf's defaults"),
+        Strategy("no-onnxsim", ConversionOptions(use_onnxsim=False),
+                 "onnxsim can rewrite a graph into a form the converter cannot handle"),
+        Strategy("keep-nchw-inputs", ConversionOptions(keep_nchw_inputs=names),
+                 "keeps channel-first inputs, so ops that normalise over channels see the axes they expect"),
+        Strategy("auto-replacement-json", ConversionOptions(auto_replacement=True),
+                 "onnx2tf generates a parameter-replacement file for the failing op and converts again with it"),
+    ]
+    return [s for s in listed if s.name != "keep-nchw-inputs" or names]
+
+
+def run(artifacts: ArtifactDir, only: list[str] | None = None) -> dict:
+    """Convert model.onnx, trying each strategy in turn, and write convert.json.
+
+    Raises ConversionError naming every strategy's failure when none works; the
+    artifacts of the last good run are left untouched."""
+    onnx_path = artifacts.require(artifacts.onnx, "export")
+    export = artifacts.read_record("export")
+    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    reference = _reference_outputs(artifacts)
+    first_feed = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))[0]
+    converter = get_converter()
+    attempts: list[dict] = []
+    with artifacts.staging() as stage:
+        log_path = stage / "convert.log"
+        for strategy in [s for s in strategies(specs) if only is None or s.name in only]:
+            outcome = _attempt(converter, strategy, onnx_path, stage, log_path, (specs, export["outputs"], reference, first_feed))
+            attempts.append(outcome.summary)
+            if outcome.result is not None:
+                _promote(stage / strategy.name, stage)
+                record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts)
+                write_json(stage / "convert.json", record)
+                return record
+        _keep_failed_log(log_path, artifacts)
+    raise ConversionError(_all_failed(attempts, artifacts.shown(artifacts.root / FAILED_LOG)))
+
+
+@dataclass
+class _Outcome:
+    summary: dict
+    result: ConversionResult | None = None
+    io: TFModelIO | None = None
+    seconds: float = 0.0
+
+
+def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_path: Path, binding_args) -> _Outcome:
+    out_dir = stage / strategy.name
+    out_dir.mkdir()
+    with log_path.open("a") as log:
+        log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
+    start = time.perf_counter()
+    try:
+        with stage_status(f"converting with {converter.name} {converter.version()}, strategy '{strategy.name}'"):
+            result = converter.convert(onnx_path, out_dir, log_path, strategy.options)
+            io = bind(result, *binding_args)
+    except ConversionError as exc:
+        seconds = time.perf_counter() - start
+        return _Outcome({"strategy": strategy.name, "ok": False, "seconds": round(seconds, 3), "error": str(exc)})
+    seconds = time.perf_counter() - start
+    result = _relocated(result, out_dir, stage)
+    return _Outcome({"strategy": strategy.name, "ok": True, "seconds": round(seconds, 3), "error": None}, result, io, seconds)
+
+
+def _relocated(result: ConversionResult, out_dir: Path, stage: Path) -> ConversionResult:
+    """The same result with paths pointing where _promote moves the files."""
+    move = lambda p: stage / p.relative_to(out_dir) if p else None  # noqa: E731
+    return dataclasses.replace(result, saved_model=move(result.saved_model), keras=move(result.keras),
+                               tflite={k: move(v) for k, v in result.tflite.items()}, layers=move(result.layers))
+
+
+def _promote(out_dir: Path, stage: Path) -> None:
+    for entry in out_dir.iterdir():
+        os.replace(entry, stage / entry.name)
+    out_dir.rmdir()
+
+
+def _keep_failed_log(log_path: Path, artifacts: ArtifactDir) -> None:
+    # Keep the failing run's log next to the last good artifacts, which stay untouched.
+    if log_path.exists():
+        os.replace(log_path, artifacts.root / FAILED_LOG)
+
+
+def _all_failed(attempts: list[dict], log: Path) -> str:
+    last = attempts[-1]["error"] if attempts else "no strategy was tried"
+    last = last.split("; full log:")[0]
+    tried = ", ".join(a["strategy"] for a in attempts)
+    return f"every conversion strategy failed ({tried}); the last: {last}; full log: {log}"
+
+
+def _reference_outputs(artifacts: ArtifactDir) -> dict[str, np.ndarray]:
+    path = artifacts.require(artifacts.output_file("onnxruntime"), "validate")
+    return shared_inputs.load_npz(path)
+
+
+def bind(
+    result: ConversionResult, specs: list[TensorSpec], output_names: list[str],
+    reference: dict[str, np.ndarray], first_feed: shared_inputs.Feed,
+) -> TFModelIO:
+    """Match TF inputs/outputs to ONNX ones by position and decide each layout."""
+    _check_counts(result, specs, output_names)
+    keep = set(result.options.keep_nchw_inputs)
+    inputs = [
+        TensorBinding(spec.name, tf.name, i, decide(spec.shape, tf.shape, prefer_channel_last=spec.name not in keep))
+        for i, (spec, tf) in enumerate(zip(specs, result.inputs))
+    ]
+    outputs = [
+        TensorBinding(name, tf.name, i, decide(tuple(reference[name].shape[1:]), tf.shape, prefer_channel_last=True))
+        for i, (name, tf) in enumerate(zip(output_names, result.outputs))
+    ]
+    io = TFModelIO(inputs, outputs)
+    if any(b.layout.ambiguous for b in outputs):
+        io = _probe_outputs(result, io, specs, reference, first_feed)
+    return io
+
+
+def _check_counts(result: ConversionResult, specs: list[TensorSpec], output_names: list[str]) -> None:
+    if len(result.inputs) != len(specs) or len(result.outputs) != len(output_names):
+        raise ConversionError(
+            f"the converted model has {len(result.inputs)} inputs and {len(result.outputs)} outputs, "
+            f"the ONNX model {len(specs)} and {len(output_names)}; see convert.log"
+        )
+
+
+def _probe_outputs(result: ConversionResult, io: TFModelIO, specs, reference, first_feed) -> TFModelIO:
+    """Resolve shape-ambiguous output layouts by comparing against ONNX Runtime on the first sample."""
+    raw_io = TFModelIO(io.inputs, [dataclasses.replace(b, layout=Layout(None, "probe")) for b in io.outputs])
+    with TFSavedModelRunner(result.saved_model, raw_io, specs, [b.name for b in io.outputs]) as runner:
+        raw = runner.infer(first_feed)
+    outputs = []
+    for binding in io.outputs:
+        if binding.layout.ambiguous:
+            fits = candidates(tuple(reference[binding.name].shape[1:]), tuple(raw[binding.name].shape))
+            binding = dataclasses.replace(binding, layout=resolve_by_probe(reference[binding.name][0], raw[binding.name], fits))
+        outputs.append(binding)
+    return TFModelIO(io.inputs, outputs)
+
+
+def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: Strategy, attempts: list[dict]) -> dict:
+    formats = {"tf_saved_model": result.saved_model, "keras": result.keras, **{f"tflite_{p}": f for p, f in result.tflite.items()}}
+    return {
+        "converter": result.converter, "version": result.version,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result.options).items()},
+        "seconds": round(seconds, 3),
+        "strategy": strategy.name, "attempts": attempts,
+        "models": {fmt: path.name for fmt, path in formats.items() if path},
+        "io": io.to_json(),
+        "ambiguous_layouts": [b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
+        "layers": {"model": result.layers.name, "tensors": result.layer_tensors} if result.layers else None,
+        "notes": result.notes,
+    }

@@ -1,0 +1,214 @@
+"""Stage 1, export: PyTorch model -> model.onnx, plus the shared inputs.
+
+Exporters are tried as a list of strategies (dynamo first, then TorchScript).
+Each returns an attempt record instead of raising, and export.json records
+which one produced model.onnx and why the earlier ones failed.
+On the ONNX route this stage imports the given file instead.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.config import Source
+from pipeline.console import capture_output
+from pipeline.errors import ConfigError, ExportError, first_line
+from pipeline.inputs import TensorSpec
+from pipeline.model.onnx_import import default_opset, import_onnx, input_specs, output_names
+from pipeline.model.torch_model import build_model
+
+TORCHSCRIPT_DEFAULT_OPSET = 17
+FAILED_LOG = "export.failed.log"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: torch.nn.Module
+    args: tuple
+    input_names: list[str]
+    output_names: list[str]
+    opset: int | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class ExportAttempt:
+    strategy: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+def _export_dynamo(request: ExportRequest) -> None:
+    program = torch.onnx.export(
+        request.model, request.args, dynamo=True, input_names=request.input_names,
+        output_names=request.output_names, opset_version=request.opset,
+    )
+    program.save(str(request.path))
+
+
+def _export_torchscript(request: ExportRequest) -> None:
+    torch.onnx.export(
+        request.model, request.args, str(request.path), dynamo=False, input_names=request.input_names,
+        output_names=request.output_names, opset_version=request.opset or TORCHSCRIPT_DEFAULT_OPSET,
+    )
+
+
+STRATEGIES: dict[str, Callable[[ExportRequest], None]] = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """Which exporter and opset to use instead of the config's (a conversion fallback)."""
+
+    exporter: str
+    opset: int | None
+    why: str
+
+
+def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, choice: ExportChoice | None = None) -> dict:
+    """Write model.onnx, inputs.npz and export.json; return the export record.
+
+    With `onnx_file` (audit --onnx), that file stands in for the export: it is audited
+    against the config's PyTorch model on the config's inputs."""
+    with artifacts.staging() as stage:
+        if source.kind == "onnx":
+            record = _import(source, stage)
+        elif onnx_file is not None:
+            record = _import_for_config(source, onnx_file, stage)
+        else:
+            record = _export_keeping_log(source, stage, choice, artifacts)
+        write_json(stage / "export.json", record)
+    return record
+
+
+def _export_keeping_log(source: Source, stage: Path, choice, artifacts: ArtifactDir) -> dict:
+    try:
+        return _export(source, stage, choice)
+    except ExportError as exc:
+        # The staging folder goes away; the exporters' log is kept beside the intact artifacts.
+        kept = artifacts.root / FAILED_LOG
+        if (stage / "export.log").exists():
+            os.replace(stage / "export.log", kept)
+        raise ExportError(str(exc).replace(f"full log: {FAILED_LOG}", f"full log: {artifacts.shown(kept)}")) from None
+
+
+def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> dict:
+    result = import_onnx(onnx_file)
+    onnx.save(result.model, str(stage / "model.onnx"))
+    config = source.config
+    specs = [TensorSpec.from_config(spec) for spec in config.inputs]
+    graph_inputs = [s.name for s in input_specs(result.model, [])]
+    if graph_inputs != [s.name for s in specs]:
+        raise ConfigError(f"{onnx_file}: its inputs {graph_inputs} are not the config's {[s.name for s in specs]}; "
+                          "audit an ONNX file exported from this model")
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "pytorch", "source": str(onnx_file), "exporter": f"none (given file {onnx_file.name})", "attempts": [],
+        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
+        "reference": "pytorch", "seed": config.seed, "notes": result.notes + [f"audited ONNX file given with --onnx: {onnx_file}"],
+    }
+
+
+def _import(source: Source, stage: Path) -> dict:
+    result = import_onnx(source.path)
+    onnx.save(result.model, str(stage / "model.onnx"))
+    notes = list(result.notes)
+    specs = input_specs(result.model, notes)
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, samples=4, seed=0), specs)
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "onnx", "source": str(source.path), "exporter": "none (ONNX file given)", "attempts": [],
+        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
+        "reference": "onnxruntime", "seed": 0, "notes": notes,
+    }
+
+
+def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> dict:
+    config = source.config
+    specs = [TensorSpec.from_config(spec) for spec in config.inputs]
+    samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
+    model = build_model(source)
+    first = shared_inputs.feeds(samples)[0]
+    args = tuple(torch.from_numpy(first[spec.name]) for spec in specs)
+    count = _count_outputs(model, args, source)
+    names = config.outputs or _default_output_names(count)
+    if len(names) != count:
+        raise ConfigError(f"{source.path}: key 'outputs' names {len(names)} outputs but the model returns {count}; list one name per output")
+    opset = choice.opset if choice else config.opset
+    request = ExportRequest(model, args, [s.name for s in specs], names, opset, stage / "model.onnx")
+    order = [choice.exporter] if choice else _strategy_order(config.exporter)
+    attempts = _try_strategies(request, order, stage / "export.log")
+    shared_inputs.save_npz(stage / "inputs.npz", samples)
+    return {
+        "route": "pytorch", "source": str(source.path), "exporter": attempts[-1].strategy,
+        "attempts": [asdict(a) for a in attempts], "opset": default_opset(onnx.load(str(request.path), load_external_data=False)),
+        "inputs": [s.to_json() for s in specs], "outputs": names, "reference": "pytorch",
+        "seed": config.seed, "notes": [f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
+    }
+
+
+def _count_outputs(model: torch.nn.Module, args: tuple, source: Source) -> int:
+    try:
+        with torch.no_grad():
+            outputs = model(*args)
+    except Exception as exc:  # the user's forward(): report it against the config's inputs
+        shapes = ", ".join(f"{s.name}{list(s.shape)}" for s in source.config.inputs)
+        raise ConfigError(
+            f"{source.path}: the model rejects the configured inputs ({shapes}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]}; fix 'inputs' in the config"
+        ) from None
+    return len(outputs) if isinstance(outputs, (tuple, list)) else 1
+
+
+def _default_output_names(count: int) -> list[str]:
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def _strategy_order(choice: str) -> list[str]:
+    return ["dynamo", "torchscript"] if choice == "auto" else [choice]
+
+
+def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) -> list[ExportAttempt]:
+    attempts: list[ExportAttempt] = []
+    for name in order:
+        attempt = _attempt(name, request, log_path)
+        attempts.append(attempt)
+        if attempt.ok:
+            return attempts
+    tried = "; ".join(f"{a.strategy}: {a.error}" for a in attempts)
+    raise ExportError(f"every exporter failed ({tried}); full log: {FAILED_LOG}")
+
+
+def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt:
+    start = time.perf_counter()
+    try:
+        with capture_output(log_path):
+            STRATEGIES[name](request)
+            onnx.checker.check_model(str(request.path))
+    except Exception as exc:  # an exporter may fail in many ways; the next strategy gets its turn
+        with log_path.open("a") as log:
+            log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
+        ops = unsupported_ops(traceback.format_exc())
+        op = f" [unsupported op: {', '.join(ops)}]" if ops else ""
+        return ExportAttempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}{op}")
+    return ExportAttempt(name, True, time.perf_counter() - start)
+
+
+def unsupported_ops(text: str) -> list[str]:
+    """The aten operators an exporter's error text names, in order, once each."""
+    found = re.findall(r"aten(?:::|\.)([A-Za-z0-9_]+)(?:\.[a-z_]+)?", text)
+    return list(dict.fromkeys(f"aten::{op}" for op in found))[:3]
+
+

@@ -1,0 +1,137 @@
+"""BatchNorm epsilon: every BatchNormalization node, and every BatchNorm folded into a Conv.
+
+A BatchNormalization node's `epsilon` must equal its module's `eps` at float32
+precision (1e-5 is stored as 9.99999974738e-06). When the exporter folded the
+BatchNorm into the preceding Conv (the dynamo default), the folded weights must
+equal W*g/sqrt(var+eps) and the bias (b-mean)*g/sqrt(var+eps)+beta with the
+module's eps; otherwise the epsilon the weights imply is reported.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import onnx
+import torch
+
+from pipeline.lint import Finding, rule
+from pipeline.lint.context import LintContext
+
+NAME = "bn_epsilon"
+BN_CLASSES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
+ONNX_DEFAULT_EPSILON = 1e-5
+KNOWN_DEFAULTS = {1e-3: "Keras/TensorFlow's default", 1e-5: "PyTorch's default"}
+# Folded weights are products of float32 values: a few ULPs of relative noise (~1e-7).
+# An epsilon off by 1e-5 on a variance of 1 already moves them by ~5e-6.
+FOLD_RTOL = 2e-6
+CONV_TYPES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def same_epsilon(a: float, b: float) -> bool:
+    return np.float32(a) == np.float32(b)
+
+
+def evident_epsilon(estimate: float) -> float:
+    """The value an estimated epsilon evidently is: 9.99e-06 from folded float32 weights is 1e-05.
+    Rounded to one significant digit when that is within 2%; otherwise the estimate itself."""
+    if not np.isfinite(estimate) or estimate <= 0:
+        return estimate
+    rounded = float(f"{estimate:.1g}")
+    return rounded if abs(estimate - rounded) <= 0.02 * rounded else estimate
+
+
+def known_default(eps: float) -> str:
+    for value, owner in KNOWN_DEFAULTS.items():
+        if abs(eps - value) <= 0.05 * value:
+            return f" ({owner})"
+    return ""
+
+
+@rule(NAME)
+def check(ctx: LintContext) -> Iterator[Finding]:
+    if not ctx.has_modules:
+        return
+    checked: set[str] = set()
+    for node in ctx.nodes:
+        if node.op_type == "BatchNormalization":
+            finding, module = _check_node(ctx, node)
+            checked.add(module or "")
+            if finding:
+                yield finding
+    for conv_path, bn_path in ctx.edges_of(CONV_TYPES, (torch.nn.modules.batchnorm._BatchNorm,)):
+        if bn_path not in checked:
+            yield from _check_fused(ctx, conv_path, bn_path)
+
+
+def _check_node(ctx: LintContext, node: onnx.NodeProto) -> tuple[Finding | None, str | None]:
+    actual = float(ctx.attrs(node).get("epsilon", ONNX_DEFAULT_EPSILON))
+    where = ctx.attribute(node, want=BN_CLASSES)
+    if where.module is None:
+        message = f"BatchNormalization epsilon {actual:.3g} could not be checked: {where.describe()}"
+        return Finding(NAME, "warning", node.name, node.op_type, None, None, f"{actual:.6g}", message, where.describe()), None
+    expected = float(ctx.modules[where.module].eps)
+    if same_epsilon(actual, expected):
+        return None, where.module
+    message = (f"epsilon is {actual:.3g}{known_default(actual)} but module {where.module} uses eps={expected:.3g}; "
+               f"set the node's epsilon to {expected:.3g} (or re-export the model)")
+    return Finding(NAME, "error", node.name, node.op_type, where.module, f"{expected:.6g}", f"{actual:.6g}", message,
+                   where.describe()), where.module
+
+
+def _check_fused(ctx: LintContext, conv_path: str, bn_path: str) -> Iterator[Finding]:
+    conv, bn = ctx.modules[conv_path], ctx.modules[bn_path]
+    weight = conv.weight.detach().numpy().astype(np.float64)
+    # A Conv that feeds a BatchNormalization node has nothing folded in (that node could not be attributed).
+    unfused = {node.input[0] for node in ctx.nodes if node.op_type == "BatchNormalization"}
+    candidates = [(node, fit) for node in ctx.nodes if node.op_type == "Conv" and node.output[0] not in unfused
+                  for fit in [_fold_fit(ctx, node, weight)] if fit is not None]
+    if not candidates:
+        message = (f"no BatchNormalization node attributed to {bn_path} and no Conv with it folded in was found; "
+                   "its eps was not checked structurally")
+        yield Finding(NAME, "info", "", "Conv", bn_path, f"{bn.eps:.6g}", None, message, "no matching node")
+        return
+    if len(candidates) > 1:
+        names = [node.name for node, _ in candidates]
+        message = f"{len(candidates)} Conv nodes fit {conv_path}+{bn_path} equally ({names}); attribution is ambiguous, not checked"
+        yield Finding(NAME, "warning", names[0], "Conv", bn_path, f"{bn.eps:.6g}", None, message, "ambiguous: initializer values")
+        return
+    node, scale = candidates[0]
+    yield from _compare_fold(ctx, node, scale, conv, bn, bn_path)
+
+
+def _fold_fit(ctx: LintContext, node: onnx.NodeProto, weight: np.ndarray) -> np.ndarray | None:
+    """Per-output-channel scale s with folded == s * weight, or None if this Conv is not that fold."""
+    folded = ctx.constant(node.input[1]) if len(node.input) > 1 else None
+    if folded is None or folded.shape != weight.shape:
+        return None
+    folded = folded.astype(np.float64).reshape(len(weight), -1)
+    flat = weight.reshape(len(weight), -1)
+    usable = np.abs(flat) > 1e-6 * np.abs(flat).max()
+    scale = np.array([np.median(folded[c][usable[c]] / flat[c][usable[c]]) if usable[c].any() else 0.0 for c in range(len(flat))])
+    residual = np.abs(folded - scale[:, None] * flat)
+    return scale if residual.max() <= 1e-5 * max(np.abs(folded).max(), 1e-12) else None
+
+
+def _compare_fold(ctx, node, scale, conv, bn, bn_path) -> Iterator[Finding]:
+    gamma = bn.weight.detach().numpy().astype(np.float64) if bn.affine else np.ones(bn.num_features)
+    beta = bn.bias.detach().numpy().astype(np.float64) if bn.affine else np.zeros(bn.num_features)
+    mean, var = bn.running_mean.numpy().astype(np.float64), bn.running_var.numpy().astype(np.float64)
+    expected_scale = gamma / np.sqrt(var + bn.eps)
+    deviation = np.median(np.abs(scale / expected_scale - 1.0))
+    where = ctx.attribute(node).describe()
+    if deviation > FOLD_RTOL:
+        estimate = float(np.median((gamma / scale) ** 2 - var))
+        implied = evident_epsilon(estimate)
+        message = (f"BatchNorm {bn_path} is folded into this Conv with epsilon ~{implied:.3g}{known_default(implied)} "
+                   f"(estimated {estimate:.3g} from the folded weights), but the module uses eps={bn.eps:.3g}; "
+                   f"re-export the model (the folded weights are off by {deviation:.2g} relative)")
+        yield Finding(NAME, "error", node.name, node.op_type, bn_path, f"{bn.eps:.6g}", f"{implied:.6g}", message, where)
+        return
+    bias = ctx.constant(node.input[2]).astype(np.float64) if len(node.input) > 2 and node.input[2] else np.zeros(len(scale))
+    conv_bias = conv.bias.detach().numpy().astype(np.float64) if conv.bias is not None else 0.0
+    expected_bias = (conv_bias - mean) * expected_scale + beta
+    if not np.allclose(bias, expected_bias, rtol=1e-4, atol=1e-5):
+        worst = float(np.max(np.abs(bias - expected_bias)))
+        message = (f"the bias folded from BatchNorm {bn_path} differs from (b-mean)*g/sqrt(var+eps)+beta by up to {worst:.3g}; "
+                   "check running_mean/bias in the exported weights, or re-export")
+        yield Finding(NAME, "error", node.name, node.op_type, bn_path, "folded bias", f"off by {worst:.3g}", message, where)

@@ -1,0 +1,244 @@
+"""The run: stage order, export fallbacks around conversion, and the run-level folder swap.
+
+Each stage reads only what earlier stages wrote to the artifact folder, so any stage can be
+rerun alone (`run_stage`); `run_all` runs them in order inside a fresh folder that replaces
+the artifact folder only when every stage finished. No stage imports this module or the CLI.
+
+Export fallbacks: the convert stage tries its own converter strategies. When all of them
+fail on the pipeline's own export, the model is exported again with another exporter or
+opset, validated, linted and converted again. Which choice produced the artifacts, and why
+the earlier ones failed, is recorded in export.json and convert.json. The audit still
+decides the verdict.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pipeline.artifacts.folder import ArtifactDir
+from pipeline.artifacts.guard import fresh_folder
+from pipeline.config import Source
+from pipeline.console import console
+from pipeline.errors import (
+    EXIT_AUDIT_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS, ConversionError, PipelineError, UsageError,
+)
+from pipeline.export.stage import ExportChoice
+
+VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_AUDIT_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What one command asks for: the model, where its artifacts go, and the options."""
+
+    source: Source
+    artifacts: ArtifactDir
+    onnx: Path | None = None  # an ONNX file made elsewhere (lint --onnx, audit/convert --onnx)
+    inputs: Path | None = None  # a user's .npz of real inputs
+    samples: int | None = None
+    layers: bool = False
+    json: bool = False
+    verbose: bool = False
+
+    def at(self, artifacts: ArtifactDir) -> "RunRequest":
+        return RunRequest(self.source, artifacts, self.onnx, self.inputs, self.samples, self.layers, self.json, self.verbose)
+
+
+def _stage_export(request: RunRequest) -> int:
+    from pipeline.export import stage as export
+
+    artifacts = request.artifacts
+    if request.onnx is not None:
+        return _import_given_onnx(request)
+    record = export.run(request.source, artifacts)
+    console.print(f"export: {record['exporter']} -> {artifacts.shown(artifacts.onnx)} (opset {record['opset']})")
+    return EXIT_PASS
+
+
+def _import_given_onnx(request: RunRequest) -> int:
+    from pipeline.export import stage as export
+
+    if request.source.kind != "config":
+        raise UsageError("--onnx needs a config MODEL (the PyTorch model to audit the file against)")
+    if not request.onnx.is_file():
+        raise UsageError(f"--onnx {request.onnx}: file not found; check the path")
+    record = export.run(request.source, request.artifacts, onnx_file=request.onnx)
+    console.print(f"export: using the given {request.onnx} (opset {record['opset']}) instead of exporting")
+    return EXIT_PASS
+
+
+def _stage_validate(request: RunRequest) -> int:
+    from pipeline.validate import stage as validate
+
+    artifacts = request.artifacts
+    record = validate.run(request.source, artifacts)
+    for c in record["comparisons"]:
+        console.print(f"validate: {c['candidate']} vs {c['reference']} '{c['output']}': max_abs {c['max_abs']:.3g} -> {'pass' if c['passed'] else 'FAIL'}")
+    console.print(f"validate: checker and shape inference passed for {artifacts.shown(artifacts.onnx)}")
+    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+
+
+def _stage_lint(request: RunRequest) -> int:
+    from pipeline.lint.stage import run
+    from pipeline.report.stage import print_findings
+
+    source, artifacts, onnx_file = request.source, request.artifacts, request.onnx
+    if onnx_file is not None and not onnx_file.is_file():
+        raise UsageError(f"--onnx {onnx_file}: file not found; check the path")
+    if onnx_file is None and source.kind == "onnx" and not artifacts.onnx.exists():
+        onnx_file = source.path  # an ONNX MODEL can be linted before any stage ran
+    record = run(source, artifacts, onnx_file)
+    if request.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print_findings(record)
+    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+
+
+def _stage_convert(request: RunRequest) -> int:
+    from pipeline.convert import stage as convert
+    from pipeline.lint import count_findings
+    from pipeline.lint.stage import run_tf
+    from pipeline.report.stage import print_findings
+
+    record = convert.run(request.artifacts)
+    console.print(f"convert: {record['converter']} {record['version']} -> {', '.join(record['models'].values())} ({record['seconds']:.1f} s)")
+    lint = run_tf(request.source, request.artifacts)
+    tf_findings = [f for f in lint["findings"] if f["rule"].startswith("tf_")]
+    print_findings({"counts": count_findings(tf_findings), "findings": tf_findings, "notes": []}, title="lint (TF side)")
+    return EXIT_PASS
+
+
+def _stage_audit(request: RunRequest) -> int:
+    from pipeline.audit import stage as audit
+
+    record = audit.run(request.source, request.artifacts, samples=request.samples, inputs_file=request.inputs,
+                       layers=request.layers)
+    console.print(f"audit: verdict {record['verdict']} over {record['samples']} samples")
+    return VERDICT_EXIT[record["verdict"]]
+
+
+def _stage_report(request: RunRequest, timings: dict | None = None) -> int:
+    from pipeline.report import stage as report
+
+    record = report.run(request.source.name, request.artifacts, timings)
+    return VERDICT_EXIT[record["verdict"]]
+
+
+STAGES: dict[str, Callable[[RunRequest], int]] = {
+    "export": _stage_export, "validate": _stage_validate, "lint": _stage_lint, "convert-tf": _stage_convert,
+    "audit": _stage_audit, "report": _stage_report,
+}
+
+
+def run_stage(name: str, request: RunRequest) -> int:
+    """One stage alone, on what earlier stages wrote."""
+    return STAGES[name](request)
+
+
+def run_all(request: RunRequest) -> int:
+    """Every stage in order, in a fresh folder swapped in only when all of them finished."""
+    with fresh_folder(request.artifacts) as work:
+        return _run_in(request.at(work))
+
+
+def _run_in(request: RunRequest) -> int:
+    timings: dict[str, float] = {}
+    for name in ("export", "validate", "lint", "convert-tf", "audit"):
+        start = time.perf_counter()
+        console.rule(f"[bold]{name}")
+        if name == "convert-tf":
+            code = _convert_or_explain(request)
+            if code is not None:
+                return code
+        else:
+            run_stage(name, request)
+        timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
+    console.rule("[bold]report")
+    return _stage_report(request, timings)
+
+
+def _convert_or_explain(request: RunRequest) -> int | None:
+    """Convert (with fallbacks). A model whose outputs ignore its inputs is inconclusive,
+    also when onnx2tf folds it away."""
+    artifacts = request.artifacts
+    try:
+        convert_with_fallbacks(request.source, artifacts, lambda name: run_stage(name, request),
+                               given_onnx=request.onnx is not None)
+        return None
+    except ConversionError as exc:
+        evidence = (artifacts.read_record_if_any("validate") or {}).get("evidence") or {}
+        reasons = [f"'{name}': {reason}" for name, reason in evidence.items() if reason]
+        if not evidence or len(reasons) < len(evidence):
+            raise
+        print(f"inconclusive: {'; '.join(reasons)}; the conversion then failed ({exc})", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+
+
+EXPORT_FALLBACKS = (
+    ExportChoice("torchscript", 17, "the TorchScript exporter writes other op patterns (and keeps BatchNorm unfused in some models)"),
+    ExportChoice("dynamo", 17, "an older opset makes the exporter decompose ops that onnx2tf 1.x handles better"),
+)
+
+
+def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Callable[[str], None], given_onnx: bool) -> None:
+    """Run convert-tf; on failure re-export with each fallback in turn. Raises the full story if all fail."""
+    try:
+        run_stage("convert-tf")
+        return
+    except ConversionError as exc:
+        first = with_module(str(exc), source, artifacts)
+        if source.kind != "config" or given_onnx:
+            raise ConversionError(first) from None
+    failures = [f"{_used(artifacts)}: {first}"]
+    for choice in _choices(artifacts):
+        try:
+            _re_export(source, artifacts, choice)
+            for stage in ("validate", "lint", "convert-tf"):
+                run_stage(stage)
+            return
+        except PipelineError as exc:  # this fallback's export, validation or conversion failed: next one
+            failures.append(f"{choice.exporter} opset {choice.opset}: {with_module(str(exc), source, artifacts)}")
+    raise ConversionError("conversion failed with every export and conversion strategy: " + " | ".join(failures))
+
+
+def _used(artifacts: ArtifactDir) -> str:
+    record = artifacts.read_record("export")
+    return f"{record['exporter']} opset {record['opset']}"
+
+
+def _choices(artifacts: ArtifactDir) -> list[ExportChoice]:
+    record = artifacts.read_record("export")
+    return [c for c in EXPORT_FALLBACKS if (c.exporter, c.opset) != (record["exporter"], record["opset"])]
+
+
+def _re_export(source: Source, artifacts: ArtifactDir, choice: ExportChoice) -> None:
+    from pipeline.export import stage as export
+    from pipeline.console import console
+
+    console.rule(f"[bold]fallback: re-export with {choice.exporter}, opset {choice.opset}")
+    export.run(source, artifacts, choice=choice)
+
+
+def with_module(message: str, source: Source, artifacts: ArtifactDir) -> str:
+    """Add the PyTorch module of the node a conversion failed on, when it can be told."""
+    match = re.search(r"on node '([^']+)' \(([^)]+)\)", message)
+    if not match or source.kind != "config" or not artifacts.onnx.exists():
+        return message
+    import onnx
+
+    from pipeline.model.context import ModelContext
+    from pipeline.model.torch_model import build_model
+
+    model = onnx.load(str(artifacts.onnx))
+    node = next((n for n in model.graph.node if n.name == match.group(1)), None)
+    if node is None:
+        return message
+    where = ModelContext(model, build_model(source)).attribute(node)
+    module = f"module {where.module}" if where.module else f"module unknown: {where.note}"
+    return message.replace(match.group(0), f"on node '{match.group(1)}' ({match.group(2)}, {module})", 1)

@@ -1,0 +1,418 @@
+"""Stage 5, report: report.html, one self-contained page for people who read the audit.
+
+The page needs no network: styles are inline and every plot is a base64 PNG, so it can
+be mailed, attached to a CI run or opened offline. It reads only the report dict
+(report.json), and tolerates older reports that lack newer keys by saying "not run".
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import math
+from typing import Any, Iterator
+
+import matplotlib
+
+matplotlib.use("Agg")  # the report stage runs headless (CI, ssh); never open a window
+import matplotlib.pyplot as plt  # noqa: E402  (must follow matplotlib.use)
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from pipeline.runners.factory import BACKEND_LABELS  # noqa: E402
+from pipeline.report.stage import _fmt  # noqa: E402  (same number format as report.md)
+
+LOG_FLOOR = 1e-12  # log axes cannot show 0; exact-zero errors are drawn at this floor
+FIGSIZE = (8.5, 3.2)
+DPI = 90  # small PNGs keep the page light; 90 dpi is still sharp at this size
+VERDICTS = ("pass", "fail", "inconclusive")
+PASS_COLOUR, FAIL_COLOUR, REF_COLOUR = "#1f6feb", "#cf222e", "#8c959f"
+ORIGIN_TEXT = {
+    "own": "own: this node introduces the error (its inputs still agree)",
+    "inherited": "inherited: the error was already present in this node's inputs",
+}
+FINDING_HEADERS = ["severity", "rule", "node", "op", "module", "expected", "actual", "message"]
+OPTIONAL_METRICS = (("top-1", "top1_agreement"), ("top-5", "top5_agreement"))
+SEVERITIES = ("error", "warning", "info")
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1f2328; }
+h1 { margin: 0 .6rem 0 0; display: inline; font-size: 1.6rem; }
+h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2rem; }
+header { margin-bottom: 1rem; }
+.badge { display: inline-block; padding: .15rem .7rem; border-radius: 1rem; color: #fff; font-weight: 700; vertical-align: .2rem; }
+.verdict-pass { background: #1a7f37; }
+.verdict-fail { background: #cf222e; }
+.verdict-inconclusive { background: #bf8700; }
+.verdict-unknown { background: #6e7781; }
+.meta, .not-run, figcaption { color: #59636e; }
+.not-run { font-style: italic; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+tr.result-fail td, tr.severity-error td { background: #ffebe9; }
+tr.result-inconclusive td, tr.severity-warning td { background: #fff8c5; }
+tr.severity-info td { color: #59636e; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; border: 1px solid #d0d7de; }
+dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
+dt { font-weight: 600; }
+dd { margin: 0; }
+"""
+
+
+def render(report: dict) -> str:
+    """The whole report as one HTML page that loads nothing from the network."""
+    sections = [
+        _header(report), _comparison_section(report), _histogram_section(report), _depth_section(report),
+        _localization_section(report), _lint_section(report), _notes_section(report),
+        _artifacts_section(report), _timings_section(report), _versions_section(report),
+    ]
+    title = _e(f"Conversion report: {report.get('model') or 'unnamed model'}")
+    head = f'<head>\n<meta charset="utf-8">\n<title>{title}</title>\n<style>{CSS}</style>\n</head>'
+    return f'<!DOCTYPE html>\n<html lang="en">\n{head}\n<body>\n' + "\n".join(sections) + "\n</body>\n</html>\n"
+
+
+# --- HTML building blocks: every piece of report text is escaped here --------
+
+def _e(value: Any) -> str:
+    return html.escape("n/a" if value is None else str(value), quote=True)
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{body}\n</section>'
+
+
+def _not_run(what: str, reason: str | None = None) -> str:
+    return f'<p class="not-run">{_e(f"{what}: not run" + (f" ({reason})" if reason else ""))}</p>'
+
+
+def _table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
+    """A table of plain-text cells (None shows as n/a); row_classes colour whole rows."""
+    classes = row_classes or [""] * len(rows)
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
+    body = [(f'<tr class="{_e(cls)}">' if cls else "<tr>") + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
+            for row, cls in zip(rows, classes)]
+    return "<table>\n" + "\n".join([head, *body]) + "\n</table>"
+
+
+def _items(texts: list[Any]) -> str:
+    return "<ul>\n" + "\n".join(f"<li>{_e(text)}</li>" for text in texts) + "\n</ul>"
+
+
+def _definitions(terms: list[tuple[str, Any]]) -> str:
+    return "<dl>\n" + "\n".join(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in terms) + "\n</dl>"
+
+
+def _figure(title: str, png_uri: str, caption: str) -> str:
+    return (f'<figure>\n<img alt="{_e(title)}" src="{png_uri}">\n'
+            f"<figcaption>{_e(title)}: {_e(caption)}</figcaption>\n</figure>")
+
+
+def _label(backend: str | None) -> str:
+    return BACKEND_LABELS.get(backend or "", backend or "?")
+
+
+def _pair(entry: dict) -> str:
+    """'TFLite fp16 vs PyTorch', plus the output name when the entry has one."""
+    pair = f"{_label(entry.get('candidate'))} vs {_label(entry.get('reference'))}"
+    return f"{pair}, output {entry['output']}" if entry.get("output") else pair
+
+
+# --- header and comparison table ---------------------------------------------
+
+def _header(report: dict) -> str:
+    verdict = str(report.get("verdict") or "unknown")
+    badge_class = verdict if verdict in VERDICTS else "unknown"
+    reasons = report.get("verdict_reasons") or []
+    meta = [f"reference: {_label(report.get('reference'))}", f"route: {report.get('route') or 'n/a'}",
+            f"exporter: {report.get('exporter') or 'n/a'}", f"opset: {report.get('opset') or 'n/a'}",
+            f"samples: {report.get('samples') if report.get('samples') is not None else 'n/a'}"]
+    return (f"<header>\n<h1>{_e(report.get('model') or 'unnamed model')}</h1>"
+            f'<span class="badge verdict-{badge_class}">{_e(verdict.upper())}</span>\n'
+            f'<p class="meta">{_e(" · ".join(meta))}</p>\n' + (_items(reasons) if reasons else "") + "\n</header>")
+
+
+def _result(comparison: dict) -> tuple[str, str]:
+    """(verdict, text) of one comparison; older reports have only `passed` and `error`."""
+    verdict = comparison.get("verdict") or ("pass" if comparison.get("passed") else "fail")
+    detail = comparison.get("reason") or comparison.get("error")
+    return verdict, f"{verdict}: {detail}" if detail else verdict
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.1%}"
+
+
+def _tol(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
+def _comparison_row(c: dict, optional: list[str]) -> list[str]:
+    return [
+        _pair({**c, "output": None}), c.get("output"), _fmt(c.get("max_abs")), _fmt(c.get("mean_abs")),
+        _fmt(c.get("p99_abs")), _fmt(c.get("max_rel")), _fmt(c.get("cosine")), _fmt(c.get("snr_db")),
+        *[_percent(c.get(key)) for key in optional], _tol(c.get("atol")), _tol(c.get("rtol")), _result(c)[1],
+    ]
+
+
+def _comparison_section(report: dict) -> str:
+    comparisons = report.get("comparisons")
+    if not comparisons:
+        return _section("comparisons", "Comparisons", _not_run("comparisons"))
+    # top-k agreement only means something for classifiers; hide the columns when no pair has it
+    optional = [(h, k) for h, k in OPTIONAL_METRICS if any(c.get(k) is not None for c in comparisons)]
+    headers = ["pair", "output", "max_abs", "mean_abs", "p99_abs", "max_rel", "cosine", "SNR dB",
+               *[h for h, _ in optional], "atol", "rtol", "result"]
+    rows = [_comparison_row(c, [k for _, k in optional]) for c in comparisons]
+    classes = [f"result-{_result(c)[0]}" for c in comparisons]
+    return _section("comparisons", "Comparisons", _table(headers, rows, classes))
+
+
+# --- plots -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _axes() -> Iterator[tuple[Figure, Axes]]:
+    """A fresh figure that is closed even if plotting fails, so long runs do not pile up figures."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    try:
+        yield fig, ax
+    finally:
+        plt.close(fig)
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    # no Software metadata: keeps the bytes reproducible and free of URLs
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _plain(text: str, limit: int = 48) -> str:
+    """Text safe for a matplotlib label: '$' would start mathtext, long node names would swamp the legend."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def _histogram_bins(hist: dict) -> list[tuple[float, float, float]]:
+    """(left, right, count) per plottable bin: a zero left edge moves to the log floor, an open-ended
+    overflow bin (right edge inf) is drawn one decade wide, and bins with NaN edges or counts are dropped."""
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    bins = []
+    for lo, hi, n in zip(edges, edges[1:], counts):
+        if not (_finite(lo) and _finite(n) and (_finite(hi) or hi == math.inf)):
+            continue
+        lo = max(lo, LOG_FLOOR)
+        hi = lo * 10 if hi == math.inf else hi
+        if hi > lo:
+            bins.append((lo, hi, n))
+    return bins
+
+
+def _histogram_png(hist: dict, atol: float | None) -> str:
+    bins = _histogram_bins(hist)
+    with _axes() as (fig, ax):
+        if bins:
+            ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins], align="edge",
+                   color=PASS_COLOUR, edgecolor="white", linewidth=0.3)
+        ax.set_xscale("log")
+        positive = [n for _, _, n in bins if n > 0]
+        if not positive:
+            ax.set_xlim(LOG_FLOOR, 1.0)
+            ax.set_ylim(0, 1)
+            ax.text(0.5, 0.5, "no finite non-zero errors to plot", transform=ax.transAxes, ha="center", va="center")
+        elif max(positive) / min(positive) > 1e3:  # a few outliers beside millions of elements: show both
+            ax.set_yscale("log")
+        if _finite(atol) and atol > 0:
+            ax.axvline(atol, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"atol {atol:g}")
+            ax.legend(loc="best")
+        ax.set_xlabel("|error| = |candidate − reference| per element (log scale)")
+        ax.set_ylabel("elements")
+        ax.set_title(_plain(_pair(hist), limit=80), fontsize="medium")
+        return _png(fig)
+
+
+def _histogram_caption(hist: dict) -> str:
+    nonzero = sum(n for _, _, n in _histogram_bins(hist))
+    zeros = hist.get("zeros")
+    exact = "zero count not recorded" if zeros is None else f"{zeros} elements with exactly zero error (not on the log axis)"
+    return f"{nonzero:,.0f} elements with non-zero error; {exact}."
+
+
+def _histogram_section(report: dict) -> str:
+    histograms = report.get("histograms")
+    if not histograms:
+        return _section("histograms", "Error histograms", _not_run("error histograms"))
+    atols = {_key(c): c.get("atol") for c in report.get("comparisons") or []}
+    figures = [_figure(_pair(h), _histogram_png(h, atols.get(_key(h))), _histogram_caption(h)) for h in histograms]
+    return _section("histograms", "Error histograms", "\n".join(figures))
+
+
+def _key(entry: dict) -> tuple:
+    return entry.get("reference"), entry.get("candidate"), entry.get("output")
+
+
+def _first_divergence(tensors: list[dict]) -> dict | None:
+    """The earliest tensor in node order beyond tolerance (even if its error is NaN)."""
+    beyond = [t for t in tensors if t.get("exceeds") and t.get("index") is not None]
+    return min(beyond, key=lambda t: t["index"]) if beyond else None
+
+
+def _depth_points(tensors: list[dict], key: str) -> list[tuple[int, float, bool]]:
+    points = [(t["index"], max(t[key], LOG_FLOOR), bool(t.get("exceeds")))
+              for t in tensors if t.get("index") is not None and _finite(t.get(key))]
+    return sorted(points)
+
+
+def _scatter(ax: Axes, points: list[tuple[int, float, bool]], exceeds: bool, label: str) -> None:
+    chosen = [(x, y) for x, y, beyond in points if beyond == exceeds]
+    if chosen:
+        ax.scatter([x for x, _ in chosen], [y for _, y in chosen], s=22 if exceeds else 12, zorder=3,
+                   color=FAIL_COLOUR if exceeds else PASS_COLOUR, label=label)
+
+
+def _mark_non_finite(ax: Axes, tensors: list[dict], errors: list[tuple[int, float, bool]]) -> None:
+    """Inf max_abs (NaN/inf outputs or a shape mismatch) cannot sit on a log axis: mark them along the top."""
+    indices = [t["index"] for t in tensors if t.get("index") is not None and t.get("max_abs") == math.inf]
+    if indices:
+        top = max((y for _, y, _ in errors), default=1.0) * 10
+        ax.scatter(indices, [top] * len(indices), marker="x", color=FAIL_COLOUR, zorder=3,
+                   label="non-finite or shape mismatch")
+
+
+def _depth_png(pair: dict) -> str:
+    tensors = pair.get("tensors") or []
+    errors, reference = _depth_points(tensors, "max_abs"), _depth_points(tensors, "ref_max_abs")
+    first = _first_divergence(tensors)
+    with _axes() as (fig, ax):
+        if reference:
+            ax.plot([p[0] for p in reference], [p[1] for p in reference], color=REF_COLOUR, linestyle=":",
+                    linewidth=1, label="max |reference| (scale)")
+        if errors:
+            ax.plot([p[0] for p in errors], [p[1] for p in errors], color=REF_COLOUR, linewidth=1, zorder=2)
+        _scatter(ax, errors, False, "within tolerance")
+        _scatter(ax, errors, True, "beyond tolerance")
+        _mark_non_finite(ax, tensors, errors)
+        if first is not None:
+            ax.axvline(first["index"], color=FAIL_COLOUR, linestyle="--", linewidth=1,
+                       label=_plain(f"first divergence: {first.get('node') or first.get('tensor') or '?'}"))
+        if not tensors:
+            ax.text(0.5, 0.5, "no intermediate tensors recorded", transform=ax.transAxes, ha="center", va="center")
+        ax.set_yscale("log")
+        ax.set_xlabel("node order index (depth in the graph); error = |candidate − reference|")
+        ax.set_ylabel("max |error| per tensor (log scale)")
+        ax.set_title(_plain(_pair(pair), limit=80), fontsize="medium")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides points
+        return _png(fig)
+
+
+def _depth_caption(pair: dict) -> str:
+    tensors = pair.get("tensors") or []
+    first = _first_divergence(tensors)
+    if first is None:
+        return f"{len(tensors)} intermediate tensors compared; none exceeds tolerance."
+    where = f"{first.get('node') or '?'} ({first.get('op_type') or '?'}, module {first.get('module') or 'unknown'})"
+    return (f"{len(tensors)} intermediate tensors compared; first divergence at index {first['index']}, "
+            f"{where}, max_abs {_fmt(first.get('max_abs'))}.")
+
+
+def _depth_section(report: dict) -> str:
+    layers = report.get("layers")
+    title = "Error vs depth"
+    if not layers or not layers.get("ran"):
+        return _section("depth", title, _not_run("layer-by-layer comparison", (layers or {}).get("reason")))
+    pairs = layers.get("pairs") or []
+    figures = [_figure(_pair(p), _depth_png(p), _depth_caption(p)) for p in pairs]
+    if not figures:
+        figures = [_not_run("layer-by-layer comparison", "no backend pairs recorded")]
+    notes = _items(layers["notes"]) if layers.get("notes") else ""
+    return _section("depth", title, "\n".join([*figures, notes]))
+
+
+# --- localization and lint ---------------------------------------------------
+
+def _attributes(attributes: dict | None) -> str:
+    return ", ".join(f"{name}={value}" for name, value in (attributes or {}).items()) or "none recorded"
+
+
+def _findings_table(findings: list[dict]) -> str:
+    rows = [[f.get(k) for k in ("severity", "rule", "node", "op_type", "module", "expected", "actual", "message")]
+            for f in findings]
+    return _table(FINDING_HEADERS, rows, [f"severity-{f.get('severity')}" for f in findings])
+
+
+def _localization_entry(entry: dict) -> str:
+    heading = f"<h3>{_e(_pair(entry))}</h3>"
+    if not entry.get("found"):
+        explanation = _e(entry.get("explanation") or "")
+        return f'<div class="localization">{heading}\n<p>No divergent node found. {explanation}</p>\n</div>'
+    terms = [
+        ("first divergent node", entry.get("node")), ("op type", entry.get("op_type")),
+        ("PyTorch module", entry.get("module") or "unknown (attribution failed)"),
+        ("attributes", _attributes(entry.get("attributes"))),
+        ("error in → error out", f"{_fmt(entry.get('error_in'))} → {_fmt(entry.get('error_out'))}"),
+        ("origin", ORIGIN_TEXT.get(entry.get("origin") or "", "unknown")), ("explanation", entry.get("explanation")),
+    ]
+    findings = entry.get("lint_findings") or []
+    linked = _findings_table(findings) if findings else "<p>No lint finding on this node.</p>"
+    return f'<div class="localization">{heading}\n{_definitions(terms)}\n<h4>Linked lint findings</h4>\n{linked}\n</div>'
+
+
+def _localization_section(report: dict) -> str:
+    entries = report.get("localization")
+    if entries is None:
+        return _section("localization", "Localization", _not_run("localization"))
+    if not entries:
+        return _section("localization", "Localization", "<p>No diverging pair needed localizing.</p>")
+    return _section("localization", "Localization", "\n".join(_localization_entry(e) for e in entries))
+
+
+def _lint_section(report: dict) -> str:
+    lint = report.get("lint")
+    if lint is None:
+        return _section("lint", "Lint", _not_run("lint"))
+    findings = lint.get("findings") or []
+    counts = {level: sum(f.get("severity") == level for f in findings) for level in SEVERITIES}
+    counts |= lint.get("counts") or {}
+    summary = "<p>" + _e("{error} errors, {warning} warnings, {info} notes.".format(**counts)) + "</p>"
+    table = _findings_table(findings) if findings else "<p>No findings.</p>"
+    notes = _items(lint["notes"]) if lint.get("notes") else ""
+    return _section("lint", "Lint", "\n".join([summary, table, notes]))
+
+
+# --- notes, artifacts, timings, versions --------------------------------------
+
+def _notes_section(report: dict) -> str:
+    notes = report.get("notes")
+    return _section("notes", "Notes", _items(notes) if notes else "<p>No notes.</p>")
+
+
+def _artifacts_section(report: dict) -> str:
+    artifacts = report.get("artifacts")
+    if not artifacts:
+        return _section("artifacts", "Artifacts", _not_run("artifact listing"))
+    rows = [[a.get("path"), a.get("format"), (a.get("sha256") or "n/a")[:16] + ("…" if a.get("sha256") else "")]
+            for a in artifacts]
+    return _section("artifacts", "Artifacts", _table(["path", "format", "sha256"], rows))
+
+
+def _timings_section(report: dict) -> str:
+    timings = report.get("timings")
+    if not timings:
+        return _section("timings", "Timings", _not_run("timings"))
+    rows = [[stage, f"{seconds:.2f}" if _finite(seconds) else "n/a"] for stage, seconds in timings.items()]
+    return _section("timings", "Timings", _table(["stage", "seconds"], rows))
+
+
+def _versions_section(report: dict) -> str:
+    versions = report.get("versions")
+    if not versions:
+        return _section("versions", "Versions", _not_run("version listing"))
+    rows = [[name, version or "not installed"] for name, version in versions.items()]
+    return _section("versions", "Versions", _table(["package", "version"], rows))

@@ -1,0 +1,394 @@
+"""`make suite`: the ONNX backend test cases shipped inside onnx, through the ONNX route.
+
+Each case in `onnx/backend/test/data/{pytorch-converted,pytorch-operator}` is a
+`model.onnx` plus `test_data_set_0/{input,output}_<i>.pb`. A case is imported the way
+`python -m pipeline convert FILE.onnx` imports it (opset < 7 upgraded), converted with
+the converter adapter, its layouts bound like the convert stage binds them, and the
+SavedModel and TFLite fp32 models are run on the stored inputs and compared with the
+stored expected outputs at the fp32 tolerance.
+
+Every case runs in this one process, one after another, so TensorFlow is imported
+once. A failing case is recorded (stage, exception type, first line, category) and
+the suite goes on. Results go to `<out>/suite.json` (rewritten after every case, so an
+interrupted run keeps what it measured) and to a markdown report (SUITE.md).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.artifacts.folder import DEFAULT_ROOT, REPO_ROOT
+from pipeline.audit.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
+from pipeline.console import capture_output, console
+from pipeline.convert.stage import bind
+from pipeline.converters import ConversionOptions, ConversionResult, Converter, get_converter
+from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, UsageError, ValidationError, first_line
+from pipeline.inputs import TensorSpec
+from pipeline.model.onnx_import import default_opset, import_onnx, load_onnx
+from pipeline.runners.base import Runner
+from pipeline.runners.tensorflow import TFLiteRunner, TFSavedModelRunner
+from pipeline.runners.tf_io import TFModelIO
+from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, CaseResult, Failure,
+                                   OutputCheck, SuiteReport, print_summary, summarize, write_json, write_markdown)
+
+REFERENCE = "expected"  # the stored output_<i>.pb files
+DEFAULT_OUT = DEFAULT_ROOT / "suite"
+DEFAULT_MARKDOWN = REPO_ROOT / "SUITE.md"
+
+# Comparison reasons (pipeline.compare's, and _check's prefixes) that mean the shapes or the
+# element order, not the values, disagree.
+PERMUTED = "element order differs"
+LAYOUT_REASONS = ("shape mismatch", "candidate has no such output", "layout unresolved", PERMUTED)
+OPSET_WORD = re.compile(r"\bopset\b", re.IGNORECASE)
+
+
+class CaseDataError(PipelineError):
+    """A test case's stored data does not fit its model (missing or extra .pb files)."""
+
+
+# --- cases ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One backend test case: a folder holding model.onnx and test_data_set_0/."""
+
+    folder: str  # pytorch-converted | pytorch-operator
+    name: str  # test_Conv2d_strided, ...
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return f"{self.folder}/{self.name}"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.onnx"
+
+
+@dataclass(frozen=True)
+class CaseData:
+    """Stored feeds and expected outputs, keyed by graph input/output name, in graph order."""
+
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    opset: int  # the file's default-domain opset, before any upgrade
+
+
+def backend_test_data() -> Path:
+    """The backend test data shipped inside the installed onnx package."""
+    return Path(onnx.__file__).parent / "backend" / "test" / "data"
+
+
+def discover(root: Path, filters: tuple[str, ...] = (), limit: int | None = None) -> list[Case]:
+    """Cases under root's FOLDERS, sorted by folder then name; a case is kept when its id
+    ('folder/name') contains any of `filters` (all when there are none); at most `limit`."""
+    cases = [Case(folder, path.name, path) for folder in FOLDERS if (root / folder).is_dir()
+             for path in sorted((root / folder).iterdir()) if (path / "model.onnx").is_file()]
+    picked = [case for case in cases if not filters or any(f in case.id for f in filters)]
+    return picked[:limit] if limit is not None else picked
+
+
+def load_case(case: Case) -> CaseData:
+    """Read input_<i>.pb / output_<i>.pb and name them after the graph's inputs (initializers
+    excluded: old files list them as inputs too) and outputs, position by position."""
+    model = load_onnx(case.model)
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    data_set = case.path / "test_data_set_0"
+    inputs = _read_tensors(data_set, "input", [v.name for v in graph.input if v.name not in initializers])
+    outputs = _read_tensors(data_set, "output", [v.name for v in graph.output])
+    return CaseData(inputs, outputs, default_opset(model))
+
+
+def _read_tensors(folder: Path, kind: str, names: list[str]) -> dict[str, np.ndarray]:
+    files = sorted(folder.glob(f"{kind}_*.pb"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if len(files) != len(names):
+        raise CaseDataError(f"{folder}: {len(files)} {kind}_*.pb files for the graph's {len(names)} {kind}s {names}")
+    return {name: read_tensor(path) for name, path in zip(names, files)}
+
+
+def read_tensor(path: Path) -> np.ndarray:
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(path.read_bytes())
+    return numpy_helper.to_array(tensor)
+
+
+# --- categories ----------------------------------------------------------------------
+
+def categorize(failure: Failure) -> str:
+    """The category of a failed case. Rules, in order:
+
+    - old opset: onnx's version converter could not upgrade the file (a ValidationError while
+      importing), or the conversion failed with an error that names the opset;
+    - unsupported by converter: the conversion failed (a ConversionError while converting), or the
+      converter could only express an op with Select TF ops, which TFLite cannot run without the
+      Flex delegate;
+    - layout: the converted model's input/output count differs from the ONNX model's (a
+      ConversionError while binding), or a comparison failed on shape, a missing output or an
+      unresolved layout, or the output holds the expected values in another order (a
+      transposition inside the converted graph, e.g. a channel-last Flatten);
+    - numeric mismatch: it converted and ran, and some value is beyond tolerance (or NaN/Inf);
+    - other: anything else (the failure's type and message say what).
+    """
+    if failure.stage == "import" and failure.error == ValidationError.__name__:
+        return OLD_OPSET
+    if failure.stage == "convert" and failure.error == ConversionError.__name__:
+        return OLD_OPSET if OPSET_WORD.search(failure.message) else UNSUPPORTED
+    if failure.stage == "bind" and failure.error == ConversionError.__name__:
+        return LAYOUT
+    if "Select TF ops" in failure.message or "Select TensorFlow op" in failure.message:
+        return UNSUPPORTED
+    if failure.stage == "compare":
+        return LAYOUT if failure.message.startswith(LAYOUT_REASONS) else NUMERIC
+    return OTHER
+
+
+# --- running one case ----------------------------------------------------------------
+
+class StageFailed(Exception):
+    """A case stopped at one stage; carries the Failure record."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(f"{failure.stage}: {failure.error}: {failure.message}")
+        self.failure = failure
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Turn whatever a stage raises into StageFailed, so one case cannot stop the suite."""
+    try:
+        yield
+    except PipelineError as exc:  # the pipeline's typed errors: the failures we expect
+        raise StageFailed(Failure(name, type(exc).__name__, first_line(exc) or type(exc).__name__)) from exc
+    except (Exception, SystemExit) as exc:  # onnx, onnx2tf and TF raise (or exit) with anything
+        raise StageFailed(Failure(name, type(exc).__name__, first_line(exc) or repr(exc), expected=False)) from exc
+
+
+@dataclass
+class _Audit:
+    """What one case produced so far (filled stage by stage)."""
+
+    opset: int | None = None
+    checks: list[OutputCheck] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unresolved: set[str] = field(default_factory=set)  # outputs whose layout could not be decided
+
+
+def run_case(case: Case, work: Path, converter: Converter) -> CaseResult:
+    """Import, convert, bind, run and compare one case in `work` (emptied first); never raises
+    for the case's own failures (KeyboardInterrupt still stops the suite)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    start = time.perf_counter()
+    audit = _Audit()
+    try:
+        with capture_output(work / "case.log"):  # TF and LiteRT print while loading models
+            _audit(case, work, converter, audit)
+    except StageFailed as exc:
+        audit.failures.append(exc.failure)
+    return _result(case, audit, time.perf_counter() - start)
+
+
+def _audit(case: Case, work: Path, converter: Converter, audit: _Audit) -> None:
+    with stage("load"):
+        data = load_case(case)
+        audit.opset = data.opset
+    with stage("import"):
+        imported = _import(case, work, audit)
+    with stage("convert"):
+        result = converter.convert(imported, work, work / "convert.log", ConversionOptions())
+        if "fp32" not in result.tflite:
+            raise ConversionError("the converter wrote no TFLite fp32 model; see convert.log")
+    with stage("bind"):
+        specs, io = _bind(result, data, audit)
+    names = list(data.outputs)
+    runners = [TFSavedModelRunner(result.saved_model, io, specs, names),
+               TFLiteRunner(result.tflite["fp32"], io, specs, names, "fp32")]
+    for runner in runners:  # each backend is checked even when the other one fails
+        try:
+            _check_backend(runner, data, audit)
+        except StageFailed as exc:
+            audit.failures.append(exc.failure)
+
+
+def _import(case: Case, work: Path, audit: _Audit) -> Path:
+    """The ONNX route's import (old opsets upgraded); returns the file to convert."""
+    imported = import_onnx(case.model)
+    audit.notes.extend(imported.notes)
+    path = work / "model.onnx"
+    onnx.save(imported.model, str(path))
+    return path
+
+
+def _bind(result: ConversionResult, data: CaseData, audit: _Audit) -> tuple[list[TensorSpec], TFModelIO]:
+    """The convert stage's binding, with the stored data as the reference and first feed."""
+    # Specs from the stored arrays: they are what runs (float64 inputs included).
+    specs = [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in data.inputs.items()]
+    reference = {name: array[None] for name, array in data.outputs.items()}
+    io = bind(result, specs, list(data.outputs), reference, data.inputs)
+    for binding in io.inputs + io.outputs:
+        if binding.layout.ambiguous:
+            audit.notes.append(f"{binding.name}: {binding.layout.note or binding.layout.decided_by}")
+    audit.unresolved.update(b.name for b in io.outputs if b.layout.decided_by == "unresolved")
+    return specs, io
+
+
+def _check_backend(runner: Runner, data: CaseData, audit: _Audit) -> None:
+    """Run one backend on the stored inputs and compare each output with the stored one; a
+    backend that cannot run fails its checks, as in the audit (pipeline.compare.not_run)."""
+    tolerance = tolerance_for("tflite_fp32")
+    try:
+        with stage("run"), runner:
+            values = runner.infer(data.inputs)
+    except StageFailed as exc:
+        audit.failures.append(exc.failure)
+        audit.checks.extend(_check(not_run(REFERENCE, runner.name, name, tolerance, exc.failure.message), False, False)
+                            for name in data.outputs)
+        return
+    with stage("compare"):
+        for name, expected in data.outputs.items():
+            comparison = compare_arrays(expected[None], values[name][None], tolerance, (REFERENCE, runner.name, name))
+            check = _check(comparison, name in audit.unresolved, is_permutation(expected, values[name], tolerance))
+            audit.checks.append(check)
+            if check.verdict == "fail":
+                audit.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
+
+
+def _check(comparison: Comparison, unresolved: bool, permuted: bool) -> OutputCheck:
+    reason = comparison.reason or comparison.error
+    if comparison.verdict == "fail" and permuted:
+        reason = f"{PERMUTED}: the values are the expected ones in another order; {reason}"
+    if comparison.verdict == "fail" and unresolved:
+        reason = f"layout unresolved: {reason}"
+    return OutputCheck(comparison.candidate, comparison.output, _finite_or_none(comparison.max_abs), comparison.verdict, reason)
+
+
+def is_permutation(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> bool:
+    """Whether `actual` holds `expected`'s values (within tolerance), in some order."""
+    if expected.shape != actual.shape or not (np.all(np.isfinite(expected)) and np.all(np.isfinite(actual))):
+        return False
+    ordered, candidate = np.sort(expected, axis=None).astype(np.float64), np.sort(actual, axis=None).astype(np.float64)
+    return bool(np.allclose(candidate, ordered, atol=tolerance.atol, rtol=tolerance.rtol))
+
+
+def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
+    """The first failure decides the category; the reason lists every failure."""
+    failures = audit.failures
+    inconclusive = next((c for c in audit.checks if c.verdict == "inconclusive"), None)
+    status = "fail" if failures else ("inconclusive" if inconclusive else "pass")
+    reason = "; ".join(_reason(f) for f in failures) if failures else (inconclusive.reason if inconclusive else None)
+    values = [c.max_abs for c in audit.checks if c.max_abs is not None]
+    return CaseResult(
+        case=case.id, folder=case.folder, status=status, category=categorize(failures[0]) if failures else None,
+        max_abs=max(values) if values else None, seconds=round(seconds, 2), reason=reason, opset=audit.opset,
+        failures=tuple(failures), checks=tuple(audit.checks), notes=tuple(audit.notes),
+    )
+
+
+def _reason(failure: Failure) -> str:
+    if failure.error is None:
+        return failure.message
+    return f"{failure.stage}: {failure.error}: {failure.message}"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+# --- the suite -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    filters: tuple[str, ...] = ()
+    limit: int | None = None
+    out: Path = DEFAULT_OUT
+    markdown: Path = DEFAULT_MARKDOWN
+    data_root: Path | None = None  # default: backend_test_data()
+
+    @property
+    def json_path(self) -> Path:
+        return self.out / "suite.json"
+
+    @property
+    def selection(self) -> str:
+        parts = [f"--filter {f}" for f in self.filters] + ([f"--limit {self.limit}"] if self.limit else [])
+        return " ".join(parts) if parts else "all"
+
+
+def run_suite(options: SuiteOptions) -> SuiteReport:
+    """Run every selected case in this process, sequentially; write suite.json and the markdown."""
+    cases = discover(options.data_root or backend_test_data(), options.filters, options.limit)
+    if not cases:
+        raise UsageError(f"no backend test case matches --filter {list(options.filters)}; case ids look like "
+                         "'pytorch-converted/test_Conv2d_strided'")
+    converter, results, start = get_converter(), [], time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+        task = progress.add_task("suite", total=len(cases))
+        for case in cases:
+            progress.update(task, description=case.id)
+            results.append(run_case(case, options.out / "cases" / case.folder / case.name, converter))
+            _release_keras_state()
+            partial = summarize(results, time.perf_counter() - start, options.selection, finished=False)
+            write_json(options.json_path, partial)
+            progress.advance(task)
+    report = summarize(results, time.perf_counter() - start, options.selection)
+    write_json(options.json_path, report)
+    write_markdown(options.markdown, report)
+    print_summary(report)
+    console.print(f"results: {options.markdown} and {options.json_path}")
+    return report
+
+
+def _release_keras_state() -> None:
+    """onnx2tf builds each model in tf_keras' global graph state; start every case afresh."""
+    keras = sys.modules.get("tf_keras")
+    if keras is not None:
+        keras.backend.clear_session()
+
+
+def parse_args(argv: list[str] | None) -> SuiteOptions:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tools.suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--filter", action="append", default=[], metavar="SUBSTRING",
+                        help="run the cases whose 'folder/name' contains SUBSTRING (repeat for several)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="run at most N cases")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for suite.json and the cases (default {DEFAULT_OUT})")
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help=f"markdown report (default {DEFAULT_MARKDOWN})")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    return SuiteOptions(tuple(args.filter), args.limit, args.out.resolve(), args.markdown.resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when the suite ran (whatever the pass rate), 2 for bad usage, 130 when interrupted."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    options = parse_args(argv)
+    try:
+        run_suite(options)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"interrupted; the cases run so far are in {options.json_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""pipeline/audit/localize.py: the first divergent node, and whether its error is its own."""
+from __future__ import annotations
+
+from onnx import TensorProto, helper
+
+from pipeline.model.graph import TensorOrder
+from pipeline.audit.localize import localize
+
+
+def chain_model():
+    """x -> Relu(a) -> BatchNormalization(b) -> Relu(c) -> Identity(d)"""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu_a"),
+        helper.make_node("BatchNormalization", ["a", "s", "bias", "m", "v"], ["b"], name="bn_b", epsilon=1e-3),
+        helper.make_node("Relu", ["b"], ["c"], name="relu_c"),
+        helper.make_node("Identity", ["c"], ["d"], name="id_d"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 2])])
+    return helper.make_model(graph)
+
+
+def tensor(name, node, op, max_abs, exceeds, index):
+    return {"index": index, "tensor": name, "node": node, "op_type": op, "module": None,
+            "max_abs": max_abs, "ref_max_abs": 1.0, "exceeds": exceeds}
+
+
+def pair(*tensors):
+    return {"reference": "pytorch", "candidate": "onnxruntime", "tensors": list(tensors)}
+
+
+ORDER = TensorOrder.of(chain_model())
+
+
+def names(node):
+    return {"bn_b": "block.bn", "relu_a": "block.act"}.get(node.name)
+
+
+def test_first_tensor_beyond_tolerance_is_the_nodes_own_error():
+    result = localize(pair(tensor("a", "relu_a", "Relu", 0.0, False, 0), tensor("b", "bn_b", "BatchNormalization", 0.08, True, 1),
+                           tensor("c", "relu_c", "Relu", 0.08, True, 2)), ORDER, names, [])
+    assert (result["found"], result["node"], result["module"], result["origin"]) == (True, "bn_b", "block.bn", "own")
+    assert (result["error_in"], result["error_out"]) == (0.0, 0.08)
+    assert result["attributes"] == {"epsilon": 0.0010000000474974513}
+    assert "its inputs agree (max_abs 0) and its output is off by 0.08, so the error appears at this node" in result["explanation"]
+
+
+def test_unaligned_nodes_between_are_listed():
+    result = localize(pair(tensor("a", "relu_a", "Relu", 0.0, False, 0), tensor("c", "relu_c", "Relu", 0.5, True, 2)),
+                      ORDER, names, [])
+    assert result["node"] == "relu_c" and result["unaligned_span"] == ["bn_b"]
+    assert "unaligned nodes ['bn_b']" in result["explanation"]
+
+
+def test_no_divergence_is_said():
+    result = localize(pair(tensor("a", "relu_a", "Relu", 0.0, False, 0)), ORDER, names, [])
+    assert result["found"] is False and result["node"] is None
+    assert result["explanation"] == "none of the 1 aligned intermediate tensors exceeds tolerance"
+
+
+def test_lint_findings_on_the_same_node_are_linked():
+    finding = {"rule": "bn_epsilon", "severity": "error", "node": "bn_b", "module": "block.bn", "message": "epsilon is 0.001"}
+    other = {"rule": "pads", "severity": "info", "node": "conv", "module": "block.conv", "message": "note"}
+    result = localize(pair(tensor("b", "bn_b", "BatchNormalization", 0.08, True, 1)), ORDER, names, [finding, other])
+    assert result["lint_findings"] == [finding]

@@ -1,0 +1,122 @@
+"""pipeline/model/onnx_import.py: reading ONNX files made elsewhere, upgrading old opsets, finding inputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline.errors import UsageError
+from pipeline.inputs import TensorSpec
+from pipeline.model.onnx_import import default_opset, import_onnx, input_specs, load_onnx, output_names
+
+# Models exported by an old PyTorch at opset 6 (IR 3: initializers also listed as graph inputs).
+BACKEND_DATA = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "pytorch-converted"
+OPSET6_CASES = ["test_Conv2d_strided", "test_BatchNorm2d_eval", "test_ZeroPad2d"]
+
+
+def shipped_model(case: str) -> Path:
+    return BACKEND_DATA / case / "model.onnx"
+
+
+def expected_io(case: str) -> tuple[np.ndarray, np.ndarray]:
+    data = BACKEND_DATA / case / "test_data_set_0"
+    return (numpy_helper.to_array(onnx.load_tensor(str(data / "input_0.pb"))),
+            numpy_helper.to_array(onnx.load_tensor(str(data / "output_0.pb"))))
+
+
+@pytest.mark.parametrize("case", OPSET6_CASES)
+def test_opset6_file_is_upgraded_checked_and_runs(case):
+    assert default_opset(onnx.load(str(shipped_model(case)))) == 6  # the premise of this test
+
+    result = import_onnx(shipped_model(case))
+
+    assert result.opset == 13 and default_opset(result.model) == 13
+    assert result.notes == ["upgraded from opset 6 to 13 with onnx.version_converter (ONNX Runtime only guarantees opset >= 7)"]
+    onnx.checker.check_model(result.model, full_check=True)
+    x, expected = expected_io(case)
+    (spec,) = input_specs(result.model, [])
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {spec.name: x})
+    np.testing.assert_allclose(y, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_upgrade_drops_initializers_from_the_graph_inputs():
+    original = onnx.load(str(shipped_model("test_BatchNorm2d_eval")))
+    assert len(original.graph.input) == 5  # x plus four BatchNorm parameters
+    result = import_onnx(shipped_model("test_BatchNorm2d_eval"))
+    assert [value.name for value in result.model.graph.input] == ["0"]
+    assert result.model.ir_version >= 4
+
+
+def test_current_opset_file_is_kept_as_is(tmp_path):
+    path = tmp_path / "relu.onnx"
+    onnx.save(relu_model(opset=17), str(path))
+    result = import_onnx(path)
+    assert (result.opset, result.notes, default_opset(result.model)) == (17, [], 17)
+
+
+def test_truncated_file_is_not_a_readable_model(tmp_path):
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(shipped_model("test_Conv2d_strided").read_bytes()[:20])
+    with pytest.raises(UsageError, match=r"truncated\.onnx: not a readable ONNX model \(\w+\); check that the file is complete"):
+        import_onnx(path)
+
+
+def test_random_bytes_are_not_a_readable_model(tmp_path):
+    path = tmp_path / "noise.onnx"
+    path.write_bytes(np.random.default_rng(0).bytes(256))
+    with pytest.raises(UsageError, match=r"noise\.onnx: not a readable ONNX model"):
+        load_onnx(path)
+
+
+# --- input_specs on graphs built with onnx.helper ---------------------------
+
+def relu_model(opset: int = 13) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def conv_model_with_dynamic_dims() -> onnx.ModelProto:
+    """Conv over x[N, 3, H, 8] whose weight is an initializer also listed as an input (old IR style)."""
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 1), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"]), helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT)],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", 8]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, [5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("ids_f", TensorProto.FLOAT, [5])],
+        initializer=[weight],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_input_specs_exclude_initializers_and_set_dynamic_dims_to_one():
+    notes: list[str] = []
+    specs = input_specs(conv_model_with_dynamic_dims(), notes)
+    assert specs == [TensorSpec("x", (1, 3, 1, 8), "float32", -1.0, 1.0), TensorSpec("ids", (5,), "int64", 0, 2)]
+    assert notes == ["input 'x' dimension 0 ('N') is dynamic; set to 1", "input 'x' dimension 2 ('H') is dynamic; set to 1"]
+
+
+def test_input_specs_reject_an_unsupported_dtype():
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "double",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2])],
+    )
+    with pytest.raises(UsageError, match=r"input 'x' has dtype DOUBLE; supported: float32, float16, int64, int32, bool"):
+        input_specs(helper.make_model(graph), [])
+
+
+def test_output_names():
+    assert output_names(conv_model_with_dynamic_dims()) == ["y", "ids_f"]

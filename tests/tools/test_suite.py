@@ -1,0 +1,294 @@
+"""pipeline/tools/suite.py: case discovery and loading, the failure categories, one case's
+failures kept inside its result, and (slow) a few shipped cases end to end."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline.tools import suite
+from pipeline.audit.compare import tolerance_for
+from pipeline.converters.base import ConversionResult, TFTensor
+from pipeline.errors import ConversionError, UsageError, ValidationError
+from pipeline.runners.base import Runner
+from pipeline.tools.suite import Case, CaseDataError, categorize, discover, is_permutation, load_case, parse_args, run_case, stage
+from pipeline.tools.suite_report import LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, Failure
+
+SMALL_CASES = ("test_Conv2d_strided", "test_BatchNorm2d_eval", "test_ZeroPad2d")
+
+
+# --- discovery ------------------------------------------------------------------
+
+def test_discovers_every_shipped_case_in_both_folders_sorted(onnx_test_data):
+    cases = discover(onnx_test_data)
+    by_folder = {folder: [c.name for c in cases if c.folder == folder] for folder in suite.FOLDERS}
+    assert len(by_folder["pytorch-converted"]) == 82 and len(by_folder["pytorch-operator"]) == 35
+    assert all(names == sorted(names) for names in by_folder.values())
+    assert [c.folder for c in cases] == sorted(c.folder for c in cases)  # converted first, then operator
+    assert all(c.model.is_file() for c in cases)
+
+
+def test_filters_match_any_substring_of_the_case_id_and_limit_applies_after(onnx_test_data):
+    picked = discover(onnx_test_data, filters=SMALL_CASES)
+    assert sorted(c.name for c in picked) == sorted(SMALL_CASES)
+    assert [c.id for c in discover(onnx_test_data, filters=("pytorch-operator/",), limit=2)] == [
+        "pytorch-operator/test_operator_add_broadcast", "pytorch-operator/test_operator_add_size1_broadcast"]
+    assert discover(onnx_test_data, filters=("no such case",)) == []
+
+
+def test_folders_without_a_model_and_unknown_folders_are_ignored(tmp_path):
+    (tmp_path / "pytorch-converted" / "test_a").mkdir(parents=True)
+    (tmp_path / "pytorch-converted" / "test_a" / "model.onnx").write_bytes(b"")
+    (tmp_path / "pytorch-converted" / "test_no_model").mkdir()
+    (tmp_path / "node" / "test_b").mkdir(parents=True)
+    (tmp_path / "node" / "test_b" / "model.onnx").write_bytes(b"")
+    assert [c.id for c in discover(tmp_path)] == ["pytorch-converted/test_a"]
+
+
+# --- loading --------------------------------------------------------------------
+
+def write_case(root, model: onnx.ModelProto, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> Case:
+    data = root / "test_data_set_0"
+    data.mkdir(parents=True)
+    onnx.save(model, str(root / "model.onnx"))
+    for kind, arrays in (("input", inputs), ("output", outputs)):
+        for index, array in enumerate(arrays):
+            (data / f"{kind}_{index}.pb").write_bytes(numpy_helper.from_array(array).SerializeToString())
+    return Case("pytorch-converted", root.name, root)
+
+
+def sum_model(count: int, with_initializer_input: bool) -> onnx.ModelProto:
+    """Sum of `count` inputs and a weight; IR 3 style (the weight listed as an input too) when asked."""
+    inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [2]) for i in range(count)]
+    weight = numpy_helper.from_array(np.ones(2, np.float32), "w")
+    if with_initializer_input:
+        inputs.insert(1, helper.make_tensor_value_info("w", TensorProto.FLOAT, [2]))
+    node = helper.make_node("Sum", [f"x{i}" for i in range(count)] + ["w"], ["y"])
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)])
+
+
+def test_inputs_are_named_in_graph_order_with_initializers_skipped_and_files_sorted_numerically(tmp_path):
+    # Eleven inputs: input_10.pb must come after input_9.pb, not after input_1.pb.
+    arrays = [np.full(2, i, np.float32) for i in range(11)]
+    case = write_case(tmp_path / "test_sum", sum_model(11, with_initializer_input=True), arrays, [np.full(2, 56, np.float32)])
+    data = load_case(case)
+    assert list(data.inputs) == [f"x{i}" for i in range(11)]  # "w" is an initializer, not a feed
+    assert all(data.inputs[f"x{i}"][0] == i for i in range(11))
+    assert list(data.outputs) == ["y"] and data.outputs["y"].tolist() == [56.0, 56.0]
+    assert data.opset == 6
+
+
+def test_a_missing_output_file_is_a_case_data_error(tmp_path):
+    case = write_case(tmp_path / "test_sum", sum_model(2, with_initializer_input=False), [np.ones(2, np.float32)] * 2, [])
+    with pytest.raises(CaseDataError, match=r"test_data_set_0: 0 output_\*\.pb files for the graph's 1 outputs \['y'\]"):
+        load_case(case)
+
+
+def test_shipped_case_with_two_inputs_and_old_initializer_inputs(onnx_test_data):
+    (case,) = discover(onnx_test_data, filters=("test_operator_add_broadcast",))
+    data = load_case(case)
+    assert [(name, a.shape, str(a.dtype)) for name, a in data.inputs.items()] == [("0", (2, 3), "float64"), ("1", (3,), "float64")]
+    assert list(data.outputs) == ["2"]
+    np.testing.assert_allclose(data.inputs["0"] + data.inputs["1"], data.outputs["2"])
+
+    (bn,) = discover(onnx_test_data, filters=("pytorch-converted/test_BatchNorm2d_eval",))
+    assert len(onnx.load(str(bn.model)).graph.input) == 5  # x plus four BatchNorm parameters
+    assert list(load_case(bn).inputs) == ["0"]
+
+
+# --- categories -----------------------------------------------------------------
+
+@pytest.mark.parametrize("failure, category", [
+    (Failure("import", "ValidationError", "onnx version converter could not upgrade the model to opset 13: x"), OLD_OPSET),
+    (Failure("convert", "ConversionError", "onnx2tf failed on node 'n' (Upsample): opset 7 is not supported"), OLD_OPSET),
+    (Failure("convert", "ConversionError", "onnx2tf failed on node 'n' (Foo): KeyError: 'x'; full log: l"), UNSUPPORTED),
+    (Failure("convert", "ConversionError", "onnx2tf failed: boom; full log: /a/test_opset_9/convert.log"), UNSUPPORTED),
+    (Failure("bind", "ConversionError", "the converted model has 1 inputs and 2 outputs, the ONNX model 1 and 1"), LAYOUT),
+    (Failure("compare", None, "shape mismatch: reference [1, 3], candidate [3, 1] (tflite_fp32, output 'y')"), LAYOUT),
+    (Failure("compare", None, "candidate has no such output (tf_saved_model, output 'y')"), LAYOUT),
+    (Failure("compare", None, "layout unresolved: 5.00% of elements beyond atol + rtol*|reference|"), LAYOUT),
+    (Failure("compare", None, "element order differs: the values are the expected ones in another order; 90%"), LAYOUT),
+    (Failure("compare", None, "5.00% of elements beyond atol + rtol*|reference| (tflite_fp32, output 'y')"), NUMERIC),
+    (Failure("compare", None, "candidate output holds NaN or Inf (tflite_fp32, output 'y')"), NUMERIC),
+    (Failure("run", "RunnerError", "tflite_fp32: inference failed (ValueError: x)"), OTHER),
+    (Failure("run", "RunnerError", "tflite_fp32: the .tflite file uses Select TF ops ['FlexAvgPool3D'] that need the Flex "
+                                   "delegate, which standard TFLite runtimes (and this interpreter) lack"), UNSUPPORTED),
+    (Failure("bind", "KeyError", "'y'", expected=False), OTHER),
+    (Failure("convert", "SystemExit", "1", expected=False), OTHER),
+    (Failure("load", "CaseDataError", "0 output_*.pb files"), OTHER),
+])
+def test_categorize(failure, category):
+    assert categorize(failure) == category
+
+
+def test_stage_records_typed_errors_and_anything_else_even_system_exit():
+    with pytest.raises(suite.StageFailed) as typed:
+        with stage("convert"):
+            raise ConversionError("onnx2tf failed on node 'n' (Foo): boom\nsecond line")
+    assert typed.value.failure == Failure("convert", "ConversionError", "onnx2tf failed on node 'n' (Foo): boom")
+    with pytest.raises(suite.StageFailed) as exited:
+        with stage("convert"):
+            sys.exit(1)
+    assert exited.value.failure == Failure("convert", "SystemExit", "1", expected=False)
+
+
+def test_keyboard_interrupt_is_not_swallowed():
+    with pytest.raises(KeyboardInterrupt), stage("run"):
+        raise KeyboardInterrupt
+
+
+# --- one case's failure stays in its result ---------------------------------------
+
+class _FailingConverter:
+    name = "failing"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def version(self) -> str:
+        return "0"
+
+    def convert(self, onnx_path, out_dir, log_path, options):
+        assert onnx_path.is_file()  # the imported (upgraded) file
+        raise self.error
+
+
+@pytest.mark.parametrize("error, category, reason", [
+    (ConversionError("onnx2tf failed on node 'n' (Foo): boom"), UNSUPPORTED, "convert: ConversionError: onnx2tf failed on node 'n' (Foo): boom"),
+    (SystemExit(1), OTHER, "convert: SystemExit: 1"),
+    (RuntimeError("first\nsecond"), OTHER, "convert: RuntimeError: first"),
+])
+def test_a_failing_conversion_is_recorded_not_raised(onnx_test_data, tmp_path, error, category, reason):
+    (case,) = discover(onnx_test_data, filters=("test_Conv2d_strided",))
+    result = run_case(case, tmp_path / "work", _FailingConverter(error))
+    assert (result.status, result.category, result.reason, result.opset) == ("fail", category, reason, 6)
+    assert result.notes == ("upgraded from opset 6 to 13 with onnx.version_converter (ONNX Runtime only guarantees opset >= 7)",)
+    assert onnx.load(str(tmp_path / "work" / "model.onnx")).opset_import[0].version == 13
+
+
+def test_a_failing_upgrade_is_an_old_opset(onnx_test_data, tmp_path, monkeypatch):
+    def refuse(model, target):
+        raise ValidationError(f"onnx version converter could not upgrade the model to opset {target}: no adapter")
+
+    monkeypatch.setattr("pipeline.model.onnx_import.upgrade", refuse)
+    (case,) = discover(onnx_test_data, filters=("test_Conv2d_strided",))
+    result = run_case(case, tmp_path / "work", _FailingConverter(AssertionError("not reached")))
+    assert (result.status, result.category, result.failures[0].stage) == ("fail", OLD_OPSET, "import")
+
+
+# --- each backend is checked, and its failure recorded, on its own -----------------
+
+class _Converted:
+    """Stands in for onnx2tf: a 'converted' test_Conv2d_strided with onnx2tf's NHWC shapes."""
+
+    name = "converted"
+
+    def version(self) -> str:
+        return "0"
+
+    def convert(self, onnx_path, out_dir, log_path, options):
+        return ConversionResult(
+            saved_model=out_dir / "saved_model", keras=None, tflite={"fp32": out_dir / "model_float32.tflite"},
+            inputs=[TFTensor("x", (2, 6, 6, 3))], outputs=[TFTensor("y", (2, 2, 2, 4))], converter="fake", version="0",
+        )
+
+
+def fake_runner(name: str, outputs):
+    """A Runner class for `name` whose infer() returns outputs(feed) (logical layout), or raises."""
+
+    class _Fake(Runner):
+        def __init__(self, path, io, input_specs, output_names, precision="fp32") -> None:
+            super().__init__(input_specs, output_names)
+            self.name = name
+
+        def _activate_impl(self) -> None:
+            if outputs is None:
+                raise OSError("no such file")
+
+        def _infer_impl(self, feed):
+            return outputs(feed)
+
+    return _Fake
+
+
+@pytest.fixture
+def conv2d_strided(onnx_test_data) -> Case:
+    (case,) = discover(onnx_test_data, filters=("test_Conv2d_strided",))
+    return case
+
+
+def test_a_backend_that_cannot_run_does_not_hide_the_other_ones_result(conv2d_strided, tmp_path, monkeypatch):
+    expected = load_case(conv2d_strided).outputs
+    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed: expected))
+    monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", None))
+    result = run_case(conv2d_strided, tmp_path / "work", _Converted())
+    assert [(c.backend, c.verdict) for c in result.checks] == [("tf_saved_model", "pass"), ("tflite_fp32", "fail")]
+    assert result.checks[1].reason == "could not run: tflite_fp32: could not load the model (OSError: no such file)"
+    assert (result.status, result.category, result.max_abs) == ("fail", OTHER, 0.0)
+    assert result.reason == "run: RunnerError: tflite_fp32: could not load the model (OSError: no such file)"
+
+
+def test_expected_values_in_another_order_are_a_layout_failure(conv2d_strided, tmp_path, monkeypatch):
+    expected = load_case(conv2d_strided).outputs
+    # What a channel-last Flatten does: NHWC element order in an NCHW-shaped output.
+    permuted = {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(a.shape) for name, a in expected.items()}
+    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed: permuted))
+    monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", lambda feed: expected))
+    result = run_case(conv2d_strided, tmp_path / "work", _Converted())
+    assert [(c.backend, c.verdict) for c in result.checks] == [("tf_saved_model", "fail"), ("tflite_fp32", "pass")]
+    assert (result.status, result.category) == ("fail", LAYOUT)
+    assert result.reason.startswith("element order differs: the values are the expected ones in another order; ")
+    assert result.reason.endswith("(tf_saved_model, output '3')")
+
+
+def test_is_permutation_within_tolerance_only():
+    tolerance = tolerance_for("tflite_fp32")
+    ref = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert is_permutation(ref, ref[:, ::-1] + 1e-6, tolerance)
+    assert not is_permutation(ref, ref[:, ::-1] + 1e-2, tolerance)
+    assert not is_permutation(ref, ref.reshape(3, 2), tolerance)  # another shape is a shape mismatch
+    assert not is_permutation(np.array([np.nan, 1.0]), np.array([1.0, np.nan]), tolerance)
+
+
+# --- command line ----------------------------------------------------------------
+
+def test_filters_repeat_and_limit_must_be_positive(tmp_path, capsys):
+    options = parse_args(["--filter", "a", "--filter", "b", "--limit", "2", "--out", str(tmp_path), "--markdown", str(tmp_path / "S.md")])
+    assert (options.filters, options.limit, options.json_path, options.markdown) == (("a", "b"), 2, tmp_path / "suite.json", tmp_path / "S.md")
+    assert options.selection == "--filter a --filter b --limit 2"
+    with pytest.raises(SystemExit):
+        parse_args(["--limit", "0"])
+    assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def test_no_matching_case_is_a_usage_error(tmp_path, capsys):
+    assert suite.main(["--filter", "no such case", "--out", str(tmp_path), "--markdown", str(tmp_path / "S.md")]) == UsageError.exit_code
+    assert capsys.readouterr().err.startswith("error: no backend test case matches --filter ['no such case']")
+    assert not (tmp_path / "S.md").exists()
+
+
+# --- end to end -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_small_cases_pass_end_to_end_and_reports_are_written(tmp_path, no_network):
+    repo_markdown = suite.DEFAULT_MARKDOWN
+    before = repo_markdown.stat().st_mtime_ns if repo_markdown.exists() else None
+    argv = [arg for case in SMALL_CASES for arg in ("--filter", case)]
+    assert suite.main([*argv, "--out", str(tmp_path / "out"), "--markdown", str(tmp_path / "SUITE.md")]) == 0
+
+    record = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert record["finished"] is True
+    assert sorted(c["case"] for c in record["cases"]) == sorted(f"pytorch-converted/{c}" for c in SMALL_CASES)
+    assert [c["status"] for c in record["cases"]] == ["pass"] * 3, [c["reason"] for c in record["cases"]]
+    assert all(c["max_abs"] <= 1e-4 and len(c["checks"]) == 2 for c in record["cases"])  # SavedModel and TFLite fp32
+    assert record["overall"] == {"scope": "all", "cases": 3, "passed": 3, "failed": 0, "inconclusive": 0, "rate": 1.0}
+    assert set(record["versions"]) >= {"onnx", "onnx2tf", "tensorflow"}
+    markdown = (tmp_path / "SUITE.md").read_text()
+    assert "**Pass rate: 3/3 (100.0%)**" in markdown
+    assert "| pytorch-converted/test_ZeroPad2d | pass |" in markdown
+    assert (repo_markdown.stat().st_mtime_ns if repo_markdown.exists() else None) == before
