@@ -8,13 +8,16 @@ STAMP  := $(VENV)/.installed
 MODEL  ?= seed_ym
 BENCH  ?=
 OUT    ?=
+DIST   ?= dist
 OUT_ARG := $(if $(OUT),--out $(OUT),)
 
-.PHONY: venv convert test test-fast bench suite clean help
+.PHONY: venv convert test test-fast bench suite package verify clean help
 
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
 	@echo "make test                                                            run the test suite"
+	@echo "make package [MODEL=...] [OUT=dir]                                  dist/<name>-<short sha>.tar.gz from the artifact folder (reproducible)"
+	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
 	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym and every zoo model)"
 
 venv: $(STAMP)
@@ -41,6 +44,12 @@ bench: $(STAMP)
 
 suite: $(STAMP)
 	$(BIN)/python -m pipeline.tools.suite
+
+package: $(STAMP)
+	$(BIN)/python -m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)
+
+verify: $(STAMP)
+	$(BIN)/python -m pipeline verify $(if $(OUT),$(OUT),artifacts/$(notdir $(basename $(MODEL))))
 
 clean:
 	rm -rf artifacts .pytest_cache

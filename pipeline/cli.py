@@ -60,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
             command.add_argument("--inputs", help="a .npz keyed by input name with real data (one sample, or a leading sample axis)")
             command.add_argument("--layers", action="store_true", help="compare intermediate tensors layer by layer even when outputs agree")
+    _add_verify(sub)
     return parser
+
+
+def _add_verify(sub) -> None:
+    text = "re-check every sha256 in manifest.json and rerun the shipped models on the saved inputs (no PyTorch)"
+    command = sub.add_parser("verify", help=text, description=text, epilog=EXIT_CODES_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("artifact_dir", metavar="ARTIFACT_DIR", help="a folder written by 'convert' (holds manifest.json)")
+    command.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _positive_int(text: str) -> int:
@@ -97,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "verify":
+        from pipeline.deploy.verify import run_cli
+
+        return run_cli(Path(args.artifact_dir))
     source = resolve_source(args.model)
     artifacts = _artifacts_for(source, args)
     artifacts.ensure_writable()

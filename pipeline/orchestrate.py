@@ -124,9 +124,11 @@ def _stage_audit(request: RunRequest) -> int:
 
 
 def _stage_report(request: RunRequest, timings: dict | None = None) -> int:
+    from pipeline import deploy
     from pipeline.report import stage as report
 
     record = report.run(request.source.name, request.artifacts, timings)
+    deploy.write(request.source, request.artifacts)  # manifest.json and MODEL_CARD.md, from the records just written
     return VERDICT_EXIT[record["verdict"]]
 
 

@@ -1,0 +1,83 @@
+"""MODEL_CARD.md: the manifest's content for people."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CARD = "MODEL_CARD.md"
+
+
+def write(root: Path, manifest: dict) -> Path:
+    path = root / CARD
+    path.write_text(render(manifest))
+    return path
+
+
+def render(manifest: dict) -> str:
+    verdict = manifest["verdict"]
+    lines = [f"# Model card: {manifest['model']}", "",
+             f"**Verdict: {verdict['overall'].upper()}** (reference: {manifest['reference']}, route: {manifest['route']})", ""]
+    lines += [f"- {reason}" for reason in verdict["reasons"]]
+    lines += _models(manifest["models"])
+    lines += _signature(manifest["signature"])
+    lines += _preprocessing(manifest.get("preprocessing"))
+    lines += _quantization(manifest.get("quantization"))
+    lines += _tflite_ops(manifest.get("tflite_ops"))
+    lines += _provenance(manifest)
+    lines += ["", "Check these files with `python -m pipeline verify <this folder>`: it re-checks every sha256 in "
+              "manifest.json and reruns the audit on the shipped models from the saved inputs (no PyTorch needed).", ""]
+    return "\n".join(lines)
+
+
+def _models(models: list[dict]) -> list[str]:
+    lines = ["", "## Models", "", "| file | format | precision | size (bytes) | audit | shipped | sha256 |",
+             "|---|---|---|---|---|---|---|"]
+    for m in models:
+        lines.append(f"| `{m['path']}` | {m['format']} | {m['precision']} | {m['size']} | {m['verdict']} | "
+                     f"{'yes' if m['shipped'] else 'no'} | `{m['sha256'][:16]}…` |")
+    problems = [f"- `{m['path']}` ({m['backend']}): {error}" for m in models for error in m["errors"]]
+    return lines + ([""] + problems if problems else [])
+
+
+def _signature(signature: dict) -> list[str]:
+    lines = ["", "## Signature", "", "| direction | name | shape | dtype | TF name | TF shape | layout |",
+             "|---|---|---|---|---|---|---|"]
+    for direction in ("inputs", "outputs"):
+        for t in signature[direction]:
+            lines.append(f"| {direction[:-1]} | `{t['name']}` | {t['shape']} | {t['dtype']} | `{t['tf_name']}` | "
+                         f"{t['tf_shape']} | {t['layout']} |")
+    return lines
+
+
+def _preprocessing(preprocess: dict | None) -> list[str]:
+    if not preprocess:
+        return ["", "## Preprocessing", "", "None configured: feed tensors exactly as the signature says."]
+    return ["", "## Preprocessing", ""] + [f"- {key}: {value}" for key, value in preprocess.items()]
+
+
+def _quantization(quantization: dict | None) -> list[str]:
+    if not quantization:
+        return []
+    lines = ["", "## Quantization", ""]
+    return lines + [f"- {key}: {value}" for key, value in quantization.items()]
+
+
+def _tflite_ops(ops: dict | None) -> list[str]:
+    if not ops:
+        return []
+    lines = ["", "## TFLite operators", "", "| file | standard interpreter | Select TF ops | builtin ops |", "|---|---|---|---|"]
+    for file, entry in ops.items():
+        lines.append(f"| `{file}` | {'yes' if entry['standard'] else 'no'} | {', '.join(entry['select_tf_ops']) or '-'} | "
+                     f"{', '.join(entry['builtin_ops'])} |")
+    return lines
+
+
+def _provenance(manifest: dict) -> list[str]:
+    source = manifest["source"]
+    lint = manifest.get("lint")
+    lines = ["", "## Provenance", "",
+             f"- source: {source['kind']} `{source['path']}`" + (f", sha256 `{source['sha256']}`" if source.get("sha256") else "")]
+    if lint:
+        counts = lint["counts"]
+        lines.append(f"- lint: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes")
+    lines += [f"- {name} {version}" for name, version in manifest["versions"].items()]
+    return lines

@@ -1,0 +1,162 @@
+"""`python -m pipeline verify ARTIFACT_DIR`: do the shipped files still hold?
+
+1. Every file the manifest lists is re-hashed; a missing or changed file is named.
+2. Every shipped model (ONNX, SavedModel, Keras, TFLite) is rerun on the saved inputs.npz
+   and compared with the saved reference outputs, with the tolerances the audit used.
+   PyTorch is not needed: the reference is read from outputs/<reference>.npz.
+A model whose bytes changed is not run (a corrupt flatbuffer can crash the interpreter).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import sha256
+from pipeline.deploy.manifest import load
+from pipeline.errors import RunnerError
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One shipped model rerun against the saved reference outputs."""
+
+    backend: str
+    path: str
+    verdict: str  # "pass" | "fail" | "skipped"
+    reason: str | None = None
+    max_abs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict != "fail"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    changed: list[str]  # one line per missing or changed file
+    checks: list[ModelCheck]
+
+    @property
+    def passed(self) -> bool:
+        return not self.changed and all(c.ok for c in self.checks)
+
+
+def verify(root: Path) -> VerifyResult:
+    manifest = load(root)
+    changed = changed_files(root, manifest["artifacts"])
+    changed_paths = {line.split(":")[0] for line in changed}
+    if changed_paths & {"inputs.npz", f"outputs/{manifest['reference']}.npz", "convert.json", "export.json", "audit.json"}:
+        return VerifyResult(changed, [ModelCheck(m["backend"], m["path"], "fail", "not rerun: the saved inputs, "
+                                                  "reference outputs or records changed") for m in manifest["models"]])
+    return VerifyResult(changed, [check_model(root, manifest, m, changed_paths) for m in manifest["models"]])
+
+
+def changed_files(root: Path, listed: list[dict]) -> list[str]:
+    lines = []
+    for entry in listed:
+        path = root / entry["path"]
+        if not path.is_file():
+            lines.append(f"{entry['path']}: missing")
+        elif sha256(path) != entry["sha256"]:
+            lines.append(f"{entry['path']}: sha256 differs from the manifest (the file changed since the run)")
+    return lines
+
+
+def check_model(root: Path, manifest: dict, model: dict, changed: set[str]) -> ModelCheck:
+    backend, path = model["backend"], model["path"]
+    if not model["shipped"]:
+        return ModelCheck(backend, path, "skipped", f"not shipped: its audit verdict was {model['verdict']}")
+    if any(p == path or p.startswith(f"{path}/") for p in changed):
+        return ModelCheck(backend, path, "fail", "not rerun: its bytes changed")
+    records = {stage: json.loads((root / f"{stage}.json").read_text()) for stage in ("export", "convert", "audit")}
+    try:
+        outputs = _run(root, backend, records)
+    except RunnerError as exc:
+        return ModelCheck(backend, path, "fail", str(exc))
+    return _judge(backend, path, outputs, _reference(root, manifest["reference"]), records["audit"])
+
+
+def _run(root: Path, backend: str, records: dict) -> dict[str, np.ndarray]:
+    from pipeline.audit.compare import run_all
+
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(root / "inputs.npz"))
+    return run_all([_runner(root, backend, records)], feeds)[backend]
+
+
+def _runner(root: Path, backend: str, records: dict):
+    from pipeline.inputs import TensorSpec
+
+    specs = [TensorSpec.from_json(raw) for raw in records["export"]["inputs"]]
+    outputs = records["export"]["outputs"]
+    if backend == "onnxruntime":
+        from pipeline.runners.onnxrt import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(root / "model.onnx", specs, outputs)
+    from pipeline.runners import tensorflow as tf_runners
+    from pipeline.runners.tf_io import TFModelIO
+
+    io = TFModelIO.from_json(records["convert"]["io"])
+    path = root / records["convert"]["models"][backend]
+    if backend == "tf_saved_model":
+        return tf_runners.TFSavedModelRunner(path, io, specs, outputs)
+    if backend in ("keras", "keras_h5"):
+        runner = tf_runners.KerasRunner(path, io, specs, outputs)
+        runner.name = backend
+        return runner
+    return tf_runners.TFLiteRunner(path, io, specs, outputs, backend.removeprefix("tflite_"))
+
+
+def _reference(root: Path, reference: str) -> dict[str, np.ndarray]:
+    return shared_inputs.load_npz(root / "outputs" / f"{reference}.npz")
+
+
+def _judge(backend: str, path: str, outputs: dict, reference: dict, audit: dict) -> ModelCheck:
+    """The audit's own pass rule and tolerances, applied to the rerun outputs."""
+    from pipeline.audit.compare import Tolerance, compare_arrays
+
+    recorded = {c["output"]: c for c in audit["comparisons"] if c["candidate"] == backend and c["reference"] == audit["reference"]}
+    failures, max_abs = [], {}
+    for name, ref in reference.items():
+        entry = recorded.get(name)
+        if entry is None:
+            failures.append(f"'{name}': the audit recorded no comparison")
+            continue
+        logits = entry.get("top1_agreement") is not None
+        comparison = compare_arrays(ref, outputs.get(name), Tolerance(entry["atol"], entry["rtol"]),
+                                    (audit["reference"], backend, name), logits)
+        max_abs[name] = comparison.max_abs
+        if comparison.verdict != entry.get("verdict", "pass"):
+            failures.append(f"'{name}': {comparison.verdict} now, {entry.get('verdict')} in the audit ({comparison.reason})")
+    if failures:
+        return ModelCheck(backend, path, "fail", "; ".join(failures), max_abs)
+    return ModelCheck(backend, path, "pass", None, max_abs)
+
+
+def lines(result: VerifyResult) -> list[str]:
+    """What verify prints: each changed file, then one line per model."""
+    out = [f"CHANGED {line}" for line in result.changed]
+    for check in result.checks:
+        detail = check.reason or ", ".join(f"'{k}' max_abs {v:.3g}" for k, v in check.max_abs.items())
+        out.append(f"{check.verdict.upper():7} {check.backend} ({check.path}): {detail}")
+    out.append("verify: " + ("every file and every shipped model holds" if result.passed else "FAILED"))
+    return out
+
+
+def run_cli(root: Path) -> int:
+    """Print the result; exit 0 only when every file and every shipped model holds."""
+    from pipeline.console import capture_output
+    from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_PASS, UsageError
+
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a folder; pass an artifact folder written by 'convert'")
+    # TF and LiteRT print C++ log lines while loading; they go to a log outside the (maybe read-only) folder.
+    with tempfile.TemporaryDirectory(prefix="verify-") as scratch, capture_output(Path(scratch) / "verify.log"):
+        result = verify(root)
+    for line in lines(result):
+        print(line)
+    return EXIT_PASS if result.passed else EXIT_AUDIT_FAILED
