@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
             command.add_argument("--inputs", help="a .npz keyed by input name with real data (one sample, or a leading sample axis)")
             command.add_argument("--layers", action="store_true", help="compare intermediate tensors layer by layer even when outputs agree")
+    _add_batch(sub)
     _add_verify(sub)
     return parser
 
@@ -70,6 +71,33 @@ def _add_verify(sub) -> None:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     command.add_argument("artifact_dir", metavar="ARTIFACT_DIR", help="a folder written by 'convert' (holds manifest.json)")
     command.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _add_batch(sub) -> None:
+    text = "audit many models: each runs every stage in its own process, on a local pool or Ray; writes batch.json/md/html"
+    command = sub.add_parser("batch", help=text, description=text, epilog=EXIT_CODES_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("models", nargs="+", metavar="MODEL",
+                         help="config names, .yaml or .onnx files, globs ('configs/zoo/*.yaml') or folders of configs")
+    command.add_argument("--jobs", type=_positive_int, help="models at a time (default: from the cores and memory)")
+    command.add_argument("--executor", choices=("local", "ray"), default="local", help="local process pool, or Ray tasks")
+    command.add_argument("--address", help="a Ray cluster to join (ray.init(address=...)); default: a local Ray instance")
+    command.add_argument("--out", help="batch folder: one artifact folder per model, the batch report (default: artifacts/)")
+    command.add_argument("--resume", action="store_true", help="skip models whose folder holds a complete run of the same config and versions")
+    command.add_argument("--timeout", type=float, default=1800.0, help="seconds per model before it is killed (default: 1800)")
+    command.add_argument("--memory-gb", action="append", metavar="[NAME=]GB",
+                         help="memory limit per model (its processes are killed above it; Ray reserves it); "
+                              "NAME=GB for one model; repeatable (default: 90%% of RAM as a limit, 2 GB reserved)")
+    command.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _batch(args) -> int:
+    from pipeline.batch.limits import parse_memory
+    from pipeline.batch.run import BatchRequest, run_batch
+
+    return run_batch(BatchRequest(tuple(args.models), args.executor, args.jobs, args.address,
+                                  Path(args.out) if args.out else None, args.resume, args.timeout,
+                                  parse_memory(args.memory_gb)))
 
 
 def _positive_int(text: str) -> int:
@@ -106,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "batch":
+        return _batch(args)
     if args.command == "verify":
         from pipeline.deploy.verify import run_cli
 
