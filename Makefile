@@ -10,23 +10,30 @@ BENCH  ?=
 OUT    ?=
 DIST   ?= dist
 OUT_ARG := $(if $(OUT),--out $(OUT),)
+MODELS   ?=
+JOBS     ?=
+EXECUTOR ?= local
+BATCH_ARGS := --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS),) $(if $(RESUME),--resume,)
 
-.PHONY: venv convert test test-fast bench suite package verify clean help
+.PHONY: venv convert test test-fast bench suite batch zoo package verify clean help
 
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
 	@echo "make test                                                            run the test suite"
+	@echo "make batch MODELS='seed_ym configs/zoo' [JOBS=2] [EXECUTOR=local|ray] [RESUME=1] [OUT=dir]  many models, one batch report"
+	@echo "make zoo [JOBS=2] [EXECUTOR=local|ray] [RESUME=1]                   every config under configs/zoo/; report in artifacts/zoo/batch.html"
 	@echo "make package [MODEL=...] [OUT=dir]                                  dist/<name>-<short sha>.tar.gz from the artifact folder (reproducible)"
 	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
 	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym and every zoo model)"
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-batch.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt -r requirements-batch.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -44,6 +51,13 @@ bench: $(STAMP)
 
 suite: $(STAMP)
 	$(BIN)/python -m pipeline.tools.suite
+
+batch: $(STAMP)
+	@test -n "$(MODELS)" || { echo "error: MODELS is empty; e.g. make batch MODELS='seed_ym stride2_bn_eps' JOBS=2"; exit 2; }
+	$(BIN)/python -m pipeline batch $(MODELS) $(BATCH_ARGS) $(OUT_ARG)
+
+zoo: $(STAMP)
+	$(BIN)/python -m pipeline batch configs/zoo $(BATCH_ARGS) --out $(if $(OUT),$(OUT),artifacts/zoo)
 
 package: $(STAMP)
 	$(BIN)/python -m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)
