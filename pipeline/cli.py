@@ -62,7 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--layers", action="store_true", help="compare intermediate tensors layer by layer even when outputs agree")
     _add_batch(sub)
     _add_verify(sub)
+    _add_diagnose(sub)
     return parser
+
+
+def _add_diagnose(sub) -> None:
+    text = "check a hand-written Keras port against the config's PyTorch model: culprit layers, error explained, --fix"
+    command = sub.add_parser("diagnose", help=text, description=text, epilog="exit codes: 0 the port is faithful, "
+                             "1 it is not, 2 bad usage or input", formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("model", metavar="MODEL", help="config name in configs/ or a .yaml config")
+    command.add_argument("--keras", required=True, metavar="PORT", help="the hand-written port (.keras, or .h5 saved by Keras 3)")
+    command.add_argument("--fix", metavar="OUT.keras", help="write the corrected port here and prove it by rerunning")
+    command.add_argument("--inputs", help="a .npz keyed by input name with real data (one sample, or a leading sample axis)")
+    command.add_argument("--json", action="store_true", help="print diagnose.json on stdout")
+    command.add_argument("--out", help="artifact folder (default: artifacts/<name>)")
+    command.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _add_verify(sub) -> None:
@@ -140,6 +154,10 @@ def _dispatch(args) -> int:
         from pipeline.deploy.verify import run_cli
 
         return run_cli(Path(args.artifact_dir))
+    if args.command == "diagnose":
+        from pipeline.diagnose.stage import run_cli as diagnose
+
+        return diagnose(args)
     source = resolve_source(args.model)
     artifacts = _artifacts_for(source, args)
     artifacts.ensure_writable()

@@ -1,0 +1,71 @@
+"""How much of the output error each correction explains: rebuild the port with that one
+correction, rerun, and compare; then all corrections together.
+
+explained = (error_before - max(error_after, floor)) / (error_before - floor), clipped to
+[0, 1]: a correction that brings the port down to the noise floor explains all of its error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+from pipeline.diagnose.corrections import Correction, rebuild
+from pipeline.diagnose.record import Finding, OutputError
+from pipeline.errors import first_line
+
+Evaluate = Callable[[object], OutputError]
+
+
+def fraction_explained(before: OutputError, after: OutputError) -> float:
+    if not math.isfinite(before.error):
+        return 1.0 if math.isfinite(after.error) and after.within_floor else 0.0
+    if before.error <= before.floor:
+        return 0.0
+    removed = before.error - max(after.error, before.floor)
+    return min(max(removed / (before.error - before.floor), 0.0), 1.0)
+
+
+def explain(port, findings: list[Finding], before: OutputError, evaluate: Evaluate) -> tuple[list[Finding], dict | None]:
+    """Each finding with error_before/error_after/explained; and the result of every correction at once."""
+    explained = [_explain_one(port, finding, before, evaluate) for finding in findings]
+    corrections = applied(findings)
+    if not any(c.affects_inference for c in corrections):
+        return explained, None
+    try:
+        after = evaluate(rebuild(port, corrections))
+    except Exception as exc:  # a rebuild Keras refuses: reported, the other results stand
+        return explained, {"corrections": [c.description for c in corrections], "error": _why(exc)}
+    return explained, {"corrections": [c.description for c in corrections], "max_abs_after": after.max_abs,
+                       "error_after": after.error, "ratio_after": after.ratio, "within_floor": after.within_floor,
+                       "explained": fraction_explained(before, after)}
+
+
+def applied(findings: list[Finding]) -> list[Correction]:
+    """The corrections the fix applies: those of error and warning findings, each once."""
+    seen, out = set(), []
+    for finding in findings:
+        c = finding.correction
+        if c is not None and finding.severity != "info" and id(c) not in seen:
+            seen.add(id(c))
+            out.append(c)
+    return out
+
+
+def _explain_one(port, finding: Finding, before: OutputError, evaluate: Evaluate) -> Finding:
+    correction = finding.correction
+    if correction is None or finding.severity == "info":
+        return dataclasses.replace(finding, error_before=before.error)
+    if not correction.affects_inference:
+        return dataclasses.replace(finding, error_before=before.error, error_after=before.error, explained=0.0)
+    try:
+        after = evaluate(rebuild(port, [correction]))
+    except Exception as exc:
+        detail = {**(finding.detail or {}), "explain_error": _why(exc)}
+        return dataclasses.replace(finding, error_before=before.error, detail=detail)
+    return dataclasses.replace(finding, error_before=before.error, error_after=after.error,
+                               explained=fraction_explained(before, after))
+
+
+def _why(exc: Exception) -> str:
+    return f"rebuilding the port failed: {type(exc).__name__}: {first_line(exc, 160)}"

@@ -1,0 +1,112 @@
+"""The diagnosis as data: findings, per-layer errors, the verdict; serialised to diagnose.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.diagnose.corrections import Correction
+
+SEVERITIES = ("error", "warning", "info")
+FAITHFUL, NOT_FAITHFUL = "faithful", "not faithful"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One attribute of one mapped pair that differs from PyTorch (or a note about it)."""
+
+    rule: str
+    severity: str
+    keras_layer: str
+    module: str
+    attribute: str
+    expected: Any
+    actual: Any
+    message: str
+    error_before: float | None = None
+    error_after: float | None = None
+    explained: float | None = None
+    detail: dict | None = None
+    correction: Correction | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            "rule": self.rule, "severity": self.severity, "keras_layer": self.keras_layer, "module": self.module,
+            "attribute": self.attribute, "expected": self.expected, "actual": self.actual,
+            "error_before": self.error_before, "error_after": self.error_after, "explained": self.explained,
+            "message": self.message, "fix": self.correction.description if self.correction else None,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One mapped pair's output against PyTorch float32 and the float64 oracle."""
+
+    depth: int
+    keras_layer: str
+    module: str
+    kind: str
+    max_abs: float | None  # against PyTorch float32
+    error: float | None  # against the float64 oracle
+    floor: float | None  # PyTorch float32's own error against the oracle
+    ratio: float | None
+    within_floor: bool | None
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """The port's outputs (all outputs, worst case) against PyTorch float32 and the oracle."""
+
+    max_abs: float
+    error: float
+    floor: float
+    ratio: float
+    within_floor: bool
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DiagnoseRecord:
+    model: str
+    port: str
+    layout: str
+    samples: int
+    verdict: str
+    findings: tuple[Finding, ...]
+    before: OutputError
+    layers: tuple[LayerRow, ...]
+    first_divergent: str | None
+    mapping: dict
+    all_corrections: dict | None = None
+    fixed: dict | None = None  # path, the rerun's OutputError and its verdict
+    noise_ratio_bound: float = 10.0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def faithful(self) -> bool:
+        return self.verdict == FAITHFUL
+
+    def to_json(self) -> dict:
+        after = (self.fixed or {}).get("after") or {}
+        return {
+            "model": self.model, "port": self.port, "verdict": self.verdict,
+            "findings": [f.to_json() for f in self.findings],
+            "max_abs_before": self.before.max_abs, "max_abs_after_fix": after.get("max_abs"),
+            "error_before": self.before.error, "error_after_fix": after.get("error"),
+            "noise_floor": self.before.floor, "noise_ratio_before": self.before.ratio,
+            "noise_ratio_after_fix": after.get("ratio"), "noise_ratio_bound": self.noise_ratio_bound,
+            "within_noise_floor_before": self.before.within_floor, "within_noise_floor_after_fix": after.get("within_floor"),
+            "first_divergent_layer": self.first_divergent, "all_corrections": self.all_corrections,
+            "fixed": self.fixed, "layout": self.layout, "samples": self.samples,
+            "counts": {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES},
+            "layers": [row.to_json() for row in self.layers], "mapping": self.mapping,
+        }

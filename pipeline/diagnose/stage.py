@@ -1,0 +1,164 @@
+"""The diagnose command: map, check attributes, compare layer by layer, explain, fix, write.
+
+Writes diagnose.json, diagnose.md and diagnose.html into the model's artifact folder;
+returns exit code 0 when the port is faithful and 1 when it is not.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.audit.noise import NOISE_RATIO_BOUND
+from pipeline.config import Source
+from pipeline.console import console
+from pipeline.diagnose.compare import (
+    Reference, check_outputs, first_divergent, layer_rows, output_error, reference_run,
+)
+from pipeline.diagnose.explain import explain
+from pipeline.diagnose.fix import check_fix_path, write_fixed
+from pipeline.diagnose.load import load_port
+from pipeline.diagnose.mapping import Mapping, map_layers
+from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
+from pipeline.diagnose.rules import PairContext, check_pair
+from pipeline.diagnose.run import PortLayout, decide_layout, run_port, trace_torch
+from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_PASS, UsageError
+from pipeline.inputs import TensorSpec, feeds, generate, load_user_inputs, with_edge_cases
+from pipeline.model.torch_model import build_model
+
+
+@dataclass(frozen=True)
+class DiagnoseRequest:
+    source: Source
+    keras: Path
+    artifacts: ArtifactDir
+    inputs: Path | None = None
+    fix: Path | None = None
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Everything both sides need: the port, the PyTorch model, the samples and how they line up."""
+
+    port: object
+    model: object
+    specs: list[TensorSpec]
+    samples: dict[str, np.ndarray]
+    layout: PortLayout
+    mapping: Mapping
+    reference: Reference
+    calls: dict
+
+    def evaluate(self, candidate):
+        return output_error(run_port(candidate, self.samples, self.specs, self.layout), self.reference, self.layout)
+
+
+def run(request: DiagnoseRequest) -> int:
+    """Diagnose, write the three files, print the summary; the exit code says faithful or not."""
+    record = diagnose(request)
+    from pipeline.diagnose.render import html_page, markdown_page, print_summary
+
+    with request.artifacts.staging() as stage:
+        write_json(stage / "diagnose.json", record.to_json())
+        (stage / "diagnose.md").write_text("\n".join(markdown_page(record)) + "\n")
+        (stage / "diagnose.html").write_text(html_page(record))
+    if request.json:
+        print(json.dumps(record.to_json(), indent=2, default=str))
+    else:
+        print_summary(record, request.artifacts.root, console)
+    return EXIT_PASS if record.faithful else EXIT_AUDIT_FAILED
+
+
+def diagnose(request: DiagnoseRequest) -> DiagnoseRecord:
+    if request.source.kind != "config":
+        raise UsageError(f"MODEL={request.source.path}: diagnose needs a YAML config (the PyTorch model the port came from)")
+    if request.fix:
+        check_fix_path(request.fix)
+    subject = prepare(request)
+    findings = check_attributes(subject)
+    outputs, rows = layer_rows(subject.port, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
+    before = output_error(outputs, subject.reference, subject.layout)
+    findings, together = explain(subject.port, findings, before, subject.evaluate)
+    fixed = _fix(request, subject, findings) if request.fix else None
+    errors = [f for f in findings if f.severity == "error"]
+    verdict = FAITHFUL if not errors and before.within_floor else NOT_FAITHFUL
+    return DiagnoseRecord(
+        model=request.source.name, port=str(request.keras), layout=subject.layout.name,
+        samples=len(next(iter(subject.samples.values()))), verdict=verdict, findings=tuple(_sorted(findings)),
+        before=before, layers=tuple(rows), first_divergent=first_divergent(rows), mapping=subject.mapping.to_json(),
+        all_corrections=together, fixed=fixed, noise_ratio_bound=NOISE_RATIO_BOUND,
+    )
+
+
+def prepare(request: DiagnoseRequest) -> Subject:
+    port = load_port(request.keras)
+    config = request.source.config
+    specs = [TensorSpec.from_config(spec) for spec in config.inputs]
+    model = build_model(request.source)
+    samples = load_user_inputs(request.inputs, specs) if request.inputs else generate(specs, config.samples, config.seed)
+    samples = with_edge_cases(samples, specs)
+    layout = decide_layout(port, specs, request.keras)
+    calls = trace_torch(model, feeds(samples)[0], specs)
+    mapping = map_layers(port, model, calls)
+    _require_mapped(mapping, port, calls, request.keras)
+    names = sorted({p.module for p in mapping.pairs})
+    reference = reference_run(model, samples, specs, names)
+    check_outputs(port, reference, request.keras)
+    return Subject(port, model, specs, samples, layout, mapping, reference, {c.name: c for c in calls})
+
+
+def _require_mapped(mapping: Mapping, port, calls, path: Path) -> None:
+    keras_left, torch_left = mapping.weighted_unmapped(port, calls)
+    if keras_left or torch_left:
+        mapped = sum(1 for p in mapping.pairs if p.kind in ("conv", "linear", "bn", "layernorm", "groupnorm"))
+        raise UsageError(
+            f"--keras {path}: does not match the PyTorch model's architecture ({mapped} weighted layers mapped): "
+            f"no PyTorch module for Keras layers {_few(keras_left)}, no Keras layer for PyTorch modules {_few(torch_left)}; "
+            "check that the port and the config describe the same network")
+
+
+def _few(names: list[str]) -> str:
+    return "[" + ", ".join(names[:5]) + (f", … {len(names) - 5} more" if len(names) > 5 else "") + "]"
+
+
+def check_attributes(subject: Subject) -> list[Finding]:
+    modules = dict(subject.model.named_modules())
+    calls = subject.calls
+    mapped = frozenset(p.keras_layer for p in subject.mapping.pairs)
+    findings = []
+    for pair in subject.mapping.pairs:
+        ctx = PairContext(pair, subject.port.get_layer(pair.keras_layer), modules[pair.module], calls[pair.module],
+                          subject.port, subject.layout, mapped)
+        findings.extend(check_pair(ctx))
+    return findings
+
+
+def _fix(request: DiagnoseRequest, subject: Subject, findings: list[Finding]) -> dict:
+    fixed, corrections = write_fixed(subject.port, findings, request.fix)
+    outputs, rows = layer_rows(fixed, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
+    after = output_error(outputs, subject.reference, subject.layout)
+    return {"path": str(request.fix), "corrections": corrections, "after": after.to_json(),
+            "verdict": FAITHFUL if after.within_floor else NOT_FAITHFUL, "layers": [r.to_json() for r in rows]}
+
+
+def _sorted(findings: list[Finding]) -> list[Finding]:
+    rank = {"error": 0, "warning": 1, "info": 2}
+    return sorted(findings, key=lambda f: (rank.get(f.severity, 3), -(f.explained or 0.0)))
+
+
+def run_cli(args) -> int:
+    """`python -m pipeline diagnose MODEL --keras PORT [...]`, from parsed arguments."""
+    from pipeline.artifacts.guard import locked
+    from pipeline.config import resolve_source
+
+    source = resolve_source(args.model)
+    artifacts = ArtifactDir.for_model(source.name, args.out)
+    artifacts.ensure_writable()
+    request = DiagnoseRequest(source, Path(args.keras), artifacts, inputs=Path(args.inputs) if args.inputs else None,
+                              fix=Path(args.fix) if args.fix else None, json=args.json)
+    with locked(artifacts.root):
+        return run(request)
