@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator, model_validator
 
 from pipeline.errors import ConfigError, UsageError
 
@@ -44,6 +44,46 @@ class Tolerance(BaseModel):
     rtol: float = Field(ge=0)
 
 
+class PreprocessConfig(BaseModel):
+    """How raw images become model inputs: resize to [h, w], scale to [0, 1], (x - mean) / std, then
+    the layout the model takes. Used for int8 calibration images and recorded in the manifest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    resize: list[int] | None = Field(default=None, min_length=2, max_length=2)
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0])
+    layout: Literal["nchw", "nhwc"] = "nchw"
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero_std(cls, std: list[float]) -> list[float]:
+        if any(v == 0 for v in std):
+            raise ValueError(f"std must not hold 0, got {std}")
+        return std
+
+
+class Int8Config(BaseModel):
+    """int8 TFLite, calibrated on the user's data: an .npz of model-ready inputs or a folder of images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calibration: str | None = None  # relative to the config file
+    samples: int = Field(default=100, ge=1)
+    mode: Literal["full_integer", "dynamic_range"] = "full_integer"
+    integer_io: bool = False  # also write the variant with int8 inputs and outputs
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> "Int8Config":
+        if self.mode == "full_integer" and not self.calibration:
+            raise ValueError("full_integer needs 'calibration' (an .npz of inputs or a folder of images); "
+                             "it is never calibrated on random data")
+        return self
+
+
+class QuantizeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    int8: Int8Config | None = None
+
+
 class ModelConfig(BaseModel):
     """The schema of `configs/<name>.yaml`."""
 
@@ -63,6 +103,8 @@ class ModelConfig(BaseModel):
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
     classification_outputs: Literal["auto"] | list[str] = "auto"
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    preprocess: PreprocessConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +199,8 @@ def _format_loc(loc: tuple) -> str:
 
 def _allowed_keys(loc: tuple) -> list[str]:
     schema = InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc else ModelConfig
+    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig}
+    schema = next((nested[key] for key in reversed(loc[:-1]) if key in nested), schema)
     return sorted(schema.model_fields)
 
 

@@ -7,6 +7,17 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class Int8Request:
+    """An int8 TFLite on the user's calibration data (never on random data)."""
+
+    calibration: Path | None  # .npz of model-ready inputs, reference layout, leading sample axis
+    mode: str  # "full_integer" (weights and activations) | "dynamic_range" (weights only)
+    integer_io: bool = False  # also the variant whose inputs and outputs are int8
+    samples: int = 0
+    origin: str = ""  # where the calibration data came from, for the manifest and the report
+
+
+@dataclass(frozen=True)
 class ConversionOptions:
     """Knobs a converter strategy may set; each maps to a documented converter option."""
 
@@ -16,6 +27,10 @@ class ConversionOptions:
     # On failure, let the converter generate a parameter-replacement file for the failing
     # op, then convert again with it.
     auto_replacement: bool = False
+    int8: Int8Request | None = None
+    # onnx2tf-side rewrites of ops into builtin-only equivalents (e.g. Erf), for TFLite files
+    # that would otherwise need Select TF ops.
+    pseudo_ops: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,7 +45,7 @@ class ConversionResult:
 
     saved_model: Path
     keras: Path | None
-    tflite: dict[str, Path]  # precision ("fp32", "fp16") -> file
+    tflite: dict[str, Path]  # precision ("fp32", "fp16", "int8", "int8_integer_io") -> file
     inputs: list[TFTensor]
     outputs: list[TFTensor]
     converter: str

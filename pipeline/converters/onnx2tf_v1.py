@@ -82,7 +82,9 @@ class Onnx2TFV1:
             keep_ncw_or_nchw_or_ncdhw_input_names=list(options.keep_nchw_inputs) or None,
             param_replacement_file=str(options.param_replacement_file or ""),
             auto_generate_json_on_error=options.auto_replacement,
+            replace_to_pseudo_operators=list(options.pseudo_ops) or None,
             verbosity="info",
+            **_int8_arguments(work, options),
         )
 
     def _collect(self, tf_dir: Path, out_dir: Path, keras_model, options: ConversionOptions) -> ConversionResult:
@@ -95,6 +97,8 @@ class Onnx2TFV1:
         notes = [] if keras else ["onnx2tf wrote no Keras file for this model (see convert.log); Keras is not audited"]
         tflite = {p: _move_if_any(tf_dir / f"{WORK_NAME}_float{b}.tflite", out_dir / f"model_float{b}.tflite")
                   for p, b in (("fp32", "32"), ("fp16", "16"))}
+        tflite.update(_collect_int8(tf_dir, out_dir, options.int8))
+        notes += _int8_notes(options.int8, tflite)
         return ConversionResult(
             saved_model=saved_model, keras=keras, tflite={p: f for p, f in tflite.items() if f},
             inputs=[TFTensor(t.name.split(":")[0], tuple(t.shape)) for t in keras_model.inputs],
@@ -195,3 +199,62 @@ def _save_layers(result: ConversionResult, keras_model, tf_layers: dict | None, 
 
 def _is_symbolic(node) -> bool:
     return node is not None and not hasattr(node, "numpy") and hasattr(node, "shape")
+
+
+# onnx2tf's names for its quantized files (written next to the float ones).
+INT8_FILES = {"full_integer": "integer_quant", "dynamic_range": "dynamic_range_quant"}
+INT8_INTEGER_IO_FILE = "full_integer_quant"
+
+
+def _int8_arguments(work: Path, options: ConversionOptions) -> dict:
+    """onnx2tf's quantization options. Full-integer calibration reads our files, one per input,
+    in the TF layout; given for every input, so its own image sample is never used for it."""
+    int8 = options.int8
+    if int8 is None:
+        return {}
+    if int8.mode == "dynamic_range":
+        return {"output_dynamic_range_quantized_tflite": True}
+    return {
+        "output_integer_quantized_tflite": True, "quant_type": "per-channel",
+        "custom_input_op_name_np_data_path": _calibration_files(work, int8.calibration, options.keep_nchw_inputs),
+        "input_quant_dtype": "int8", "output_quant_dtype": "int8",
+    }
+
+
+def _calibration_files(work: Path, calibration: Path, keep_nchw: tuple[str, ...]) -> list[list]:
+    """[[TF input name, .npy path, mean, std]]: samples already preprocessed, so mean 0 and std 1."""
+    arrays = np.load(calibration, allow_pickle=False)
+    entries = []
+    for index, name in enumerate(arrays.files):
+        array = arrays[name]
+        array = array.reshape(-1, *array.shape[2:])  # (samples, batch, ...) -> (samples * batch, ...)
+        if array.ndim in (3, 4, 5) and name not in keep_nchw:
+            array = np.moveaxis(array, 1, -1)  # onnx2tf makes 3-D to 5-D inputs channel-last
+        path = work / f"calibration_{index}.npy"
+        np.save(path, np.ascontiguousarray(array, dtype=np.float32))
+        entries.append([_tf_input_name(name), str(path), 0.0, 1.0])
+    return entries
+
+
+def _tf_input_name(onnx_name: str) -> str:
+    # onnx2tf's own renaming of graph inputs when signatures are written.
+    return re.sub("^/", "wa/", onnx_name.replace(":", "__"))
+
+
+def _collect_int8(tf_dir: Path, out_dir: Path, int8) -> dict[str, Path | None]:
+    if int8 is None:
+        return {}
+    found = {"int8": _move_if_any(tf_dir / f"{WORK_NAME}_{INT8_FILES[int8.mode]}.tflite", out_dir / "model_int8.tflite")}
+    if int8.integer_io and int8.mode == "full_integer":
+        found["int8_integer_io"] = _move_if_any(tf_dir / f"{WORK_NAME}_{INT8_INTEGER_IO_FILE}.tflite",
+                                                out_dir / "model_int8_integer_io.tflite")
+    return found
+
+
+def _int8_notes(int8, tflite: dict[str, Path | None]) -> list[str]:
+    if int8 is None:
+        return ["no int8 TFLite: no calibration data was given (config key quantize.int8.calibration); "
+                "nothing is calibrated on random data"]
+    missing = [p for p in ("int8", "int8_integer_io") if p in tflite and tflite[p] is None]
+    notes = [f"int8 ({int8.mode}) calibrated on {int8.origin}" if int8.calibration else f"int8 ({int8.mode}): {int8.origin}"]
+    return notes + [f"onnx2tf wrote no {p} TFLite file (see convert.log)" for p in missing]

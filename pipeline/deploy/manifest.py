@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.config import Source
+from pipeline.deploy import int8
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -24,6 +25,9 @@ VERSIONED = {
 }
 # Not shipped: run logs (machine paths, timings), the lock, and staging or hidden files.
 SKIPPED_SUFFIXES = (".log",)
+# The int8 calibration samples are provenance, not a deliverable (and can be large): their sha256
+# is in `quantization`, the file stays in the artifact folder.
+SKIPPED_FILES = (MANIFEST, "calibration.npz")
 MODEL_FORMATS = {
     "onnxruntime": "onnx", "tf_saved_model": "tf_saved_model", "keras": "keras_v3", "keras_h5": "keras_h5",
 }
@@ -40,7 +44,7 @@ def build(source: Source | None, artifacts: ArtifactDir) -> dict:
         "models": models(root, export, convert, audit),
         "signature": signature(root, export, convert, audit["reference"]),
         "preprocessing": preprocessing(source),
-        "quantization": convert.get("quantization"),
+        "quantization": int8.summary(root, export, convert, audit),
         "tflite_ops": convert.get("tflite_ops"),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
         "source": _source(source, export),
@@ -69,7 +73,7 @@ def files(root: Path) -> list[dict]:
 
 def _skipped(relative: str) -> bool:
     parts = relative.split("/")
-    return (relative == MANIFEST or relative.endswith(SKIPPED_SUFFIXES)
+    return (relative in SKIPPED_FILES or relative.endswith(SKIPPED_SUFFIXES)
             or any(part.startswith(".") for part in parts))
 
 
@@ -101,7 +105,7 @@ def models(root: Path, export: dict, convert: dict, audit: dict) -> list[dict]:
         outcome = backend_verdict(audit, backend)
         listed.append({
             "backend": backend, "path": relative, "format": MODEL_FORMATS.get(backend, "tflite"),
-            "precision": str(PRECISION.get(backend, "fp32")), "size": _size(path), "sha256": sha256(path),
+            "precision": "int8" if "int8" in backend else str(PRECISION.get(backend, "fp32")), "size": _size(path), "sha256": sha256(path),
             **outcome,
         })
     return listed
@@ -113,7 +117,8 @@ def backend_verdict(audit: dict, backend: str) -> dict:
 
     mine = [c for c in audit["comparisons"] if c["candidate"] == backend and c["reference"] == audit["reference"]]
     if not mine:
-        return {"verdict": "not audited", "errors": [], "shipped": False}
+        return {"verdict": "not audited", "errors": ["not run by the audit; see 'quantization' for its measured error"
+                                                     if "int8" in backend else "not run by the audit"], "shipped": False}
     verdicts = [c.get("verdict", "pass" if c["passed"] else "fail") for c in mine]
     errors = [f"'{c['output']}': {c.get('reason') or c.get('error')}" for c in mine if c.get("verdict") != "pass"]
     overall = overall_verdict(verdicts)

@@ -58,7 +58,24 @@ def _quantization(quantization: dict | None) -> list[str]:
     if not quantization:
         return []
     lines = ["", "## Quantization", ""]
-    return lines + [f"- {key}: {value}" for key, value in quantization.items()]
+    request = quantization.get("int8")
+    if not request:
+        return lines + [quantization.get("note") or "no int8 model"]
+    lines.append(f"int8 {request['mode']}, calibrated on {request['origin']}" if request.get("samples") else f"int8 {request['mode']}")
+    lines += ["", "| file | against | output | max_abs | mean_abs | SNR (dB) | top-1 | top-5 | audit |", "|---|---|---|---|---|---|---|---|---|"]
+    for file, entry in request["files"].items():
+        for against in ("vs_reference", "vs_tflite_fp32"):
+            for output, m in (entry.get(against) or {}).items():
+                if output == "error":
+                    lines.append(f"| `{file}` | {against[3:]} | - | could not run: {m} | | | | | {entry['audit_verdict']} |")
+                    continue
+                lines.append(f"| `{file}` | {against[3:]} | {output} | {_num(m['max_abs'])} | {_num(m['mean_abs'])} | "
+                             f"{_num(m['snr_db'])} | {_num(m['top1_agreement'])} | {_num(m['top5_agreement'])} | {entry['audit_verdict']} |")
+    return lines + ([f"", quantization["note"]] if quantization.get("note") else [])
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _tflite_ops(ops: dict | None) -> list[str]:

@@ -105,8 +105,11 @@ class TFLiteRunner(_TFRunner):
     def _invoke(self, feed: Feed) -> dict[str, np.ndarray]:
         backend_feed = self._backend_feed(feed)
         if callable(self.model):
-            result = self.model(**backend_feed)
-            return self._logical_outputs(lambda b: result[b.tf_name])
+            inputs, outputs = self.model.get_input_details(), self.model.get_output_details()
+            result = self.model(**{k: _quantized(v, inputs.get(k)) for k, v in backend_feed.items()})
+            # Files converted from the SavedModel (onnx2tf's int8 ones) name outputs output_<n>.
+            key = lambda b: b.tf_name if b.tf_name in result else f"output_{b.index}"  # noqa: E731
+            return self._logical_outputs(lambda b: _dequantized(result[key(b)], outputs.get(key(b))))
         return self._infer_by_position(backend_feed)
 
     def _infer_by_position(self, backend_feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -117,3 +120,19 @@ class TFLiteRunner(_TFRunner):
         # Outputs are named "<function>:<n>"; n is the position in the Keras model's outputs.
         outputs = sorted(self.model.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
         return self._logical_outputs(lambda b: self.model.get_tensor(outputs[b.index]["index"]))
+
+
+def _quantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
+    """A float feed for an integer input (an int8-I/O file), with the input's own scale and zero point."""
+    if detail is None or not np.issubdtype(detail["dtype"], np.integer) or np.issubdtype(array.dtype, np.integer):
+        return array
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(array / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
+    if detail is None or not np.issubdtype(np.asarray(array).dtype, np.integer) or not detail["quantization"][0]:
+        return array
+    scale, zero_point = detail["quantization"]
+    return ((np.asarray(array).astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -1,0 +1,94 @@
+"""What int8 costs, for the manifest and the card: each int8 TFLite file against PyTorch (the
+reference) and against TFLite fp32, as max/mean error, SNR and top-1/top-5 agreement.
+
+The audit judges tflite_int8 by its precision budget; this adds the comparison with fp32 (what
+quantization alone costs) and the integer-I/O variant, which the audit does not run.
+Agreement is over the class axis: the last one for (batch, classes) outputs, the channel axis
+for feature maps (per position), so it also means something for a detector or a segmenter.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import inputs as shared_inputs
+
+NO_CALIBRATION = ("no int8 TFLite: no calibration data was given (config key quantize.int8.calibration); "
+                  "nothing is calibrated on random data")
+INT8_BACKENDS = ("tflite_int8", "tflite_int8_integer_io")
+
+
+def summary(root: Path, export: dict, convert: dict, audit: dict) -> dict:
+    request = (convert.get("options") or {}).get("int8")
+    if not request:
+        return {"int8": None, "note": NO_CALIBRATION}
+    reference = _load(root / "outputs" / f"{audit['reference']}.npz")
+    fp32 = _load(root / "outputs" / "tflite_fp32.npz")
+    files = {}
+    for backend in INT8_BACKENDS:
+        if backend not in convert["models"]:
+            continue
+        outputs = _outputs(root, backend, export, convert)
+        files[convert["models"][backend]] = {
+            "backend": backend, "audit_verdict": _audit_verdict(audit, backend),
+            "vs_reference": _metrics(reference, outputs), "vs_tflite_fp32": _metrics(fp32, outputs) if fp32 else None,
+        }
+    calibration = {k: v for k, v in request.items() if k != "calibration"}
+    return {"int8": {**calibration, "files": files}, "note": None if files else "onnx2tf wrote no int8 file (see convert.log)"}
+
+
+def _outputs(root: Path, backend: str, export: dict, convert: dict) -> dict[str, np.ndarray] | str:
+    saved = root / "outputs" / f"{backend}.npz"
+    if saved.exists():
+        return _load(saved)
+    from pipeline.deploy.verify import _runner
+    from pipeline.audit.compare import run_all
+    from pipeline.errors import RunnerError
+
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(root / "inputs.npz"))
+    try:
+        return run_all([_runner(root, backend, {"export": export, "convert": convert})], feeds)[backend]
+    except RunnerError as exc:
+        return str(exc)
+
+
+def _audit_verdict(audit: dict, backend: str) -> str:
+    verdicts = [c.get("verdict") for c in audit["comparisons"] if c["candidate"] == backend]
+    return verdicts[0] if len(set(verdicts)) == 1 else ("not audited" if not verdicts else "fail")
+
+
+def _metrics(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | str) -> dict:
+    if isinstance(outputs, str):
+        return {"error": outputs}
+    return {name: metrics(ref, outputs[name]) for name, ref in reference.items() if name in outputs}
+
+
+def metrics(ref: np.ndarray, cand: np.ndarray) -> dict:
+    """max/mean absolute error, SNR (dB) and top-1/top-5 agreement of `cand` against `ref` (stacked by sample)."""
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    diff = np.abs(cand64 - ref64)
+    noise = float(np.sum(diff ** 2))
+    snr = float("inf") if noise == 0 else float(10 * np.log10(float(np.sum(ref64 ** 2)) / noise))
+    top1, top5 = agreement(ref64, cand64)
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "snr_db": snr,
+            "top1_agreement": top1, "top5_agreement": top5}
+
+
+def agreement(ref: np.ndarray, cand: np.ndarray) -> tuple[float | None, float | None]:
+    """Top-1 and top-5 agreement over the class axis; None for outputs with no such axis."""
+    if ref.ndim < 3 or ref.shape[2] < 2:
+        return None, None
+    axis = -1 if ref.ndim == 3 else 2  # (samples, batch, classes) or (samples, batch, C, ...)
+    ref_rows = np.moveaxis(ref, axis, -1).reshape(-1, ref.shape[axis])
+    cand_rows = np.moveaxis(cand, axis, -1).reshape(-1, ref.shape[axis])
+    ref_top1 = ref_rows.argmax(axis=1)
+    top1 = float(np.mean(ref_top1 == cand_rows.argmax(axis=1)))
+    k = min(5, ref_rows.shape[1])
+    cand_topk = np.argpartition(-cand_rows, k - 1, axis=1)[:, :k]
+    top5 = float(np.mean(np.any(cand_topk == ref_top1[:, None], axis=1)))
+    return top1, top5
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    return shared_inputs.load_npz(path) if path.exists() else {}
