@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import numpy as np
 
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
+from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -53,7 +55,48 @@ class Onnx2TFV1:
         with capture_output(log_path):
             result = _save_layers(result, keras_model, spy.tf_layers, out_dir)
         shutil.rmtree(work, ignore_errors=True)
-        return result
+        if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
+            result = self._builtin_route(onnx_path, out_dir, log_path, result)
+        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite))
+
+    def _builtin_route(self, onnx_path: Path, out_dir: Path, log_path: Path, result: ConversionResult) -> ConversionResult:
+        """TFLite files that need Select TF ops are converted again with onnx2tf's builtin-only
+        replacements for the ops behind them; a file that then needs builtin ops only takes the
+        original's place, which is kept as <name>_select_tf_ops.tflite. Written to tflite_builtin.json."""
+        needs = {p: read_ops(f).select_tf for p, f in result.tflite.items() if read_ops(f).select_tf}
+        if not needs:
+            return result
+        flex = sorted({op for ops in needs.values() for op in ops})
+        pseudo, unreplaceable = pseudo_ops_for(flex, _op_types(onnx_path))
+        record = {"select_tf_ops": {result.tflite[p].name: list(ops) for p, ops in needs.items()},
+                  "pseudo_ops": list(pseudo), "approximations": [PSEUDO_OPS[p] for p in pseudo],
+                  "no_builtin_route": unreplaceable, "files": {}, "error": None}
+        if pseudo:
+            record = self._swap_builtin(onnx_path, out_dir, log_path, result, needs, record)
+        (out_dir / BUILTIN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        return dataclasses.replace(result, notes=result.notes + _builtin_notes(record))
+
+    def _swap_builtin(self, onnx_path, out_dir, log_path, result, needs, record) -> dict:
+        builtin_dir = out_dir / ".builtin"
+        with log_path.open("a") as log:
+            log.write(f"\n===== builtin-ops TFLite: replacing {record['pseudo_ops']} to avoid {sorted(record['select_tf_ops'])} =====\n")
+        try:
+            builtin = self.convert(onnx_path, builtin_dir, log_path, dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])))
+        except ConversionError as exc:
+            shutil.rmtree(builtin_dir, ignore_errors=True)
+            return {**record, "error": str(exc).split("; full log:")[0]}
+        for precision in needs:
+            original, candidate = result.tflite[precision], builtin.tflite.get(precision)
+            ops = read_ops(candidate) if candidate else None
+            if ops is None or not ops.standard:
+                record["files"][original.name] = {"standard": False, "still_needs": list(ops.select_tf) if ops else []}
+                continue
+            kept = original.with_name(f"{original.stem}_select_tf_ops.tflite")
+            os.replace(original, kept)
+            os.replace(candidate, original)
+            record["files"][original.name] = {"standard": True, "select_tf_file": kept.name}
+        shutil.rmtree(builtin_dir, ignore_errors=True)
+        return record
 
     def _run_with_replacement(self, work: Path, options: ConversionOptions):
         if not options.auto_replacement:
@@ -258,3 +301,64 @@ def _int8_notes(int8, tflite: dict[str, Path | None]) -> list[str]:
     missing = [p for p in ("int8", "int8_integer_io") if p in tflite and tflite[p] is None]
     notes = [f"int8 ({int8.mode}) calibrated on {int8.origin}" if int8.calibration else f"int8 ({int8.mode}): {int8.origin}"]
     return notes + [f"onnx2tf wrote no {p} TFLite file (see convert.log)" for p in missing]
+
+
+# Select TF ops onnx2tf can avoid: the Flex op, the ONNX op behind it, and onnx2tf's name for its
+# builtin-only replacement (`replace_to_pseudo_operators`).
+FLEX_SOURCES = {
+    "FlexErf": {"Erf": "erf"}, "FlexAsin": {"Asin": "asin"}, "FlexAcos": {"Acos": "acos"},
+    "FlexAtan": {"Atan": "atan"}, "FlexGatherNd": {"GatherND": "gathernd"}, "FlexPow": {"Pow": "pow"},
+    "FlexAbs": {"Abs": "abs"}, "FlexNeg": {"Neg": "neg"}, "FlexBatchMatMulV2": {"MatMulInteger": "matmulinteger"},
+}
+# What each replacement computes instead (onnx2tf/ops/<Op>.py); the audit measures its error.
+PSEUDO_OPS = {
+    "erf": "Erf as the Abramowitz-Stegun 7.1.26 polynomial with exp (design error <= 1.5e-7)",
+    "asin": "Asin from builtin arithmetic (onnx2tf's pseudo Asin)", "acos": "Acos from builtin arithmetic (onnx2tf's pseudo Acos)",
+    "atan": "Atan from builtin arithmetic (onnx2tf's pseudo Atan)", "gathernd": "GatherND as Gather and arithmetic on indices",
+    "pow": "Pow as repeated Mul", "abs": "Abs as sqrt(x*x)", "neg": "Neg as multiplication by -1",
+    "matmulinteger": "MatMulInteger in float arithmetic",
+}
+BUILTIN_RECORD = "tflite_builtin.json"
+
+
+def pseudo_ops_for(flex_ops: list[str], op_types: set[str]) -> tuple[tuple[str, ...], list[str]]:
+    """onnx2tf's replacements that remove these Flex ops from this graph, and the Flex ops none can."""
+    pseudo, unreplaceable = [], []
+    for flex in flex_ops:
+        found = [name for onnx_op, name in FLEX_SOURCES.get(flex, {}).items() if onnx_op in op_types]
+        pseudo += found
+        if not found:
+            unreplaceable.append(flex)
+    return tuple(sorted(set(pseudo))), unreplaceable
+
+
+def _op_types(onnx_path: Path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+
+
+def _builtin_notes(record: dict) -> list[str]:
+    notes = []
+    for file, entry in record["files"].items():
+        if entry["standard"]:
+            notes.append(f"{file}: Select TF ops {record['select_tf_ops'][file]} avoided by onnx2tf's builtin replacement "
+                         f"({'; '.join(record['approximations'])}); its error is measured by the audit; the original is kept "
+                         f"as {entry['select_tf_file']}")
+        else:
+            notes.append(f"{file}: still needs Select TF ops {entry['still_needs']} after replacing {record['pseudo_ops']}")
+    if record["no_builtin_route"]:
+        notes.append(f"no builtin route for {record['no_builtin_route']}: onnx2tf has no builtin-only replacement for the op "
+                     "behind it; the TFLite file runs only with the Flex delegate")
+    if record["error"]:
+        notes.append(f"the builtin-ops conversion failed: {record['error']}")
+    return notes
+
+
+def _ops_notes(tflite: dict[str, Path]) -> list[str]:
+    notes = []
+    for path in tflite.values():
+        ops = read_ops(path)
+        runs = "runs on the standard interpreter" if ops.standard else f"needs {list(ops.select_tf + ops.custom)}"
+        notes.append(f"{path.name}: {runs}; builtin ops {', '.join(ops.builtin)}")
+    return notes

@@ -45,7 +45,7 @@ def build(source: Source | None, artifacts: ArtifactDir) -> dict:
         "signature": signature(root, export, convert, audit["reference"]),
         "preprocessing": preprocessing(source),
         "quantization": int8.summary(root, export, convert, audit),
-        "tflite_ops": convert.get("tflite_ops"),
+        "tflite": tflite(root, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
         "source": _source(source, export),
         "lint": {"passed": lint["passed"], "counts": lint["counts"]} if lint else None,
@@ -154,6 +154,33 @@ def _reference_arrays(root: Path, reference: str) -> dict[str, np.ndarray]:
         return {}
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def tflite(root: Path, convert: dict, audit: dict) -> dict:
+    """Per .tflite file: the ops it needs and whether the standard interpreter runs it; and, when
+    Select TF ops were avoided, each approximation with its measured error."""
+    from pipeline.converters.tflite_ops import read_ops
+
+    ops = {path.name: read_ops(path).to_json() for path in sorted(root.glob("*.tflite"))}
+    record_path = root / "tflite_builtin.json"
+    route = json.loads(record_path.read_text()) if record_path.exists() else None
+    if route:
+        backends = {file: backend for backend, file in convert["models"].items()}
+        route["measured"] = {file: _approximation_error(root, backends.get(file), audit["reference"])
+                             for file, entry in route["files"].items() if entry["standard"]}
+    return {"files": ops, "builtin_route": route}
+
+
+def _approximation_error(root: Path, backend: str | None, reference: str) -> dict:
+    """The builtin file's error against the reference, and against the SavedModel (the exact ops)."""
+    outputs = _reference_arrays(root, backend) if backend else {}
+    if not outputs:
+        return {"error": "not audited"}
+    measured = {}
+    for against in (reference, "tf_saved_model"):
+        ref = _reference_arrays(root, against)
+        measured[f"vs_{against}"] = {name: int8.metrics(array, outputs[name]) for name, array in ref.items() if name in outputs}
+    return measured
 
 
 def preprocessing(source: Source | None) -> dict | None:

@@ -21,7 +21,7 @@ def render(manifest: dict) -> str:
     lines += _signature(manifest["signature"])
     lines += _preprocessing(manifest.get("preprocessing"))
     lines += _quantization(manifest.get("quantization"))
-    lines += _tflite_ops(manifest.get("tflite_ops"))
+    lines += _tflite(manifest.get("tflite"))
     lines += _provenance(manifest)
     lines += ["", "Check these files with `python -m pipeline verify <this folder>`: it re-checks every sha256 in "
               "manifest.json and reruns the audit on the shipped models from the saved inputs (no PyTorch needed).", ""]
@@ -78,13 +78,31 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _tflite_ops(ops: dict | None) -> list[str]:
-    if not ops:
+def _tflite(tflite: dict | None) -> list[str]:
+    if not tflite or not tflite["files"]:
         return []
-    lines = ["", "## TFLite operators", "", "| file | standard interpreter | Select TF ops | builtin ops |", "|---|---|---|---|"]
-    for file, entry in ops.items():
-        lines.append(f"| `{file}` | {'yes' if entry['standard'] else 'no'} | {', '.join(entry['select_tf_ops']) or '-'} | "
+    lines = ["", "## TFLite operators", "", "| file | standard interpreter | Select TF / custom ops | builtin ops |", "|---|---|---|---|"]
+    for file, entry in tflite["files"].items():
+        special = entry["select_tf_ops"] + entry["custom_ops"]
+        lines.append(f"| `{file}` | {'yes' if entry['standard'] else 'no'} | {', '.join(special) or '-'} | "
                      f"{', '.join(entry['builtin_ops'])} |")
+    return lines + _builtin_route(tflite.get("builtin_route"))
+
+
+def _builtin_route(route: dict | None) -> list[str]:
+    if not route:
+        return []
+    lines = ["", f"Select TF ops {sorted({op for ops in route['select_tf_ops'].values() for op in ops})} were avoided with "
+             f"onnx2tf's builtin replacements {route['pseudo_ops']}: " + "; ".join(route["approximations"]) + "."]
+    if route["no_builtin_route"]:
+        lines.append(f"No builtin route for {route['no_builtin_route']}: those files run only with the Flex delegate.")
+    for file, measured in (route.get("measured") or {}).items():
+        for against, outputs in measured.items():
+            if against == "error":
+                continue
+            for output, m in outputs.items():
+                lines.append(f"- `{file}` {against.replace('_', ' ')} '{output}': max_abs {_num(m['max_abs'])}, "
+                             f"SNR {_num(m['snr_db'])} dB")
     return lines
 
 

@@ -1,0 +1,43 @@
+"""Which operators a .tflite file needs, read from its flatbuffer (no interpreter, no weights).
+
+Builtin ops run on every standard TFLite/LiteRT runtime. Select TF ops (custom ops named
+Flex<Op>) need the Flex delegate, which standard runtimes lack. Other custom ops need the
+application to register them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TFLiteOps:
+    builtin: tuple[str, ...]
+    select_tf: tuple[str, ...]  # "FlexErf", ...
+    custom: tuple[str, ...]  # other custom ops
+
+    @property
+    def standard(self) -> bool:
+        """Runs on the standard interpreter, with builtin ops only."""
+        return not self.select_tf and not self.custom
+
+    def to_json(self) -> dict:
+        return {"standard": self.standard, "builtin_ops": list(self.builtin), "select_tf_ops": list(self.select_tf),
+                "custom_ops": list(self.custom)}
+
+
+def read_ops(path: Path) -> TFLiteOps:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    builtin, select_tf, custom = set(), set(), set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if names.get(number) != "CUSTOM":
+            builtin.add(names.get(number, f"BUILTIN_{number}"))
+            continue
+        name = (code.CustomCode() or b"").decode()
+        (select_tf if name.startswith("Flex") else custom).add(name)
+    return TFLiteOps(tuple(sorted(builtin)), tuple(sorted(select_tf)), tuple(sorted(custom)))
