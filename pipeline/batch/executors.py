@@ -90,8 +90,9 @@ class LocalExecutor:
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Ctrl-C or SIGTERM: drop queued tasks and terminate running workers (their children follow them,
     see task._die_with_parent). concurrent.futures has no public call for the second part before 3.14."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list(getattr(pool, "_processes", {}).values()):
+    for process in workers:
         process.terminate()
 
 
