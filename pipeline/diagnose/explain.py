@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Callable
 
-from pipeline.diagnose.corrections import Correction, rebuild
+from pipeline.diagnose.corrections import Correction, corrected
 from pipeline.diagnose.record import Finding, OutputError
 from pipeline.errors import first_line
 
@@ -33,7 +33,8 @@ def explain(port, findings: list[Finding], before: OutputError, evaluate: Evalua
     if not any(c.affects_inference for c in corrections):
         return explained, None
     try:
-        after = evaluate(rebuild(port, corrections))
+        with corrected(port, corrections) as model:
+            after = evaluate(model)
     except Exception as exc:  # a rebuild Keras refuses: reported, the other results stand
         return explained, {"corrections": [c.description for c in corrections], "error": _why(exc)}
     return explained, {"corrections": [c.description for c in corrections], "max_abs_after": after.max_abs,
@@ -59,7 +60,8 @@ def _explain_one(port, finding: Finding, before: OutputError, evaluate: Evaluate
     if not correction.affects_inference:
         return dataclasses.replace(finding, error_before=before.error, error_after=before.error, explained=0.0)
     try:
-        after = evaluate(rebuild(port, [correction]))
+        with corrected(port, [correction]) as model:
+            after = evaluate(model)
     except Exception as exc:
         detail = {**(finding.detail or {}), "explain_error": _why(exc)}
         return dataclasses.replace(finding, error_before=before.error, detail=detail)

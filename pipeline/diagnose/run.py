@@ -127,16 +127,24 @@ def _show(shape: tuple) -> str:
 
 
 def run_port(model, samples: dict[str, np.ndarray], specs: list[TensorSpec], layout: PortLayout) -> list[np.ndarray]:
-    """Every output of a Keras model, stacked by sample, as float64 arrays in the port's layout."""
-    per_sample = []
-    for feed in feeds(samples):
-        args = [layout.to_port(np.asarray(feed[s.name])) for s in specs]
-        with warnings.catch_warnings():  # Keras warns when a one-input model's input structure is a list
-            warnings.simplefilter("ignore", UserWarning)
-            result = model(args if len(args) > 1 else args[0], training=False)
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
-        per_sample.append([np.asarray(r, dtype=np.float64) for r in results])
+    """Every output of a Keras model, stacked by sample, as float64 arrays in the port's layout.
+
+    When every input has a free batch axis, all samples go through in one call (the model is
+    run once instead of once per sample); otherwise one call per sample."""
+    count = len(next(iter(samples.values())))
+    if all(t.shape[0] is None for t in model.inputs) and all(len(s.shape) >= 1 for s in specs):
+        batch = [layout.to_port(samples[s.name].reshape(-1, *s.shape[1:])) for s in specs]
+        return [r.reshape(count, -1, *r.shape[1:]) for r in _call(model, batch)]
+    per_sample = [_call(model, [layout.to_port(np.asarray(feed[s.name])) for s in specs]) for feed in feeds(samples)]
     return [np.stack([s[k] for s in per_sample]) for k in range(len(per_sample[0]))]
+
+
+def _call(model, args: list[np.ndarray]) -> list[np.ndarray]:
+    with warnings.catch_warnings():  # Keras warns when a one-input model's input structure is a list
+        warnings.simplefilter("ignore", UserWarning)
+        result = model(args if len(args) > 1 else args[0], training=False)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    return [np.asarray(r, dtype=np.float64) for r in results]
 
 
 def probe_model(port, layer_names: list[str]):

@@ -1,0 +1,78 @@
+"""Hand ports in Keras, written the way a person would: Keras layers, weights copied over."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import torch
+
+
+def t2n(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().numpy()
+
+
+def conv(module: torch.nn.Conv2d, padding: str, name: str, activation=None) -> keras.layers.Conv2D:
+    layer = keras.layers.Conv2D(module.out_channels, module.kernel_size, strides=module.stride, padding=padding,
+                                use_bias=module.bias is not None, name=name, activation=activation)
+    layer.build((None, None, None, module.in_channels))
+    weights = [t2n(module.weight).transpose(2, 3, 1, 0)] + ([t2n(module.bias)] if module.bias is not None else [])
+    layer.set_weights(weights)
+    return layer
+
+
+def bn(module: torch.nn.BatchNorm2d, name: str, epsilon: float | None = None) -> keras.layers.BatchNormalization:
+    layer = keras.layers.BatchNormalization(name=name, **({} if epsilon is None else {"epsilon": epsilon}))
+    layer.build((None, None, None, module.num_features))
+    layer.set_weights([t2n(t) for t in (module.weight, module.bias, module.running_mean, module.running_var)])
+    return layer
+
+
+def dense(module: torch.nn.Linear, name: str, weight: np.ndarray | None = None) -> keras.layers.Dense:
+    layer = keras.layers.Dense(module.out_features, name=name)
+    layer.build((None, module.in_features))
+    layer.set_weights([(t2n(module.weight) if weight is None else weight).T, t2n(module.bias)])
+    return layer
+
+
+def focus_port(model, epsilon: float | None = None):
+    """The report's block in Keras: space-to-depth by slicing, Conv2D, BatchNormalization, LeakyReLU(0.1)."""
+    x = inputs = keras.Input((64, 64, 3), name="x")
+    parts = [x[:, ::2, ::2, :], x[:, 1::2, ::2, :], x[:, ::2, 1::2, :], x[:, 1::2, 1::2, :]]
+    x = keras.layers.Concatenate(axis=-1, name="focus")(parts)
+    x = conv(model.conv, "same", "conv")(x)
+    x = bn(model.bn, "bn", epsilon)(x)
+    x = keras.layers.LeakyReLU(0.1, name="act")(x)
+    return keras.Model(inputs, x)
+
+
+def stride2_port(model, padding: str = "same"):
+    layers = [keras.Input((32, 32, 3))]
+    for i in (0, 3):
+        layers += [conv(model[i], padding, f"conv{i}"), bn(model[i + 1], f"bn{i}", epsilon=1e-5), keras.layers.ReLU(name=f"relu{i}")]
+    return keras.Sequential(layers)
+
+
+def deep_port(model, epsilon: float | None = None):
+    x = inputs = keras.Input((16, 16, 3))
+    for i in range(0, len(model), 3):
+        x = conv(model[i], "same", f"conv{i // 3}")(x)
+        x = bn(model[i + 1], f"bn{i // 3}", epsilon)(x)
+        x = keras.layers.ReLU(name=f"relu{i // 3}")(x)
+    return keras.Model(inputs, x)
+
+
+def write_config(tmp_path: Path, factory: str, shape: list[int], name: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: {name}
+        model: tests.diagnose.models:{factory}
+        samples: 3
+        inputs:
+          - name: x
+            shape: {shape}
+            low: -0.5
+            high: 0.5
+        """))
+    return path
