@@ -21,6 +21,7 @@ from pipeline.diagnose.compare import (
 from pipeline.diagnose.explain import explain
 from pipeline.diagnose.fix import check_fix_path, write_fixed
 from pipeline.diagnose.load import load_port
+from pipeline.diagnose.kinds import WEIGHTED_KINDS
 from pipeline.diagnose.mapping import Mapping, map_layers
 from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
 from pipeline.diagnose.rules import PairContext, check_pair
@@ -113,12 +114,14 @@ def prepare(request: DiagnoseRequest) -> Subject:
 
 def _require_mapped(mapping: Mapping, port, calls, path: Path) -> None:
     keras_left, torch_left = mapping.weighted_unmapped(port, calls)
-    if keras_left or torch_left:
-        mapped = sum(1 for p in mapping.pairs if p.kind in ("conv", "linear", "bn", "layernorm", "groupnorm"))
-        raise UsageError(
-            f"--keras {path}: does not match the PyTorch model's architecture ({mapped} weighted layers mapped): "
-            f"no PyTorch module for Keras layers {_few(keras_left)}, no Keras layer for PyTorch modules {_few(torch_left)}; "
-            "check that the port and the config describe the same network")
+    if not keras_left and not torch_left:
+        return
+    weighted = sum(1 for c in calls if c.kind in WEIGHTED_KINDS)
+    missing = ([f"no PyTorch module has the weights of Keras layers {_few(keras_left)}"] if keras_left else []) + (
+        [f"no Keras layer for PyTorch modules {_few(torch_left)}"] if torch_left else [])
+    raise UsageError(
+        f"--keras {path}: does not match the PyTorch model's architecture (mapped {weighted - len(torch_left)} of "
+        f"{weighted} weighted modules): {'; '.join(missing)}; check that the port and the config describe the same network")
 
 
 def _few(names: list[str]) -> str:
