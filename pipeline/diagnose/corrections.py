@@ -111,10 +111,18 @@ def _insert(config: dict, insert: Insert, sequential: bool) -> None:
     if not sequential:
         new["name"] = insert.name
         new["inbound_nodes"] = target["inbound_nodes"]
-        dtype = "float32"
+        tensor = target["inbound_nodes"][0]["args"][0]["config"]  # the tensor the target read, now the new layer's input
         target["inbound_nodes"] = [{"args": [{"class_name": "__keras_tensor__", "config": {
-            "shape": None, "dtype": dtype, "keras_history": [insert.name, 0, 0]}}], "kwargs": {}}]
+            "shape": _output_shape(new, tensor["shape"]), "dtype": tensor.get("dtype", "float32"),
+            "keras_history": [insert.name, 0, 0]}}], "kwargs": {}}]
     config["layers"].insert(index, new)
+
+
+def _output_shape(entry: dict, input_shape: list) -> list:
+    import keras
+
+    layer = keras.layers.deserialize({k: entry[k] for k in ("module", "class_name", "config", "registered_name")})
+    return list(layer.compute_output_shape(tuple(input_shape)))
 
 
 def _copy_weights(source, target) -> None:

@@ -76,3 +76,43 @@ def write_config(tmp_path: Path, factory: str, shape: list[int], name: str) -> P
             high: 0.5
         """))
     return path
+
+
+def flatten_port(model, permute_kernel: bool = False):
+    """Conv, ReLU, Flatten, Dense; the Dense kernel is the Linear weight transposed (the naive copy),
+    or with its rows permuted to NHWC flatten order (the right copy)."""
+    linear = model[3]
+    weight = t2n(linear.weight)
+    if permute_kernel:
+        weight = weight.reshape(10, 4, 8, 8).transpose(0, 2, 3, 1).reshape(10, -1)
+    x = inputs = keras.Input((8, 8, 3))
+    x = conv(model[0], "same", "conv")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = dense(linear, "dense", weight)(x)
+    return keras.Model(inputs, x)
+
+
+def mixed_port(model):
+    """Four classic slips in one Sequential port: Keras' LeakyReLU default slope, an average pool
+    with TF 'same' padding, bilinear for nearest upsampling, LayerNormalization's default epsilon."""
+    linear = model[6]
+    weight = t2n(linear.weight).reshape(6, 4, 16, 16).transpose(0, 2, 3, 1).reshape(6, -1)
+    norm = keras.layers.LayerNormalization(name="norm")
+    norm.build((None, 6))
+    norm.set_weights([t2n(model[7].weight), t2n(model[7].bias)])
+    return keras.Sequential([
+        keras.Input((16, 16, 3)), conv(model[0], "same", "conv0"), keras.layers.LeakyReLU(name="leaky"),
+        keras.layers.AveragePooling2D(3, strides=2, padding="same", name="pool"),
+        keras.layers.UpSampling2D(2, interpolation="bilinear", name="up"), conv(model[4], "valid", "conv1"),
+        keras.layers.Flatten(name="flatten"), dense(linear, "dense", weight), norm,
+    ])
+
+
+def twin_port(model):
+    x = inputs = keras.Input((8, 8, 3))
+    x = conv(model[0], "same", "conv0")(x)
+    x = bn(model[1], "bn0", epsilon=1e-5)(x)
+    x = conv(model[2], "same", "conv1")(x)
+    x = bn(model[3], "bn1", epsilon=1e-5)(x)
+    return keras.Model(inputs, x)

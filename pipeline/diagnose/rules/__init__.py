@@ -52,8 +52,7 @@ def check_pair(ctx: PairContext) -> list[Finding]:
 
 
 def _discover() -> None:
-    if RULES:
-        return
+    """Import every rule module once (importing one directly must not hide the others)."""
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
 

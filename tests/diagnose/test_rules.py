@@ -1,0 +1,89 @@
+"""pipeline/diagnose/rules/: each attribute rule on a port that gets it wrong, and the fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts.folder import ArtifactDir
+from pipeline.config import load_config
+from pipeline.diagnose.load import load_port
+from pipeline.diagnose.mapping import BY_ORDER, BY_WEIGHTS_NHWC
+from pipeline.diagnose.rules.padding import torch_pads
+from pipeline.diagnose.stage import DiagnoseRequest, diagnose
+from pipeline.model.torch_model import build_model
+from tests.diagnose import ports
+
+
+def _record(tmp: Path, factory: str, shape: list[int], make_port, fix: bool = True):
+    config = ports.write_config(tmp, factory, shape, factory)
+    model = build_model(load_config(config))
+    port = tmp / f"{factory}.keras"
+    make_port(model).save(port)
+    request = DiagnoseRequest(load_config(config), port, ArtifactDir.for_model(factory, str(tmp / "out")),
+                              fix=tmp / "fixed.keras" if fix else None)
+    return diagnose(request)
+
+
+def _errors(record) -> dict[tuple[str, str], object]:
+    return {(f.rule, f.keras_layer): f for f in record.errors}
+
+
+def test_flatten_of_nhwc_before_a_dense_with_nchw_weights(tmp_path):
+    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], ports.flatten_port)
+    finding = _errors(record)[("flatten_order", "flatten")]
+    assert finding.module == "3"
+    assert finding.explained == pytest.approx(1.0, abs=0.01)
+    assert record.fixed["verdict"] == "faithful"
+    assert type(load_port(Path(record.fixed["path"])).get_layer("flatten_to_nchw")).__name__ == "Permute"
+
+
+def test_dense_kernel_permuted_for_nhwc_is_mapped_and_faithful(tmp_path):
+    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], lambda m: ports.flatten_port(m, permute_kernel=True), fix=False)
+    assert record.errors == []
+    assert record.verdict == "faithful"
+    assert {p["keras_layer"]: p["mapped_by"] for p in record.mapping["pairs"]}["dense"] == BY_WEIGHTS_NHWC
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return _record(tmp_path_factory.mktemp("mixed"), "mixed", [1, 3, 16, 16], ports.mixed_port)
+
+
+def test_leaky_relu_slope_keras_default_against_pytorch_default(mixed):
+    finding = _errors(mixed)[("activation", "leaky")]
+    assert finding.attribute == "negative_slope"
+    assert (finding.expected, finding.actual) == ("leaky_relu(0.01)", "leaky_relu(0.3)")
+
+
+def test_average_pool_padding_counted_by_pytorch(mixed):
+    finding = _errors(mixed)[("padding", "pool")]
+    assert finding.detail["pytorch_pads"] == [1, 1, 1, 1] and finding.detail["port_pads"] == [0, 0, 1, 1]
+    assert "ZeroPadding2D" in finding.correction.description
+
+
+def test_upsampling_mode_and_layer_norm_epsilon(mixed):
+    errors = _errors(mixed)
+    assert (errors[("upsample", "up")].expected, errors[("upsample", "up")].actual) == ("nearest", "bilinear")
+    norm = errors[("norm_epsilon", "norm")]
+    assert norm.expected == pytest.approx(1e-5) and norm.actual == pytest.approx(1e-3)
+
+
+def test_every_correction_together_gives_a_faithful_port(mixed):
+    assert mixed.all_corrections["explained"] == pytest.approx(1.0, abs=0.01)
+    assert mixed.fixed["verdict"] == "faithful"
+
+
+def test_identical_weights_are_reported_as_ambiguous_and_mapped_by_order(tmp_path):
+    record = _record(tmp_path, "twin_bn", [1, 3, 8, 8], ports.twin_port, fix=False)
+    pairs = {p["keras_layer"]: (p["module"], p["mapped_by"]) for p in record.mapping["pairs"]}
+    assert pairs["bn0"] == ("1", BY_ORDER) and pairs["bn1"] == ("3", BY_ORDER)
+    assert any("bn1" in note for note in record.mapping["ambiguities"])
+    assert record.verdict == "faithful"
+
+
+@pytest.mark.parametrize(("size", "ceil_mode", "expected"), [(7, False, [0, 0]), (7, True, [0, 1]), (8, True, [0, 0])])
+def test_torch_pads_include_ceil_mode_overhang(size, ceil_mode, expected):
+    import torch
+
+    assert torch_pads(torch.nn.MaxPool1d(2, ceil_mode=ceil_mode), 1, [size]) == expected
