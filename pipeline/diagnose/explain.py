@@ -65,8 +65,20 @@ def _explain_one(port, finding: Finding, before: OutputError, evaluate: Evaluate
     except Exception as exc:
         detail = {**(finding.detail or {}), "explain_error": _why(exc)}
         return dataclasses.replace(finding, error_before=before.error, detail=detail)
-    return dataclasses.replace(finding, error_before=before.error, error_after=after.error,
-                               explained=fraction_explained(before, after))
+    result = dataclasses.replace(finding, error_before=before.error, error_after=after.error,
+                                 explained=fraction_explained(before, after))
+    return _below_noise(result, before, after)
+
+
+def _below_noise(finding: Finding, before: OutputError, after: OutputError) -> Finding:
+    """An error whose correction moves the output by less than the float32 noise floor, on a port
+    already within the floor (epsilon 1.001e-5 against 1e-5, say), is a warning, not a culprit."""
+    if finding.severity != "error" or not before.within_floor or not after.within_floor:
+        return finding
+    if abs(after.error - before.error) > before.floor:
+        return finding
+    return dataclasses.replace(finding, severity="warning",
+                               message=finding.message + " (its effect is within the float32 noise floor on these inputs)")
 
 
 def _why(exc: Exception) -> str:

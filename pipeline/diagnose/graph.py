@@ -1,4 +1,4 @@
-"""Small questions about a Keras port's graph: who feeds a layer, who reads it."""
+"""Small questions about a Keras port's graph: who feeds a layer, and its shapes."""
 from __future__ import annotations
 
 
@@ -11,17 +11,6 @@ def producer(layer):
     tensor = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
     history = getattr(tensor, "_keras_history", None)
     return history.operation if history else None
-
-
-def consumers(model, layer) -> list:
-    """Layers and operations that read this layer's output."""
-    found = []
-    for op in model.operations:
-        for node in getattr(op, "_inbound_nodes", []):
-            if any(getattr(t, "_keras_history", None) and t._keras_history.operation is layer for t in node.input_tensors):
-                found.append(op)
-                break
-    return found
 
 
 def input_shape(layer) -> tuple:

@@ -40,6 +40,8 @@ class Mapping:
     ambiguities: tuple[str, ...]
     unmapped_keras: tuple[str, ...]
     unmapped_torch: tuple[str, ...]
+    unchecked_keras: tuple[str, ...] = ()  # layers no rule knows (Concatenate, Reshape, ...): compared only through outputs
+    unchecked_torch: tuple[str, ...] = ()
 
     def weighted_unmapped(self, port, calls: list[TorchCall]) -> tuple[list[str], list[str]]:
         kinds = {c.name: c.kind for c in calls}
@@ -48,7 +50,8 @@ class Mapping:
 
     def to_json(self) -> dict:
         return {"pairs": [p.to_json() for p in self.pairs], "ambiguities": list(self.ambiguities),
-                "unmapped_keras": list(self.unmapped_keras), "unmapped_torch": list(self.unmapped_torch)}
+                "unmapped_keras": list(self.unmapped_keras), "unmapped_torch": list(self.unmapped_torch),
+                "unchecked_keras": list(self.unchecked_keras), "unchecked_torch": list(self.unchecked_torch)}
 
 
 def map_layers(port, model: torch.nn.Module, calls: list[TorchCall]) -> Mapping:
@@ -68,7 +71,18 @@ def map_layers(port, model: torch.nn.Module, calls: list[TorchCall]) -> Mapping:
         ambiguities=tuple(notes),
         unmapped_keras=tuple([layer.name for layer in layers if layer.name not in done_k] + fused_left),
         unmapped_torch=tuple(c.name for c in calls if c.kind and c.name not in done_t),
+        unchecked_keras=tuple(f"{op.name} ({type(op).__name__})" for op in _operations(port)
+                              if not keras_kind(op) and type(op).__name__ != "InputLayer"),
+        unchecked_torch=tuple(f"{c.name} ({type(modules[c.name]).__name__})" for c in calls if not c.kind),
     )
+
+
+def _operations(port) -> list:
+    """Layers and ops (GetItem, ...) of a functional port; the layers of a Sequential one."""
+    try:
+        return list(port.operations)
+    except AttributeError:
+        return list(port.layers)
 
 
 def _order_key(port):

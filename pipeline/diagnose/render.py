@@ -66,8 +66,23 @@ def fix_line(record: DiagnoseRecord) -> str | None:
             f"{fmt(after['ratio'])}x the noise floor: {record.fixed['verdict']}")
 
 
+def mapping_lines(record: DiagnoseRecord) -> list[str]:
+    """Ambiguities and layers left out of the attribute checks, on either side."""
+    m = record.mapping
+    lines = [f"ambiguous: {note}" for note in m.get("ambiguities", [])]
+    for key, side in (("unmapped_keras", "Keras layers not mapped"), ("unmapped_torch", "PyTorch modules not mapped"),
+                      ("unchecked_keras", "Keras layers no rule checks (outputs still compared)"),
+                      ("unchecked_torch", "PyTorch modules no rule checks")):
+        if m.get(key):
+            names = m[key]
+            lines.append(f"{side}: {', '.join(names[:8])}" + (f", … {len(names) - 8} more" if len(names) > 8 else ""))
+    return lines
+
+
 def print_summary(record: DiagnoseRecord, folder: Path, console) -> None:
     console.print(headline(record))
+    for line in mapping_lines(record):
+        console.print(f"  {line}", soft_wrap=True)
     if record.findings:
         table = Table(*HEADERS, title="culprits, by error explained")
         for finding in culprits(record):
@@ -99,6 +114,7 @@ def markdown_section(record: DiagnoseRecord) -> list[str]:
                   f"({pct(together['explained'])} explained).", ""]
     if fix_line(record):
         lines += [fix_line(record), ""]
+    lines += [f"- {line}" for line in mapping_lines(record)] + ([""] if mapping_lines(record) else [])
     lines += ["| depth | keras layer | module | max_abs | error vs oracle | floor | ratio |", "|---|---|---|---|---|---|---|"]
     for row in record.layers:
         lines.append(f"| {row.depth} | {row.keras_layer} | {row.module} | {fmt(row.max_abs)} | {fmt(row.error)} | "

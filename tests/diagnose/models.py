@@ -62,3 +62,14 @@ def twin_bn() -> nn.Module:
     """Two BatchNorms with identical (fresh) weights: mapping by weights is ambiguous, order decides."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval()
+
+
+def mobile() -> nn.Module:
+    """A MobileNet-style stem: stride-2 conv, depthwise conv, pointwise conv, each with BatchNorm; ReLU6."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16),
+    )
+    return _calibrated(model, (1, 3, 32, 32))

@@ -116,3 +116,31 @@ def twin_port(model):
     x = conv(model[2], "same", "conv1")(x)
     x = bn(model[3], "bn1", epsilon=1e-5)(x)
     return keras.Model(inputs, x)
+
+
+def depthwise(module: torch.nn.Conv2d, padding: str, name: str) -> keras.layers.DepthwiseConv2D:
+    layer = keras.layers.DepthwiseConv2D(module.kernel_size, strides=module.stride, padding=padding, use_bias=False, name=name)
+    layer.build((None, None, None, module.in_channels))
+    layer.set_weights([t2n(module.weight).transpose(2, 3, 0, 1)])  # (C, 1, h, w) -> (h, w, C, 1)
+    return layer
+
+
+def mobile_port(model, explicit_padding: bool = False, epsilon: float = 1e-5):
+    """A hand port of models.mobile; stride 2 either with 'same' (wrong) or ZeroPadding2D + 'valid' (right)."""
+    stem = [keras.layers.ZeroPadding2D(1, name="stem_pad"), conv(model[0], "valid", "stem")] if explicit_padding else [
+        conv(model[0], "same", "stem")]
+    return keras.Sequential([
+        keras.Input((32, 32, 3)), *stem, bn(model[1], "stem_bn", epsilon), keras.layers.ReLU(max_value=6.0, name="stem_relu6"),
+        depthwise(model[3], "same", "dw"), bn(model[4], "dw_bn", epsilon), keras.layers.Activation("relu6", name="dw_relu6"),
+        conv(model[6], "valid", "pw"), bn(model[7], "pw_bn", epsilon),
+    ])
+
+
+def flatten_fused_port(model):
+    """flatten_head with the ReLU fused into the Conv2D and the Dense kernel permuted correctly."""
+    linear = model[3]
+    weight = t2n(linear.weight).reshape(10, 4, 8, 8).transpose(0, 2, 3, 1).reshape(10, -1)
+    x = inputs = keras.Input((8, 8, 3))
+    x = conv(model[0], "same", "conv", activation="relu")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, dense(linear, "dense", weight)(x))

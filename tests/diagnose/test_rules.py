@@ -87,3 +87,25 @@ def test_torch_pads_include_ceil_mode_overhang(size, ceil_mode, expected):
     import torch
 
     assert torch_pads(torch.nn.MaxPool1d(2, ceil_mode=ceil_mode), 1, [size]) == expected
+
+
+def test_depthwise_port_with_explicit_padding_is_faithful(tmp_path):
+    record = _record(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, explicit_padding=True), fix=False)
+    assert record.errors == []
+    assert record.verdict == "faithful"
+    assert {p["keras_layer"] for p in record.mapping["pairs"]} >= {"stem", "dw", "pw", "stem_relu6", "dw_relu6"}
+
+
+def test_depthwise_port_with_same_padding_and_keras_epsilon(tmp_path):
+    record = _record(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, epsilon=1e-3))
+    errors = _errors(record)
+    assert ("padding", "stem") in errors and ("padding", "dw") not in errors
+    assert {layer for rule, layer in errors if rule == "bn_epsilon"} == {"stem_bn", "dw_bn", "pw_bn"}
+    assert record.fixed["verdict"] == "faithful"
+
+
+def test_fused_activation_is_mapped_and_checked(tmp_path):
+    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], ports.flatten_fused_port, fix=False)
+    assert record.verdict == "faithful"
+    fused = [p for p in record.mapping["pairs"] if p["mapped_by"] == "fused activation"]
+    assert [(p["keras_layer"], p["module"]) for p in fused] == [("conv", "1")]
