@@ -15,7 +15,7 @@ JOBS     ?=
 EXECUTOR ?= local
 BATCH_ARGS := --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS),) $(if $(RESUME),--resume,)
 
-.PHONY: venv convert test test-fast bench suite batch zoo package verify clean help
+.PHONY: venv convert test test-fast bench suite batch zoo package verify diagnose clean help
 
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
@@ -24,6 +24,7 @@ help:
 	@echo "make zoo [JOBS=2] [EXECUTOR=local|ray] [RESUME=1]                   every config under configs/zoo/; report in artifacts/zoo/batch.html"
 	@echo "make package [MODEL=...] [OUT=dir]                                  dist/<name>-<short sha>.tar.gz from the artifact folder (reproducible)"
 	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
+	@echo "make diagnose MODEL=... KERAS=port.keras [FIX=fixed.keras] [OUT=dir]    check a hand-written Keras port against the PyTorch model"
 	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym and every zoo model)"
 
 venv: $(STAMP)
@@ -64,6 +65,10 @@ package: $(STAMP)
 
 verify: $(STAMP)
 	$(BIN)/python -m pipeline verify $(if $(OUT),$(OUT),artifacts/$(notdir $(basename $(MODEL))))
+
+diagnose: $(STAMP)
+	@test -n "$(KERAS)" || { echo "error: KERAS is empty; e.g. make diagnose MODEL=seed_ym KERAS=port.keras [FIX=fixed.keras]"; exit 2; }
+	$(BIN)/python -m pipeline diagnose $(MODEL) --keras $(KERAS) $(if $(FIX),--fix $(FIX),) $(OUT_ARG)
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -123,7 +123,7 @@ def markdown_section(record: DiagnoseRecord) -> list[str]:
 
 
 def markdown_page(record: DiagnoseRecord) -> list[str]:
-    return [f"# Diagnose report: {record.model}", ""] + markdown_section(record)[1:]
+    return [f"# Diagnose report: {record.model}", ""] + markdown_section(record)[2:]
 
 
 def _md(text: str) -> str:
