@@ -54,6 +54,8 @@ class Onnx2TFV1:
         result = self._collect(work / "tf", out_dir, keras_model, options)
         with capture_output(log_path):
             result = _save_layers(result, keras_model, spy.tf_layers, out_dir)
+            if result.keras is None:
+                result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             result = self._builtin_route(onnx_path, out_dir, log_path, result)
@@ -362,3 +364,36 @@ def _ops_notes(tflite: dict[str, Path]) -> list[str]:
         runs = "runs on the standard interpreter" if ops.standard else f"needs {list(ops.select_tf + ops.custom)}"
         notes.append(f"{path.name}: {runs}; builtin ops {', '.join(ops.builtin)}")
     return notes
+
+
+def _keras_with_frozen_variables(result: ConversionResult, keras_model, out_dir: Path) -> ConversionResult:
+    """onnx2tf's Keras v3 (and h5) save fails when an op layer takes a layer's tf.Variable as an
+    argument (grouped convolutions in RegNet, ConvNeXt): Keras cannot serialise a VariableSpec.
+    Those arguments are replaced by constants of the same values (inference never updates them),
+    and the model is saved again. The audit then checks the file like any other."""
+    import tensorflow as tf
+
+    frozen = []
+
+    def freeze(value):
+        if isinstance(value, tf.Variable):
+            frozen.append(value.name)
+            return tf.constant(value.numpy())
+        return value
+
+    for layer in keras_model.layers:
+        for node in layer._inbound_nodes:  # noqa: SLF001 (Keras keeps call arguments only here)
+            node.call_args = tf.nest.map_structure(freeze, node.call_args)
+            node.call_kwargs = tf.nest.map_structure(freeze, node.call_kwargs)
+    path = out_dir / "model.keras"
+    try:
+        keras_model.save(str(path), save_format="keras_v3")
+    except Exception as exc:  # Keras raises many types; the report says exactly why there is no Keras file
+        path.unlink(missing_ok=True)
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return dataclasses.replace(result, notes=result.notes + [f"no Keras file: onnx2tf's Keras v3 and h5 saves fail, and so "
+                                                                 f"does saving with variables frozen as constants ({why})"])
+    note = (f"model.keras: onnx2tf's own Keras save fails (a VariableSpec is not serialisable); saved instead with "
+            f"{len(frozen)} variable argument(s) of op layers frozen as constants ({', '.join(frozen[:3])}{', ...' if len(frozen) > 3 else ''})")
+    notes = [n for n in result.notes if not n.startswith("onnx2tf wrote no Keras file")]
+    return dataclasses.replace(result, keras=path, notes=notes + [note])
