@@ -1,6 +1,7 @@
 """The diagnosis as data: findings, per-layer errors, the verdict; serialised to diagnose.json."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,3 +111,14 @@ class DiagnoseRecord:
             "counts": {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES},
             "layers": [row.to_json() for row in self.layers], "mapping": self.mapping,
         }
+
+
+def finite(value: Any) -> Any:
+    """Strict-JSON values: infinities and NaN (an output of another shape, say) become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value

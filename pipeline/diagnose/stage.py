@@ -23,7 +23,7 @@ from pipeline.diagnose.fix import check_fix_path, write_fixed
 from pipeline.diagnose.load import load_port
 from pipeline.diagnose.kinds import WEIGHTED_KINDS
 from pipeline.diagnose.mapping import Mapping, map_layers
-from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
+from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding, finite
 from pipeline.diagnose.rules import PairContext, check_pair
 from pipeline.diagnose.run import PortLayout, decide_layout, run_port, trace_torch
 from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_PASS, UsageError
@@ -68,7 +68,7 @@ def run(request: DiagnoseRequest) -> int:
         (stage / "diagnose.md").write_text("\n".join(markdown_page(record)) + "\n")
         (stage / "diagnose.html").write_text(html_page(record))
     if request.json:
-        print(json.dumps(record.to_json(), indent=2, default=str))
+        print(json.dumps(finite(record.to_json()), indent=2, default=str, allow_nan=False))
     else:
         print_summary(record, request.artifacts.root, console)
     return EXIT_PASS if record.faithful else EXIT_AUDIT_FAILED

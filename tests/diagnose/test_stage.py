@@ -142,3 +142,24 @@ def test_deep_port_error_grows_with_depth_and_the_fix_reaches_the_floor(tmp_path
     assert record.all_corrections["within_floor"] is True
     assert record.fixed["verdict"] == "faithful"
     assert record.fixed["after"]["ratio"] <= NOISE_RATIO_BOUND
+
+
+def test_inputs_file_replaces_the_seeded_samples(focus, capsys, tmp_path):
+    import numpy as np
+
+    config, port, _, _ = focus
+    real = tmp_path / "real.npz"
+    np.savez(real, x=np.random.default_rng(3).uniform(-1, 1, (1, 3, 64, 64)).astype("float32"))
+    code, payload, _ = _cli(capsys, str(config), "--keras", str(port), "--inputs", str(real), "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert payload["samples"] == 1 + 3  # the file's sample and the three edge cases
+
+
+def test_valid_padding_where_pytorch_pads_changes_the_shape(tmp_path, capsys):
+    config, port = _case(tmp_path, "stride2", [1, 3, 32, 32], lambda m: ports.stride2_port(m, padding="valid"), "valid")
+    fixed = tmp_path / "fixed.keras"
+    code, payload, _ = _cli(capsys, str(config), "--keras", str(port), "--fix", str(fixed), "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert payload["max_abs_before"] is None  # the output has another shape: no finite error
+    assert {f["keras_layer"] for f in payload["findings"] if f["rule"] == "padding"} == {"conv0", "conv3"}
+    assert payload["fixed"]["verdict"] == "faithful"
