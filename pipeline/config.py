@@ -44,6 +44,15 @@ class Tolerance(BaseModel):
     rtol: float = Field(ge=0)
 
 
+class PrecisionBudgetConfig(BaseModel):
+    """What a lower precision (fp16, int8) may cost: SNR against PyTorch, top-1/top-5 agreement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_snr_db: float | None = None
+    min_top1: float | None = Field(default=None, ge=0, le=1)
+    min_top5: float | None = Field(default=None, ge=0, le=1)
+
+
 class PreprocessConfig(BaseModel):
     """How raw images become model inputs: resize to [h, w], scale to [0, 1], (x - mean) / std, then
     the layout the model takes. Used for int8 calibration images and recorded in the manifest."""
@@ -102,6 +111,7 @@ class ModelConfig(BaseModel):
     opset: int | None = None
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+    precision_budget: dict[Literal["fp16", "int8"], PrecisionBudgetConfig] = Field(default_factory=dict)
     classification_outputs: Literal["auto"] | list[str] = "auto"
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     preprocess: PreprocessConfig | None = None
@@ -198,7 +208,8 @@ def _format_loc(loc: tuple) -> str:
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
-    schema = InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc else ModelConfig
+    schema = (InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc
+              else PrecisionBudgetConfig if "precision_budget" in loc else ModelConfig)
     nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig}
     schema = next((nested[key] for key in reversed(loc[:-1]) if key in nested), schema)
     return sorted(schema.model_fields)

@@ -16,7 +16,10 @@ from typing import Iterator
 from rich.console import Console
 
 _terminal = os.fdopen(os.dup(2), "w", buffering=1, closefd=True)
+_stdout = os.fdopen(os.dup(1), "w", buffering=1, closefd=True)
+# Diagnostics (progress, stage lines, warnings) go to stderr; results (the summary, the verdict) to stdout.
 console = Console(file=_terminal, highlight=False, width=None if _terminal.isatty() else 120)
+results = Console(file=_stdout, highlight=False, width=None if _stdout.isatty() else 120)
 
 
 @contextlib.contextmanager

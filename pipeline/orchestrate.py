@@ -22,6 +22,7 @@ from typing import Callable
 
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.guard import fresh_folder
+from pipeline.artifacts.records import ExportRecord, ValidateRecord
 from pipeline.config import Source
 from pipeline.console import console
 from pipeline.errors import (
@@ -56,7 +57,7 @@ def _stage_export(request: RunRequest) -> int:
     if request.onnx is not None:
         return _import_given_onnx(request)
     record = export.run(request.source, artifacts)
-    console.print(f"export: {record['exporter']} -> {artifacts.shown(artifacts.onnx)} (opset {record['opset']})")
+    console.print(f"export: {record.exporter} -> {artifacts.shown(artifacts.onnx)} (opset {record.opset})")
     return EXIT_PASS
 
 
@@ -68,7 +69,7 @@ def _import_given_onnx(request: RunRequest) -> int:
     if not request.onnx.is_file():
         raise UsageError(f"--onnx {request.onnx}: file not found; check the path")
     record = export.run(request.source, request.artifacts, onnx_file=request.onnx)
-    console.print(f"export: using the given {request.onnx} (opset {record['opset']}) instead of exporting")
+    console.print(f"export: using the given {request.onnx} (opset {record.opset}) instead of exporting")
     return EXIT_PASS
 
 
@@ -77,15 +78,15 @@ def _stage_validate(request: RunRequest) -> int:
 
     artifacts = request.artifacts
     record = validate.run(request.source, artifacts)
-    for c in record["comparisons"]:
-        console.print(f"validate: {c['candidate']} vs {c['reference']} '{c['output']}': max_abs {c['max_abs']:.3g} -> {'pass' if c['passed'] else 'FAIL'}")
+    for c in record.comparisons:
+        console.print(f"validate: {c.candidate} vs {c.reference} '{c.output}': max_abs {c.max_abs:.3g} -> {'pass' if c.passed else 'FAIL'}")
     console.print(f"validate: checker and shape inference passed for {artifacts.shown(artifacts.onnx)}")
-    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+    return EXIT_PASS if record.passed else EXIT_AUDIT_FAILED
 
 
 def _stage_lint(request: RunRequest) -> int:
     from pipeline.lint.stage import run
-    from pipeline.report.stage import print_findings
+    from pipeline.report.terminal import print_findings
 
     source, artifacts, onnx_file = request.source, request.artifacts, request.onnx
     if onnx_file is not None and not onnx_file.is_file():
@@ -94,23 +95,19 @@ def _stage_lint(request: RunRequest) -> int:
         onnx_file = source.path  # an ONNX MODEL can be linted before any stage ran
     record = run(source, artifacts, onnx_file)
     if request.json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.to_json(), indent=2))
     else:
-        print_findings(record)
-    return EXIT_PASS if record["passed"] else EXIT_AUDIT_FAILED
+        print_findings(record.to_json(), verbose=request.verbose)
+    return EXIT_PASS if record.passed else EXIT_AUDIT_FAILED
 
 
 def _stage_convert(request: RunRequest) -> int:
     from pipeline.convert import stage as convert
-    from pipeline.lint import count_findings
-    from pipeline.lint.stage import run_tf
-    from pipeline.report.stage import print_findings
+    from pipeline.report.terminal import print_findings
 
-    record = convert.run(request.artifacts)
-    console.print(f"convert: {record['converter']} {record['version']} -> {', '.join(record['models'].values())} ({record['seconds']:.1f} s)")
-    lint = run_tf(request.source, request.artifacts)
-    tf_findings = [f for f in lint["findings"] if f["rule"].startswith("tf_")]
-    print_findings({"counts": count_findings(tf_findings), "findings": tf_findings, "notes": []}, title="lint (TF side)")
+    record = convert.run(request.source, request.artifacts)
+    console.print(f"convert: {record.converter} {record.version} -> {', '.join(record.models.values())} ({record.seconds:.1f} s)")
+    print_findings(record.tf_lint.to_json(), title="lint (TF side)", verbose=request.verbose)
     return EXIT_PASS
 
 
@@ -119,8 +116,8 @@ def _stage_audit(request: RunRequest) -> int:
 
     record = audit.run(request.source, request.artifacts, samples=request.samples, inputs_file=request.inputs,
                        layers=request.layers)
-    console.print(f"audit: verdict {record['verdict']} over {record['samples']} samples")
-    return VERDICT_EXIT[record["verdict"]]
+    console.print(f"audit: verdict {record.verdict} over {record.samples} samples")
+    return VERDICT_EXIT[record.verdict]
 
 
 def _stage_report(request: RunRequest, timings: dict | None = None) -> int:
@@ -174,7 +171,8 @@ def _convert_or_explain(request: RunRequest) -> int | None:
                                given_onnx=request.onnx is not None)
         return None
     except ConversionError as exc:
-        evidence = (artifacts.read_record_if_any("validate") or {}).get("evidence") or {}
+        validate = artifacts.read_if_any(ValidateRecord)
+        evidence = validate.evidence if validate else {}
         reasons = [f"'{name}': {reason}" for name, reason in evidence.items() if reason]
         if not evidence or len(reasons) < len(evidence):
             raise
@@ -210,13 +208,13 @@ def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Ca
 
 
 def _used(artifacts: ArtifactDir) -> str:
-    record = artifacts.read_record("export")
-    return f"{record['exporter']} opset {record['opset']}"
+    record = artifacts.read(ExportRecord)
+    return f"{record.exporter} opset {record.opset}"
 
 
 def _choices(artifacts: ArtifactDir) -> list[ExportChoice]:
-    record = artifacts.read_record("export")
-    return [c for c in EXPORT_FALLBACKS if (c.exporter, c.opset) != (record["exporter"], record["opset"])]
+    record = artifacts.read(ExportRecord)
+    return [c for c in EXPORT_FALLBACKS if (c.exporter, c.opset) != (record.exporter, record.opset)]
 
 
 def _re_export(source: Source, artifacts: ArtifactDir, choice: ExportChoice) -> None:

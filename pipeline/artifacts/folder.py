@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from pipeline.errors import ArtifactError, UsageError
 
@@ -24,6 +24,8 @@ DEFAULT_ROOT = REPO_ROOT / "artifacts"
 
 # Folders whose files are merged on commit instead of replaced as a whole.
 MERGED_DIRS = ("outputs",)
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,14 @@ class ArtifactDir:
             )
         return path
 
-    def read_record(self, stage: str) -> dict:
-        path = self.require(self.stage_record(stage), stage)
-        return json.loads(path.read_text())
+    def read(self, record_type: type[R]) -> R:
+        """The typed record an earlier stage wrote (records.ExportRecord, …); fails clearly if it has not run."""
+        path = self.require(self.stage_record(record_type.STAGE), record_type.STAGE)
+        return record_type.from_json(json.loads(path.read_text()))
 
-    def read_record_if_any(self, stage: str) -> dict | None:
-        path = self.stage_record(stage)
-        return json.loads(path.read_text()) if path.exists() else None
+    def read_if_any(self, record_type: type[R]) -> R | None:
+        path = self.stage_record(record_type.STAGE)
+        return record_type.from_json(json.loads(path.read_text())) if path.exists() else None
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -120,7 +123,10 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write strict JSON atomically (a temp file, then rename). NaN and infinities become null."""
+    """Write strict JSON atomically (a temp file, then rename). NaN and infinities become null.
+    A record (anything with to_json) is written as its JSON."""
+    if hasattr(payload, "to_json"):
+        payload = payload.to_json()
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
     os.replace(tmp, path)

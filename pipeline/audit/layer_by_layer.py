@@ -1,5 +1,12 @@
-"""The audit's layer-by-layer pass: intermediate tensors of each backend pair, and where
-they first part ways. Runs when a comparison fails, or with `audit --layers`."""
+"""The audit's layer-by-layer pass: intermediate tensors of each backend, and where a failing
+backend first departs. Runs when a comparison fails, or with `audit --layers`.
+
+With a float64 oracle, every backend's intermediates are measured against the oracle's (the same
+forward hooks on the float64 copy), each tensor against its own floor: how far PyTorch float32
+lands from the oracle there. Without one (the ONNX route), pairs of backends are compared with the
+allclose tolerances. Only a backend that failed at its outputs is localized: one that passed is
+never named as the culprit of another's failure.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,43 +14,77 @@ from pathlib import Path
 import onnx
 import torch
 
-from pipeline.artifacts.folder import ArtifactDir
-from pipeline.config import Source
-from pipeline.inputs import TensorSpec
-from pipeline.audit.layer_stats import collect, layers_json
+from pipeline.artifacts.records import LintRecord, merged_lint
+from pipeline.audit.layer_request import LayerRequest
+from pipeline.audit.layer_stats import apply_floors, collect, layers_json
+from pipeline.audit.localize import localize, not_localized
+from pipeline.audit.noise import float64_copy
 from pipeline.model.attribution import module_tensors
 from pipeline.model.context import ModelContext
 from pipeline.model.graph import TensorOrder, static_shapes
-from pipeline.runners.intermediates import TorchLayersRunner, onnx_intermediates_runner, temp_workdir, tf_layers_runner
-from pipeline.audit.localize import localize
 from pipeline.model.torch_model import reference_model
+from pipeline.names import Backend
+from pipeline.runners.intermediates import TorchLayersRunner, onnx_intermediates_runner, temp_workdir, tf_layers_runner
+
+BAND = (Backend.ORACLE, Backend.PYTORCH)  # the float32 noise band: PyTorch float32 against the oracle
 
 
-def run_layers(source: Source, artifacts: ArtifactDir, export: dict, convert: dict, feeds: list, overrides) -> dict:
+def run_layers(request: LayerRequest) -> dict:
+    artifacts, export = request.artifacts, request.export
     model = onnx.load(str(artifacts.onnx))
-    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
-    order = TensorOrder.of(model)
-    shapes = static_shapes(model)
-    torch_model = reference_model(source, export)
-    example = tuple(torch.from_numpy(feeds[0][spec.name]) for spec in specs) if torch_model is not None else ()
+    order, shapes = TensorOrder.of(model), static_shapes(model)
+    torch_model = reference_model(request.source, export)
+    example = tuple(torch.from_numpy(request.feeds[0][spec.name]) for spec in export.inputs) if torch_model is not None else ()
     context = ModelContext(model, torch_model, example)
+    with_oracle = torch_model is not None and request.oracle.available
     with temp_workdir() as workdir:
-        runners = {"onnxruntime": onnx_intermediates_runner(artifacts.onnx, specs, Path(workdir))}
-        if torch_model is not None:
-            runners["pytorch"] = TorchLayersRunner(torch_model, specs, _mapping(model, torch_model, shapes, context))
-        tf_runner = tf_layers_runner(artifacts.root, convert, specs, shapes)
-        if tf_runner is not None:
-            runners["tf_layers"] = tf_runner
-        pairs = _pairs(export["reference"], runners)
-        stats = collect(runners, pairs, feeds, overrides)
+        runners = _runners(request, model, torch_model, shapes, context, Path(workdir), with_oracle)
+        pairs = _oracle_pairs(runners) if with_oracle else _pairs(export.reference, runners)
+        stats = collect(runners, pairs, request.feeds, request.overrides)
+    if with_oracle:
+        apply_floors([p for p in stats if (p.reference, p.candidate) != BAND], next(p for p in stats if (p.reference, p.candidate) == BAND))
     module_of = context.module_namer()
-    pair_records = [layers_json(pair, order, module_of) for pair in stats]
-    lint = artifacts.read_record_if_any("lint") or {"findings": []}
-    notes = [] if tf_runner is not None else ["no TF layer model from the converter: TF intermediates not compared"]
-    return {
-        "layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": pair_records, "notes": notes},
-        "localization": [localize(p, order, module_of, lint["findings"]) for p in pair_records],
-    }
+    records = [layers_json(pair, order, module_of) for pair in stats]
+    return {"layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": records,
+                       "judged_by": "noise floor" if with_oracle else "tolerance", "notes": _notes(runners)},
+            "localization": _localize(request, records, order, module_of)}
+
+
+def _runners(request: LayerRequest, model, torch_model, shapes, context, workdir: Path, with_oracle: bool) -> dict:
+    specs = request.export.inputs
+    runners = {"onnxruntime": onnx_intermediates_runner(request.artifacts.onnx, specs, workdir)}
+    if torch_model is not None:
+        mapping = _mapping(model, torch_model, shapes, context)
+        runners["pytorch"] = TorchLayersRunner(torch_model, specs, mapping)
+        if with_oracle:
+            runners[Backend.ORACLE] = TorchLayersRunner(float64_copy(torch_model), specs, mapping, float64=True)
+    tf_runner = tf_layers_runner(request.artifacts.root, request.convert, specs, shapes)
+    if tf_runner is not None:
+        runners["tf_layers"] = tf_runner
+    return runners
+
+
+def _notes(runners: dict) -> list[str]:
+    if "tf_layers" in runners:
+        return []
+    return ["no TF layer model from the converter: TF intermediates not compared"]
+
+
+def _localize(request: LayerRequest, records: list[dict], order: TensorOrder, module_of) -> list[dict]:
+    """Localize each pair whose candidate failed at its outputs; say why the others are not."""
+    lint = merged_lint(request.artifacts.read_if_any(LintRecord), request.convert)
+    findings = [f.to_json() for f in lint.findings] if lint else []
+    failed = {c.candidate for c in request.comparisons if c.verdict == "fail"}
+    failed |= {"keras"} if failed & {"tf_saved_model", "tflite_fp32"} else set()  # the TF layer model stands in for them
+    entries = []
+    for record in records:
+        if (record["reference"], record["candidate"]) == BAND:
+            continue
+        if request.oracle.available and record["candidate"] not in failed:
+            entries.append(not_localized(record, f"{record['candidate']} passed at its outputs: not localized"))
+            continue
+        entries.append(localize(record, order, module_of, findings))
+    return entries
 
 
 def _mapping(model: onnx.ModelProto, torch_model, shapes: dict, context: ModelContext) -> dict[str, str]:
@@ -59,6 +100,11 @@ def _mapping(model: onnx.ModelProto, torch_model, shapes: dict, context: ModelCo
         if conv in mapping and bn not in bn_nodes:
             mapping[bn] = mapping.pop(conv)
     return mapping
+
+
+def _oracle_pairs(runners: dict) -> list[tuple[str, str]]:
+    pairs = [BAND, (Backend.ORACLE, "onnxruntime")]
+    return pairs + ([(Backend.ORACLE, "keras")] if "tf_layers" in runners else [])
 
 
 def _pairs(reference: str, runners: dict) -> list[tuple[str, str]]:

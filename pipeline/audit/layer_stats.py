@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pipeline.audit.compare import Tolerance, tolerance_for
+from pipeline.audit.noise import MIN_ULPS, NOISE_ATOL, NOISE_RATIO_BOUND, UNIT_ROUNDOFF, ratio_of
 from pipeline.inputs import Feed
 from pipeline.model.graph import TensorOrder
 from pipeline.runners.base import Runner
@@ -19,6 +20,8 @@ class TensorStats:
     max_abs: float = 0.0
     ref_max_abs: float = 0.0
     exceeds: bool = False
+    noise_floor: float | None = None  # against the oracle: how far PyTorch float32 lands from it here
+    noise_ratio: float | None = None
 
     def update(self, ref: np.ndarray, cand: np.ndarray, tol: Tolerance) -> None:
         ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
@@ -53,6 +56,19 @@ def collect(runners: dict[str, Runner], pairs: list[tuple[str, str]], feeds: lis
         for runner in runners.values():
             runner.deactivate()
     return results
+
+
+def apply_floors(pairs: list[PairLayers], band: PairLayers) -> None:
+    """Judge every oracle pair's tensors by the floor the band (oracle vs PyTorch float32) measured there.
+    A tensor without a floor (PyTorch has no output for it) is not judged, and left out."""
+    for pair in pairs:
+        for name in [n for n in pair.stats if n not in band.stats]:
+            del pair.stats[name]
+        for name, stats in pair.stats.items():
+            measured = band.stats[name]
+            stats.noise_floor = max(measured.max_abs, MIN_ULPS * UNIT_ROUNDOFF * measured.ref_max_abs, NOISE_ATOL)
+            stats.noise_ratio = ratio_of(stats.max_abs, stats.noise_floor)
+            stats.exceeds = not (stats.noise_ratio <= NOISE_RATIO_BOUND)
 
 
 def _runner_of(backend: str) -> str:

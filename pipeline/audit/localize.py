@@ -25,9 +25,10 @@ def localize(pair: dict, order: TensorOrder, module_of: Callable, lint_findings:
     first = next((t for t in pair["tensors"] if t["exceeds"]), None)
     base = {"reference": pair["reference"], "candidate": pair["candidate"]}
     if first is None:
-        return {**base, "found": False, "node": None, "op_type": None, "module": None, "attributes": {},
-                "error_in": None, "error_out": None, "origin": None, "lint_findings": [],
-                "explanation": f"none of the {len(by_name)} aligned intermediate tensors exceeds tolerance"}
+        judged = any(t.get("noise_ratio") is not None for t in pair["tensors"])
+        limit = "the float32 noise floor" if judged else "tolerance"
+        return not_localized(pair, f"no divergence beyond {limit}: none of the {len(by_name)} aligned intermediate "
+                                   f"tensors exceeds it")
     node = order.producer[first["tensor"]]
     upstream, span = _upstream(node, order, by_name)
     error_in = max((by_name[u]["max_abs"] for u in upstream), default=0.0)
@@ -38,8 +39,16 @@ def localize(pair: dict, order: TensorOrder, module_of: Callable, lint_findings:
         **base, "found": True, "node": node.name, "op_type": node.op_type, "module": module, "tensor": first["tensor"],
         "attributes": attributes, "error_in": error_in, "error_out": first["max_abs"], "origin": origin,
         "unaligned_span": span, "lint_findings": _linked(lint_findings, node.name, module),
-        "explanation": _explain(node, module, attributes, error_in, first["max_abs"], origin, span, base),
+        "noise_ratio": first.get("noise_ratio"),
+        "explanation": _explain(node, module, attributes, error_in, first, origin, span, base),
     }
+
+
+def not_localized(pair: dict, why: str) -> dict:
+    """A localization record that names no node, and says why."""
+    return {"reference": pair["reference"], "candidate": pair["candidate"], "found": False, "node": None, "op_type": None,
+            "module": None, "attributes": {}, "error_in": None, "error_out": None, "origin": None, "lint_findings": [],
+            "explanation": why}
 
 
 def _upstream(node: onnx.NodeProto, order: TensorOrder, aligned: dict) -> tuple[list[str], list[str]]:
@@ -68,7 +77,10 @@ def _linked(findings: list[dict], node_name: str, module: str | None) -> list[di
     return [f for f in findings if f["node"] == node_name or (module and f.get("module") == module and f["severity"] != "info")]
 
 
-def _explain(node, module, attributes, error_in, error_out, origin, span, pair) -> str:
+def _explain(node, module, attributes, error_in, first: dict, origin, span, pair) -> str:
+    error_out = first["max_abs"]
+    ratio = first.get("noise_ratio")
+    times = f" ({ratio:.3g}x its float32 noise floor {first['noise_floor']:.3g})" if ratio is not None else ""
     what = f"{node.op_type} node '{node.name}'" + (f" (module {module})" if module else " (module not attributed)")
     attrs = ", ".join(f"{k}={v}" for k, v in attributes.items())
     if origin == "inherited":
@@ -76,5 +88,5 @@ def _explain(node, module, attributes, error_in, error_out, origin, span, pair) 
                 f"(max_abs {error_in:.3g}): the error comes from earlier, unaligned nodes")
     between = f"; between its last agreeing inputs and it lie unaligned nodes {span}" if len(span) > 0 else ""
     return (f"{pair['candidate']} first departs from {pair['reference']} at {what}: its inputs agree "
-            f"(max_abs {error_in:.3g}) and its output is off by {error_out:.3g}, so the error appears at this node"
+            f"(max_abs {error_in:.3g}) and its output is off by {error_out:.3g}{times}, so the error appears at this node"
             f"{between}" + (f" [{attrs}]" if attrs else ""))

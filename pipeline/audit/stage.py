@@ -14,49 +14,59 @@ from rich.progress import Progress
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
+from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners.factory import available_tf_backends, make_runner
 from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError
-from pipeline.inputs import TensorSpec
+from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
+from pipeline.audit.layer_request import LayerRequest
+from pipeline.audit.noise import NOISE_ATOL, floor_of
+from pipeline.names import Backend
 
 
 def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inputs_file: Path | None = None,
-        layers: bool = False) -> dict:
+        layers: bool = False) -> AuditRecord:
     start = time.perf_counter()
-    export = artifacts.read_record("export")
-    convert = artifacts.read_record("convert")
+    export = artifacts.read(ExportRecord)
+    convert = artifacts.read(ConvertRecord)
     _prepare_inputs(artifacts, export, samples, inputs_file)
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
-    reference = export["reference"]
+    reference = export.reference
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
     results, reused = _reuse_validated(artifacts, backends)
     to_run = [b for b in backends if b not in results]
     fresh, broken = _run(to_run, source, artifacts, export, convert, feeds)
     results.update(fresh)
     overrides = _overrides(source)
+    oracle = _oracle(source, artifacts, export, feeds, results)
     candidates = [b for b in backends if b != reference and b not in broken]
-    comparisons = compare(results, reference, candidates, overrides, _classification(source))
+    comparisons = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), oracle, overrides, _budgets(source))
+                   for c in compare(results, reference, candidates, overrides, _classification(source))]
     comparisons += [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
                     for backend, reason in broken.items() for output in results[reference]]
     verdict = overall_verdict([c.verdict for c in comparisons])
     failed = verdict == "fail"
     signal = _signal(source, artifacts, export, feeds, comparisons)
-    record = {
-        "reference": reference, "backends": backends, "samples": len(feeds), "reused_outputs": reused,
-        "sample_labels": shared_inputs.sample_labels(len(feeds), edge_cases=True), "inputs_sha256": sha256(artifacts.inputs),
-        "comparisons": [c.to_json() for c in comparisons],
-        "histograms": [{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
-                       for c in comparisons if c.histogram],
-        "verdict": verdict, "verdict_reasons": _reasons(comparisons, signal), "signal": signal,
-        **_layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it=layers or failed),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    layer_pass = _layer_by_layer(LayerRequest(source, artifacts, export, convert, feeds, overrides, oracle, comparisons),
+                                 run_it=layers or failed)
+    record = AuditRecord(
+        reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
+        sample_labels=shared_inputs.sample_labels(len(feeds), edge_cases=True), inputs_sha256=sha256(artifacts.inputs),
+        comparisons=comparisons,
+        histograms=[{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
+                    for c in comparisons if c.histogram],
+        verdict=verdict, verdict_reasons=_reasons(comparisons, signal), signal=signal,
+        layers=layer_pass["layers"], localization=layer_pass["localization"],
+        seconds=round(time.perf_counter() - start, 3), oracle=oracle.to_json(),
+    )
     with artifacts.staging() as stage:
         (stage / "outputs").mkdir()
         for backend in fresh:
             shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", results[backend])
+        if oracle.available:
+            shared_inputs.save_npz(stage / "outputs" / f"{oracle.backend}.npz", oracle.outputs)
         write_json(stage / "audit.json", record)
     return record
 
@@ -74,7 +84,7 @@ def _reasons(comparisons: list, signal: dict | None) -> list[str]:
     return reasons + ([signal["message"]] if signal else [])
 
 
-def _signal(source: Source, artifacts: ArtifactDir, export: dict, feeds: list, comparisons: list) -> dict | None:
+def _signal(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, comparisons: list) -> dict | None:
     """For an output inconclusive for lack of signal: the node where it vanished or blew up."""
     no_signal = ("magnitude", "NaN")
     weak = next((c for c in comparisons if c.verdict == "inconclusive" and any(k in (c.reason or "") for k in no_signal)), None)
@@ -86,38 +96,38 @@ def _signal(source: Source, artifacts: ArtifactDir, export: dict, feeds: list, c
     from pipeline.model.context import ModelContext
     from pipeline.model.torch_model import reference_model
 
-    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    specs = export.inputs
     module_of = ModelContext(onnx.load(str(artifacts.onnx)), reference_model(source, export)).module_namer()
     with capture_output(artifacts.root / "audit.log"):
         return trace(artifacts.onnx, specs, feeds[0], weak.output, module_of)
 
 
-def _prepare_inputs(artifacts: ArtifactDir, export: dict, samples: int | None, inputs_file: Path | None) -> None:
+def _prepare_inputs(artifacts: ArtifactDir, export: ExportRecord, samples: int | None, inputs_file: Path | None) -> None:
     """Replace inputs.npz with a user's data or another sample count (edge cases always appended)."""
     if samples is None and inputs_file is None:
         return
-    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    specs = export.inputs
     if inputs_file is not None:
         arrays = shared_inputs.load_user_inputs(inputs_file, specs)
     else:
-        arrays = shared_inputs.generate(specs, samples, export.get("seed", 0))
+        arrays = shared_inputs.generate(specs, samples, export.seed)
     with artifacts.staging() as stage:
         shared_inputs.save_npz(stage / "inputs.npz", shared_inputs.with_edge_cases(arrays, specs))
 
 
 def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunResults, list[str]]:
-    validate = artifacts.read_record_if_any("validate")
-    if not validate or validate.get("inputs_sha256") != sha256(artifacts.inputs):
+    validate = artifacts.read_if_any(ValidateRecord)
+    if not validate or validate.inputs_sha256 != sha256(artifacts.inputs):
         return {}, []
     results = {}
-    for backend in validate["backends"]:
+    for backend in validate.backends:
         path = artifacts.output_file(backend)
         if backend in backends and path.exists():
             results[backend] = shared_inputs.load_npz(path)
     return results, sorted(results)
 
 
-def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: dict, convert: dict,
+def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
          feeds: list) -> tuple[RunResults, dict[str, str]]:
     """Run each backend; a candidate that cannot run (say, TFLite with Select TF ops and no Flex
     delegate) is recorded and compared as a failure, while the others are still audited."""
@@ -132,20 +142,53 @@ def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: di
                 results.update(run_all([runner], feeds, on_sample=lambda name, i: progress.update(
                     task, advance=1, description=f"running {name}")))
             except RunnerError as exc:
-                if runner.name == export["reference"]:
+                if runner.name == export.reference:
                     raise
                 broken[runner.name] = str(exc)
     return results, broken
 
 
-def _layer_by_layer(source, artifacts, export, convert, feeds, overrides, run_it: bool) -> dict:
+def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
     if not run_it:
         return {"layers": {"ran": False, "reason": "every comparison passed; run with --layers to compare intermediates",
                            "pairs": []}, "localization": None}
     from pipeline.audit.layer_by_layer import run_layers
 
-    with stage_status("comparing intermediate tensors layer by layer"), capture_output(artifacts.root / "audit.log"):
-        return run_layers(source, artifacts, export, convert, feeds, overrides)
+    with stage_status("comparing intermediate tensors layer by layer"), capture_output(request.artifacts.root / "audit.log"):
+        return run_layers(request)
+
+
+def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
+    """The float64 copy of the PyTorch model on the same inputs; when it cannot run, a stated estimate."""
+    if export.reference != "pytorch" or source.config is None:
+        return Oracle(None, False, "ONNX route: no PyTorch model to run in float64; the allclose tolerances against "
+                                   "ONNX Runtime decide")
+    try:
+        with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
+            truth = run_all([make_runner(Backend.ORACLE, source, artifacts, export)], feeds)[Backend.ORACLE]
+    except RunnerError as exc:
+        return _estimated_oracle(results, str(exc))
+    floors = {name: floor_of(results["pytorch"][name], truth[name], NOISE_ATOL) for name in truth}
+    return Oracle(Backend.ORACLE, True, "a float64 copy of the PyTorch model, on the same inputs", truth, floors,
+                  "PyTorch float32 against the float64 oracle")
+
+
+def _estimated_oracle(results: RunResults, why: str) -> Oracle:
+    """No float64 run: PyTorch float32 stands in for the truth, and the spread between PyTorch and ONNX
+    Runtime estimates the floor (it cannot tell which of the two is closer to the truth)."""
+    if "onnxruntime" not in results:
+        return Oracle(None, False, f"{why}; no estimate of the noise floor either: the allclose tolerances decide")
+    floors = {name: floor_of(results["onnxruntime"][name], ref, NOISE_ATOL) for name, ref in results["pytorch"].items()}
+    return Oracle(None, False, f"{why}; the noise floor is estimated as the spread between PyTorch and ONNX Runtime",
+                  dict(results["pytorch"]), floors, "estimate: PyTorch float32 against ONNX Runtime")
+
+
+def _budgets(source: Source) -> dict[str, PrecisionBudget]:
+    budgets = dict(DEFAULT_BUDGETS)
+    if source.config is not None:
+        for precision, budget in source.config.precision_budget.items():
+            budgets[precision] = PrecisionBudget(budget.min_snr_db, budget.min_top1, budget.min_top5)
+    return budgets
 
 
 def _overrides(source: Source) -> dict[str, Tolerance]:

@@ -15,8 +15,11 @@ import numpy as np
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
+from pipeline.config import Source
 from pipeline.console import stage_status
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
+from pipeline.deploy import calibration
 from pipeline.errors import ConversionError
 from pipeline.inputs import TensorSpec
 from pipeline.runners.layout import Layout, candidates, decide, resolve_by_probe
@@ -34,6 +37,9 @@ class Strategy:
     options: ConversionOptions
     why: str
 
+    def with_int8(self, int8) -> "Strategy":
+        return dataclasses.replace(self, options=dataclasses.replace(self.options, int8=int8))
+
 
 def strategies(specs: list[TensorSpec]) -> list[Strategy]:
     names = tuple(spec.name for spec in specs if len(spec.shape) in (3, 4, 5))
@@ -49,26 +55,31 @@ def strategies(specs: list[TensorSpec]) -> list[Strategy]:
     return [s for s in listed if s.name != "keep-nchw-inputs" or names]
 
 
-def run(artifacts: ArtifactDir, only: list[str] | None = None) -> dict:
-    """Convert model.onnx, trying each strategy in turn, and write convert.json.
+def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None) -> ConvertRecord:
+    """Convert model.onnx, trying each strategy in turn, check the SavedModel structurally
+    (the lint rules of the "tf" phase) and write convert.json.
 
     Raises ConversionError naming every strategy's failure when none works; the
     artifacts of the last good run are left untouched."""
+    from pipeline.lint.stage import run_tf
+
     onnx_path = artifacts.require(artifacts.onnx, "export")
-    export = artifacts.read_record("export")
-    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    export = artifacts.read(ExportRecord)
+    specs = export.inputs
     reference = _reference_outputs(artifacts)
     first_feed = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))[0]
     converter = get_converter()
-    attempts: list[dict] = []
+    int8 = calibration.request(source, artifacts, specs)  # None unless the config asks for int8
+    attempts: list[Attempt] = []
     with artifacts.staging() as stage:
         log_path = stage / "convert.log"
-        for strategy in [s for s in strategies(specs) if only is None or s.name in only]:
-            outcome = _attempt(converter, strategy, onnx_path, stage, log_path, (specs, export["outputs"], reference, first_feed))
+        for strategy in [s.with_int8(int8) for s in strategies(specs) if only is None or s.name in only]:
+            outcome = _attempt(converter, strategy, onnx_path, stage, log_path, (specs, export.outputs, reference, first_feed))
             attempts.append(outcome.summary)
             if outcome.result is not None:
                 _promote(stage / strategy.name, stage)
-                record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts)
+                tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
+                record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)
@@ -77,7 +88,7 @@ def run(artifacts: ArtifactDir, only: list[str] | None = None) -> dict:
 
 @dataclass
 class _Outcome:
-    summary: dict
+    summary: Attempt
     result: ConversionResult | None = None
     io: TFModelIO | None = None
     seconds: float = 0.0
@@ -95,10 +106,10 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
             io = bind(result, *binding_args)
     except ConversionError as exc:
         seconds = time.perf_counter() - start
-        return _Outcome({"strategy": strategy.name, "ok": False, "seconds": round(seconds, 3), "error": str(exc)})
+        return _Outcome(Attempt(strategy.name, False, round(seconds, 3), str(exc)))
     seconds = time.perf_counter() - start
     result = _relocated(result, out_dir, stage)
-    return _Outcome({"strategy": strategy.name, "ok": True, "seconds": round(seconds, 3), "error": None}, result, io, seconds)
+    return _Outcome(Attempt(strategy.name, True, round(seconds, 3)), result, io, seconds)
 
 
 def _relocated(result: ConversionResult, out_dir: Path, stage: Path) -> ConversionResult:
@@ -120,10 +131,10 @@ def _keep_failed_log(log_path: Path, artifacts: ArtifactDir) -> None:
         os.replace(log_path, artifacts.root / FAILED_LOG)
 
 
-def _all_failed(attempts: list[dict], log: Path) -> str:
-    last = attempts[-1]["error"] if attempts else "no strategy was tried"
+def _all_failed(attempts: list[Attempt], log: Path) -> str:
+    last = attempts[-1].error if attempts else "no strategy was tried"
     last = last.split("; full log:")[0]
-    tried = ", ".join(a["strategy"] for a in attempts)
+    tried = ", ".join(a.strategy for a in attempts)
     return f"every conversion strategy failed ({tried}); the last: {last}; full log: {log}"
 
 
@@ -175,16 +186,15 @@ def _probe_outputs(result: ConversionResult, io: TFModelIO, specs, reference, fi
     return TFModelIO(io.inputs, outputs)
 
 
-def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: Strategy, attempts: list[dict]) -> dict:
+def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: Strategy, attempts: list[Attempt],
+            tf_lint: LintRecord) -> ConvertRecord:
     formats = {"tf_saved_model": result.saved_model, "keras": result.keras, **{f"tflite_{p}": f for p, f in result.tflite.items()}}
-    return {
-        "converter": result.converter, "version": result.version,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result.options).items()},
-        "seconds": round(seconds, 3),
-        "strategy": strategy.name, "attempts": attempts,
-        "models": {fmt: path.name for fmt, path in formats.items() if path},
-        "io": io.to_json(),
-        "ambiguous_layouts": [b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
-        "layers": {"model": result.layers.name, "tensors": result.layer_tensors} if result.layers else None,
-        "notes": result.notes,
-    }
+    return ConvertRecord(
+        converter=result.converter, version=result.version,
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result.options).items()},
+        seconds=round(seconds, 3), strategy=strategy.name, attempts=attempts,
+        models={fmt: path.name for fmt, path in formats.items() if path}, io=io,
+        ambiguous_layouts=[b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
+        layers={"model": result.layers.name, "tensors": result.layer_tensors} if result.layers else None,
+        notes=result.notes, tf_lint=tf_lint,
+    )

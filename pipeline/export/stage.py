@@ -11,7 +11,7 @@ import os
 import re
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +20,7 @@ import torch
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.records import Attempt, ExportRecord
 from pipeline.config import Source
 from pipeline.console import capture_output
 from pipeline.errors import ConfigError, ExportError, first_line
@@ -39,14 +40,6 @@ class ExportRequest:
     output_names: list[str]
     opset: int | None
     path: Path
-
-
-@dataclass(frozen=True)
-class ExportAttempt:
-    strategy: str
-    ok: bool
-    seconds: float
-    error: str | None = None
 
 
 def _export_dynamo(request: ExportRequest) -> None:
@@ -76,7 +69,7 @@ class ExportChoice:
     why: str
 
 
-def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, choice: ExportChoice | None = None) -> dict:
+def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, choice: ExportChoice | None = None) -> ExportRecord:
     """Write model.onnx, inputs.npz and export.json; return the export record.
 
     With `onnx_file` (audit --onnx), that file stands in for the export: it is audited
@@ -92,7 +85,7 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None, c
     return record
 
 
-def _export_keeping_log(source: Source, stage: Path, choice, artifacts: ArtifactDir) -> dict:
+def _export_keeping_log(source: Source, stage: Path, choice, artifacts: ArtifactDir) -> ExportRecord:
     try:
         return _export(source, stage, choice)
     except ExportError as exc:
@@ -103,7 +96,7 @@ def _export_keeping_log(source: Source, stage: Path, choice, artifacts: Artifact
         raise ExportError(str(exc).replace(f"full log: {FAILED_LOG}", f"full log: {artifacts.shown(kept)}")) from None
 
 
-def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> dict:
+def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> ExportRecord:
     result = import_onnx(onnx_file)
     onnx.save(result.model, str(stage / "model.onnx"))
     config = source.config
@@ -114,28 +107,27 @@ def _import_for_config(source: Source, onnx_file: Path, stage: Path) -> dict:
                           "audit an ONNX file exported from this model")
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
     shared_inputs.save_npz(stage / "inputs.npz", samples)
-    return {
-        "route": "pytorch", "source": str(onnx_file), "exporter": f"none (given file {onnx_file.name})", "attempts": [],
-        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
-        "reference": "pytorch", "seed": config.seed, "notes": result.notes + [f"audited ONNX file given with --onnx: {onnx_file}"],
-    }
+    return ExportRecord(
+        route="pytorch", source=str(onnx_file), exporter=f"none (given file {onnx_file.name})", attempts=[],
+        opset=result.opset, inputs=specs, outputs=output_names(result.model), reference="pytorch", seed=config.seed,
+        notes=result.notes + [f"audited ONNX file given with --onnx: {onnx_file}"],
+    )
 
 
-def _import(source: Source, stage: Path) -> dict:
+def _import(source: Source, stage: Path) -> ExportRecord:
     result = import_onnx(source.path)
     onnx.save(result.model, str(stage / "model.onnx"))
     notes = list(result.notes)
     specs = input_specs(result.model, notes)
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, samples=4, seed=0), specs)
     shared_inputs.save_npz(stage / "inputs.npz", samples)
-    return {
-        "route": "onnx", "source": str(source.path), "exporter": "none (ONNX file given)", "attempts": [],
-        "opset": result.opset, "inputs": [s.to_json() for s in specs], "outputs": output_names(result.model),
-        "reference": "onnxruntime", "seed": 0, "notes": notes,
-    }
+    return ExportRecord(
+        route="onnx", source=str(source.path), exporter="none (ONNX file given)", attempts=[], opset=result.opset,
+        inputs=specs, outputs=output_names(result.model), reference="onnxruntime", seed=0, notes=notes,
+    )
 
 
-def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> dict:
+def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> ExportRecord:
     config = source.config
     specs = [TensorSpec.from_config(spec) for spec in config.inputs]
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
@@ -151,12 +143,12 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
     order = [choice.exporter] if choice else _strategy_order(config.exporter)
     attempts = _try_strategies(request, order, stage / "export.log")
     shared_inputs.save_npz(stage / "inputs.npz", samples)
-    return {
-        "route": "pytorch", "source": str(source.path), "exporter": attempts[-1].strategy,
-        "attempts": [asdict(a) for a in attempts], "opset": default_opset(onnx.load(str(request.path), load_external_data=False)),
-        "inputs": [s.to_json() for s in specs], "outputs": names, "reference": "pytorch",
-        "seed": config.seed, "notes": [f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
-    }
+    return ExportRecord(
+        route="pytorch", source=str(source.path), exporter=attempts[-1].strategy, attempts=attempts,
+        opset=default_opset(onnx.load(str(request.path), load_external_data=False)), inputs=specs, outputs=names,
+        reference="pytorch", seed=config.seed,
+        notes=[f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
+    )
 
 
 def _count_outputs(model: torch.nn.Module, args: tuple, source: Source) -> int:
@@ -180,8 +172,8 @@ def _strategy_order(choice: str) -> list[str]:
     return ["dynamo", "torchscript"] if choice == "auto" else [choice]
 
 
-def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) -> list[ExportAttempt]:
-    attempts: list[ExportAttempt] = []
+def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) -> list[Attempt]:
+    attempts: list[Attempt] = []
     for name in order:
         attempt = _attempt(name, request, log_path)
         attempts.append(attempt)
@@ -191,7 +183,7 @@ def _try_strategies(request: ExportRequest, order: list[str], log_path: Path) ->
     raise ExportError(f"every exporter failed ({tried}); full log: {FAILED_LOG}")
 
 
-def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt:
+def _attempt(name: str, request: ExportRequest, log_path: Path) -> Attempt:
     start = time.perf_counter()
     try:
         with capture_output(log_path):
@@ -202,8 +194,8 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> ExportAttempt
             log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
         ops = unsupported_ops(traceback.format_exc())
         op = f" [unsupported op: {', '.join(ops)}]" if ops else ""
-        return ExportAttempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}{op}")
-    return ExportAttempt(name, True, time.perf_counter() - start)
+        return Attempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}{op}")
+    return Attempt(name, True, time.perf_counter() - start)
 
 
 def unsupported_ops(text: str) -> list[str]:

@@ -27,6 +27,10 @@ class Finding:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, raw: dict) -> "Finding":
+        return cls(**raw)
+
 
 RuleFn = Callable[["LintContext"], Iterable[Finding]]  # noqa: F821
 Phase = Literal["onnx", "tf"]  # "tf" rules need the converted SavedModel (ctx.tf_graph)

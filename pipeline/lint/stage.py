@@ -8,9 +8,10 @@ import torch
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.records import LintRecord
 from pipeline.config import Source
 from pipeline.inputs import TensorSpec
-from pipeline.lint import PHASES, count_findings, load_rules, run_rules
+from pipeline.lint import run_rules
 from pipeline.lint.context import LintContext
 from pipeline.model.onnx_import import load_onnx
 from pipeline.model.torch_model import build_model
@@ -18,38 +19,27 @@ from pipeline.model.torch_model import build_model
 NO_MODEL_NOTE = "no PyTorch model (ONNX route): findings that need a module were not checked"
 
 
-def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -> dict:
+def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -> LintRecord:
     """The ONNX-phase rules, before conversion. Writes lint.json."""
     start = time.perf_counter()
     onnx_path = onnx_file or artifacts.require(artifacts.onnx, "export")
     context = build_context(source, artifacts, load_onnx(onnx_path))
-    findings = [f.to_json() for f in run_rules(context)]
     notes = [] if context.torch_model is not None else [NO_MODEL_NOTE]
-    return _write(artifacts, {"onnx": str(onnx_path), "notes": notes}, findings, time.perf_counter() - start)
-
-
-def run_tf(source: Source, artifacts: ArtifactDir) -> dict:
-    """The TF-phase rules on the converted SavedModel; merged into lint.json."""
-    from pipeline.lint.tf_graph import TFGraph
-
-    start = time.perf_counter()
-    previous = artifacts.read_record_if_any("lint") or {"onnx": str(artifacts.onnx), "notes": [], "findings": []}
-    context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
-    context.tf_graph = TFGraph.from_saved_model(artifacts.require(artifacts.saved_model, "convert-tf"))
-    load_rules()
-    tf_rules = {name for name, phase in PHASES.items() if phase == "tf"}
-    kept = [f for f in previous["findings"] if f["rule"] not in tf_rules]
-    findings = kept + [f.to_json() for f in run_rules(context, phase="tf")]
-    return _write(artifacts, previous, findings, previous.get("seconds", 0.0) + time.perf_counter() - start)
-
-
-def _write(artifacts: ArtifactDir, base: dict, findings: list[dict], seconds: float) -> dict:
-    counts = count_findings(findings)
-    record = {"onnx": base["onnx"], "findings": findings, "counts": counts, "passed": counts["error"] == 0,
-              "notes": base.get("notes", []), "seconds": round(seconds, 3)}
+    record = LintRecord.of(str(onnx_path), run_rules(context), notes, time.perf_counter() - start)
     with artifacts.staging() as stage:
         write_json(stage / "lint.json", record)
     return record
+
+
+def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path) -> LintRecord:
+    """The TF-phase rules on a converted SavedModel. The convert stage calls this right after
+    conversion and keeps the result in its own record (convert.json's `tf_lint`)."""
+    from pipeline.lint.tf_graph import TFGraph
+
+    start = time.perf_counter()
+    context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
+    context.tf_graph = TFGraph.from_saved_model(saved_model)
+    return LintRecord.of(str(artifacts.onnx), run_rules(context, phase="tf"), [], time.perf_counter() - start)
 
 
 def build_context(source: Source, artifacts: ArtifactDir, model) -> LintContext:

@@ -50,9 +50,9 @@ def _build(source: Source) -> torch.nn.Module:
     return model.eval()
 
 
-def reference_model(source: Source, export: dict) -> torch.nn.Module | None:
-    """The PyTorch model when it is the audit's reference (not on the ONNX route)."""
-    if export["reference"] != "pytorch" or source.config is None:
+def reference_model(source: Source, export) -> torch.nn.Module | None:
+    """The PyTorch model when it is the audit's reference (not on the ONNX route); `export` is the ExportRecord."""
+    if export.reference != "pytorch" or source.config is None:
         return None
     return build_model(source)
 

@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow matplotlib.use)
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pipeline.runners.factory import BACKEND_LABELS  # noqa: E402
-from pipeline.report.stage import _fmt  # noqa: E402  (same number format as report.md)
+from pipeline.audit.noise import NOISE_RATIO_BOUND as NOISE_BOUND  # noqa: E402
+from pipeline.names import label as backend_label  # noqa: E402
+from pipeline.report.fmt import fmt_number as _fmt  # noqa: E402  (same number format as report.md)
 
 LOG_FLOOR = 1e-12  # log axes cannot show 0; exact-zero errors are drawn at this floor
 FIGSIZE = (8.5, 3.2)
@@ -111,7 +112,7 @@ def _figure(title: str, png_uri: str, caption: str) -> str:
 
 
 def _label(backend: str | None) -> str:
-    return BACKEND_LABELS.get(backend or "", backend or "?")
+    return backend_label(backend) if backend else "?"
 
 
 def _pair(entry: dict) -> str:
@@ -151,10 +152,16 @@ def _tol(value: float | None) -> str:
 
 def _comparison_row(c: dict, optional: list[str]) -> list[str]:
     return [
-        _pair({**c, "output": None}), c.get("output"), _fmt(c.get("max_abs")), _fmt(c.get("mean_abs")),
+        _pair({**c, "output": None}), c.get("output"), _fmt(c.get("max_abs")), _ratio_text(c.get("noise_ratio")),
+        _fmt(c.get("oracle_error")), _fmt(c.get("noise_floor")), _fmt(c.get("mean_abs")),
         _fmt(c.get("p99_abs")), _fmt(c.get("max_rel")), _fmt(c.get("cosine")), _fmt(c.get("snr_db")),
-        *[_percent(c.get(key)) for key in optional], _tol(c.get("atol")), _tol(c.get("rtol")), _result(c)[1],
+        *[_percent(c.get(key)) for key in optional], _tol(c.get("atol")), _tol(c.get("rtol")), c.get("rule", "tolerance"),
+        _result(c)[1],
     ]
+
+
+def _ratio_text(value: float | None) -> str:
+    return "n/a" if value is None or not _finite(value) else f"{value:.3g}x"
 
 
 def _comparison_section(report: dict) -> str:
@@ -163,8 +170,8 @@ def _comparison_section(report: dict) -> str:
         return _section("comparisons", "Comparisons", _not_run("comparisons"))
     # top-k agreement only means something for classifiers; hide the columns when no pair has it
     optional = [(h, k) for h, k in OPTIONAL_METRICS if any(c.get(k) is not None for c in comparisons)]
-    headers = ["pair", "output", "max_abs", "mean_abs", "p99_abs", "max_rel", "cosine", "SNR dB",
-               *[h for h, _ in optional], "atol", "rtol", "result"]
+    headers = ["pair", "output", "max_abs", "x noise floor", "error vs oracle", "noise floor", "mean_abs", "p99_abs",
+               "max_rel", "cosine", "SNR dB", *[h for h, _ in optional], "atol", "rtol", "rule", "result"]
     rows = [_comparison_row(c, [k for _, k in optional]) for c in comparisons]
     classes = [f"result-{_result(c)[0]}" for c in comparisons]
     return _section("comparisons", "Comparisons", _table(headers, rows, classes))
@@ -285,6 +292,18 @@ def _mark_non_finite(ax: Axes, tensors: list[dict], errors: list[tuple[int, floa
                    label="non-finite or shape mismatch")
 
 
+def _noise_band(ax: Axes, tensors: list[dict]) -> bool:
+    """The float32 noise band (PyTorch float32 against the oracle) and the bound above it; False if not judged so."""
+    floors = _depth_points(tensors, "noise_floor")
+    if not floors:
+        return False
+    xs, ys = [p[0] for p in floors], [p[1] for p in floors]
+    ax.fill_between(xs, [LOG_FLOOR] * len(xs), ys, color="#d0d7de", alpha=0.6, step="mid", label="float32 noise floor")
+    bound = NOISE_BOUND
+    ax.plot(xs, [y * bound for y in ys], color=FAIL_COLOUR, linestyle=":", linewidth=1, label=f"{bound:g}x the floor (bound)")
+    return True
+
+
 def _depth_png(pair: dict) -> str:
     tensors = pair.get("tensors") or []
     errors, reference = _depth_points(tensors, "max_abs"), _depth_points(tensors, "ref_max_abs")
@@ -295,8 +314,9 @@ def _depth_png(pair: dict) -> str:
                     linewidth=1, label="max |reference| (scale)")
         if errors:
             ax.plot([p[0] for p in errors], [p[1] for p in errors], color=REF_COLOUR, linewidth=1, zorder=2)
-        _scatter(ax, errors, False, "within tolerance")
-        _scatter(ax, errors, True, "beyond tolerance")
+        judged = _noise_band(ax, tensors)
+        _scatter(ax, errors, False, "within the noise bound" if judged else "within tolerance")
+        _scatter(ax, errors, True, "beyond the noise bound" if judged else "beyond tolerance")
         _mark_non_finite(ax, tensors, errors)
         if first is not None:
             ax.axvline(first["index"], color=FAIL_COLOUR, linestyle="--", linewidth=1,
@@ -305,6 +325,8 @@ def _depth_png(pair: dict) -> str:
             ax.text(0.5, 0.5, "no intermediate tensors recorded", transform=ax.transAxes, ha="center", va="center")
         ax.set_yscale("log")
         ax.set_xlabel("node order index (depth in the graph); error = |candidate − reference|")
+        if _depth_points(tensors, "noise_floor"):
+            ax.set_xlabel("node order index (depth in the graph); error = |candidate − float64 oracle|")
         ax.set_ylabel("max |error| per tensor (log scale)")
         ax.set_title(_plain(_pair(pair), limit=80), fontsize="medium")
         if ax.get_legend_handles_labels()[0]:

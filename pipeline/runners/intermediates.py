@@ -36,14 +36,20 @@ def onnx_intermediates_runner(onnx_path: Path, specs: list[TensorSpec], workdir:
 
 
 class TorchLayersRunner(Runner):
-    """PyTorch with forward hooks; outputs keyed by the ONNX tensor each module maps to."""
+    """PyTorch with forward hooks; outputs keyed by the ONNX tensor each module maps to.
+
+    Each hook copies the module's output at once: a later in-place op (ReLU(inplace=True),
+    `x += y`) would otherwise overwrite the captured tensor before it is read. With
+    `float64`, the runner drives the oracle (a float64 copy) with float inputs cast."""
 
     name = "pytorch"
     partial_outputs = True
 
-    def __init__(self, torch_model, specs: list[TensorSpec], mapping: dict[str, str]) -> None:
+    def __init__(self, torch_model, specs: list[TensorSpec], mapping: dict[str, str], float64: bool = False) -> None:
         super().__init__(specs, sorted(set(mapping.values())))
-        self.torch_model, self.mapping = torch_model, mapping
+        self.torch_model, self.mapping, self.float64 = torch_model, mapping, float64
+        if float64:
+            self.name = "pytorch_fp64"
         self._captured: dict[str, list] = {}
         self._hooks: list = []
 
@@ -54,18 +60,22 @@ class TorchLayersRunner(Runner):
 
     def _hook(self, path: str):
         def record(module, args, output):
-            self._captured.setdefault(path, []).append(output)
+            copy = output.detach().clone() if hasattr(output, "detach") else output
+            self._captured.setdefault(path, []).append(copy)
         return record
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         import torch
 
         self._captured.clear()
+        arrays = [np.array(feed[s.name]) for s in self.input_specs]
+        if self.float64:
+            arrays = [a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a for a in arrays]
         with torch.no_grad():
-            self.torch_model(*[torch.from_numpy(np.array(feed[s.name])) for s in self.input_specs])
+            self.torch_model(*[torch.from_numpy(a) for a in arrays])
         # A module called more than once (shared) has no single output: it is left out.
-        return {self.mapping[path]: outs[0].detach().numpy() for path, outs in self._captured.items()
-                if len(outs) == 1 and hasattr(outs[0], "detach")}
+        return {self.mapping[path]: outs[0].numpy() for path, outs in self._captured.items()
+                if len(outs) == 1 and hasattr(outs[0], "numpy")}
 
     def _deactivate_impl(self) -> None:
         for hook in self._hooks:
@@ -73,14 +83,14 @@ class TorchLayersRunner(Runner):
         self._hooks.clear()
 
 
-def tf_layers_runner(artifacts_root: Path, convert: dict, specs: list[TensorSpec], onnx_shapes: dict[str, list[int]]) -> Runner | None:
+def tf_layers_runner(artifacts_root: Path, convert, specs: list[TensorSpec], onnx_shapes: dict[str, list[int]]) -> Runner | None:
     """A Keras runner over the converter's layer model, with a layout decided per tensor."""
     from pipeline.runners.tensorflow import KerasRunner
 
-    layers = convert.get("layers")
+    layers = convert.layers
     if not layers:
         return None
-    io = TFModelIO.from_json(convert["io"])
+    io = convert.io
     outputs = []
     for index, entry in enumerate(layers["tensors"]):
         shape = onnx_shapes.get(entry["tensor"])

@@ -1,10 +1,11 @@
-"""PyTorch runner: the user's model in eval mode, under no_grad."""
+"""PyTorch runners: the user's model in eval mode, under no_grad, in float32 and as a float64 oracle."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from pipeline.config import Source
+from pipeline.errors import RunnerError
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
 from pipeline.model.torch_model import build_model
@@ -30,3 +31,33 @@ class TorchRunner(Runner):
 
     def _deactivate_impl(self) -> None:
         self.model = None
+
+
+class TorchFloat64Runner(TorchRunner):
+    """The oracle: a float64 copy of the user's model, float inputs cast to float64.
+
+    Its outputs stay float64: they are what float32 programs try to reach. A model that cannot
+    run in float64 (an op without a double kernel, a forward that casts to float32 itself)
+    raises RunnerError, and the audit falls back to a stated estimate of the noise floor."""
+
+    name = "pytorch_fp64"
+    precision = "fp64"
+
+    def _activate_impl(self) -> None:
+        from pipeline.audit.noise import float64_copy
+
+        self.model = float64_copy(build_model(self.source))
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        from pipeline.audit.noise import to_float64
+
+        args = [torch.from_numpy(to_float64(np.array(feed[spec.name]))) for spec in self.input_specs]
+        with torch.no_grad():
+            outputs = self.model(*args)
+        flat = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+        values = {name: value.detach().numpy() for name, value in zip(self.output_names, flat)}
+        for name, value in values.items():
+            if np.issubdtype(value.dtype, np.floating) and value.dtype != np.float64:
+                raise RunnerError(f"{self.name}: output '{name}' came out as {value.dtype}, not float64: the model casts "
+                                  "internally, so it cannot serve as a float64 oracle")
+        return values

@@ -11,20 +11,21 @@ import onnx
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
+from pipeline.artifacts.records import ExportRecord, ValidateRecord
 from pipeline.runners.factory import make_runner
 from pipeline.audit.compare import compare, evidence_problem, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.errors import ValidationError, first_line
 
 
-def run(source: Source, artifacts: ArtifactDir) -> dict:
+def run(source: Source, artifacts: ArtifactDir) -> ValidateRecord:
     """Check model.onnx, run it in ONNX Runtime and (PyTorch route) compare with PyTorch."""
     start = time.perf_counter()
     onnx_path = artifacts.require(artifacts.onnx, "export")
-    export = artifacts.read_record("export")
+    export = artifacts.read(ExportRecord)
     check_model(onnx_path)
     samples = shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export"))
-    backends = ["pytorch", "onnxruntime"] if export["route"] == "pytorch" else ["onnxruntime"]
+    backends = ["pytorch", "onnxruntime"] if export.route == "pytorch" else ["onnxruntime"]
     runners = [make_runner(b, source, artifacts, export) for b in backends]
     results = run_all(runners, shared_inputs.feeds(samples))
     comparisons = compare(results, "pytorch", ["onnxruntime"]) if "pytorch" in results else []
@@ -34,12 +35,11 @@ def run(source: Source, artifacts: ArtifactDir) -> dict:
         (stage / "outputs").mkdir()
         for backend, arrays in results.items():
             shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", arrays)
-        record = {
-            "checker": "passed (full_check)", "shape_inference": "passed (strict)",
-            "inputs_sha256": sha256(artifacts.inputs), "backends": backends,
-            "comparisons": [c.to_json() for c in comparisons], "evidence": evidence,
-            "passed": all(c.verdict != "fail" for c in comparisons), "seconds": round(time.perf_counter() - start, 3),
-        }
+        record = ValidateRecord(
+            checker="passed (full_check)", shape_inference="passed (strict)", inputs_sha256=sha256(artifacts.inputs),
+            backends=backends, comparisons=comparisons, evidence=evidence,
+            passed=all(c.verdict != "fail" for c in comparisons), seconds=round(time.perf_counter() - start, 3),
+        )
         write_json(stage / "validate.json", record)
     return record
 

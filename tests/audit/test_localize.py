@@ -55,7 +55,13 @@ def test_unaligned_nodes_between_are_listed():
 def test_no_divergence_is_said():
     result = localize(pair(tensor("a", "relu_a", "Relu", 0.0, False, 0)), ORDER, names, [])
     assert result["found"] is False and result["node"] is None
-    assert result["explanation"] == "none of the 1 aligned intermediate tensors exceeds tolerance"
+    assert result["explanation"] == "no divergence beyond tolerance: none of the 1 aligned intermediate tensors exceeds it"
+
+
+def test_with_noise_floors_no_divergence_is_said_against_the_floor():
+    judged = {**tensor("a", "relu_a", "Relu", 1e-7, False, 0), "noise_floor": 1e-6, "noise_ratio": 0.1}
+    result = localize(pair(judged), ORDER, names, [])
+    assert result["explanation"].startswith("no divergence beyond the float32 noise floor")
 
 
 def test_lint_findings_on_the_same_node_are_linked():

@@ -72,7 +72,7 @@ def fail(message: str):
 def dynamo_export(tmp_path_factory) -> tuple[ArtifactDir, dict]:
     root = tmp_path_factory.mktemp("dynamo")
     artifacts = ArtifactDir(root / "art")
-    record = export.run(make_source(root), artifacts)
+    record = export.run(make_source(root), artifacts).to_json()
     return artifacts, record
 
 
@@ -106,7 +106,7 @@ def test_dynamo_nodes_carry_name_scopes(dynamo_export):
 def test_dynamo_failure_falls_back_to_torchscript_and_is_recorded(tmp_path, monkeypatch):
     monkeypatch.setitem(export.STRATEGIES, "dynamo", fail("dynamo cannot trace this\nlong details"))
     artifacts = ArtifactDir(tmp_path / "art")
-    record = export.run(make_source(tmp_path), artifacts)
+    record = export.run(make_source(tmp_path), artifacts).to_json()
     assert record["exporter"] == "torchscript"
     assert read_record(artifacts)["exporter"] == "torchscript"
     dynamo, torchscript = record["attempts"]
@@ -120,7 +120,7 @@ def test_dynamo_failure_falls_back_to_torchscript_and_is_recorded(tmp_path, monk
 
 def test_configured_exporter_is_the_only_one_tried(tmp_path, monkeypatch):
     monkeypatch.setitem(export.STRATEGIES, "dynamo", fail("must not be called"))
-    record = export.run(make_source(tmp_path, extra="exporter: torchscript\n"), ArtifactDir(tmp_path / "art"))
+    record = export.run(make_source(tmp_path, extra="exporter: torchscript\n"), ArtifactDir(tmp_path / "art")).to_json()
     assert [a["strategy"] for a in record["attempts"]] == ["torchscript"]
 
 
@@ -161,7 +161,7 @@ def test_model_rejecting_the_inputs_is_a_config_error_even_with_outputs_configur
 def test_onnx_file_is_imported_instead_of_exported(tmp_path):
     path = Path(os.path.dirname(onnx.__file__)) / "backend/test/data/pytorch-converted/test_Conv2d_strided/model.onnx"
     artifacts = ArtifactDir(tmp_path / "art")
-    record = export.run(resolve_source(str(path)), artifacts)
+    record = export.run(resolve_source(str(path)), artifacts).to_json()
     assert (record["route"], record["reference"], record["opset"], record["attempts"]) == ("onnx", "onnxruntime", 13, [])
     assert record["notes"][0].startswith("upgraded from opset 6 to 13")
     assert record["inputs"] == [{"name": "0", "shape": [2, 3, 6, 6], "dtype": "float32", "low": -1.0, "high": 1.0}]

@@ -39,7 +39,7 @@ def test_correct_export_passes_and_writes_lint_json(source, exported, tmp_path):
     exported_copy = artifacts.onnx
     exported_copy.write_bytes(exported.read_bytes())
 
-    record = stage.run(source, artifacts)
+    record = stage.run(source, artifacts).to_json()
 
     written = read_lint_json(artifacts)
     assert written == record
@@ -57,7 +57,7 @@ def test_tampered_pads_fail_and_are_recorded(source, exported, tmp_path):
     tampered.write_bytes(model.SerializeToString())
     artifacts = ArtifactDir(tmp_path / "artifacts")
 
-    record = stage.run(source, artifacts, onnx_file=tampered)
+    record = stage.run(source, artifacts, onnx_file=tampered).to_json()
 
     written = read_lint_json(artifacts)
     assert written["passed"] is False and written["counts"]["error"] == 1
@@ -79,7 +79,7 @@ def test_onnx_route_lints_without_a_pytorch_model(tmp_path):
     path.write_bytes(helper.make_model(graph, producer_name="elsewhere").SerializeToString())
     artifacts = ArtifactDir(tmp_path / "artifacts")
 
-    record = stage.run(Source(kind="onnx", path=path, name="same_lower"), artifacts, onnx_file=path)
+    record = stage.run(Source(kind="onnx", path=path, name="same_lower"), artifacts, onnx_file=path).to_json()
 
     assert read_lint_json(artifacts) == record
     assert record["passed"] is False and record["notes"] == [stage.NO_MODEL_NOTE]

@@ -1,0 +1,71 @@
+"""pipeline/audit/judge.py: verdicts against the float64 oracle and the noise floor, precision budgets, overrides."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.audit.compare import Tolerance, compare_arrays
+from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
+from pipeline.audit.noise import NOISE_RATIO_BOUND, floor_of
+
+RNG = np.random.default_rng(0)
+TRUTH = RNG.normal(size=(4, 1, 32)).astype(np.float64) * 5  # the oracle, stacked by sample
+PYTORCH = (TRUTH + RNG.normal(scale=1e-6, size=TRUTH.shape)).astype(np.float32)  # a correct float32 program
+FLOOR = floor_of(PYTORCH, TRUTH)
+ORACLE = Oracle("pytorch_fp64", True, "test", {"y": TRUTH}, {"y": FLOOR}, "PyTorch float32 against the oracle")
+
+
+def judged(candidate: np.ndarray, backend: str = "onnxruntime", overrides: dict | None = None, budgets=None,
+           oracle: Oracle = ORACLE):
+    raw = compare_arrays(PYTORCH, candidate, Tolerance(1e-4, 1e-4), ("pytorch", backend, "y"), logits=True)
+    return judge(raw, PYTORCH, candidate, oracle, overrides or {}, DEFAULT_BUDGETS if budgets is None else budgets)
+
+
+def test_a_candidate_as_close_to_the_oracle_as_pytorch_passes_by_the_noise_floor():
+    other = (TRUTH + RNG.normal(scale=1e-6, size=TRUTH.shape)).astype(np.float32)
+    c = judged(other)
+    assert (c.verdict, c.rule) == ("pass", "noise floor")
+    assert c.noise_floor == pytest.approx(FLOOR) and c.noise_ratio < 3
+
+
+def test_a_subtle_bug_far_above_the_floor_fails_even_within_the_old_tolerance():
+    buggy = (TRUTH * (1 + 4e-5)).astype(np.float32)  # tens of floors, yet within atol + rtol*|ref|
+    assert np.all(np.abs(buggy - PYTORCH) <= 1e-4 + 1e-4 * np.abs(PYTORCH))
+    c = judged(buggy)
+    assert c.verdict == "fail" and c.noise_ratio > NOISE_RATIO_BOUND
+    assert "x the float32 noise floor" in c.reason
+
+
+def test_fp16_is_judged_by_its_precision_cost_not_the_fp32_floor():
+    noisy = (TRUTH * (1 + RNG.normal(scale=1e-3, size=TRUTH.shape))).astype(np.float32)  # ~60 dB SNR
+    c = judged(noisy, backend="tflite_fp16")
+    assert (c.verdict, c.rule) == ("pass", "precision budget")
+    assert c.noise_ratio > NOISE_RATIO_BOUND  # far above the fp32 floor, reported but not the judge
+    broken = (TRUTH * (1 + RNG.normal(scale=0.2, size=TRUTH.shape))).astype(np.float32)
+    c = judged(broken, backend="tflite_fp16")
+    assert c.verdict == "fail" and c.reason.startswith("precision cost over budget: SNR")
+
+
+def test_a_configured_budget_on_top1_agreement_is_applied():
+    shuffled = PYTORCH[:, :, ::-1].copy()
+    c = judged(shuffled, backend="tflite_fp16", budgets={"fp16": PrecisionBudget(min_snr_db=None, min_top1=0.9)})
+    assert c.verdict == "fail" and "top-1 agreement" in c.reason
+
+
+def test_config_tolerances_override_and_say_so():
+    buggy = (TRUTH * (1 + 4e-5)).astype(np.float32)
+    c = judged(buggy, overrides={"fp32": Tolerance(1e-4, 1e-4)})
+    assert (c.verdict, c.rule) == ("pass", "tolerance (config)")
+    assert c.noise_ratio > NOISE_RATIO_BOUND  # still measured and shown
+
+
+def test_without_an_oracle_the_tolerance_rule_decides():
+    none = Oracle(None, False, "ONNX route")
+    c = judged((TRUTH * (1 + 4e-5)).astype(np.float32), oracle=none)
+    assert c.rule == "tolerance" and c.noise_ratio is None
+
+
+def test_the_floor_is_never_below_a_few_roundings_of_the_output_scale():
+    exact = TRUTH.astype(np.float32).astype(np.float64)
+    floor = floor_of(exact, TRUTH)
+    assert floor >= 16 * np.finfo(np.float32).eps / 2 * np.abs(TRUTH).max() * (1 - 1e-9)
