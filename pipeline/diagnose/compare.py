@@ -86,8 +86,8 @@ def _comparable(port, mapping: Mapping) -> list:
     for pair in mapping.pairs:
         if pair.keras_layer in fused and pair.method != FUSED:
             continue
-        if len(port.get_layer(pair.keras_layer)._inbound_nodes) != 1:
-            continue
+        if type(port).__name__ != "Sequential" and len(port.get_layer(pair.keras_layer)._inbound_nodes) != 1:
+            continue  # a shared layer: which call's output is meant is not decidable
         chosen.append(pair)
     return chosen
 

@@ -148,7 +148,31 @@ def _call(model, args: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def probe_model(port, layer_names: list[str]):
-    """A model with the port's outputs first, then the named layers' outputs."""
+    """A model with the port's outputs first, then the named layers' outputs.
+
+    A Sequential port is probed as a chain of its own layers (built without an Input, its layers
+    hold more than one node, and `layer.output` is ambiguous)."""
     import keras
 
+    if type(port).__name__ == "Sequential":
+        return _SequentialProbe(port, layer_names)
     return keras.Model(port.inputs, list(port.outputs) + [port.get_layer(n).output for n in layer_names])
+
+
+class _SequentialProbe:
+    """Calls a Sequential port's layers one by one, eagerly, keeping the named layers' outputs."""
+
+    def __init__(self, port, layer_names: list[str]) -> None:
+        self.layers, self.names = port.layers, layer_names
+        self.inputs = port.inputs
+
+    def __call__(self, x, training: bool = False):
+        kept = {}
+        for layer in self.layers:
+            x = layer(x, training=training) if _takes_training(layer) else layer(x)
+            kept[layer.name] = x
+        return [x] + [kept[n] for n in self.names]
+
+
+def _takes_training(layer) -> bool:
+    return type(layer).__name__ in ("BatchNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise")

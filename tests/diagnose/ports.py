@@ -47,11 +47,15 @@ def focus_port(model, epsilon: float | None = None):
     return keras.Model(inputs, x)
 
 
-def stride2_port(model, padding: str = "same"):
-    layers = [keras.Input((32, 32, 3))]
+def stride2_port(model, padding: str = "same", with_input: bool = True):
+    """A Sequential port of models.stride2 (with an Input layer, or built afterwards as people also do)."""
+    layers = [keras.Input((32, 32, 3))] if with_input else []
     for i in (0, 3):
         layers += [conv(model[i], padding, f"conv{i}"), bn(model[i + 1], f"bn{i}", epsilon=1e-5), keras.layers.ReLU(name=f"relu{i}")]
-    return keras.Sequential(layers)
+    port = keras.Sequential(layers)
+    if not with_input:
+        port.build((None, 32, 32, 3))
+    return port
 
 
 def deep_port(model, epsilon: float | None = None):

@@ -163,3 +163,11 @@ def test_valid_padding_where_pytorch_pads_changes_the_shape(tmp_path, capsys):
     assert payload["max_abs_before"] is None  # the output has another shape: no finite error
     assert {f["keras_layer"] for f in payload["findings"] if f["rule"] == "padding"} == {"conv0", "conv3"}
     assert payload["fixed"]["verdict"] == "faithful"
+
+
+def test_sequential_built_without_input_is_compared_layer_by_layer(tmp_path):
+    config, port = _case(tmp_path, "stride2", [1, 3, 32, 32], lambda m: ports.stride2_port(m, with_input=False), "noinput")
+    record = _diagnose(config, port, tmp_path, fix=False)
+    assert [row.keras_layer for row in record.layers][:3] == ["conv0", "bn0", "relu0"]
+    assert record.first_divergent == "conv0"
+    assert {f.keras_layer for f in record.errors if f.rule == "padding"} == {"conv0", "conv3"}
