@@ -44,13 +44,22 @@ def build(source: Source | None, artifacts: ArtifactDir) -> dict:
         "models": models(root, export, convert, audit),
         "signature": signature(root, export, convert, audit["reference"]),
         "preprocessing": preprocessing(source),
-        "quantization": int8.summary(root, export, convert, audit),
-        "tflite": tflite(root, convert, audit),
+        "quantization": _best_effort(int8.summary, root, export, convert, audit),
+        "tflite": _best_effort(tflite, root, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
         "source": _source(source, export),
         "lint": {"passed": lint["passed"], "counts": lint["counts"]} if lint else None,
         "verdict": verdict(audit, lint),
     }
+
+
+def _best_effort(section, *args) -> dict:
+    """A section measured from the files (int8 cost, TFLite ops): its failure is recorded, not fatal,
+    since the manifest must still list and hash what was shipped."""
+    try:
+        return section(*args)
+    except Exception as exc:  # reading a flatbuffer or running LiteRT can raise anything; say what
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
 
 
 def write(root: Path, source: Source | None, content: dict) -> dict:
@@ -116,6 +125,8 @@ def backend_verdict(audit: dict, backend: str) -> dict:
     from pipeline.audit.compare import overall_verdict
 
     mine = [c for c in audit["comparisons"] if c["candidate"] == backend and c["reference"] == audit["reference"]]
+    if backend == audit["reference"]:  # the ONNX route: model.onnx is what the others are measured against
+        return {"verdict": "reference", "errors": [], "shipped": True}
     if not mine:
         return {"verdict": "not audited", "errors": ["not run by the audit; see 'quantization' for its measured error"
                                                      if "int8" in backend else "not run by the audit"], "shipped": False}

@@ -58,6 +58,8 @@ def _quantization(quantization: dict | None) -> list[str]:
     if not quantization:
         return []
     lines = ["", "## Quantization", ""]
+    if quantization.get("error"):
+        return lines + [f"not measured: {quantization['error']}"]
     request = quantization.get("int8")
     if not request:
         return lines + [quantization.get("note") or "no int8 model"]
@@ -79,7 +81,9 @@ def _num(value) -> str:
 
 
 def _tflite(tflite: dict | None) -> list[str]:
-    if not tflite or not tflite["files"]:
+    if not tflite or tflite.get("error"):
+        return ["", "## TFLite operators", "", f"not read: {tflite['error']}"] if tflite else []
+    if not tflite["files"]:
         return []
     lines = ["", "## TFLite operators", "", "| file | standard interpreter | Select TF / custom ops | builtin ops |", "|---|---|---|---|"]
     for file, entry in tflite["files"].items():

@@ -62,3 +62,24 @@ def test_seed_model_card_names_each_model_and_the_verdict(seed_run):
     for name in ("model.onnx", "model.keras", "model_float32.tflite", "model_float16.tflite", "saved_model"):
         assert f"`{name}`" in card
     assert "| input | `x` | [1, 3, 64, 64] | float32 | `x` | [1, 64, 64, 3] | channel-last |" in card
+
+
+def test_backend_verdict_of_candidates_and_of_the_reference():
+    from pipeline.deploy.manifest import backend_verdict
+
+    audit = {"reference": "pytorch", "comparisons": [
+        {"reference": "pytorch", "candidate": "tflite_fp16", "output": "y", "passed": False, "verdict": "fail", "reason": "SNR 12 dB"},
+        {"reference": "pytorch", "candidate": "keras", "output": "y", "passed": True, "verdict": "pass", "reason": None}]}
+    assert backend_verdict(audit, "keras") == {"verdict": "pass", "errors": [], "shipped": True}
+    assert backend_verdict(audit, "tflite_fp16") == {"verdict": "fail", "errors": ["'y': SNR 12 dB"], "shipped": False}
+    assert backend_verdict({**audit, "reference": "onnxruntime"}, "onnxruntime")["verdict"] == "reference"
+    assert backend_verdict(audit, "tflite_int8_integer_io")["shipped"] is False
+
+
+def test_a_failing_measured_section_is_recorded_not_fatal():
+    from pipeline.deploy.manifest import _best_effort
+
+    def broken():
+        raise RuntimeError("flatbuffer unreadable\nmore")
+
+    assert _best_effort(broken) == {"error": "RuntimeError: flatbuffer unreadable"}
