@@ -126,6 +126,7 @@ class RayExecutor:
 
     def _run(self, ray, task: TaskFn, specs: Sequence[TaskSpec], on_done: OnDone) -> None:
         # max_retries=1: Ray itself resubmits a task whose worker died, once.
+        _check_fits(ray, specs)
         remote = ray.remote(task)
         refs = {remote.options(num_cpus=1, memory=spec.memory_request_bytes, max_retries=MAX_ATTEMPTS - 1,
                                retry_exceptions=False).remote(spec): spec for spec in specs}
@@ -138,6 +139,16 @@ class RayExecutor:
             for ref in refs:
                 ray.cancel(ref, force=True)
             raise
+
+
+def _check_fits(ray, specs: Sequence[TaskSpec]) -> None:
+    """Ray would wait forever for a task that asks for more memory than the cluster has: refuse it now."""
+    available = ray.cluster_resources().get("memory", 0.0)
+    too_big = [s for s in specs if s.memory_request_bytes > available]
+    if too_big:
+        names = ", ".join(f"{s.model.name} ({s.memory_request_bytes / 2**30:.1f} GB)" for s in too_big)
+        raise UsageError(f"--memory-gb: {names} asks for more memory than the Ray cluster has "
+                         f"({available / 2**30:.1f} GB); lower it or add a bigger node")
 
 
 def _ray_result(ray, ref, spec: TaskSpec) -> TaskResult:

@@ -34,7 +34,7 @@ class BatchProgress:
 
     def finished(self, result: TaskResult) -> None:
         self.done += 1
-        self.failed += result.verdict != "pass"
+        self.failed += result.verdict not in ("pass", "inconclusive")  # a failed audit, or no report
         style = STYLES.get(result.verdict, "bold red")
         reason = f": {result.reason}" if result.verdict != "pass" and result.reason else ""
         console.print(f"[{style}]{result.verdict}[/] {result.model} ({result.seconds:.0f} s){reason}"

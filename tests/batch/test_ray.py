@@ -59,3 +59,12 @@ def test_ray_batch_gives_the_local_verdicts(ray_instance, local_batch, tmp_path)
     assert {n: r["verdict"] for n, r in ray_run.results.items()} == {n: local_batch.results[n]["verdict"] for n in SMALL}
     assert code == 0
     assert all((ray_run.root / r["report_html"]).is_file() for r in ray_run.results.values())
+
+
+def test_a_task_bigger_than_the_cluster_is_refused_before_it_waits_forever(ray_instance, tmp_path):
+    from pipeline.errors import UsageError
+
+    (spec,) = specs_for([write_config(tmp_path / "cfg", "huge")], tmp_path / "batch")
+    huge = type(spec)(spec.model, spec.root, spec.timeout_s, None, memory_request_bytes=10**15)
+    with pytest.raises(UsageError, match=r"huge \(.* GB\) asks for more memory than the Ray cluster has"):
+        RayExecutor(2).run(fakes.fake_task, [huge], lambda r: None)
