@@ -17,6 +17,7 @@ class Backend(StrEnum):
     TFLITE_FP32 = "tflite_fp32"
     TFLITE_FP16 = "tflite_fp16"
     TFLITE_INT8 = "tflite_int8"
+    TFLITE_INT8_INTEGER_IO = "tflite_int8_integer_io"  # int8 inputs and outputs too (quantize.int8.integer_io)
 
 
 class Precision(StrEnum):
@@ -32,19 +33,22 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
-TF_BACKENDS = (Backend.TF_SAVED_MODEL, Backend.KERAS, Backend.TFLITE_FP32, Backend.TFLITE_FP16, Backend.TFLITE_INT8)
+TF_BACKENDS = (Backend.TF_SAVED_MODEL, Backend.KERAS, Backend.TFLITE_FP32, Backend.TFLITE_FP16, Backend.TFLITE_INT8,
+              Backend.TFLITE_INT8_INTEGER_IO)
 ORACLES = (Backend.ORACLE, Backend.ORACLE_ONNX)
 
 PRECISION = {
     Backend.PYTORCH: Precision.FP32, Backend.ONNXRUNTIME: Precision.FP32, Backend.TF_SAVED_MODEL: Precision.FP32,
     Backend.KERAS: Precision.FP32, Backend.TFLITE_FP32: Precision.FP32, Backend.TFLITE_FP16: Precision.FP16,
-    Backend.TFLITE_INT8: Precision.INT8, Backend.ORACLE: Precision.FP64, Backend.ORACLE_ONNX: Precision.FP64,
+    Backend.TFLITE_INT8: Precision.INT8, Backend.TFLITE_INT8_INTEGER_IO: Precision.INT8,
+    Backend.ORACLE: Precision.FP64, Backend.ORACLE_ONNX: Precision.FP64,
 }
 
 LABELS = {
     Backend.PYTORCH: "PyTorch", Backend.ORACLE: "PyTorch float64", Backend.ORACLE_ONNX: "ONNX Runtime float64",
     Backend.ONNXRUNTIME: "ONNX Runtime", Backend.TF_SAVED_MODEL: "TF SavedModel", Backend.KERAS: "Keras",
     Backend.TFLITE_FP32: "TFLite fp32", Backend.TFLITE_FP16: "TFLite fp16", Backend.TFLITE_INT8: "TFLite int8",
+    Backend.TFLITE_INT8_INTEGER_IO: "TFLite int8 (int8 I/O)",
 }
 
 

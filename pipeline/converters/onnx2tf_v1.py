@@ -27,7 +27,7 @@ import numpy as np
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.tflite_ops import read_ops
-from pipeline.errors import ConversionError
+from pipeline.errors import ConversionError, first_line
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
@@ -176,10 +176,23 @@ def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     log = re.sub(r"\x1b\[[0-9;]*m", "", log)
     node = _last(re.findall(r"onnx_op_name: (\S+)", log))
-    cause = _last([line.strip() for line in log.splitlines() if re.match(r"\s*\w*(Error|Exception)\b", line.strip())])
-    cause = cause or (f"{type(exc).__name__}: {exc}" if not isinstance(exc, SystemExit) else "onnx2tf exited")
-    where = f"on node '{node}' ({_op_type(onnx_path, node)})" if node else "before reaching any node"
+    cause = root_cause(log) or (f"{type(exc).__name__}: {exc}" if not isinstance(exc, SystemExit) else "onnx2tf exited")
+    # onnx2tf names the nodes of its own simplified copy; its progress lines give each one's op type.
+    op_types = dict((name, op) for op, name in re.findall(r"onnx_op_type: (\S+)\s+onnx_op_name: (\S+)", log))
+    where = f"on node '{node}' ({op_types.get(node) or _op_type(onnx_path, node)})" if node else "before reaching any node"
     return f"onnx2tf failed {where}: {cause[:300]}; full log: {log_path}"
+
+
+# Keras wraps the real error in a generic one ("Exception encountered when calling layer ...");
+# the line that names the cause comes later in the traceback.
+GENERIC_CAUSES = ("Exception encountered when calling", "The trace log is below")
+
+
+def root_cause(log: str) -> str | None:
+    """The last line of the log that names an exception and is not a generic wrapper."""
+    lines = [line.strip() for line in log.splitlines() if re.match(r"\s*[\w.]*(Error|Exception)\b:?", line.strip())]
+    specific = [line for line in lines if not any(g in line for g in GENERIC_CAUSES)]
+    return _last(specific) or _last(lines)
 
 
 def _last(items: list[str]) -> str | None:
@@ -236,7 +249,10 @@ def _save_layers(result: ConversionResult, keras_model, tf_layers: dict | None, 
         path = out_dir / "layers.keras"
         layers.save(str(path))
     except Exception as exc:  # a best-effort extra: the audit still runs without it, and says why
-        return dataclasses.replace(result, notes=result.notes + [f"layer model not saved ({type(exc).__name__}: {exc})"])
+        print(f"layer model not saved: {type(exc).__name__}: {exc}")  # the detail goes to convert.log
+        return dataclasses.replace(result, notes=result.notes + [
+            f"layer model not saved ({type(exc).__name__}: {first_line(exc, 160)}; see convert.log): TF intermediates "
+            "are not compared layer by layer"])
     tensors = [{"tensor": name, "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
                 "channel_last": entry.get("nhwc")} for name, entry in picked]
     return dataclasses.replace(result, layers=path, layer_tensors=tensors)
@@ -350,8 +366,9 @@ def _builtin_notes(record: dict) -> list[str]:
         else:
             notes.append(f"{file}: still needs Select TF ops {entry['still_needs']} after replacing {record['pseudo_ops']}")
     if record["no_builtin_route"]:
-        notes.append(f"no builtin route for {record['no_builtin_route']}: onnx2tf has no builtin-only replacement for the op "
-                     "behind it; the TFLite file runs only with the Flex delegate")
+        ops = [op.removeprefix("Flex") for op in record["no_builtin_route"]]
+        notes.append(f"no builtin route for {record['no_builtin_route']}: TFLite has no builtin {', '.join(ops)} and onnx2tf "
+                     "no builtin-only replacement for it; the TFLite file runs only with the Flex delegate")
     if record["error"]:
         notes.append(f"the builtin-ops conversion failed: {record['error']}")
     return notes
@@ -362,7 +379,7 @@ def _ops_notes(tflite: dict[str, Path]) -> list[str]:
     for path in tflite.values():
         ops = read_ops(path)
         runs = "runs on the standard interpreter" if ops.standard else f"needs {list(ops.select_tf + ops.custom)}"
-        notes.append(f"{path.name}: {runs}; builtin ops {', '.join(ops.builtin)}")
+        notes.append(f"{path.name}: {runs}; builtin ops {', '.join(ops.builtin) or 'none'}")
     return notes
 
 

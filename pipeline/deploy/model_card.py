@@ -96,8 +96,12 @@ def _tflite(tflite: dict | None) -> list[str]:
 def _builtin_route(route: dict | None) -> list[str]:
     if not route:
         return []
-    lines = ["", f"Select TF ops {sorted({op for ops in route['select_tf_ops'].values() for op in ops})} were avoided with "
-             f"onnx2tf's builtin replacements {route['pseudo_ops']}: " + "; ".join(route["approximations"]) + "."]
+    flex = sorted({op for ops in route["select_tf_ops"].values() for op in ops})
+    lines = [""]
+    if route["pseudo_ops"]:
+        avoided = [file for file, entry in route["files"].items() if entry["standard"]]
+        lines.append(f"Select TF ops {flex}: onnx2tf's builtin replacements {route['pseudo_ops']} were tried ("
+                     + "; ".join(route["approximations"]) + f"); files now on builtin ops only: {avoided or 'none'}.")
     if route["no_builtin_route"]:
         lines.append(f"No builtin route for {route['no_builtin_route']}: those files run only with the Flex delegate.")
     for file, measured in (route.get("measured") or {}).items():

@@ -33,10 +33,12 @@ def test_int8_tflite_is_made_and_audited_with_snr(int8_run):
     convert = json.loads((int8_run.root / "convert.json").read_text())
     assert convert["models"]["tflite_int8"] == "model_int8.tflite"
     audit = json.loads((int8_run.root / "audit.json").read_text())
-    int8 = next(c for c in audit["comparisons"] if c["candidate"] == "tflite_int8")
-    assert int8["verdict"] == "pass"
-    assert int8["snr_db"] > 30  # measured 44.7 dB
-    assert int8["max_abs"] == pytest.approx(0.0, abs=0.05)  # measured 7.5e-3; output scale 1.17
+    for backend in ("tflite_int8", "tflite_int8_integer_io"):
+        int8 = next(c for c in audit["comparisons"] if c["candidate"] == backend and c["reference"] == "pytorch")
+        assert int8["verdict"] == "pass"
+        assert int8["rule"] == "precision budget"
+        assert int8["snr_db"] > 30  # measured 44.7 dB
+        assert int8["max_abs"] == pytest.approx(0.0, abs=0.05)  # measured 7.5e-3; output scale 1.17
 
 
 def test_manifest_holds_int8_cost_against_pytorch_and_fp32(int8_run):
@@ -58,7 +60,8 @@ def test_manifest_holds_int8_cost_against_pytorch_and_fp32(int8_run):
 def test_verify_reruns_the_int8_model(int8_run):
     result = verify(int8_run.root)
     assert result.passed
-    assert next(c for c in result.checks if c.backend == "tflite_int8").verdict == "pass"
+    verdicts = {c.backend: c.verdict for c in result.checks}
+    assert verdicts["tflite_int8"] == verdicts["tflite_int8_integer_io"] == "pass"
 
 
 def test_without_calibration_no_int8_is_made_and_the_report_says_so(seed_run):
