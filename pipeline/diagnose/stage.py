@@ -130,12 +130,14 @@ def _few(names: list[str]) -> str:
 
 def check_attributes(subject: Subject) -> list[Finding]:
     modules = dict(subject.model.named_modules())
-    calls = subject.calls
+    order = list(subject.calls.values())
+    previous = {later.name: (earlier, modules[earlier.name]) for earlier, later in zip(order, order[1:])}
     mapped = frozenset(p.keras_layer for p in subject.mapping.pairs)
+    mapped_torch = frozenset(p.module for p in subject.mapping.pairs)
     findings = []
     for pair in subject.mapping.pairs:
-        ctx = PairContext(pair, subject.port.get_layer(pair.keras_layer), modules[pair.module], calls[pair.module],
-                          subject.port, subject.layout, mapped)
+        ctx = PairContext(pair, subject.port.get_layer(pair.keras_layer), modules[pair.module], subject.calls[pair.module],
+                          subject.port, subject.layout, mapped, mapped_torch, previous.get(pair.module))
         findings.extend(check_pair(ctx))
     return findings
 

@@ -148,3 +148,31 @@ def flatten_fused_port(model):
     x = conv(model[0], "same", "conv", activation="relu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, dense(linear, "dense", weight)(x))
+
+
+def deep_convbn_port(model, epsilon: float | None = None):
+    """configs/deep_convbn (pipeline.zoo.deep): stem, 32 residual Conv-ReLU-BatchNorm blocks, head."""
+    x = inputs = keras.Input((32, 32, 3))
+    x = conv(model.stem, "same", "stem")(x)
+    for i, block in enumerate(model.blocks):
+        y = conv(block[0], "same", f"b{i}_conv")(x)
+        y = bn(block[2], f"b{i}_bn", epsilon)(keras.layers.ReLU(name=f"b{i}_relu")(y))
+        x = keras.layers.Add(name=f"b{i}_add")([x, y])
+    return keras.Model(inputs, conv(model.head, "same", "head")(x))
+
+
+def residual_port(model, down: str = "pad"):
+    """configs/residual_file: ZeroPad2d((0, 1, 0, 1)) + stride-2 conv ported as ZeroPadding2D + 'valid'
+    (down='pad'), as 'same' (the same pads at 40x40), or as a bare 'valid' conv (wrong)."""
+    x = inputs = keras.Input((40, 40, 3))
+    if down == "pad":
+        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="down_pad")(x)
+    x = conv(model.down, "same" if down == "same" else "valid", "down")(x)
+    block = model.block
+    y = keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+    y = keras.layers.ReLU()(bn(block.bn1, "bn1", 1e-5)(conv(block.conv1, "valid", "conv1")(y)))
+    y = bn(block.bn2, "bn2", 1e-5)(conv(block.conv2, "same", "conv2")(y))
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, dense(model.head, "head")(x))

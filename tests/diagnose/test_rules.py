@@ -109,3 +109,29 @@ def test_fused_activation_is_mapped_and_checked(tmp_path):
     assert record.verdict == "faithful"
     fused = [p for p in record.mapping["pairs"] if p["mapped_by"] == "fused activation"]
     assert [(p["keras_layer"], p["module"]) for p in fused] == [("conv", "1")]
+
+
+def _repo_record(tmp: Path, config: str, make_port, fix: bool = False):
+    from pipeline.config import resolve_source
+
+    source = resolve_source(config)
+    port = tmp / "port.keras"
+    make_port(build_model(source)).save(port)
+    request = DiagnoseRequest(source, port, ArtifactDir.for_model(source.name, str(tmp / "out")),
+                              fix=tmp / "fixed.keras" if fix else None)
+    return diagnose(request)
+
+
+@pytest.mark.parametrize("down", ["pad", "same"])
+def test_pytorch_zero_pad_before_a_stride2_conv_matches_same_or_zero_padding(tmp_path, down):
+    record = _repo_record(tmp_path, "configs/residual_file.yaml", lambda m: ports.residual_port(m, down))
+    assert record.errors == []
+    assert record.verdict == "faithful"
+
+
+def test_pytorch_zero_pad_missing_from_the_port(tmp_path):
+    record = _repo_record(tmp_path, "configs/residual_file.yaml", lambda m: ports.residual_port(m, "valid"), fix=True)
+    finding = _errors(record)[("padding", "down")]
+    assert finding.detail["pytorch_pads"] == [0, 0, 1, 1] and finding.detail["port_pads"] == [0, 0, 0, 0]
+    assert finding.correction.description == "padding='same'"
+    assert record.fixed["verdict"] == "faithful"

@@ -171,3 +171,19 @@ def test_sequential_built_without_input_is_compared_layer_by_layer(tmp_path):
     assert [row.keras_layer for row in record.layers][:3] == ["conv0", "bn0", "relu0"]
     assert record.first_divergent == "conv0"
     assert {f.keras_layer for f in record.errors if f.rule == "padding"} == {"conv0", "conv3"}
+
+
+@pytest.mark.slow
+def test_repo_deep_convbn_config_with_keras_default_epsilon(tmp_path):
+    from pipeline.config import resolve_source
+
+    source = resolve_source("deep_convbn")
+    port = tmp_path / "deep_convbn.keras"
+    ports.deep_convbn_port(build_model(source)).save(port)
+    request = DiagnoseRequest(source, port, ArtifactDir.for_model(source.name, str(tmp_path / "out")),
+                              fix=tmp_path / "fixed.keras")
+    record = diagnose(request)
+    bn_rows = [row for row in record.layers if row.kind == "bn"]
+    assert len(bn_rows) == 32 and bn_rows[-1].error > 10 * bn_rows[0].error
+    assert {f.rule for f in record.errors} == {"bn_epsilon"}
+    assert record.fixed["verdict"] == "faithful"

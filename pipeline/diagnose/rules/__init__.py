@@ -27,6 +27,8 @@ class PairContext:
     port: object  # the Keras model
     layout: PortLayout
     mapped_keras: frozenset[str]
+    mapped_torch: frozenset[str] = frozenset()
+    previous: tuple[TorchCall, torch.nn.Module] | None = None  # the leaf module PyTorch ran just before
 
     def finding(self, rule: str, severity: str, attribute: str, expected, actual, message: str, **extra) -> Finding:
         return Finding(rule=rule, severity=severity, keras_layer=self.pair.keras_layer, module=self.pair.module,

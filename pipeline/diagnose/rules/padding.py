@@ -15,7 +15,7 @@ from pipeline.diagnose.corrections import Correction, Edit, Insert
 from pipeline.diagnose.graph import input_shape, producer
 from pipeline.diagnose.record import Finding
 from pipeline.diagnose.rules import PairContext, rule
-from pipeline.lint.padding_math import module_pads, tf_same_pads
+from pipeline.lint.padding_math import CONSTANT_PAD_TYPES, ZERO_PAD_TYPES, module_pads, pad_module_pads, tf_same_pads
 
 AXES = (("rows", "top", "bottom"), ("cols", "left", "right"))
 AXES_1D = (("steps", "start", "end"),)
@@ -29,12 +29,16 @@ def padding(ctx: PairContext) -> list[Finding]:
     geometry = _keras_geometry(ctx.layer, rank)
     size = _spatial(ctx, rank)
     expected = torch_pads(ctx.module, rank, list(ctx.call.input_shape[2:]))
+    torch_pre = _torch_pre_padding(ctx, rank)
+    if torch_pre:
+        expected = [a + b for a, b in zip(expected, torch_pre[1])]
     pre = _pre_padding(ctx, rank)
     own = _own_pads(ctx.layer.padding, size, geometry)  # size is the layer's own input, after any pre-padding
     actual = own if pre is None else [a + b for a, b in zip(own, pre[1])]
     findings = []
     if actual != expected:
-        findings.append(_mismatch(ctx, rank, expected, actual, pre, list(ctx.call.input_shape[2:]), geometry))
+        size = list(torch_pre[2] if torch_pre else ctx.call.input_shape[2:])
+        findings.append(_mismatch(ctx, rank, expected, actual, pre, size, geometry))
     elif _counts_pads(ctx.module) and any(expected):
         findings.append(_count_include_pad(ctx, rank, expected, pre))
     return findings
@@ -86,6 +90,18 @@ def _pre_padding(ctx: PairContext, rank: int) -> tuple[str, list[int]] | None:
         return None
     pairs = source.padding if rank == 2 else (source.padding,)
     return source.name, [p[0] for p in pairs] + [p[1] for p in pairs]
+
+
+def _torch_pre_padding(ctx: PairContext, rank: int) -> tuple[str, list[int], tuple] | None:
+    """A ZeroPad2d (or zero ConstantPad2d) PyTorch ran right before this layer, on its input, that no
+    Keras layer stands for: part of this layer's padding (the port may fold it into 'same')."""
+    if ctx.previous is None:
+        return None
+    call, module = ctx.previous
+    zero = isinstance(module, ZERO_PAD_TYPES) or (isinstance(module, CONSTANT_PAD_TYPES) and module.value == 0)
+    if not zero or call.name in ctx.mapped_torch or tuple(call.output_shape) != tuple(ctx.call.input_shape):
+        return None
+    return call.name, pad_module_pads(module, rank), tuple(call.input_shape[2:])
 
 
 def _counts_pads(module) -> bool:
@@ -160,3 +176,25 @@ def _explicit(ctx, rank, expected, pre) -> Correction:
         return Correction(text, edits=(Edit(pre[0], (("padding", value),)), valid))
     config = (("padding", value),) + ((("data_format", ctx.layer.data_format),) if rank == 2 else ())
     return Correction(text, edits=(valid,), inserts=(Insert(ctx.layer.name, kind, f"{ctx.layer.name}_pad", config),))
+
+
+@rule("pad_layer", "pad")
+def pad_layer(ctx: PairContext) -> list[Finding]:
+    """A ZeroPadding layer mapped to a PyTorch ZeroPad/ConstantPad module pads the same rows and columns."""
+    rank = len(ctx.call.input_shape) - 2
+    if rank not in (1, 2) or isinstance(ctx.module, CONSTANT_PAD_TYPES) and ctx.module.value != 0:
+        return []
+    expected = pad_module_pads(ctx.module, rank)
+    pairs = ctx.layer.padding if rank == 2 else (ctx.layer.padding,)
+    actual = [p[0] for p in pairs] + [p[1] for p in pairs]
+    if actual == expected:
+        return []
+    value = tuple((expected[i], expected[rank + i]) for i in range(rank))
+    value = value if rank == 2 else value[0]
+    return [ctx.finding(
+        "padding", "error", "padding", _describe(expected, rank), _describe(actual, rank),
+        f"ZeroPadding '{ctx.layer.name}' pads {_describe(actual, rank)}, PyTorch's {ctx.pair.module} "
+        f"{_describe(expected, rank)}; set padding={value}",
+        detail={"pytorch_pads": expected, "port_pads": actual, "differs_at": _differs(expected, actual, rank)},
+        correction=Correction(f"padding={value}", edits=(Edit(ctx.layer.name, (("padding", value),)),)),
+    )]
