@@ -64,7 +64,7 @@ package: $(STAMP)
 	$(BIN)/python -m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)
 
 verify: $(STAMP)
-	$(BIN)/python -m pipeline verify $(if $(OUT),$(OUT),artifacts/$(notdir $(basename $(MODEL))))
+	$(BIN)/python -m pipeline.deploy.verify $(MODEL) $(OUT_ARG)
 
 diagnose: $(STAMP)
 	@test -n "$(KERAS)" || { echo "error: KERAS is empty; e.g. make diagnose MODEL=seed_ym KERAS=port.keras [FIX=fixed.keras]"; exit 2; }

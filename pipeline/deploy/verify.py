@@ -10,6 +10,7 @@ A model whose bytes changed is not run (a corrupt flatbuffer can crash the inter
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,3 +163,25 @@ def run_cli(root: Path) -> int:
     for line in lines(result):
         print(line)
     return EXIT_PASS if result.passed else EXIT_AUDIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make verify MODEL=...`: verify the artifact folder of a config name, .yaml or .onnx."""
+    import argparse
+
+    from pipeline.deploy.package import _artifact_root
+    from pipeline.errors import PipelineError
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.deploy.verify", description="verify MODEL's artifact folder")
+    parser.add_argument("model", metavar="MODEL", help="config name, .yaml or .onnx (its artifact folder is verified)")
+    parser.add_argument("--out", help="the artifact folder, when not artifacts/<name>")
+    args = parser.parse_args(argv)
+    try:
+        return run_cli(_artifact_root(args.model, args.out))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,9 +72,29 @@ def test_packaging_a_converted_model_twice_gives_identical_tarballs(seed_run, tm
     assert not any(name.endswith(".log") for name in names)
 
 
+@pytest.mark.slow
+def test_an_unpacked_read_only_package_verifies(seed_run, tmp_path):
+    import os
+
+    from pipeline.deploy.verify import verify
+
+    target = package(seed_run.root, tmp_path / "dist")
+    with tarfile.open(target) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    folder = tmp_path / "unpacked" / target.name.removesuffix(".tar.gz")
+    for path in folder.rglob("*"):
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    try:
+        assert verify(folder).passed
+    finally:
+        for path in folder.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
 def test_makefile_package_target_runs_the_packager():
     from tests.support import REPO
 
     makefile = (REPO / "Makefile").read_text()
     assert "package: $(STAMP)" in makefile
     assert "-m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)" in makefile
+    assert "-m pipeline.deploy.verify $(MODEL) $(OUT_ARG)" in makefile
