@@ -32,6 +32,7 @@ def explain(port, findings: list[Finding], before: OutputError, evaluate: Evalua
     corrections = applied(findings)
     if not any(c.affects_inference for c in corrections):
         return explained, None
+    explained = _left_alone(port, explained, corrections, before, evaluate)
     try:
         with corrected(port, corrections) as model:
             after = evaluate(model)
@@ -40,6 +41,36 @@ def explain(port, findings: list[Finding], before: OutputError, evaluate: Evalua
     return explained, {"corrections": [c.description for c in corrections], "max_abs_after": after.max_abs,
                        "error_after": after.error, "ratio_after": after.ratio, "within_floor": after.within_floor,
                        "explained": fraction_explained(before, after)}
+
+
+# Beyond this many correctable findings (a deep port with every BatchNorm wrong), the
+# "only this one left" runs are skipped: each finding's share is then small and alike.
+LEFT_ALONE_LIMIT = 12
+
+
+def _left_alone(port, findings: list[Finding], corrections: list[Correction], before: OutputError,
+                evaluate: Evaluate) -> list[Finding]:
+    """When culprits interact (two shifted convs: fixing one leaves the other's error), the error
+    with every other correction applied says what this one alone still costs."""
+    active = [f for f in findings if f.correction is not None and f.severity != "info" and f.correction.affects_inference]
+    if len(active) < 2 or len(active) > LEFT_ALONE_LIMIT:
+        return findings
+    out = []
+    for finding in findings:
+        if finding not in active:
+            out.append(finding)
+            continue
+        others = [c for c in corrections if c is not finding.correction]
+        try:
+            with corrected(port, others) as model:
+                alone = evaluate(model)
+        except Exception as exc:
+            out.append(dataclasses.replace(finding, detail={**(finding.detail or {}), "left_alone_error": _why(exc)}))
+            continue
+        share = {"error_if_only_this_remains": alone.error,
+                 "share_if_only_this_remains": alone.error / before.error if before.error and math.isfinite(before.error) else None}
+        out.append(dataclasses.replace(finding, detail={**(finding.detail or {}), **share}))
+    return out
 
 
 def applied(findings: list[Finding]) -> list[Correction]:

@@ -43,6 +43,11 @@ def culprits(record: DiagnoseRecord) -> list[Finding]:
     return sorted(record.findings, key=lambda f: (-(f.explained or 0.0), rank.get(f.severity, 3)))
 
 
+def _alone(finding: Finding) -> str:
+    share = (finding.detail or {}).get("share_if_only_this_remains")
+    return "" if share is None else f" [with every other correction applied, this one alone leaves {pct(share)} of the error]"
+
+
 def _cells(finding: Finding) -> list[str]:
     return [finding.severity, finding.rule, finding.keras_layer, finding.module, finding.attribute,
             fmt(finding.expected), fmt(finding.actual), fmt(finding.error_before), fmt(finding.error_after),
@@ -90,7 +95,7 @@ def print_summary(record: DiagnoseRecord, folder: Path, console) -> None:
         console.print(table)
         for finding in culprits(record):
             if finding.severity == "error":
-                console.print(f"- {finding.keras_layer}: {finding.message}", soft_wrap=True)
+                console.print(f"- {finding.keras_layer}: {finding.message}{_alone(finding)}", soft_wrap=True)
     together = record.all_corrections
     if together and "explained" in together:
         console.print(f"all corrections together: error {fmt(record.before.error)} -> {fmt(together['error_after'])} "
@@ -106,7 +111,7 @@ def markdown_section(record: DiagnoseRecord) -> list[str]:
     if record.findings:
         lines += ["| " + " | ".join(HEADERS + ["message"]) + " |", "|" + "---|" * (len(HEADERS) + 1)]
         for finding in culprits(record):
-            lines.append("| " + " | ".join(_md(c) for c in _cells(finding) + [finding.message]) + " |")
+            lines.append("| " + " | ".join(_md(c) for c in _cells(finding) + [finding.message + _alone(finding)]) + " |")
         lines.append("")
     together = record.all_corrections
     if together and "explained" in together:

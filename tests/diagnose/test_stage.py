@@ -117,6 +117,7 @@ def test_stride2_same_padding_names_the_conv_and_the_rows(stride2):
     assert "ZeroPadding2D(((1, 1), (1, 1)))" in first.message
     # Each shift alone leaves the other one in place; corrected together they explain the error.
     assert all(f.explained is not None for f in padding)
+    assert all(f.detail["share_if_only_this_remains"] > 0.5 for f in padding)  # each conv alone is a culprit
     assert stride2.all_corrections["explained"] >= 0.9
 
 

@@ -129,15 +129,32 @@ def _mismatch(ctx, rank, expected, actual, pre, size, geometry) -> Finding:
     where = _differs(expected, actual, rank)
     correction = _correction(ctx, rank, expected, pre, size, geometry)
     attribute = "ceil_mode" if getattr(ctx.module, "ceil_mode", False) and expected[:rank] == actual[:rank] else "padding"
-    shifted = " so every output samples the input shifted" if expected[:rank] != actual[:rank] else ""
+    shifted = _shift(expected, actual, rank)
     fix = f"; fix: {correction.description}" if correction else "; no built-in Keras padding matches it"
     message = (f"{type(ctx.layer).__name__} '{ctx.layer.name}' (kernel {kernel}, stride {strides}, input "
                f"{'x'.join(map(str, size))}) with padding='{mode}' pads {_describe(actual, rank)}; PyTorch's "
                f"{ctx.pair.module} pads {_describe(expected, rank)}: differs at the {', '.join(where)}{shifted}{fix}")
     detail = {"pytorch_pads": expected, "port_pads": actual, "differs_at": where, "input_size": size,
               "kernel": kernel, "strides": strides, "dilation": dilation}
-    return ctx.finding("padding", "error", attribute, _describe(expected, rank), f"'{mode}': {_describe(actual, rank)}",
+    return ctx.finding("padding", "error", attribute, _short(expected, rank), f"'{mode}': {_short(actual, rank)}",
                        message, detail=detail, correction=correction)
+
+
+def _short(pads: list[int], rank: int) -> str:
+    """Pads as 'rows 1/1, cols 1/1' (begin/end per spatial axis) for the findings table."""
+    axes = AXES if rank == 2 else AXES_1D
+    return ", ".join(f"{axis} {pads[i]}/{pads[rank + i]}" for i, (axis, _, _) in enumerate(axes))
+
+
+def _shift(expected: list[int], actual: list[int], rank: int) -> str:
+    """How the port's windows sit against PyTorch's: fewer pads at the start move every window on."""
+    moves = (("row", "lower", "higher"), ("column", "further right", "further left")) if rank == 2 else (("step", "later", "earlier"),)
+    parts = []
+    for i, (unit, forward, backward) in enumerate(moves):
+        d = expected[i] - actual[i]
+        if d:
+            parts.append(f"{abs(d)} {unit}{'s' if abs(d) > 1 else ''} {forward if d > 0 else backward}")
+    return f", so every output window sits {' and '.join(parts)} than PyTorch's" if parts else ""
 
 
 def _count_include_pad(ctx, rank, expected, pre) -> Finding:
@@ -192,7 +209,7 @@ def pad_layer(ctx: PairContext) -> list[Finding]:
     value = tuple((expected[i], expected[rank + i]) for i in range(rank))
     value = value if rank == 2 else value[0]
     return [ctx.finding(
-        "padding", "error", "padding", _describe(expected, rank), _describe(actual, rank),
+        "padding", "error", "padding", _short(expected, rank), _short(actual, rank),
         f"ZeroPadding '{ctx.layer.name}' pads {_describe(actual, rank)}, PyTorch's {ctx.pair.module} "
         f"{_describe(expected, rank)}; set padding={value}",
         detail={"pytorch_pads": expected, "port_pads": actual, "differs_at": _differs(expected, actual, rank)},
