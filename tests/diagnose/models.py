@@ -73,3 +73,14 @@ def mobile() -> nn.Module:
         nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16),
     )
     return _calibrated(model, (1, 3, 32, 32))
+
+
+def gelu_group() -> nn.Module:
+    """GroupNorm, tanh-approximated GELU, max pooling and ReLU6."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.GELU(approximate="tanh"),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 4, 1), nn.ReLU6())
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    return model.eval()

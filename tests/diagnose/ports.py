@@ -176,3 +176,14 @@ def residual_port(model, down: str = "pad"):
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, dense(model.head, "head")(x))
+
+
+def gelu_group_port(model):
+    """GroupNormalization at Keras' default epsilon, exact GELU where PyTorch approximates, ReLU6 as ReLU(max_value=6)."""
+    norm = keras.layers.GroupNormalization(groups=2, name="gn")
+    norm.build((None, 16, 16, 8))
+    norm.set_weights([t2n(model[1].weight), t2n(model[1].bias)])
+    return keras.Sequential([
+        keras.Input((16, 16, 3)), conv(model[0], "same", "conv0"), norm, keras.layers.Activation("gelu", name="gelu"),
+        keras.layers.MaxPooling2D(2, name="pool"), conv(model[4], "valid", "conv1"), keras.layers.ReLU(max_value=6.0, name="relu6"),
+    ])

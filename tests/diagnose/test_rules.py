@@ -135,3 +135,13 @@ def test_pytorch_zero_pad_missing_from_the_port(tmp_path):
     assert finding.detail["pytorch_pads"] == [0, 0, 1, 1] and finding.detail["port_pads"] == [0, 0, 0, 0]
     assert finding.correction.description == "padding='same'"
     assert record.fixed["verdict"] == "faithful"
+
+
+def test_group_norm_epsilon_gelu_approximation_and_relu6(tmp_path):
+    record = _record(tmp_path, "gelu_group", [1, 3, 16, 16], ports.gelu_group_port)
+    errors = _errors(record)
+    assert set(errors) == {("norm_epsilon", "gn"), ("activation", "gelu")}
+    gelu = errors[("activation", "gelu")]
+    assert (gelu.attribute, gelu.expected, gelu.actual) == ("approximate", "gelu(tanh)", "gelu")
+    assert gelu.correction is None and "no built-in Keras layer" in gelu.message
+    assert record.fixed["verdict"] == "not faithful"  # the GELU cannot be corrected with built-in layers
