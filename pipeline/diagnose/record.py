@@ -17,7 +17,7 @@ class Finding:
 
     rule: str
     severity: str
-    keras_layer: str
+    keras_layer: str | None  # None: a PyTorch module the port has no layer for
     module: str
     attribute: str
     expected: Any

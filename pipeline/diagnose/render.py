@@ -49,7 +49,7 @@ def _alone(finding: Finding) -> str:
 
 
 def _cells(finding: Finding) -> list[str]:
-    return [finding.severity, finding.rule, finding.keras_layer, finding.module, finding.attribute,
+    return [finding.severity, finding.rule, finding.keras_layer or "(none)", finding.module, finding.attribute,
             fmt(finding.expected), fmt(finding.actual), fmt(finding.error_before), fmt(finding.error_after),
             pct(finding.explained)]
 
@@ -95,7 +95,7 @@ def print_summary(record: DiagnoseRecord, folder: Path, console) -> None:
         console.print(table)
         for finding in culprits(record):
             if finding.severity == "error":
-                console.print(f"- {finding.keras_layer}: {finding.message}{_alone(finding)}", soft_wrap=True)
+                console.print(f"- {finding.keras_layer or finding.module}: {finding.message}{_alone(finding)}", soft_wrap=True)
     together = record.all_corrections
     if together and "explained" in together:
         console.print(f"all corrections together: error {fmt(record.before.error)} -> {fmt(together['error_after'])} "

@@ -139,7 +139,22 @@ def check_attributes(subject: Subject) -> list[Finding]:
         ctx = PairContext(pair, subject.port.get_layer(pair.keras_layer), modules[pair.module], subject.calls[pair.module],
                           subject.port, subject.layout, mapped, mapped_torch, previous.get(pair.module))
         findings.extend(check_pair(ctx))
-    return findings
+    return findings + _missing_layers(subject, modules)
+
+
+# A PyTorch activation, pooling or upsampling module with no Keras layer: the port skips a computation.
+# (Unmapped Keras layers are only listed: PyTorch often computes them in forward() without a module.)
+MISSING_KINDS = ("act", "pool", "upsample")
+
+
+def _missing_layers(subject: Subject, modules: dict) -> list[Finding]:
+    kinds = {c.name: c.kind for c in subject.calls.values()}
+    return [Finding(
+        rule="missing_layer", severity="error", keras_layer=None, module=name, attribute="layer",
+        expected=type(modules[name]).__name__, actual=None,
+        message=f"PyTorch's {name} ({type(modules[name]).__name__}) has no counterpart in the port; add the layer "
+                "where the PyTorch model applies it",
+    ) for name in subject.mapping.unmapped_torch if kinds.get(name) in MISSING_KINDS]
 
 
 def _fix(request: DiagnoseRequest, subject: Subject, findings: list[Finding]) -> dict:

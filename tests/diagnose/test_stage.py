@@ -188,3 +188,16 @@ def test_repo_deep_convbn_config_with_keras_default_epsilon(tmp_path):
     assert len(bn_rows) == 32 and bn_rows[-1].error > 10 * bn_rows[0].error
     assert {f.rule for f in record.errors} == {"bn_epsilon"}
     assert record.fixed["verdict"] == "faithful"
+
+
+def test_port_missing_an_activation_names_the_module(focus, capsys, tmp_path):
+    import keras
+
+    config, port, _, _ = focus
+    good = keras.saving.load_model(port, compile=False)
+    short = tmp_path / "no_act.keras"
+    keras.Model(good.input, good.get_layer("bn").output).save(short)
+    code, payload, _ = _cli(capsys, str(config), "--keras", str(short), "--out", str(tmp_path / "o"))
+    assert code == 1
+    missing = [f for f in payload["findings"] if f["rule"] == "missing_layer"]
+    assert [(f["module"], f["expected"], f["keras_layer"]) for f in missing] == [("act", "LeakyReLU", None)]
