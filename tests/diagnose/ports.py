@@ -67,6 +67,21 @@ def deep_port(model, epsilon: float | None = None):
     return keras.Model(inputs, x)
 
 
+def diagnose_port(tmp_path: Path, factory: str, shape: list[int], make_port, fix: bool = True):
+    """Save make_port(model) for tests.diagnose.models:<factory> and diagnose it (with --fix unless fix=False)."""
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.config import load_config
+    from pipeline.diagnose.stage import DiagnoseRequest, diagnose
+    from pipeline.model.torch_model import build_model
+
+    config = write_config(tmp_path, factory, shape, factory)
+    port = tmp_path / f"{factory}.keras"
+    make_port(build_model(load_config(config))).save(port)
+    request = DiagnoseRequest(load_config(config), port, ArtifactDir.for_model(factory, str(tmp_path / "out")),
+                              fix=tmp_path / "fixed.keras" if fix else None)
+    return diagnose(request)
+
+
 def write_config(tmp_path: Path, factory: str, shape: list[int], name: str) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(textwrap.dedent(f"""\

@@ -6,23 +6,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.artifacts.folder import ArtifactDir
-from pipeline.config import load_config
 from pipeline.diagnose.load import load_port
-from pipeline.diagnose.mapping import BY_ORDER, BY_WEIGHTS_NHWC
 from pipeline.diagnose.rules.padding import torch_pads
 from pipeline.diagnose.stage import DiagnoseRequest, diagnose
 from pipeline.model.torch_model import build_model
 from tests.diagnose import ports
-
-
-def _record(tmp: Path, factory: str, shape: list[int], make_port, fix: bool = True):
-    config = ports.write_config(tmp, factory, shape, factory)
-    model = build_model(load_config(config))
-    port = tmp / f"{factory}.keras"
-    make_port(model).save(port)
-    request = DiagnoseRequest(load_config(config), port, ArtifactDir.for_model(factory, str(tmp / "out")),
-                              fix=tmp / "fixed.keras" if fix else None)
-    return diagnose(request)
 
 
 def _errors(record) -> dict[tuple[str, str], object]:
@@ -30,7 +18,7 @@ def _errors(record) -> dict[tuple[str, str], object]:
 
 
 def test_flatten_of_nhwc_before_a_dense_with_nchw_weights(tmp_path):
-    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], ports.flatten_port)
+    record = ports.diagnose_port(tmp_path, "flatten_head", [1, 3, 8, 8], ports.flatten_port)
     finding = _errors(record)[("flatten_order", "flatten")]
     assert finding.module == "3"
     assert finding.explained == pytest.approx(1.0, abs=0.01)
@@ -38,16 +26,9 @@ def test_flatten_of_nhwc_before_a_dense_with_nchw_weights(tmp_path):
     assert type(load_port(Path(record.fixed["path"])).get_layer("flatten_to_nchw")).__name__ == "Permute"
 
 
-def test_dense_kernel_permuted_for_nhwc_is_mapped_and_faithful(tmp_path):
-    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], lambda m: ports.flatten_port(m, permute_kernel=True), fix=False)
-    assert record.errors == []
-    assert record.verdict == "faithful"
-    assert {p["keras_layer"]: p["mapped_by"] for p in record.mapping["pairs"]}["dense"] == BY_WEIGHTS_NHWC
-
-
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    return _record(tmp_path_factory.mktemp("mixed"), "mixed", [1, 3, 16, 16], ports.mixed_port)
+    return ports.diagnose_port(tmp_path_factory.mktemp("mixed"), "mixed", [1, 3, 16, 16], ports.mixed_port)
 
 
 def test_leaky_relu_slope_keras_default_against_pytorch_default(mixed):
@@ -74,14 +55,6 @@ def test_every_correction_together_gives_a_faithful_port(mixed):
     assert mixed.fixed["verdict"] == "faithful"
 
 
-def test_identical_weights_are_reported_as_ambiguous_and_mapped_by_order(tmp_path):
-    record = _record(tmp_path, "twin_bn", [1, 3, 8, 8], ports.twin_port, fix=False)
-    pairs = {p["keras_layer"]: (p["module"], p["mapped_by"]) for p in record.mapping["pairs"]}
-    assert pairs["bn0"] == ("1", BY_ORDER) and pairs["bn1"] == ("3", BY_ORDER)
-    assert any("bn1" in note for note in record.mapping["ambiguities"])
-    assert record.verdict == "faithful"
-
-
 @pytest.mark.parametrize(("size", "ceil_mode", "expected"), [(7, False, [0, 0]), (7, True, [0, 1]), (8, True, [0, 0])])
 def test_torch_pads_include_ceil_mode_overhang(size, ceil_mode, expected):
     import torch
@@ -90,25 +63,18 @@ def test_torch_pads_include_ceil_mode_overhang(size, ceil_mode, expected):
 
 
 def test_depthwise_port_with_explicit_padding_is_faithful(tmp_path):
-    record = _record(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, explicit_padding=True), fix=False)
+    record = ports.diagnose_port(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, explicit_padding=True), fix=False)
     assert record.errors == []
     assert record.verdict == "faithful"
     assert {p["keras_layer"] for p in record.mapping["pairs"]} >= {"stem", "dw", "pw", "stem_relu6", "dw_relu6"}
 
 
 def test_depthwise_port_with_same_padding_and_keras_epsilon(tmp_path):
-    record = _record(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, epsilon=1e-3))
+    record = ports.diagnose_port(tmp_path, "mobile", [1, 3, 32, 32], lambda m: ports.mobile_port(m, epsilon=1e-3))
     errors = _errors(record)
     assert ("padding", "stem") in errors and ("padding", "dw") not in errors
     assert {layer for rule, layer in errors if rule == "bn_epsilon"} == {"stem_bn", "dw_bn", "pw_bn"}
     assert record.fixed["verdict"] == "faithful"
-
-
-def test_fused_activation_is_mapped_and_checked(tmp_path):
-    record = _record(tmp_path, "flatten_head", [1, 3, 8, 8], ports.flatten_fused_port, fix=False)
-    assert record.verdict == "faithful"
-    fused = [p for p in record.mapping["pairs"] if p["mapped_by"] == "fused activation"]
-    assert [(p["keras_layer"], p["module"]) for p in fused] == [("conv", "1")]
 
 
 def _repo_record(tmp: Path, config: str, make_port, fix: bool = False):
@@ -138,7 +104,7 @@ def test_pytorch_zero_pad_missing_from_the_port(tmp_path):
 
 
 def test_group_norm_epsilon_gelu_approximation_and_relu6(tmp_path):
-    record = _record(tmp_path, "gelu_group", [1, 3, 16, 16], ports.gelu_group_port)
+    record = ports.diagnose_port(tmp_path, "gelu_group", [1, 3, 16, 16], ports.gelu_group_port)
     errors = _errors(record)
     assert set(errors) == {("norm_epsilon", "gn"), ("activation", "gelu")}
     gelu = errors[("activation", "gelu")]
