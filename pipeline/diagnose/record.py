@@ -8,6 +8,9 @@ from typing import Any
 from pipeline.diagnose.corrections import Correction
 
 SEVERITIES = ("error", "warning", "info")
+FINDING_FIELDS = ("rule", "severity", "keras_layer", "module", "attribute", "expected", "actual", "message",
+                  "error_before", "error_after", "explained", "detail")
+OUTPUT_FIELDS = ("max_abs", "error", "floor", "ratio", "within_floor")
 FAITHFUL, NOT_FAITHFUL = "faithful", "not faithful"
 
 
@@ -38,6 +41,11 @@ class Finding:
             "detail": self.detail,
         }
 
+    @classmethod
+    def from_json(cls, raw: dict) -> "Finding":
+        """The finding as read back from diagnose.json (its correction is not stored, only described)."""
+        return cls(**{k: raw.get(k) for k in FINDING_FIELDS})
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -57,6 +65,10 @@ class LayerRow:
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_json(cls, raw: dict) -> "LayerRow":
+        return cls(**raw)
+
 
 @dataclass(frozen=True)
 class OutputError:
@@ -70,6 +82,10 @@ class OutputError:
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "OutputError":
+        return cls(**{k: (math.inf if raw.get(k) is None and k != "within_floor" else raw.get(k)) for k in OUTPUT_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -109,8 +125,19 @@ class DiagnoseRecord:
             "first_divergent_layer": self.first_divergent, "all_corrections": self.all_corrections,
             "fixed": self.fixed, "layout": self.layout, "samples": self.samples,
             "counts": {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES},
-            "layers": [row.to_json() for row in self.layers], "mapping": self.mapping,
+            "layers": [row.to_json() for row in self.layers], "mapping": self.mapping, "before": self.before.to_json(),
         }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "DiagnoseRecord":
+        """diagnose.json read back, e.g. to render markdown_section/html_section into the report."""
+        return cls(
+            model=raw["model"], port=raw["port"], layout=raw["layout"], samples=raw["samples"], verdict=raw["verdict"],
+            findings=tuple(Finding.from_json(f) for f in raw["findings"]), before=OutputError.from_json(raw["before"]),
+            layers=tuple(LayerRow.from_json(r) for r in raw["layers"]), first_divergent=raw.get("first_divergent_layer"),
+            mapping=raw.get("mapping") or {}, all_corrections=raw.get("all_corrections"), fixed=raw.get("fixed"),
+            noise_ratio_bound=raw.get("noise_ratio_bound", 10.0),
+        )
 
 
 def finite(value: Any) -> Any:

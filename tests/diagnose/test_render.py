@@ -53,3 +53,14 @@ def test_to_json_has_the_issue_keys_and_counts():
     assert payload["counts"] == {"error": 1, "warning": 1, "info": 0}
     assert payload["max_abs_before"] == 3e-3 and payload["max_abs_after_fix"] is None
     assert payload["findings"][0]["explained"] == 1.0
+
+
+def test_sections_render_the_same_from_diagnose_json():
+    import json
+
+    from pipeline.diagnose.record import finite
+    from pipeline.diagnose.render import markdown_section
+
+    record = _record([FINDING, WARNING])
+    again = DiagnoseRecord.from_json(json.loads(json.dumps(finite(record.to_json()))))
+    assert markdown_section(again) == markdown_section(record)
