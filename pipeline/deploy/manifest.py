@@ -7,6 +7,7 @@ It is built only from the stage records, so it can be rewritten at any time.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
@@ -63,9 +64,20 @@ def _best_effort(section, *args) -> dict:
 
 
 def write(root: Path, source: Source | None, content: dict) -> dict:
-    manifest = {**content, "artifacts": files(root)}
-    write_json(root / MANIFEST, manifest)
+    path = root / MANIFEST
+    write_json(path, {**content, "artifacts": files(root)})
+    manifest = json.loads(path.read_text())  # the digest covers exactly what was written (NaN as null, ...)
+    manifest["digest"] = digest(manifest)
+    write_json(path, manifest)
     return manifest
+
+
+def digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its own digest: a hand edit (a hash made to
+    match a changed file) shows. Integrity, not authenticity: sign the package to prove who made it."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def files(root: Path) -> list[dict]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import sha256
-from pipeline.deploy.manifest import load
+from pipeline.deploy.manifest import MANIFEST, digest, load
 from pipeline.errors import RunnerError
 
 
@@ -51,6 +51,8 @@ class VerifyResult:
 def verify(root: Path) -> VerifyResult:
     manifest = load(root)
     changed = changed_files(root, manifest["artifacts"])
+    if manifest.get("digest") != digest(manifest):
+        changed.insert(0, f"{MANIFEST}: its content does not match its digest (edited after the run)")
     changed_paths = {line.split(":")[0] for line in changed}
     if changed_paths & {"inputs.npz", f"outputs/{manifest['reference']}.npz", "convert.json", "export.json", "audit.json"}:
         return VerifyResult(changed, [ModelCheck(m["backend"], m["path"], "fail", "not rerun: the saved inputs, "

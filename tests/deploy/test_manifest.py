@@ -83,3 +83,13 @@ def test_a_failing_measured_section_is_recorded_not_fatal():
         raise RuntimeError("flatbuffer unreadable\nmore")
 
     assert _best_effort(broken) == {"error": "RuntimeError: flatbuffer unreadable"}
+
+
+def test_the_digest_covers_everything_but_itself(tmp_path):
+    from pipeline.deploy.manifest import digest, load, write
+
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    written = write(tmp_path, None, {"model": "m", "snr": float("inf")})
+    assert load(tmp_path)["digest"] == written["digest"] == digest(written)
+    assert written["snr"] is None  # strict JSON, and the digest is of what was written
+    assert digest({**written, "model": "other"}) != written["digest"]

@@ -60,3 +60,19 @@ def test_verify_fails_when_the_saved_reference_outputs_change(seed_copy):
     assert not result.passed
     assert result.changed[0].startswith("outputs/pytorch.npz: sha256 differs")
     assert all(c.verdict == "fail" for c in result.checks)
+
+
+@pytest.mark.slow
+def test_a_hand_edited_manifest_is_named(seed_copy):
+    import json
+
+    manifest = json.loads((seed_copy / "manifest.json").read_text())
+    _flip_one_byte(seed_copy / "model.onnx")
+    from pipeline.artifacts.folder import sha256
+
+    entry = next(e for e in manifest["artifacts"] if e["path"] == "model.onnx")
+    entry["sha256"] = sha256(seed_copy / "model.onnx")  # the hash made to match the changed file
+    (seed_copy / "manifest.json").write_text(json.dumps(manifest))
+    result = verify(seed_copy)
+    assert not result.passed
+    assert result.changed == ["manifest.json: its content does not match its digest (edited after the run)"]
