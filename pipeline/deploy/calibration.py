@@ -46,10 +46,39 @@ def load(path: Path, specs: list[TensorSpec], preprocess: PreprocessConfig | Non
     if path.is_dir():
         return _images(path, specs, preprocess or PreprocessConfig(), samples)
     if path.suffix == ".npz" and path.is_file():
-        arrays = shared_inputs.load_user_inputs(path, specs)
-        arrays = {name: array[:samples] for name, array in arrays.items()}
+        arrays = {name: array[:samples] for name, array in npz_samples(path, specs).items()}
         return arrays, f"{len(next(iter(arrays.values())))} samples from {path.name}"
     raise ConfigError(f"quantize.int8.calibration: {path} is neither an .npz file nor a folder of images; check the path")
+
+
+def npz_samples(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Each input's samples, stacked on a leading axis, as float32. Accepted per input: one sample
+    (the input's shape), samples of it ([N, *shape]), or for a batch-1 input a batch ([N, *shape[1:]])."""
+    with np.load(path, allow_pickle=False) as archive:
+        raw = {name: archive[name] for name in archive.files}
+    names = [s.name for s in specs]
+    if sorted(raw) != sorted(names):
+        raise ConfigError(f"quantize.int8.calibration: {path.name} must hold one array per input {names}; "
+                          f"it holds {sorted(raw)}")
+    arrays = {spec.name: _as_samples(path, spec, raw[spec.name]) for spec in specs}
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise ConfigError(f"quantize.int8.calibration: {path.name} holds different sample counts per input {sorted(counts)}")
+    return arrays
+
+
+def _as_samples(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ConfigError(f"quantize.int8.calibration: '{spec.name}' in {path.name} has dtype {array.dtype}; expected floats")
+    shape = tuple(spec.shape)
+    if array.shape == shape:
+        array = array[None]
+    elif shape and shape[0] == 1 and array.shape[1:] == shape[1:] and array.shape[1:2] != (1,):
+        array = array[:, None]
+    if array.shape[1:] != shape:
+        raise ConfigError(f"quantize.int8.calibration: '{spec.name}' in {path.name} has shape {list(array.shape)}; expected "
+                          f"{list(shape)}, [samples, *{list(shape)}] or, for batch 1, [samples, *{list(shape[1:])}]")
+    return array.astype(np.float32)
 
 
 def _images(folder: Path, specs: list[TensorSpec], preprocess: PreprocessConfig, samples: int) -> tuple[dict[str, np.ndarray], str]:

@@ -107,3 +107,22 @@ def test_dynamic_range_needs_no_calibration(tmp_path):
     source = _config(tmp_path, "quantize:\n  int8: {mode: dynamic_range}\n")
     int8 = request(source, ArtifactDir(tmp_path / "art"), [SPEC])
     assert int8.mode == "dynamic_range" and int8.calibration is None
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 8, 6), (5, 1, 3, 8, 6), (5, 3, 8, 6)])
+def test_npz_accepts_one_sample_stacked_samples_or_a_batch(tmp_path, shape):
+    np.savez(tmp_path / "c.npz", x=np.ones(shape, np.float64))
+    arrays, _ = load(tmp_path / "c.npz", [SPEC], None, samples=100)
+    assert arrays["x"].shape == (1 if len(shape) == 4 and shape[0] == 1 else 5, 1, 3, 8, 6)
+    assert arrays["x"].dtype == np.float32
+
+
+@pytest.mark.parametrize("arrays, match", [
+    ({"y": np.ones((2, 1, 3, 8, 6), np.float32)}, r"must hold one array per input \['x'\]; it holds \['y'\]"),
+    ({"x": np.ones((2, 3, 8, 7), np.float32)}, r"'x' in c.npz has shape \[2, 3, 8, 7\]; expected \[1, 3, 8, 6\]"),
+    ({"x": np.ones((2, 1, 3, 8, 6), np.int64)}, "has dtype int64; expected floats"),
+])
+def test_npz_mismatches_are_named(tmp_path, arrays, match):
+    np.savez(tmp_path / "c.npz", **arrays)
+    with pytest.raises(ConfigError, match=match):
+        load(tmp_path / "c.npz", [SPEC], None, samples=3)
