@@ -5,7 +5,10 @@ file never runs code and the user gets one line saying why.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,9 +87,34 @@ def _objects(value: Any) -> Iterator[dict]:
             yield from _objects(item)
 
 
-def _load(path: Path):
-    import keras
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow prints its C++ start-up lines (oneDNN, CUDA probing) on fd 2 whatever
+    TF_CPP_MIN_LOG_LEVEL says; keep them off the terminal, where errors are one line each."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
+
+def _start_keras():
+    with _native_stderr_silenced():
+        import keras
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe, while its complaint is silenced
+        keras.ops.convert_to_numpy(keras.ops.zeros((1,)))  # first op: device set-up
+    return keras
+
+
+def _load(path: Path):
+    keras = _start_keras()
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError, TypeError and others for the same "cannot load"
