@@ -12,7 +12,9 @@ from pipeline.diagnose.record import Finding
 from pipeline.errors import UsageError
 
 
-def check_fix_path(path: Path) -> None:
+def check_fix_path(path: Path, port: Path) -> None:
+    if path.resolve() == port.resolve():
+        raise UsageError(f"--fix {path}: is the port itself; write the corrected port to another file")
     if path.suffix != ".keras":
         raise UsageError(f"--fix {path}: the corrected port is written as a Keras 3 file; name it *.keras")
     if not path.parent.exists():

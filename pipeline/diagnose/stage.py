@@ -78,7 +78,7 @@ def diagnose(request: DiagnoseRequest) -> DiagnoseRecord:
     if request.source.kind != "config":
         raise UsageError(f"MODEL={request.source.path}: diagnose needs a YAML config (the PyTorch model the port came from)")
     if request.fix:
-        check_fix_path(request.fix)
+        check_fix_path(request.fix, request.keras)
     subject = prepare(request)
     findings = check_attributes(subject)
     outputs, rows = layer_rows(subject.port, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)

@@ -122,3 +122,21 @@ def test_fix_must_be_a_keras_file(focus, capsys, tmp_path):
     code = run_cli("diagnose", str(config), "--keras", str(port), "--fix", str(tmp_path / "fixed.h5"), "--out", str(tmp / "out"))
     assert code == 2
     assert "name it *.keras" in _one_error_line(capsys.readouterr().err.splitlines())
+
+
+@pytest.mark.slow
+def test_stderr_is_exactly_one_line_in_a_fresh_process(focus, tmp_path):
+    """TensorFlow's own start-up lines (oneDNN, CUDA probing) must not surround the error."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    config, model, tmp = focus
+    port = tmp_path / "other.keras"
+    inputs = keras.Input((64, 64, 3))
+    keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)).save(port)
+    run = subprocess.run([sys.executable, "-m", "pipeline", "diagnose", str(config), "--keras", str(port), "--out",
+                          str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("error: --keras"), run.stderr
