@@ -29,7 +29,7 @@ def request(source: Source, artifacts: ArtifactDir, specs: list[TensorSpec]) -> 
     if int8 is None:
         return None
     if int8.mode == "dynamic_range" and not int8.calibration:
-        return Int8Request(None, "dynamic_range", int8.integer_io, 0, "none: dynamic range quantizes weights only")
+        return Int8Request(None, "dynamic_range", int8.integer_io, 0, "weights only, so no calibration data is needed")
     given = (source.base_dir / int8.calibration).resolve()
     arrays, origin = load(given, specs, config.preprocess, int8.samples)
     target = artifacts.root / CALIBRATION
