@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pipeline.diagnose.graph import input_shape, producer
@@ -19,6 +20,7 @@ from pipeline.diagnose.kinds import (
 from pipeline.diagnose.run import TorchCall
 
 BY_WEIGHTS, BY_WEIGHTS_NHWC, BY_ORDER, FUSED = "weights", "weights (NHWC flatten order)", "order and type", "fused activation"
+BY_WEIGHTS_PERMUTED = "weights (input channels permuted)"
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,21 @@ def _candidates(layer, calls: list[TorchCall], modules) -> list[tuple[str, str]]
             found.append((call.name, BY_WEIGHTS))
         elif chw and reference[0].shape[1] == chw[0] * chw[1] * chw[2] and weights_equal(arrays, [nhwc_flatten_weight(reference[0], chw)]):
             found.append((call.name, BY_WEIGHTS_NHWC))
+        elif kind in ("conv", "linear") and _inputs_permuted(arrays[0], reference[0]):
+            found.append((call.name, BY_WEIGHTS_PERMUTED))
     return found
+
+
+def _inputs_permuted(ours, theirs) -> bool:
+    """The same kernel with its input channels (axis 1) in another order, copied exactly: a port that
+    reorders channels upstream (a space-to-depth in TF's order, say) and the kernel to match."""
+    if ours.shape != theirs.shape or ours.ndim < 2 or ours.shape[1] < 2:
+        return False
+    slices = {np.ascontiguousarray(theirs[:, j]).tobytes() for j in range(theirs.shape[1])}
+    if len(slices) != theirs.shape[1]:
+        return False  # repeated channels: a permutation would not be decided
+    return all(np.ascontiguousarray(ours[:, i]).tobytes() in slices for i in range(ours.shape[1])) and \
+        {np.ascontiguousarray(ours[:, i]).tobytes() for i in range(ours.shape[1])} == slices
 
 
 def _flatten_chw(dense) -> tuple[int, int, int] | None:

@@ -202,3 +202,18 @@ def gelu_group_port(model):
         keras.Input((16, 16, 3)), conv(model[0], "same", "conv0"), norm, keras.layers.Activation("gelu", name="gelu"),
         keras.layers.MaxPooling2D(2, name="pool"), conv(model[4], "valid", "conv1"), keras.layers.ReLU(max_value=6.0, name="relu6"),
     ])
+
+
+def focus_port_tf_order(model, epsilon: float | None = None):
+    """The report's block with space-to-depth by Reshape/Permute in TF's channel order ((0,0), (0,1),
+    (1,0), (1,1)) and the conv kernel's input channels reordered to match (Focus: (0,0), (1,0), (0,1), (1,1))."""
+    x = inputs = keras.Input((64, 64, 3), name="x")
+    x = keras.layers.Reshape((32, 2, 32, 2, 3))(x)
+    x = keras.layers.Permute((1, 3, 2, 4, 5))(x)
+    x = keras.layers.Reshape((32, 32, 12), name="space_to_depth")(x)
+    order = [(dy + 2 * dx) * 3 + c for dy in (0, 1) for dx in (0, 1) for c in range(3)]
+    layer = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv")
+    layer.build((None, 32, 32, 12))
+    layer.set_weights([t2n(model.conv.weight)[:, order].transpose(2, 3, 1, 0)])
+    x = bn(model.bn, "bn", epsilon)(layer(x))
+    return keras.Model(inputs, keras.layers.LeakyReLU(0.1, name="act")(x))

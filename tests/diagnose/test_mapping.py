@@ -1,7 +1,7 @@
 """pipeline/diagnose/mapping.py: Keras layers to PyTorch modules by weights, then order and type."""
 from __future__ import annotations
 
-from pipeline.diagnose.mapping import BY_ORDER, BY_WEIGHTS_NHWC
+from pipeline.diagnose.mapping import BY_ORDER, BY_WEIGHTS_NHWC, BY_WEIGHTS_PERMUTED
 from tests.diagnose import ports
 
 
@@ -25,3 +25,11 @@ def test_fused_activation_is_mapped_and_checked(tmp_path):
     assert record.verdict == "faithful"
     fused = [p for p in record.mapping["pairs"] if p["mapped_by"] == "fused activation"]
     assert [(p["keras_layer"], p["module"]) for p in fused] == [("conv", "1")]
+
+
+def test_conv_with_input_channels_reordered_is_mapped_by_weights(tmp_path):
+    record = ports.diagnose_port(tmp_path, "focus_block", [1, 3, 64, 64], ports.focus_port_tf_order, fix=False)
+    pairs = {p["keras_layer"]: (p["module"], p["mapped_by"]) for p in record.mapping["pairs"]}
+    assert pairs["conv"] == ("conv", BY_WEIGHTS_PERMUTED)
+    assert [(f.rule, f.keras_layer) for f in record.errors] == [("bn_epsilon", "bn")]
+    assert record.errors[0].explained >= 0.9
