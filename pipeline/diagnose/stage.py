@@ -103,6 +103,7 @@ def prepare(request: DiagnoseRequest) -> Subject:
     samples = load_user_inputs(request.inputs, specs) if request.inputs else generate(specs, config.samples, config.seed)
     samples = with_edge_cases(samples, specs)
     layout = decide_layout(port, specs, request.keras)
+    _check_runs(port, samples, specs, layout, request.keras)
     calls = trace_torch(model, feeds(samples)[0], specs)
     mapping = map_layers(port, model, calls)
     _require_mapped(mapping, port, calls, request.keras)
@@ -110,6 +111,30 @@ def prepare(request: DiagnoseRequest) -> Subject:
     reference = reference_run(model, samples, specs, names)
     check_outputs(port, reference, request.keras)
     return Subject(port, model, specs, samples, layout, mapping, reference, {c.name: c for c in calls})
+
+
+def _check_runs(port, samples: dict[str, np.ndarray], specs: list[TensorSpec], layout: PortLayout, path: Path) -> None:
+    """The port must run on the config's inputs (a Dense that expects another spatial size, say)."""
+    first = {name: array[:1] for name, array in samples.items()}
+    try:
+        run_port(port, first, specs, layout)
+    except Exception as exc:  # Keras and TF raise many types for "this input does not fit"
+        raise UsageError(f"--keras {path}: the port fails on the config's inputs ({type(exc).__name__}: "
+                         f"{_reason(exc)}); check its Input shape against the config's 'inputs'") from None
+
+
+def _reason(exc: Exception) -> str:
+    """Keras wraps a layer's error as 'Exception encountered when calling X.call().' and the reason
+    on a later line: take the first line that says something."""
+    lines = [line.strip() for line in _error_lines(exc) if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception encountered")]
+    return (useful or lines or [""])[0][:200]
+
+
+def _error_lines(exc: Exception) -> list[str]:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()
 
 
 def _require_mapped(mapping: Mapping, port, calls, path: Path) -> None:

@@ -140,3 +140,14 @@ def test_stderr_is_exactly_one_line_in_a_fresh_process(focus, tmp_path):
                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("error: --keras"), run.stderr
+
+
+def test_port_that_fails_on_the_inputs(focus, capsys, tmp_path):
+    config, model, tmp = focus
+    port = tmp_path / "dynamic.keras"
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Reshape((32 * 32 * 3,))(inputs)).save(port)
+    code, err = _run(capsys, config, port, tmp)
+    assert code == 2
+    line = _one_error_line(err)
+    assert "the port fails on the config's inputs (ValueError: The total size of the tensor must be unchanged" in line
