@@ -52,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", help="show tracebacks")
         if name == "lint":
             command.add_argument("--onnx", help="lint this ONNX file (made elsewhere) against the config's PyTorch model")
+            command.add_argument("--json", action="store_true", help="print lint.json's content on stdout instead of the summary")
         if name in ("audit", "convert"):
             command.add_argument("--onnx", help="audit this ONNX file (and the TF model converted from it) against the "
                                                 "config's PyTorch model; artifacts go to artifacts/<name>-<file stem>")
-            command.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
+        if name in ("lint", "convert-tf", "convert", "audit", "report"):
+            command.add_argument("--verbose", action="store_true", help="list every lint info note, not only their counts")
         if name in ("convert", "audit"):
             command.add_argument("--samples", type=_positive_int, help="number of seeded input samples (default: the config's, 4)")
             command.add_argument("--inputs", help="a .npz keyed by input name with real data (one sample, or a leading sample axis)")
@@ -160,16 +162,21 @@ def _dispatch(args) -> int:
         return diagnose(args)
     source = resolve_source(args.model)
     artifacts = _artifacts_for(source, args)
+    existed = artifacts.root.exists()
     artifacts.ensure_writable()
     request = RunRequest(
         source, artifacts, onnx=Path(args.onnx) if getattr(args, "onnx", None) else None,
         inputs=Path(args.inputs) if getattr(args, "inputs", None) else None, samples=getattr(args, "samples", None),
-        layers=getattr(args, "layers", False), json=getattr(args, "json", False),
+        layers=getattr(args, "layers", False), json=getattr(args, "json", False), verbose=getattr(args, "verbose", False),
     )
-    with locked(artifacts.root):
-        if args.command == "convert" or (args.command == "audit" and args.onnx):
-            return run_all(request)
-        return run_stage(args.command, request)
+    try:
+        with locked(artifacts.root):
+            if args.command == "convert" or (args.command == "audit" and args.onnx):
+                return run_all(request)
+            return run_stage(args.command, request)
+    finally:
+        if not existed and artifacts.root.is_dir() and not any(artifacts.root.iterdir()):
+            artifacts.root.rmdir()  # a run that failed before writing anything leaves no empty folder behind
 
 
 def _os_error(exc: OSError) -> str:

@@ -16,10 +16,11 @@ from typing import Iterator
 from rich.console import Console
 
 _terminal = os.fdopen(os.dup(2), "w", buffering=1, closefd=True)
-_stdout = os.fdopen(os.dup(1), "w", buffering=1, closefd=True)
-# Diagnostics (progress, stage lines, warnings) go to stderr; results (the summary, the verdict) to stdout.
+# Diagnostics (progress, stage lines, warnings) go to stderr, through a duplicate that survives
+# capture_output; results (the summary, the where: lines, the verdict) go to stdout, looked up when
+# printed, and are never printed while a stage's output is captured.
 console = Console(file=_terminal, highlight=False, width=None if _terminal.isatty() else 120)
-results = Console(file=_stdout, highlight=False, width=None if _stdout.isatty() else 120)
+results = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 @contextlib.contextmanager

@@ -84,7 +84,9 @@ def _edge(spec: TensorSpec, case: str) -> np.ndarray:
         top, low = int(np.ceil(spec.high)) - 1, int(np.ceil(spec.low))
     values = {
         "zeros": min(max(0, low), top),
-        "constant": (low + top) / 2 if spec.dtype in FLOAT_DTYPES else low,
+        # Three quarters of the way up the range, away from zero and from the midpoint (which is zero
+        # for a symmetric range): a constant that exercises the model, unlike "zeros".
+        "constant": low + 0.75 * (top - low) if spec.dtype in FLOAT_DTYPES else low + (3 * (top - low)) // 4,
         "max_magnitude": top if abs(top) >= abs(low) else low,
     }
     return np.full(spec.shape, values[case], dtype=spec.dtype)

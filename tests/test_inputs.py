@@ -135,9 +135,17 @@ def test_edge_cases_are_zeros_a_constant_and_the_largest_magnitude():
     assert arrays["x"].shape == (5, 2, 2) and arrays["ids"].shape == (5, 3)
     zeros, constant, largest = arrays["x"][2:]
     assert np.all(zeros == 0) and np.all(constant == constant.flat[0]) and np.all(largest < 3.0) and largest.flat[0] > 2.99
-    assert list(arrays["ids"][2:, 0]) == [2, 2, 8]  # 0 is out of [2, 9): clamped to the range
+    assert list(arrays["ids"][2:, 0]) == [2, 6, 8]  # 0 is out of [2, 9): clamped to the range; 6 is 3/4 up
+    assert constant.flat[0] == pytest.approx(2.0)  # 3/4 of the way up [-1, 3), not the midpoint
     assert list(arrays["mask"][2:, 0]) == [False, True, True]
     assert sample_labels(5, edge_cases=True) == ["random_0", "random_1", *EDGE_CASES]
+
+
+@pytest.mark.parametrize("low, high, dtype, expected", [(-0.5, 0.5, "float32", 0.25), (0, 100, "int64", 74), (0, 1, "int64", 0)])
+def test_the_constant_edge_case_is_away_from_zero_and_the_midpoint(low, high, dtype, expected):
+    spec = TensorSpec("x", (2,), dtype, low, high)
+    constant = with_edge_cases(generate([spec], 1, seed=0), [spec])["x"][2]
+    assert constant.flat[0] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.fixture

@@ -30,27 +30,46 @@ class BusyError(PipelineError):
 
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
-    """Hold `<folder>.lock` beside the artifact folder for the whole run, or refuse at once."""
+    """Hold `.<folder>.lock` beside the artifact folder for the whole run, or refuse at once.
+    The lock file is removed when the run ends, so no lock files pile up beside the folders."""
     root.parent.mkdir(parents=True, exist_ok=True)
     lock_path = root.with_name(f".{root.name}.lock")
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise BusyError(f"{root}: another run (pid {holder}) is writing this artifact folder; "
-                            "wait for it to finish or pass another --out") from None
+    handle = _acquire(lock_path, root)
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)  # still held: a run that opened it before sees the change and retries
+        handle.close()
+
+
+def _acquire(lock_path: Path, root: Path):
+    """The open, locked lock file; retried when the file was removed by the run that held it."""
+    while True:
+        handle = open(lock_path, "a+")
         try:
-            yield
-        finally:
-            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise BusyError(f"{root}: another run (pid {holder}) is writing this artifact folder; "
+                            "wait for it to finish or pass another --out") from None
+        if _same_file(handle, lock_path):
+            return handle
+        handle.close()  # locked a file its holder had just removed: take the new one
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager

@@ -46,7 +46,8 @@ def run_layers(request: LayerRequest) -> dict:
     module_of = context.module_namer()
     records = [layers_json(pair, order, module_of) for pair in stats]
     return {"layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": records,
-                       "judged_by": "noise floor" if with_oracle else "tolerance", "notes": _notes(runners)},
+                       "judged_by": "noise floor" if with_oracle else "tolerance",
+                       "notes": _notes(runners) + _empty_pair_notes(records, with_oracle)},
             "localization": _localize(request, records, order, module_of)}
 
 
@@ -68,6 +69,13 @@ def _notes(runners: dict) -> list[str]:
     if "tf_layers" in runners:
         return []
     return ["no TF layer model from the converter: TF intermediates not compared"]
+
+
+def _empty_pair_notes(records: list[dict], with_oracle: bool) -> list[str]:
+    """One line for each pair that compared nothing, saying why."""
+    why = ("none of its tensors has a PyTorch module output to measure a floor against" if with_oracle
+           else "the two backends share no tensor name")
+    return [f"{r['candidate']} vs {r['reference']}: no intermediate tensor compared: {why}" for r in records if not r["tensors"]]
 
 
 def _localize(request: LayerRequest, records: list[dict], order: TensorOrder, module_of) -> list[dict]:

@@ -161,8 +161,7 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
 def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
     """The float64 copy of the PyTorch model on the same inputs; when it cannot run, a stated estimate."""
     if export.reference != "pytorch" or source.config is None:
-        return Oracle(None, False, "ONNX route: no PyTorch model to run in float64; the allclose tolerances against "
-                                   "ONNX Runtime decide")
+        return _onnx_oracle(source, artifacts, export, feeds, results)
     try:
         with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
             truth = run_all([make_runner(Backend.ORACLE, source, artifacts, export)], feeds)[Backend.ORACLE]
@@ -171,6 +170,21 @@ def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds:
     floors = {name: floor_of(results["pytorch"][name], truth[name], NOISE_ATOL) for name in truth}
     return Oracle(Backend.ORACLE, True, "a float64 copy of the PyTorch model, on the same inputs", truth, floors,
                   "PyTorch float32 against the float64 oracle")
+
+
+def _onnx_oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
+    """The ONNX route: the graph itself in float64 (ONNX Runtime, or onnx's reference evaluator where ONNX
+    Runtime has no double kernel); the floor is ONNX Runtime float32's own error against it."""
+    runner = make_runner(Backend.ORACLE_ONNX, source, artifacts, export)
+    try:
+        with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle (the ONNX graph in float64)"):
+            truth = run_all([runner], feeds)[Backend.ORACLE_ONNX]
+    except RunnerError as exc:
+        return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({exc}); the allclose tolerances "
+                                   "against ONNX Runtime decide")
+    floors = {name: floor_of(results["onnxruntime"][name], truth[name], NOISE_ATOL) for name in truth}
+    return Oracle(Backend.ORACLE_ONNX, True, f"ONNX route: the ONNX graph with every float32 tensor made float64, run by "
+                  f"{runner.engine}", truth, floors, "ONNX Runtime float32 against the float64 oracle")
 
 
 def _estimated_oracle(results: RunResults, why: str) -> Oracle:

@@ -1,6 +1,7 @@
 """Build the user's PyTorch model from a config: factory, checkpoint, eval mode."""
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -65,8 +66,15 @@ def _resolve_factory(spec: str, base_dir: Path, config_path: Path):
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
-        raise ConfigError(f"{config_path}: key 'model': '{target}' has no callable '{attr}'; available: {', '.join(public[:10])}")
+        raise ConfigError(f"{config_path}: key 'model': '{target}' has no callable '{attr}'; {_callable_hint(attr, public)}")
     return factory
+
+
+def _callable_hint(attr: str, public: list[str], shown: int = 10) -> str:
+    """A did-you-mean when a name is close, then the callables there are (cut at `shown`, with how many more)."""
+    close = difflib.get_close_matches(attr, public, n=1, cutoff=0.6)
+    listed = ", ".join(public[:shown]) + (f", … ({len(public) - shown} more)" if len(public) > shown else "")
+    return (f"did you mean '{close[0]}'? " if close else "") + f"available: {listed or 'none'}"
 
 
 def _import_module(name: str, config_path: Path):

@@ -44,13 +44,18 @@ def print_summary(report: dict, artifacts: ArtifactDir, verbose: bool = False) -
     out.print(table)
     for note in report["notes"]:
         out.print(f"[yellow]note:[/] {note}")
-    for line in localization_lines(report):
-        out.print(f"[bold]where:[/] {line}")
+    print_where(report)
     colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "yellow")
     for reason in report.get("verdict_reasons", []):
         out.print(f"[{colour}]why:[/] {reason}")
     out.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.shown(artifacts.report_md)} "
                   f"and {artifacts.shown(artifacts.root / 'report.html')}")
+
+
+def print_where(report: dict) -> None:
+    """The where: lines (on stdout) for a report or an audit record's localization and layers."""
+    for line in localization_lines(report):
+        results.print(f"[bold]where:[/] {line}")
 
 
 def localization_lines(report: dict) -> list[str]:
@@ -62,4 +67,8 @@ def localization_lines(report: dict) -> list[str]:
     layers = report.get("layers") or {}
     if layers and not layers.get("ran"):
         lines.append(f"layer-by-layer comparison not run: {layers.get('reason')}")
-    return lines
+    elif layers and not lines:
+        compared = ", ".join(f"{p['candidate']} {len(p['tensors'])}" for p in layers.get("pairs", []) if p["candidate"] != "pytorch")
+        limit = "the float32 noise floor" if layers.get("judged_by") == "noise floor" else "tolerance"
+        lines.append(f"layer by layer (tensors compared: {compared or 'none'}): no backend departs beyond {limit}")
+    return lines + [f"layer by layer: {note}" for note in layers.get("notes", [])]

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 def make_runner(backend: str, source: Source, artifacts: ArtifactDir, export: ExportRecord,
                 convert: ConvertRecord | None = None) -> Runner:
     specs, outputs = export.inputs, export.outputs
+    if backend == Backend.ORACLE_ONNX:
+        from pipeline.runners.onnxrt import OnnxFloat64Runner
+
+        return OnnxFloat64Runner(artifacts.onnx, specs, outputs)
     if backend == Backend.ORACLE:
         from pipeline.runners.torch_runner import TorchFloat64Runner
 

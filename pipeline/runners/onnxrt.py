@@ -29,3 +29,65 @@ class OnnxRuntimeRunner(Runner):
 
     def _deactivate_impl(self) -> None:
         self.session = None
+
+
+class OnnxFloat64Runner(Runner):
+    """The ONNX route's oracle: the graph with every float32 tensor made float64.
+
+    ONNX Runtime runs it where it has double kernels; where it has none (Conv, for one), onnx's
+    reference evaluator does, in numpy's float64. `engine` says which one ran."""
+
+    name = "onnxruntime_fp64"
+    precision = "fp64"
+
+    def __init__(self, onnx_path: Path, input_specs: list[TensorSpec], output_names: list[str]) -> None:
+        super().__init__(input_specs, output_names)
+        self.onnx_path = onnx_path
+        self.engine = ""
+        self._run = None
+
+    def _activate_impl(self) -> None:
+        import onnx
+
+        model = as_float64(onnx.load(str(self.onnx_path)))
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            self._run, self.engine = (lambda feeds: session.run(self.output_names, feeds)), "ONNX Runtime"
+        except Exception:  # noqa: BLE001 - no double kernel for some op: the reference evaluator has one
+            from onnx.reference import ReferenceEvaluator
+
+            evaluator = ReferenceEvaluator(model)
+            self._run, self.engine = (lambda feeds: evaluator.run(self.output_names, feeds)), "onnx's reference evaluator"
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        feeds = {}
+        for spec in self.input_specs:
+            value = np.asarray(feed[spec.name])
+            feeds[spec.name] = value.astype(np.float64) if value.dtype == np.float32 else value
+        return dict(zip(self.output_names, self._run(feeds)))
+
+    def _deactivate_impl(self) -> None:
+        self._run = None
+
+
+def as_float64(model):
+    """A copy of an ONNX model whose float32 inputs, outputs, values, initializers, constants and casts are float64."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            value.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
+                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float64), attribute.t.name))
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
+                attribute.i = TensorProto.DOUBLE
+    return copy

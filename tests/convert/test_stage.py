@@ -34,7 +34,8 @@ def test_failed_conversion_keeps_previous_artifacts(seed_copy, monkeypatch, caps
     assert err[0].startswith("error: every conversion strategy failed (default, no-onnxsim, keep-nchw-inputs, "
                              "auto-replacement-json); the last: onnx2tf failed on node 'n' (Foo): boom; full log: ")
     assert err[0].endswith("convert.failed.log")
-    assert (seed_copy / "convert.failed.log").read_text() == "converter log before the failure\n"
+    kept = (seed_copy / "convert.failed.log").read_text()
+    assert kept.startswith("\n########## convert-tf on dynamo export, opset ") and kept.endswith("converter log before the failure\n")
     after = {name: sha256(seed_copy / name) for name in before}
     assert after == before
     assert not list(seed_copy.glob(".staging-*"))
@@ -71,3 +72,39 @@ def test_a_later_strategy_is_used_and_recorded(seed_copy, monkeypatch, no_networ
     assert [(a["strategy"], a["ok"]) for a in record["attempts"]] == [("default", False), ("no-onnxsim", True)]
     assert "simulated" in record["attempts"][0]["error"]
     assert run_cli("audit", "seed_ym", "--out", str(seed_copy)) == 0  # a fallback never hides a wrong model: the audit decides
+
+
+class _RunsAwayOnDefault:
+    """Grows without bound under the default strategy (as onnx2tf did on light_vgg19), else converts."""
+
+    name = "greedy"
+
+    def __init__(self, real):
+        self.real = real
+
+    def version(self) -> str:
+        return self.real.version()
+
+    def convert(self, onnx_path, out_dir, log_path, options: ConversionOptions):
+        if options.use_onnxsim and not options.keep_nchw_inputs and not options.auto_replacement:
+            from tests.convert.test_isolate import grow_forever
+
+            grow_forever()
+        return self.real.convert(onnx_path, out_dir, log_path, options)
+
+
+def test_an_attempt_that_runs_out_of_memory_is_stopped_recorded_and_the_next_strategy_runs(seed_copy, monkeypatch, no_network):
+    from pipeline.convert.isolate import Limits
+    from pipeline.converters import get_converter
+
+    real = get_converter()
+    monkeypatch.setattr(convert, "get_converter", lambda: _RunsAwayOnDefault(real))
+    monkeypatch.setattr(convert, "limits_for", lambda source: Limits(4 * 2**30, 600))
+    assert run_cli("convert-tf", "seed_ym", "--out", str(seed_copy)) == 0
+    import json
+
+    record = json.loads((seed_copy / "convert.json").read_text())
+    assert record["strategy"] == "no-onnxsim"
+    default = record["attempts"][0]
+    assert default["strategy"] == "default" and default["ok"] is False
+    assert "stopped at" in default["error"] and "over the memory limit" in default["error"]

@@ -125,6 +125,19 @@ def test_model_file_that_fails_to_import(tmp_path):
         build_model(source)
 
 
+def test_a_misspelt_factory_gets_a_did_you_mean(tmp_path):
+    source = make_source(tmp_path, "models/tiny.py:biuld")
+    with pytest.raises(ConfigError, match=r"has no callable 'biuld'; did you mean 'build'\? available: .*\bbuild\b"):
+        build_model(source)
+
+
+def test_a_long_list_of_callables_is_cut_and_says_how_many_more():
+    from pipeline.model.torch_model import _callable_hint
+
+    hint = _callable_hint("zzz", [f"f{i:02d}" for i in range(14)])
+    assert hint == "available: f00, f01, f02, f03, f04, f05, f06, f07, f08, f09, … (4 more)"
+
+
 @pytest.mark.parametrize("attr", ["nope", "NOT_CALLABLE"])
 def test_missing_or_non_callable_attribute_lists_what_is_there(tmp_path, attr):
     source = make_source(tmp_path, f"models/tiny.py:{attr}")

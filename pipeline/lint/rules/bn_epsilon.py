@@ -16,35 +16,14 @@ import torch
 
 from pipeline.lint import Finding, rule
 from pipeline.lint.context import LintContext
+from pipeline.lint.epsilon import check_epsilon, evident_epsilon, known_default
 
 NAME = "bn_epsilon"
 BN_CLASSES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
-ONNX_DEFAULT_EPSILON = 1e-5
-KNOWN_DEFAULTS = {1e-3: "Keras/TensorFlow's default", 1e-5: "PyTorch's default"}
 # Folded weights are products of float32 values: a few ULPs of relative noise (~1e-7).
 # An epsilon off by 1e-5 on a variance of 1 already moves them by ~5e-6.
 FOLD_RTOL = 2e-6
 CONV_TYPES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
-
-
-def same_epsilon(a: float, b: float) -> bool:
-    return np.float32(a) == np.float32(b)
-
-
-def evident_epsilon(estimate: float) -> float:
-    """The value an estimated epsilon evidently is: 9.99e-06 from folded float32 weights is 1e-05.
-    Rounded to one significant digit when that is within 2%; otherwise the estimate itself."""
-    if not np.isfinite(estimate) or estimate <= 0:
-        return estimate
-    rounded = float(f"{estimate:.1g}")
-    return rounded if abs(estimate - rounded) <= 0.02 * rounded else estimate
-
-
-def known_default(eps: float) -> str:
-    for value, owner in KNOWN_DEFAULTS.items():
-        if abs(eps - value) <= 0.05 * value:
-            return f" ({owner})"
-    return ""
 
 
 @rule(NAME)
@@ -64,18 +43,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
 
 
 def _check_node(ctx: LintContext, node: onnx.NodeProto) -> tuple[Finding | None, str | None]:
-    actual = float(ctx.attrs(node).get("epsilon", ONNX_DEFAULT_EPSILON))
-    where = ctx.attribute(node, want=BN_CLASSES)
-    if where.module is None:
-        message = f"BatchNormalization epsilon {actual:.3g} could not be checked: {where.describe()}"
-        return Finding(NAME, "warning", node.name, node.op_type, None, None, f"{actual:.6g}", message, where.describe()), None
-    expected = float(ctx.modules[where.module].eps)
-    if same_epsilon(actual, expected):
-        return None, where.module
-    message = (f"epsilon is {actual:.3g}{known_default(actual)} but module {where.module} uses eps={expected:.3g}; "
-               f"set the node's epsilon to {expected:.3g} (or re-export the model)")
-    return Finding(NAME, "error", node.name, node.op_type, where.module, f"{expected:.6g}", f"{actual:.6g}", message,
-                   where.describe()), where.module
+    return check_epsilon(ctx, node, NAME, BN_CLASSES, by_class=False)
 
 
 def _check_fused(ctx: LintContext, conv_path: str, bn_path: str) -> Iterator[Finding]:

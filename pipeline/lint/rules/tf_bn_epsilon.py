@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.lint import Finding, rule
-from pipeline.lint.rules.bn_epsilon import ONNX_DEFAULT_EPSILON, same_epsilon
+from pipeline.lint.epsilon import ONNX_DEFAULT_EPSILON, same_epsilon
 from pipeline.lint.context import LintContext
 
 NAME = "tf_bn_epsilon"

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.lint.rules import bn_epsilon
-from pipeline.lint.rules.bn_epsilon import evident_epsilon, same_epsilon
+from pipeline.lint.epsilon import evident_epsilon, same_epsilon
 from pipeline.lint.context import LintContext
 from pipeline.zoo.calibrate import calibrate_batchnorm
 from tests.lint.exports import (EXPORTERS, errors, export_all, initializer, lint, load, nodes, only_node, set_attribute,

@@ -1,0 +1,50 @@
+"""pipeline/convert/isolate.py: a conversion attempt that runs away is stopped, and says how far it got."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.convert.isolate import Limits, run_isolated
+from pipeline.errors import ConversionError
+
+
+def grow_forever() -> None:
+    hoard = []
+    while True:
+        hoard.append(np.ones(25_000_000, dtype=np.uint8))  # 25 MB a step, touched
+        time.sleep(0.01)
+
+
+def sleep_forever() -> None:
+    time.sleep(3600)
+
+
+def fail_like_the_converter() -> None:
+    raise ConversionError("onnx2tf failed on node 'n0' (Conv): simulated")
+
+
+def answer(value: int) -> int:
+    return value * 2
+
+
+def test_an_attempt_over_the_memory_limit_is_stopped_and_says_at_how_much():
+    with pytest.raises(ConversionError, match=r"strategy 'default': stopped at \d+\.\d GB after \d+ s: over the memory limit"):
+        run_isolated(grow_forever, (), Limits(400 * 2**20, 120), "strategy 'default'")
+
+
+def test_an_attempt_over_the_time_limit_is_stopped():
+    start = time.monotonic()
+    with pytest.raises(ConversionError, match=r"strategy 'x': stopped at \d+ s .*over the time limit"):
+        run_isolated(sleep_forever, (), Limits(8 * 2**30, 2), "strategy 'x'")
+    assert time.monotonic() - start < 60
+
+
+def test_a_conversion_error_in_the_child_keeps_its_message():
+    with pytest.raises(ConversionError, match=r"^onnx2tf failed on node 'n0' \(Conv\): simulated$"):
+        run_isolated(fail_like_the_converter, (), Limits(8 * 2**30, 60), "strategy 'default'")
+
+
+def test_a_result_comes_back():
+    assert run_isolated(answer, (21,), Limits(8 * 2**30, 60), "strategy 'default'") == 42

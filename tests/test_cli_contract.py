@@ -1,0 +1,57 @@
+"""What a user sees: results on stdout, diagnostics on stderr, the lint command's flags, and no
+lock files or empty folders left behind."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO, run_cli
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *argv], capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_summary_goes_to_stdout_and_progress_to_stderr(seed_copy):
+    result = run("report", "seed_ym", "--out", str(seed_copy))
+    assert result.returncode == 0
+    assert "verdict: PASS" in result.stdout and "TFLite fp16" in result.stdout
+    assert "verdict:" not in result.stderr
+
+
+@pytest.mark.slow
+def test_audit_with_layers_alone_says_where_backends_stand(seed_copy, capfd):
+    assert run_cli("audit", "seed_ym", "--out", str(seed_copy), "--layers") == 0
+    out = capfd.readouterr().out
+    assert "where: layer by layer (tensors compared: onnxruntime" in out
+    assert "no backend departs beyond the float32 noise floor" in out
+
+
+@pytest.mark.slow
+def test_lint_json_prints_lint_json_on_stdout(seed_copy, capfd):
+    assert run_cli("lint", "seed_ym", "--out", str(seed_copy), "--json") == 0
+    printed = json.loads(capfd.readouterr().out)
+    assert printed == json.loads((seed_copy / "lint.json").read_text())
+    assert printed["passed"] is True
+
+
+@pytest.mark.slow
+def test_lint_of_a_config_alone_exports_first_and_says_so(tmp_path):
+    out = tmp_path / "art"
+    result = run("lint", "seed_ym", "--out", str(out))  # a process of its own: the console's stderr is its own
+    assert result.returncode == 0, result.stderr
+    err = " ".join(result.stderr.split())  # the console wraps long lines
+    assert "yet: exporting it first (the 'export' stage)" in err
+    assert (out / "model.onnx").exists() and (out / "lint.json").exists()
+
+
+def test_no_lock_file_and_no_empty_folder_are_left_behind(tmp_path, capfd):
+    out = tmp_path / "never"
+    assert run_cli("validate", "seed_ym", "--out", str(out)) == 3  # nothing exported: fails at once
+    assert "run the 'export' stage first" in capfd.readouterr().err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*.lock"))
