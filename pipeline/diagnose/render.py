@@ -66,6 +66,8 @@ def headline(record: DiagnoseRecord) -> str:
 def fix_line(record: DiagnoseRecord) -> str | None:
     if not record.fixed:
         return None
+    if "error" in record.fixed:
+        return f"fixed port not written ({record.fixed['error']})"
     after = record.fixed["after"]
     return (f"fixed port {record.fixed['path']}: max |port - PyTorch| {fmt(after['max_abs'])}, "
             f"{fmt(after['ratio'])}x the noise floor: {record.fixed['verdict']}")

@@ -183,7 +183,13 @@ def _missing_layers(subject: Subject, modules: dict) -> list[Finding]:
 
 
 def _fix(request: DiagnoseRequest, subject: Subject, findings: list[Finding]) -> dict:
-    fixed, corrections = write_fixed(subject.port, findings, request.fix)
+    try:
+        fixed, corrections = write_fixed(subject.port, findings, request.fix)
+    except UsageError:
+        raise
+    except Exception as exc:  # Keras refusing the rebuilt config: the diagnosis still stands
+        return {"path": str(request.fix), "verdict": "not written",
+                "error": f"{type(exc).__name__}: {_reason(exc)}"}
     outputs, rows = layer_rows(fixed, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
     after = output_error(outputs, subject.reference, subject.layout)
     return {"path": str(request.fix), "corrections": corrections, "after": after.to_json(),
