@@ -97,15 +97,21 @@ def write_config(tmp_path: Path, factory: str, shape: list[int], name: str) -> P
     return path
 
 
-def flatten_port(model, permute_kernel: bool = False):
+def flatten_port(model, permute_kernel: bool = False, conv_bias: bool = True):
     """Conv, ReLU, Flatten, Dense; the Dense kernel is the Linear weight transposed (the naive copy),
-    or with its rows permuted to NHWC flatten order (the right copy)."""
+    or with its rows permuted to NHWC flatten order (the right copy). conv_bias=False forgets the conv's bias."""
     linear = model[3]
     weight = t2n(linear.weight)
     if permute_kernel:
         weight = weight.reshape(10, 4, 8, 8).transpose(0, 2, 3, 1).reshape(10, -1)
     x = inputs = keras.Input((8, 8, 3))
-    x = conv(model[0], "same", "conv")(x)
+    if conv_bias:
+        x = conv(model[0], "same", "conv")(x)
+    else:
+        layer = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")
+        layer.build((None, 8, 8, 3))
+        layer.set_weights([t2n(model[0].weight).transpose(2, 3, 1, 0)])
+        x = layer(x)
     x = keras.layers.ReLU(name="relu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = dense(linear, "dense", weight)(x)

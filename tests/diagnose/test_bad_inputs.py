@@ -89,6 +89,7 @@ def test_custom_object_is_refused(focus, capsys, tmp_path):
     assert "layer 'scale' is a custom object" in _one_error_line(err)
 
 
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 def test_keras2_h5_is_refused_with_how_to_resave(focus, capsys, tmp_path):
     config, model, tmp = focus
     port = tmp_path / "old.h5"

@@ -111,3 +111,13 @@ def test_group_norm_epsilon_gelu_approximation_and_relu6(tmp_path):
     assert (gelu.attribute, gelu.expected, gelu.actual) == ("approximate", "gelu(tanh)", "gelu")
     assert gelu.correction is None and "no built-in Keras layer" in gelu.message
     assert record.fixed["verdict"] == "not faithful"  # the GELU cannot be corrected with built-in layers
+
+
+def test_missing_conv_bias_is_restored_from_pytorch(tmp_path):
+    port = lambda m: ports.flatten_port(m, permute_kernel=True, conv_bias=False)  # noqa: E731
+    record = ports.diagnose_port(tmp_path, "flatten_head", [1, 3, 8, 8], port)
+    finding = _errors(record)[("bias", "conv")]
+    assert (finding.attribute, finding.expected, finding.actual) == ("use_bias", True, False)
+    assert finding.explained == pytest.approx(1.0, abs=0.01)
+    assert record.fixed["verdict"] == "faithful"
+    assert load_port(Path(record.fixed["path"])).get_layer("conv").use_bias
