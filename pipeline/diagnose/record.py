@@ -11,7 +11,7 @@ SEVERITIES = ("error", "warning", "info")
 FINDING_FIELDS = ("rule", "severity", "keras_layer", "module", "attribute", "expected", "actual", "message",
                   "error_before", "error_after", "explained", "detail")
 OUTPUT_FIELDS = ("max_abs", "error", "floor", "ratio", "within_floor")
-FAITHFUL, NOT_FAITHFUL = "faithful", "not faithful"
+FAITHFUL, NOT_FAITHFUL = "faithful", "not_faithful"  # diagnose.json verdicts
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def _cells(finding: Finding) -> list[str]:
 
 def headline(record: DiagnoseRecord) -> str:
     b = record.before
-    line = (f"{record.model}: port {Path(record.port).name} is {record.verdict}: max |port - PyTorch| {fmt(b.max_abs)}, "
+    line = (f"{record.model}: port {Path(record.port).name} is {record.verdict.replace('_', ' ')}: max |port - PyTorch| {fmt(b.max_abs)}, "
             f"{fmt(b.ratio)}x the float32 noise floor ({fmt(b.floor)}); {len(record.errors)} error finding(s)")
     if record.first_divergent:
         line += f"; first layer off the floor: {record.first_divergent}"
@@ -70,7 +70,7 @@ def fix_line(record: DiagnoseRecord) -> str | None:
         return f"fixed port not written ({record.fixed['error']})"
     after = record.fixed["after"]
     return (f"fixed port {record.fixed['path']}: max |port - PyTorch| {fmt(after['max_abs'])}, "
-            f"{fmt(after['ratio'])}x the noise floor: {record.fixed['verdict']}")
+            f"{fmt(after['ratio'])}x the noise floor: {record.fixed['verdict'].replace('_', ' ')}")
 
 
 def mapping_lines(record: DiagnoseRecord) -> list[str]:

@@ -110,7 +110,7 @@ def test_group_norm_epsilon_gelu_approximation_and_relu6(tmp_path):
     gelu = errors[("activation", "gelu")]
     assert (gelu.attribute, gelu.expected, gelu.actual) == ("approximate", "gelu(tanh)", "gelu")
     assert gelu.correction is None and "no built-in Keras layer" in gelu.message
-    assert record.fixed["verdict"] == "not faithful"  # the GELU cannot be corrected with built-in layers
+    assert record.fixed["verdict"] == "not_faithful"  # the GELU cannot be corrected with built-in layers
 
 
 def test_missing_conv_bias_is_restored_from_pytorch(tmp_path):

@@ -56,7 +56,7 @@ def test_keras_default_epsilon_is_named_and_explains_the_error(focus):
     assert finding.actual == pytest.approx(1e-3) and finding.expected == pytest.approx(1e-5)
     assert finding.explained >= 0.9
     assert finding.error_after < finding.error_before
-    assert record.verdict == "not faithful"
+    assert record.verdict == "not_faithful"
     assert record.first_divergent == "bn"
 
 
@@ -83,7 +83,7 @@ def test_cli_exit_1_writes_the_three_files(focus, capsys, tmp_path):
     config, port, _, _ = focus
     code, payload, _ = _cli(capsys, str(config), "--keras", str(port), "--out", str(tmp_path))
     assert code == 1
-    assert payload["verdict"] == "not faithful"
+    assert payload["verdict"] == "not_faithful"
     assert {p.name for p in tmp_path.iterdir()} >= {"diagnose.json", "diagnose.md", "diagnose.html"}
     assert json.loads((tmp_path / "diagnose.json").read_text())["findings"][0]["keras_layer"] == "bn"
 
