@@ -93,6 +93,14 @@ class QuantizeConfig(BaseModel):
     int8: Int8Config | None = None
 
 
+class RepairConfig(BaseModel):
+    """Bounds of the repair search (run only when the TF backends fail while ONNX Runtime agrees)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_candidates: int = Field(default=12, ge=0)  # conversions tried; 0 turns the search off
+    max_seconds: float = Field(default=900.0, gt=0)  # no new candidate starts after this
+
+
 class ModelConfig(BaseModel):
     """The schema of `configs/<name>.yaml`."""
 
@@ -115,6 +123,7 @@ class ModelConfig(BaseModel):
     classification_outputs: Literal["auto"] | list[str] = "auto"
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     preprocess: PreprocessConfig | None = None
+    repair: RepairConfig = Field(default_factory=RepairConfig)
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ def _format_loc(loc: tuple) -> str:
 def _allowed_keys(loc: tuple) -> list[str]:
     schema = (InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc
               else PrecisionBudgetConfig if "precision_budget" in loc else ModelConfig)
-    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig}
+    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig, "repair": RepairConfig}
     schema = next((nested[key] for key in reversed(loc[:-1]) if key in nested), schema)
     return sorted(schema.model_fields)
 

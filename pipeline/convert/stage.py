@@ -18,6 +18,7 @@ from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
 from pipeline.config import Source
 from pipeline.console import stage_status
+from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
 from pipeline.deploy import calibration
 from pipeline.errors import ConversionError
@@ -27,6 +28,8 @@ from pipeline.runners.tensorflow import TFSavedModelRunner
 from pipeline.runners.tf_io import TensorBinding, TFModelIO
 
 FAILED_LOG = "convert.failed.log"
+REWRITE_WHY = ("onnx2tf cannot build some function ops (LayerNormalization over [C, H, W], ...) or builds them on the "
+               "wrong axes: convert onnx's own expansion of them into primitive ops, verified with ONNX Runtime first")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Strategy:
     name: str
     options: ConversionOptions
     why: str
+    rewrite: bool = False  # convert onnx's expansion of function ops (pipeline/convert/rewrite.py), not model.onnx
 
     def with_int8(self, int8) -> "Strategy":
         return dataclasses.replace(self, options=dataclasses.replace(self.options, int8=int8))
@@ -51,11 +55,13 @@ def strategies(specs: list[TensorSpec]) -> list[Strategy]:
                  "keeps channel-first inputs, so ops that normalise over channels see the axes they expect"),
         Strategy("auto-replacement-json", ConversionOptions(auto_replacement=True),
                  "onnx2tf generates a parameter-replacement file for the failing op and converts again with it"),
+        Strategy("rewrite-function-ops", ConversionOptions(), REWRITE_WHY, rewrite=True),
     ]
     return [s for s in listed if s.name != "keep-nchw-inputs" or names]
 
 
-def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None) -> ConvertRecord:
+def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
+        chosen: list[Strategy] | None = None) -> ConvertRecord:
     """Convert model.onnx, trying each strategy in turn, check the SavedModel structurally
     (the lint rules of the "tf" phase) and write convert.json.
 
@@ -73,13 +79,21 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None) -
     attempts: list[Attempt] = []
     with artifacts.staging() as stage:
         log_path = stage / "convert.log"
-        for strategy in [s.with_int8(int8) for s in strategies(specs) if only is None or s.name in only]:
-            outcome = _attempt(converter, strategy, onnx_path, stage, log_path, (specs, export.outputs, reference, first_feed))
+        for strategy in [s.with_int8(int8) for s in (chosen or strategies(specs)) if only is None or s.name in only]:
+            try:
+                strategy_onnx, notes = prepared(strategy, onnx_path, artifacts, stage)
+            except ConversionError as exc:
+                attempts.append(Attempt(strategy.name, False, 0.0, str(exc)))
+                continue
+            outcome = _attempt(converter, strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed))
             attempts.append(outcome.summary)
+            if outcome.result is None and strategy_onnx != onnx_path:
+                strategy_onnx.unlink(missing_ok=True)  # a failed rewrite is not shipped
             if outcome.result is not None:
                 _promote(stage / strategy.name, stage)
                 tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
+                record = dataclasses.replace(record, notes=record.notes + notes)
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)

@@ -13,6 +13,8 @@ import io
 import math
 from typing import Any, Iterator
 
+from pipeline.convert.repair.render import html as repair_html
+
 import matplotlib
 
 matplotlib.use("Agg")  # the report stage runs headless (CI, ssh); never open a window
@@ -67,7 +69,7 @@ def render(report: dict) -> str:
     """The whole report as one HTML page that loads nothing from the network."""
     sections = [
         _header(report), _comparison_section(report), _histogram_section(report), _depth_section(report),
-        _localization_section(report), _lint_section(report), _notes_section(report),
+        _localization_section(report), repair_html(report.get("repair")), _lint_section(report), _notes_section(report),
         _artifacts_section(report), _timings_section(report), _versions_section(report),
     ]
     title = _e(f"Conversion report: {report.get('model') or 'unnamed model'}")

@@ -1,6 +1,7 @@
 """report.md: the same content as the terminal summary and report.html, for a PR or a wiki."""
 from __future__ import annotations
 
+from pipeline.convert.repair.render import markdown as repair_markdown
 from pipeline.names import label
 from pipeline.report.fmt import fmt_number
 from pipeline.report.table import HEADERS, rows
@@ -46,6 +47,7 @@ def markdown(report: dict) -> str:
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines += _localization_markdown(report)
+    lines += repair_markdown(report.get("repair"))
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]

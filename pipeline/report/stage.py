@@ -35,6 +35,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "histograms": audit.histograms,
         "layers": audit.layers,
         "localization": audit.localization,
+        "repair": _repair(artifacts),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
@@ -46,6 +47,14 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "timings": timings or _stage_seconds(validate, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
     }
+
+
+def _repair(artifacts: ArtifactDir) -> dict | None:
+    """repair.json's content when the repair search ran (pipeline/convert/repair/)."""
+    from pipeline.convert.repair.record import RepairRecord
+
+    record = artifacts.read_if_any(RepairRecord)
+    return record.to_json() if record else None
 
 
 def _verdict(audit: AuditRecord, lint: LintRecord | None) -> str:

@@ -1,0 +1,242 @@
+"""The repair search: numeric fallbacks after the audit, guided by its localization.
+
+Runs only when the audit failed a float32 TF backend while ONNX Runtime agreed with the
+reference: the converter, not the export, is wrong. A model whose conversion is correct never
+gets here. Each candidate is converted for real in a trial folder and judged by the real audit
+on every shared sample and edge case; the first that passes replaces the shipped TF artifacts.
+The search is bounded by `repair.max_candidates` and `repair.max_seconds` from the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import onnx
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.records import Attempt, AuditRecord, ConvertRecord, ExportRecord
+from pipeline.config import RepairConfig, Source
+from pipeline.console import console
+from pipeline.convert.repair.candidates import Candidate, candidates
+from pipeline.convert.repair.localize import first_departure
+from pipeline.convert.repair.record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
+from pipeline.convert.rewrite import REWRITTEN
+from pipeline.convert.stage import Strategy, strategies
+from pipeline.errors import PipelineError
+
+TF_FP32 = ("tf_saved_model", "keras", "tflite_fp32")
+TF_BACKENDS = TF_FP32 + ("tflite_fp16",)
+TRIAL_INPUTS = ("model.onnx", "inputs.npz", "export.json", "validate.json", "lint.json", "outputs")
+TRIALS = ".repair"
+
+
+def trigger(audit: AuditRecord) -> str | None:
+    """Why the converter (not the export) is wrong, or None when there is nothing to repair."""
+    failed = sorted({c.candidate for c in audit.comparisons if c.candidate in TF_FP32 and c.verdict == "fail"})
+    onnx_failed = any(c.candidate == "onnxruntime" and c.verdict == "fail" for c in audit.comparisons)
+    if not failed or onnx_failed:
+        return None
+    agrees = "ONNX Runtime agrees with PyTorch" if audit.reference == "pytorch" else "ONNX Runtime is the reference"
+    return f"{', '.join(failed)} failed the audit while {agrees}: the converter, not the export, is wrong"
+
+
+def repair_if_needed(source: Source, artifacts: ArtifactDir) -> RepairRecord | None:
+    """Search for a repair when the audit calls for one; write repair.json and update convert.json."""
+    audit = artifacts.read(AuditRecord)
+    why = trigger(audit)
+    if why is None:
+        return None
+    bounds = source.config.repair if source.config is not None else RepairConfig()
+    console.print(f"repair: {why}; searching (at most {bounds.max_candidates} candidates, {bounds.max_seconds:g} s)")
+    earlier = artifacts.read(ConvertRecord).attempts
+    record = search(source, artifacts, audit, why, bounds)
+    _write(artifacts, record, earlier)
+    console.print(f"repair: {_summary(record)}")
+    return record
+
+
+def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str, bounds: RepairConfig) -> RepairRecord:
+    start = time.perf_counter()
+    convert = artifacts.read(ConvertRecord)
+    specs = artifacts.read(ExportRecord).inputs
+    divergence = divergence_of(audit)
+    base = _base_strategy(convert, specs)
+    converted = artifacts.root / REWRITTEN if base.rewrite else artifacts.onnx
+    fine = first_departure(artifacts, converted, shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs)))
+    if fine is not None:
+        console.print(f"repair: the TF layer model first departs from ONNX Runtime at {fine.op_type} '{fine.node}' "
+                      f"(error {fine.error_in:.3g} -> {fine.error_out:.3g})")
+    listed = candidates(onnx.load(str(converted)), [d for d in (fine, divergence) if d], base, specs)
+    attempts: list[RepairAttempt] = []
+    winner, gave_up = None, None
+    for index, candidate in enumerate(listed):
+        elapsed = time.perf_counter() - start
+        if index >= bounds.max_candidates or elapsed >= bounds.max_seconds:
+            gave_up = _gave_up(index, len(listed), elapsed, bounds)
+            break
+        console.print(f"repair: candidate {index + 1}/{len(listed)} '{candidate.name}' ({candidate.why})")
+        attempt, trial = _try(source, artifacts, candidate, base, index)
+        attempts.append(attempt)
+        console.print(f"repair: '{candidate.name}' -> {'PASS' if attempt.passed else attempt.error}")
+        if attempt.passed:
+            winner = (candidate, trial, attempt)
+            break
+    else:
+        gave_up = f"all {len(listed)} candidates tried; none passed the audit" if listed else "no candidate to try"
+    return _record(artifacts, audit, why, (divergence, fine), attempts, winner, gave_up, bounds, time.perf_counter() - start)
+
+
+def divergence_of(audit: AuditRecord) -> Divergence | None:
+    """The localization of the failing TF layer model (keras), when the audit found one."""
+    for entry in audit.localization or []:
+        if entry.get("candidate") == "keras" and entry.get("found"):
+            return Divergence(entry["candidate"], entry["node"], entry["op_type"], entry.get("module"), entry.get("error_in"),
+                              entry.get("error_out"), entry.get("origin"), list(entry.get("unaligned_span") or []))
+    return None
+
+
+def _base_strategy(convert: ConvertRecord, specs) -> Strategy:
+    """The strategy that produced the shipped artifacts; the candidates change it."""
+    listed = {s.name: s for s in strategies(specs)}
+    return listed.get(convert.strategy, listed["default"])
+
+
+def _gave_up(index: int, total: int, elapsed: float, bounds: RepairConfig) -> str:
+    if index >= bounds.max_candidates:
+        return f"candidate budget spent: {index} of {total} candidates tried (repair.max_candidates {bounds.max_candidates})"
+    return f"time budget spent: {elapsed:.0f} s after {index} of {total} candidates (repair.max_seconds {bounds.max_seconds:g})"
+
+
+def _try(source: Source, artifacts: ArtifactDir, candidate: Candidate, base: Strategy, index: int) -> tuple[RepairAttempt, Path]:
+    """Convert and audit one candidate in its own trial folder."""
+    from pipeline.audit import stage as audit_stage
+    from pipeline.convert import stage as convert_stage
+
+    trial = _trial_folder(artifacts, index)
+    strategy = _strategy(candidate, base, trial.root, index)
+    start = time.perf_counter()
+    try:
+        convert_stage.run(source, trial, chosen=[strategy])
+        result = audit_stage.run(source, trial)
+    except PipelineError as exc:
+        return _attempt(candidate, False, False, start, _short(str(exc))), trial.root
+    errors = backend_errors(result)
+    worst = max((e.max_abs for e in errors if e.backend in TF_FP32 and e.max_abs is not None), default=None)
+    passed = not any(c.verdict == "fail" for c in result.comparisons)
+    failing = next((e for e in sorted(errors, key=lambda e: -(e.noise_ratio or 0)) if e.verdict == "fail"), None)
+    error = None if passed else (f"audit: {failing.backend} '{failing.output}' still off by {failing.max_abs:.3g}"
+                                 + (f" ({failing.noise_ratio:.3g}x its noise floor)" if failing.noise_ratio else "")
+                                 if failing else "audit: failed")
+    return dataclasses.replace(_attempt(candidate, True, passed, start, error), max_abs=worst, errors=errors), trial.root
+
+
+def _attempt(candidate: Candidate, converted: bool, passed: bool, start: float, error: str | None) -> RepairAttempt:
+    return RepairAttempt(candidate.name, candidate.kind, candidate.why, list(candidate.entries), converted, passed,
+                         round(time.perf_counter() - start, 3), error)
+
+
+def _short(message: str) -> str:
+    return message.split("; full log:")[0][:400]
+
+
+def _trial_folder(artifacts: ArtifactDir, index: int) -> ArtifactDir:
+    root = artifacts.root / TRIALS / f"{index:02d}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for name in TRIAL_INPUTS:
+        source = artifacts.root / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    return ArtifactDir(root)
+
+
+def _strategy(candidate: Candidate, base: Strategy, trial: Path, index: int) -> Strategy:
+    if candidate.strategy is not None:
+        return dataclasses.replace(candidate.strategy, name=f"repair-{index + 1}-{candidate.strategy.name}")
+    prf = trial / PRF_FILE
+    prf.write_text(json.dumps({"format_version": 1, "operations": candidate.entries}, indent=2) + "\n")
+    options = dataclasses.replace(base.options, param_replacement_file=prf.resolve(), auto_replacement=False)
+    return Strategy(f"repair-{index + 1}-{candidate.kind}", options, candidate.why, base.rewrite)
+
+
+def backend_errors(audit: AuditRecord) -> list[BackendError]:
+    """Each TF backend's output comparisons, the error measured against the oracle where there is one."""
+    out = []
+    for c in audit.comparisons:
+        if c.candidate in TF_BACKENDS:
+            error = c.oracle_error if c.oracle_error is not None else c.max_abs
+            out.append(BackendError(c.candidate, c.output, c.verdict, error, c.noise_floor, c.noise_ratio))
+    return out
+
+
+def _record(artifacts, audit, why, divergences, attempts, winner, gave_up, bounds, seconds) -> RepairRecord:
+    if winner is not None:
+        candidate, trial, attempt = winner
+        _promote(artifacts, trial, candidate, attempt)
+    shutil.rmtree(artifacts.root / TRIALS, ignore_errors=True)
+    return RepairRecord(
+        trigger=why, before=backend_errors(audit), divergence=divergences[0], departure=divergences[1], attempts=attempts,
+        winner=winner[0].name if winner else None, entries=list(winner[0].entries) if winner else [],
+        rewrite=_rewrite_note(artifacts) if winner and (artifacts.root / REWRITTEN).exists() else None,
+        after=winner[2].errors if winner else [], gave_up=gave_up,
+        max_candidates=bounds.max_candidates, max_seconds=bounds.max_seconds, seconds=round(seconds, 3),
+    )
+
+
+def _rewrite_note(artifacts: ArtifactDir) -> str | None:
+    convert = artifacts.read(ConvertRecord)
+    return next((note for note in convert.notes if REWRITTEN in note), None)
+
+
+def _promote(artifacts: ArtifactDir, trial: Path, candidate: Candidate, attempt: RepairAttempt) -> None:
+    """The winner's TF models, convert and audit records replace the shipped ones."""
+    old = artifacts.read(ConvertRecord)
+    for name in [*old.models.values(), "layers.keras", "tflite_builtin.json", REWRITTEN]:
+        _remove(artifacts.root / name)
+    for entry in trial.iterdir():
+        if entry.name in TRIAL_INPUTS[:-1] or entry.name.startswith(".staging-"):
+            continue
+        if entry.name == "outputs":
+            for output in entry.iterdir():
+                os.replace(output, artifacts.outputs / output.name)
+            continue
+        _remove(artifacts.root / entry.name)
+        os.replace(entry, artifacts.root / entry.name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _write(artifacts: ArtifactDir, record: RepairRecord, earlier: list[Attempt]) -> None:
+    """repair.json, and convert.json (the winner's, when there is one) with the attempts before the
+    search followed by every candidate."""
+    convert = artifacts.read(ConvertRecord)
+    tried = [Attempt(f"repair: {a.name}", a.passed, a.seconds, a.error) for a in record.attempts]
+    notes = convert.notes + ([f"repaired by the search: '{record.winner}' (see {RECORD})"] if record.repaired else [])
+    options = {**convert.options, **({"param_replacement_file": PRF_FILE} if record.entries else {})}
+    updated = dataclasses.replace(convert, attempts=[*earlier, *tried], notes=notes, options=options)
+    write_json(artifacts.stage_record("convert"), updated)
+    write_json(artifacts.root / RECORD, record)
+    if record.entries:
+        (artifacts.root / PRF_FILE).write_text(json.dumps({"format_version": 1, "operations": record.entries}, indent=2) + "\n")
+
+
+def _summary(record: RepairRecord) -> str:
+    if record.repaired:
+        worst = max((e.max_abs for e in record.after if e.backend in TF_FP32 and e.max_abs is not None), default=None)
+        return (f"repaired by '{record.winner}' after {len(record.attempts)} candidate conversion(s) "
+                f"({record.seconds:.0f} s); worst fp32 TF error now {worst:.3g}")
+    best = record.best()
+    closest = f"; the closest, '{best.name}', is still off by {best.max_abs:.3g}" if best else ""
+    return f"no repair found ({record.gave_up}){closest}; the verdict stays fail"
