@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from pipeline.batch.result import CRASHED, WORKER_LOST, TaskResult
-from pipeline.batch.task import TaskSpec
+from pipeline.batch.task import GRACE_SECONDS, TaskSpec
 from pipeline.errors import UsageError, first_line
 
 TaskFn = Callable[[TaskSpec], TaskResult]
@@ -88,12 +89,18 @@ class LocalExecutor:
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Ctrl-C or SIGTERM: drop queued tasks and terminate running workers (their children follow them,
-    see task._die_with_parent). concurrent.futures has no public call for the second part before 3.14."""
+    """Ctrl-C or SIGTERM: drop queued tasks and interrupt running workers, which stop their runs
+    (task.supervise) before they exit; a worker still alive after the grace period is killed, and its
+    run follows it (task._die_with_parent). concurrent.futures has no public call for this before 3.14."""
     workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
-        process.terminate()
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    for process in workers:
+        process.join(GRACE_SECONDS + 5)
+        if process.is_alive():
+            process.kill()
 
 
 @dataclass(frozen=True)
