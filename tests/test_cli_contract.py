@@ -55,3 +55,10 @@ def test_no_lock_file_and_no_empty_folder_are_left_behind(tmp_path, capfd):
     assert "run the 'export' stage first" in capfd.readouterr().err
     assert not out.exists()
     assert not list(tmp_path.glob(".*.lock"))
+
+
+def test_default_artifacts_go_to_the_repositorys_artifacts_folder():
+    from pipeline.artifacts.folder import DEFAULT_ROOT, REPO_ROOT, ArtifactDir
+
+    assert (REPO_ROOT / "pyproject.toml").is_file() and DEFAULT_ROOT == REPO_ROOT / "artifacts"
+    assert ArtifactDir.for_model("seed_ym", None).root == (REPO_ROOT / "artifacts" / "seed_ym").resolve()

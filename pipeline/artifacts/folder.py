@@ -19,7 +19,7 @@ from typing import Any, Iterator, TypeVar
 
 from pipeline.errors import ArtifactError, UsageError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # pipeline/artifacts/folder.py -> the repository
 DEFAULT_ROOT = REPO_ROOT / "artifacts"
 
 # Folders whose files are merged on commit instead of replaced as a whole.

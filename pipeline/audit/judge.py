@@ -36,6 +36,9 @@ class PrecisionBudget:
 # error of about 3% of the signal's RMS, far above what fp16 costs a healthy model and below
 # what a broken one shows. Top-1/top-5 are reported; a config can budget them too.
 DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_snr_db=30.0), "int8": PrecisionBudget(min_snr_db=15.0)}
+LOWER_PRECISION_RULE = ("fp16 and int8 files are judged by their precision cost (SNR, top-1/top-5 agreement against "
+                        "PyTorch) within the config's precision_budget; no simulation of the file's own rounding is made, "
+                        "so their noise_ratio is reported but does not decide")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class Oracle:
 
     def to_json(self) -> dict:
         return {"backend": self.backend, "available": self.available, "reason": self.reason,
-                "floor_source": self.floor_source, "floors": self.floors, "bound": NOISE_RATIO_BOUND}
+                "floor_source": self.floor_source, "floors": self.floors, "bound": NOISE_RATIO_BOUND,
+                "lower_precision": LOWER_PRECISION_RULE}
 
 
 def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, oracle: Oracle, overrides: dict,
