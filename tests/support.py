@@ -30,3 +30,13 @@ def run_cli(*argv: str) -> int:
     from pipeline.cli import main
 
     return main(list(argv))
+
+
+def write_config(path: Path, model: str, inputs: list[dict], **keys) -> Path:
+    """Write a model config (YAML) to `path`: the factory, the inputs ({name, shape, …}) and any other keys.
+    The one config builder of the tests; returns the path."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"model": model, "inputs": inputs, **keys}, sort_keys=False))
+    return path

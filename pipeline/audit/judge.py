@@ -91,7 +91,8 @@ def _by_noise_floor(c: Comparison, oracle: Oracle) -> Comparison:
     ratio = c.noise_ratio
     if np.isfinite(ratio) and ratio <= NOISE_RATIO_BOUND:
         return dataclasses.replace(c, verdict="pass", passed=True, reason=None, rule="noise floor")
-    reason = (f"error against the {oracle.backend} oracle {c.oracle_error:.3g} is {ratio:.3g}x the float32 noise floor "
+    truth = f"the {oracle.backend} oracle" if oracle.available else "PyTorch (no float64 oracle; estimated floor)"
+    reason = (f"error against {truth} {c.oracle_error:.3g} is {ratio:.3g}x the float32 noise floor "
               f"{c.noise_floor:.3g} (bound {NOISE_RATIO_BOUND:g}x)")
     return dataclasses.replace(c, verdict="fail", passed=False, reason=reason, rule="noise floor")
 

@@ -69,3 +69,16 @@ def test_the_floor_is_never_below_a_few_roundings_of_the_output_scale():
     exact = TRUTH.astype(np.float32).astype(np.float64)
     floor = floor_of(exact, TRUTH)
     assert floor >= 16 * np.finfo(np.float32).eps / 2 * np.abs(TRUTH).max() * (1 - 1e-9)
+
+
+def test_without_a_float64_run_the_floor_is_a_stated_estimate_from_pytorch_and_onnx_runtime():
+    from pipeline.audit.stage import _estimated_oracle
+
+    ort = (TRUTH + RNG.normal(scale=2e-6, size=TRUTH.shape)).astype(np.float32)
+    oracle = _estimated_oracle({"pytorch": {"y": PYTORCH}, "onnxruntime": {"y": ort}}, "pytorch_fp64: could not load")
+    assert oracle.available is False and oracle.backend is None
+    assert "estimated as the spread between PyTorch and ONNX Runtime" in oracle.reason
+    assert oracle.floors["y"] >= np.max(np.abs(ort.astype(np.float64) - PYTORCH))
+    buggy = (PYTORCH * (1 + 4e-4)).astype(np.float32)
+    c = judged(buggy, oracle=oracle)
+    assert c.verdict == "fail" and "no float64 oracle; estimated floor" in c.reason

@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 
-from tests.support import run_cli
+from tests.support import run_cli, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,7 @@ def build():
 
 def test_in_place_activations_do_not_invent_a_divergence(tmp_path, no_network):
     (tmp_path / "net.py").write_text(INPLACE_MODEL)
-    (tmp_path / "unet.yaml").write_text("model: net.py:build\ninputs:\n  - name: x\n    shape: [1, 3, 16, 16]\n"
-                                        "    low: -1\n    high: 1\n")
+    write_config(tmp_path / "unet.yaml", "net.py:build", [{"name": "x", "shape": [1, 3, 16, 16], "low": -1, "high": 1}])
     code = run_cli("convert", str(tmp_path / "unet.yaml"), "--out", str(tmp_path / "art"), "--layers")
     report = json.loads((tmp_path / "art" / "report.json").read_text())
     assert code == 0 and report["verdict"] == "pass"
@@ -99,3 +98,18 @@ def test_in_place_activations_do_not_invent_a_divergence(tmp_path, no_network):
     for pair in report["layers"]["pairs"]:
         if pair["reference"] == "pytorch_fp64" and pair["candidate"] != "pytorch":
             assert pair["tensors"] and not any(t["exceeds"] for t in pair["tensors"]), pair["candidate"]
+
+
+def test_mobilenet_v2_at_another_width_and_size_passes_and_reports_its_fp16_cost(tmp_path, no_network):
+    """MobileNetV2 at width 0.5 and 96 px (the zoo's is 0.35 at 128 px), built as the zoo builds it."""
+    config = write_config(tmp_path / "mnv2.yaml", "pipeline.zoo.hf:mobilenet_v2",
+                          [{"name": "pixel_values", "shape": [1, 3, 96, 96], "low": -1.0, "high": 1.0}],
+                          name="mnv2_050_96", model_args={"size": 96, "depth_multiplier": 0.5})
+    code = run_cli("convert", str(config), "--out", str(tmp_path / "art"))
+    report = json.loads((tmp_path / "art" / "report.json").read_text())
+    assert code == 0 and report["verdict"] == "pass", report["verdict_reasons"]
+    fp16 = next(c for c in report["comparisons"] if c["candidate"] == "tflite_fp16")
+    assert fp16["rule"] == "precision budget"
+    assert fp16["top1_agreement"] is not None and fp16["snr_db"] > 30
+    fp32 = [c for c in report["comparisons"] if c["candidate"] != "tflite_fp16"]
+    assert all(c["noise_ratio"] <= report["oracle"]["bound"] for c in fp32)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.artifacts.folder import ArtifactDir
+from tests.support import write_config
 from pipeline.config import PreprocessConfig, load_config
 from pipeline.deploy.calibration import load, preprocess_image, request
 from pipeline.errors import ConfigError
@@ -71,8 +72,10 @@ def test_integer_inputs_cannot_be_calibrated(tmp_path):
 
 
 def _config(tmp_path: Path, extra: str):
-    path = tmp_path / "cfg.yaml"
-    path.write_text("name: t\nmodel: pipeline.zoo.seed:build\ninputs:\n  - {name: x, shape: [1, 3, 8, 6]}\n" + extra)
+    import yaml
+
+    path = write_config(tmp_path / "cfg.yaml", "pipeline.zoo.seed:build", [{"name": "x", "shape": [1, 3, 8, 6]}], name="t",
+                        **(yaml.safe_load(extra) or {}))
     return load_config(path)
 
 

@@ -1,7 +1,8 @@
 """Hand ports in Keras, written the way a person would: Keras layers, weights copied over."""
 from __future__ import annotations
 
-import textwrap
+from tests import support
+
 from pathlib import Path
 
 import keras
@@ -83,18 +84,8 @@ def diagnose_port(tmp_path: Path, factory: str, shape: list[int], make_port, fix
 
 
 def write_config(tmp_path: Path, factory: str, shape: list[int], name: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        model: tests.diagnose.models:{factory}
-        samples: 3
-        inputs:
-          - name: x
-            shape: {shape}
-            low: -0.5
-            high: 0.5
-        """))
-    return path
+    return support.write_config(tmp_path / f"{name}.yaml", f"tests.diagnose.models:{factory}",
+                                [{"name": "x", "shape": list(shape), "low": -0.5, "high": 0.5}], name=name, samples=3)
 
 
 def flatten_port(model, permute_kernel: bool = False, conv_bias: bool = True):

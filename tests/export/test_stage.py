@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import onnx
@@ -15,6 +14,7 @@ import pytest
 
 from pipeline.export import stage as export
 from pipeline.artifacts.folder import ArtifactDir
+from tests.support import write_config
 from pipeline.config import Source, load_config, resolve_source
 from pipeline.errors import ConfigError, ExportError
 from pipeline.inputs import load_npz
@@ -47,14 +47,10 @@ def build_linear():
 def make_source(folder: Path, factory: str = "build", shape: str = "[1, 3, 8, 8]", extra: str = "") -> Source:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "conv_bn.py").write_text(CONV_BN_FILE)
-    config = folder / "conv_bn.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        model: conv_bn.py:{factory}
-        inputs:
-          - name: x
-            shape: {shape}
-        samples: 2
-        """) + extra)
+    import yaml
+
+    config = write_config(folder / "conv_bn.yaml", f"conv_bn.py:{factory}", [{"name": "x", "shape": yaml.safe_load(shape)}],
+                          samples=2, **(yaml.safe_load(extra) or {}))
     return load_config(config)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from tests.support import write_config
 from pipeline.config import Source, load_config
 from pipeline.errors import ConfigError
 from pipeline.model.torch_model import build_model
@@ -48,15 +48,10 @@ def make_source(tmp_path: Path, model: str, checkpoint: str | None = None, model
     """Write models/tiny.py and a config next to it; return the loaded Source."""
     (tmp_path / "models").mkdir(exist_ok=True)
     (tmp_path / "models" / "tiny.py").write_text(MODEL_FILE)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        model: {model}
-        model_args: {model_args}
-        checkpoint: {checkpoint or 'null'}
-        inputs:
-          - name: x
-            shape: [1, 3]
-        """))
+    import yaml
+
+    config = write_config(tmp_path / "tiny.yaml", yaml.safe_load(model), [{"name": "x", "shape": [1, 3]}],
+                          model_args=yaml.safe_load(model_args), checkpoint=checkpoint)
     return load_config(config)
 
 
