@@ -29,28 +29,20 @@ from pipeline.names import Backend
 def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inputs_file: Path | None = None,
         layers: bool = False) -> AuditRecord:
     start = time.perf_counter()
-    export = artifacts.read(ExportRecord)
-    convert = artifacts.read(ConvertRecord)
+    export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
     _prepare_inputs(artifacts, export, samples, inputs_file)
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
     reference = export.reference
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
     results, reused = _reuse_validated(artifacts, backends)
-    to_run = [b for b in backends if b not in results]
-    fresh, broken = _run(to_run, source, artifacts, export, convert, feeds)
+    fresh, broken = _run([b for b in backends if b not in results], source, artifacts, export, convert, feeds)
     results.update(fresh)
-    overrides = _overrides(source)
     oracle = _oracle(source, artifacts, export, feeds, results)
-    candidates = [b for b in backends if b != reference and b not in broken]
-    comparisons = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), oracle, overrides, _budgets(source))
-                   for c in compare(results, reference, candidates, overrides, _classification(source))]
-    comparisons += [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
-                    for backend, reason in broken.items() for output in results[reference]]
+    comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, oracle)
     verdict = overall_verdict([c.verdict for c in comparisons])
-    failed = verdict == "fail"
     signal = _signal(source, artifacts, export, feeds, comparisons)
-    layer_pass = _layer_by_layer(LayerRequest(source, artifacts, export, convert, feeds, overrides, oracle, comparisons),
-                                 run_it=layers or failed)
+    layer_pass = _layer_by_layer(LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle,
+                                              comparisons), run_it=layers or verdict == "fail")
     record = AuditRecord(
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
         sample_labels=shared_inputs.sample_labels(len(feeds), edge_cases=True), inputs_sha256=sha256(artifacts.inputs),
@@ -61,14 +53,28 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         layers=layer_pass["layers"], localization=layer_pass["localization"],
         seconds=round(time.perf_counter() - start, 3), oracle=oracle.to_json(),
     )
+    _write(artifacts, record, {**fresh, **({oracle.backend: oracle.outputs} if oracle.available else {})})
+    return record
+
+
+def _comparisons(source: Source, reference: str, candidates: list[str], results: RunResults, broken: dict[str, str],
+                 oracle: Oracle) -> list:
+    """Each candidate that ran, compared with the reference and judged by the rule that applies to it;
+    each one that could not run, a failure."""
+    overrides, budgets = _overrides(source), _budgets(source)
+    ran = [b for b in candidates if b not in broken]
+    judged = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), oracle, overrides, budgets)
+              for c in compare(results, reference, ran, overrides, _classification(source))]
+    return judged + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
+                     for backend, reason in broken.items() for output in results[reference]]
+
+
+def _write(artifacts: ArtifactDir, record: AuditRecord, outputs: RunResults) -> None:
     with artifacts.staging() as stage:
         (stage / "outputs").mkdir()
-        for backend in fresh:
-            shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", results[backend])
-        if oracle.available:
-            shared_inputs.save_npz(stage / "outputs" / f"{oracle.backend}.npz", oracle.outputs)
+        for backend, arrays in outputs.items():
+            shared_inputs.save_npz(stage / "outputs" / f"{backend}.npz", arrays)
         write_json(stage / "audit.json", record)
-    return record
 
 
 def _reasons(comparisons: list, signal: dict | None) -> list[str]:
