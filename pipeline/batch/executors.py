@@ -14,10 +14,11 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from pipeline.batch.result import CRASHED, WORKER_LOST, TaskResult
-from pipeline.batch.task import GRACE_SECONDS, TaskSpec
+from pipeline.batch.task import GRACE_SECONDS, STOP_FILE, TaskSpec
 from pipeline.errors import UsageError, first_line
 
 TaskFn = Callable[[TaskSpec], TaskResult]
@@ -71,8 +72,9 @@ class LocalExecutor:
         # spawn: max_tasks_per_child needs it, and a worker must not inherit the driver's threads.
         pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(specs)), max_tasks_per_child=1,
                                    mp_context=multiprocessing.get_context("spawn"))
+        futures: dict[Future, TaskSpec] = {}
         try:
-            futures: dict[Future, TaskSpec] = {pool.submit(task, spec): spec for spec in specs}
+            futures.update({pool.submit(task, spec): spec for spec in specs})
             for future in as_completed(futures):
                 spec = futures[future]
                 try:
@@ -82,18 +84,21 @@ class LocalExecutor:
                 except Exception as exc:  # the task function failed for this model only
                     on_done(raised(spec, exc))
         except BaseException:
-            _stop_workers(pool)
+            _stop_workers(pool, futures, specs[0].root / STOP_FILE)
             raise
         pool.shutdown(wait=True)
         return broken
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Ctrl-C or SIGTERM: drop queued tasks and interrupt running workers, which stop their runs
-    (task.supervise) before they exit; a worker still alive after the grace period is killed, and its
-    run follows it (task._die_with_parent). concurrent.futures has no public call for this before 3.14."""
-    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
+def _stop_workers(pool: ProcessPoolExecutor, futures: dict[Future, TaskSpec], stop_file: Path) -> None:
+    """Ctrl-C or SIGTERM: interrupt running workers, which stop their runs cleanly (task.supervise);
+    a worker still alive after the grace period is killed and its run follows it (task._die_with_parent).
+    The stop file turns tasks the pool still hands out into no-ops, so the pool drains at once.
+    concurrent.futures has no public call for stopping running workers before Python 3.14."""
+    stop_file.touch()
+    for future in futures:
+        future.cancel()
+    workers = list((getattr(pool, "_processes", None) or {}).values())
     for process in workers:
         if process.is_alive():
             os.kill(process.pid, signal.SIGINT)
@@ -101,6 +106,8 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(GRACE_SECONDS + 5)
         if process.is_alive():
             process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+    stop_file.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -125,10 +132,13 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine at run time
+        on_sigterm = signal.getsignal(signal.SIGTERM)
         if self.address:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
             ray.init(num_cpus=self.jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        if callable(on_sigterm):  # Ray's driver exits on SIGTERM; ours records what finished first
+            signal.signal(signal.SIGTERM, on_sigterm)
         return True
 
     def _run(self, ray, task: TaskFn, specs: Sequence[TaskSpec], on_done: OnDone) -> None:
@@ -143,9 +153,18 @@ class RayExecutor:
                 for ref in done:
                     on_done(_ray_result(ray, ref, refs.pop(ref)))
         except BaseException:
-            for ref in refs:
-                ray.cancel(ref, force=True)
+            _cancel(ray, list(refs))
             raise
+
+
+def _cancel(ray, refs: list) -> None:
+    """Interrupt running tasks (KeyboardInterrupt in the worker: task.supervise stops its run cleanly),
+    then force the stragglers: Ray kills a forced worker's child processes outright."""
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    _, stragglers = ray.wait(refs, num_returns=len(refs), timeout=GRACE_SECONDS + 5)
+    for ref in stragglers:
+        ray.cancel(ref, force=True)
 
 
 def _check_fits(ray, specs: Sequence[TaskSpec]) -> None:

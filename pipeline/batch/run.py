@@ -15,7 +15,7 @@ from pipeline.batch.progress import BatchProgress
 from pipeline.batch.report import BatchSummary, write_reports
 from pipeline.batch.result import TaskResult
 from pipeline.batch.resume import completed, stack_versions, write_marker
-from pipeline.batch.task import TaskSpec, run_task
+from pipeline.batch.task import STOP_FILE, TaskSpec, run_task
 from pipeline.console import console
 from pipeline.errors import (
     EXIT_AUDIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_PASS, EXIT_STAGE_FAILED,
@@ -53,6 +53,7 @@ def run_batch(request: BatchRequest, task: TaskFn = run_task) -> int:
 
 def _run(request: BatchRequest, specs: list[TaskSpec], executor, task: TaskFn) -> int:
     versions = stack_versions()
+    (specs[0].root / STOP_FILE).unlink(missing_ok=True)  # left by an interrupted batch
     results: dict[str, TaskResult] = {}
     if request.resume:
         results = {s.model.name: r for s in specs if (r := completed(s, versions)) is not None}

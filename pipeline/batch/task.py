@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ SAMPLE_SECONDS = 0.2
 GRACE_SECONDS = 10.0  # between SIGTERM (the child cleans up its staging folder) and SIGKILL
 REPORTED_EXIT_CODES = (0, 1, 4)  # pass, fail, inconclusive: the run wrote report.json
 PR_SET_PDEATHSIG = 1
+STOP_FILE = ".batch-stop"  # in the batch folder while an interrupted batch drains its pool
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Ended:
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one model's pipeline to the end (or to its limit) and describe the outcome."""
     start = time.perf_counter()
+    if (spec.root / STOP_FILE).exists():
+        return TaskResult(model=spec.model.name, arg=spec.model.arg, verdict=CRASHED, exit_code=None, seconds=0.0,
+                          reason="not started: the batch was interrupted")
     spec.log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pipeline", "convert", spec.model.arg, "--out", str(spec.artifacts)]
     with open(spec.log, "wb") as log:
@@ -91,8 +96,15 @@ def supervise(command: list[str], log, timeout_s: float, memory_limit_bytes: int
                 time.sleep(SAMPLE_SECONDS)
     finally:
         if child.poll() is None:  # the worker itself is being interrupted: take the child down with it
+            _ignore_further_interrupts()
             _stop_group(child)
     return Ended(child.wait(), killed_for, peak)
+
+
+def _ignore_further_interrupts() -> None:
+    """A second Ctrl-C (the terminal's, then the driver's) must not cut the child's clean-up short."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _die_with_parent() -> None:
