@@ -64,10 +64,18 @@ def expand_functions(model: onnx.ModelProto, ops: tuple[str, ...] = EXPANDED,
     if not expanded:
         return model, {}
     copy.opset_import.append(onnx.helper.make_opsetid(LOCAL_DOMAIN, 1))
+    _type_initializers(copy)  # the inliner's version conversion asks every value its type
     inlined = inliner.inline_local_functions(copy, convert_version=True)
     del inlined.opset_import[:]
     inlined.opset_import.extend(o for o in copy.opset_import if o.domain != LOCAL_DOMAIN)
     return inlined, expanded
+
+
+def _type_initializers(model: onnx.ModelProto) -> None:
+    known = {v.name for v in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)}
+    for init in model.graph.initializer:
+        if init.name not in known:
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -43,14 +43,16 @@ class Candidate:
     strategy: Strategy | None = None  # None: the base strategy with `entries` as a replacement file
 
 
-def candidates(model: onnx.ModelProto, divergences: list[Divergence], base: Strategy, specs: list[TensorSpec]) -> list[Candidate]:
-    """Every candidate for these divergences (of the converted graph `model`), most likely first, once each."""
+def candidates(model: onnx.ModelProto, divergences: list[Divergence], base: Strategy, specs: list[TensorSpec],
+               failed: tuple[str, ...] = ()) -> list[Candidate]:
+    """Every candidate for these divergences (of the converted graph `model`), most likely first, once each;
+    strategies named in `failed` (they raised in the convert stage already) are left out."""
     nodes = _span_nodes(model, divergences)
-    divergent = [n for n in nodes if n.name in {d.node for d in divergences}]
+    divergent = [n for d in divergences for n in nodes if n.name == d.node]  # the finer localization first
     near = _near(model, divergent, HOPS)
     transposes = [n for n in model.graph.node if n.op_type == "Transpose" and (n in nodes or n.name in near)][:MAX_TRANSPOSES]
     listed = (_identity_perms(transposes) + _output_transposes(divergent, model) + _rewrites(nodes, model, base)
-              + _other_perms(transposes) + _strategies(base, specs))
+              + _other_perms(transposes) + _strategies(base, specs, failed))
     seen, unique = set(), []
     for candidate in listed:
         key = (repr(candidate.entries), candidate.strategy.name if candidate.strategy else None)
@@ -172,6 +174,6 @@ def _rank(model: onnx.ModelProto, tensor: str) -> int | None:
     return None
 
 
-def _strategies(base: Strategy, specs: list[TensorSpec]) -> list[Candidate]:
+def _strategies(base: Strategy, specs: list[TensorSpec], failed: tuple[str, ...]) -> list[Candidate]:
     return [Candidate(s.name, "strategy", s.why, [], s) for s in strategies(specs)
-            if s.name != base.name and not s.rewrite]
+            if s.name != base.name and s.name not in failed and not s.rewrite]

@@ -71,7 +71,8 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     if fine is not None:
         console.print(f"repair: the TF layer model first departs from ONNX Runtime at {fine.op_type} '{fine.node}' "
                       f"(error {fine.error_in:.3g} -> {fine.error_out:.3g})")
-    listed = candidates(onnx.load(str(converted)), [d for d in (fine, divergence) if d], base, specs)
+    raised = tuple(a.strategy for a in convert.attempts if not a.ok)
+    listed = candidates(onnx.load(str(converted)), [d for d in (fine, divergence) if d], base, specs, raised)
     attempts: list[RepairAttempt] = []
     winner, gave_up = None, None
     for index, candidate in enumerate(listed):
