@@ -136,9 +136,19 @@ def details(result: dict) -> str:
         f"### {result['model']}", "",
         f"- pipeline runs (s): {runs('pipeline')}; bare onnx2tf runs (s): {runs('bare')}",
         f"- exporter: {report['exporter']}, conversion strategy: {strategy}",
+        f"- repair search: {_repair_line(report)}",
         f"- max_abs vs {report['reference']}: {pairs}",
         *[f"- why: {r}" for r in report.get("verdict_reasons", [])], "",
     ])
+
+
+def _repair_line(report: dict) -> str:
+    """Whether the numeric fallback ran: a model whose conversion is correct never enters it (no cost)."""
+    repair = report.get("repair")
+    if not repair:
+        return "not entered (0 s)"
+    outcome = f"repaired by {repair['winner']}" if repair["winner"] else f"no repair ({repair['gave_up']})"
+    return f"{len(repair['attempts'])} candidate conversion(s) in {report['timings'].get('repair', 0):.1f} s, {outcome}"
 
 
 def markdown(results: list[dict], when: str) -> str:
