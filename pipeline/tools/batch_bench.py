@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def task_overhead(tasks: int) -> dict[str, float]:
     (model,) = expand_models(["seed_ym"])
     with tempfile.TemporaryDirectory() as folder:
         specs = [TaskSpec(model, Path(folder), 60, None) for _ in range(tasks)]
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         start = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - start

@@ -1,4 +1,6 @@
 """The Ray executor on a real local Ray instance (ray.init(num_cpus=2)), no mocks."""
+import os
+
 import pytest
 import ray
 
@@ -12,6 +14,7 @@ from tests.support import run_cli
 
 @pytest.fixture(scope="module")
 def ray_instance():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
