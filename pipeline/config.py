@@ -6,7 +6,7 @@ key is optional and has a default. Errors name the file, the key and the fix.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +93,14 @@ class QuantizeConfig(BaseModel):
     int8: Int8Config | None = None
 
 
+class ConvertLimitsConfig(BaseModel):
+    """Limits of one conversion attempt (each runs in its own process): a share of the machine's RAM and seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    memory_fraction: float = Field(default=0.75, gt=0, le=1)
+    seconds: float = Field(default=1800.0, gt=0)
+
+
 class RepairConfig(BaseModel):
     """Bounds of the repair search (run only when the TF backends fail while ONNX Runtime agrees)."""
 
@@ -120,6 +128,7 @@ class ModelConfig(BaseModel):
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
     precision_budget: dict[Literal["fp16", "int8"], PrecisionBudgetConfig] = Field(default_factory=dict)
+    convert: ConvertLimitsConfig = Field(default_factory=ConvertLimitsConfig)
     classification_outputs: Literal["auto"] | list[str] = "auto"
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     preprocess: PreprocessConfig | None = None
@@ -134,7 +143,6 @@ class Source:
     path: Path
     name: str
     config: ModelConfig | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -219,7 +227,7 @@ def _format_loc(loc: tuple) -> str:
 def _allowed_keys(loc: tuple) -> list[str]:
     schema = (InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc
               else PrecisionBudgetConfig if "precision_budget" in loc else ModelConfig)
-    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig, "repair": RepairConfig}
+    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig, "repair": RepairConfig, "convert": ConvertLimitsConfig}
     schema = next((nested[key] for key in reversed(loc[:-1]) if key in nested), schema)
     return sorted(schema.model_fields)
 

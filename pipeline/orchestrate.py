@@ -12,6 +12,7 @@ decides the verdict.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -45,9 +46,11 @@ class RunRequest:
     layers: bool = False
     json: bool = False
     verbose: bool = False
+    full_run: bool = False  # every stage in a row: the report prints what single stages would print themselves
 
     def at(self, artifacts: ArtifactDir) -> "RunRequest":
-        return RunRequest(self.source, artifacts, self.onnx, self.inputs, self.samples, self.layers, self.json, self.verbose)
+        """The same request, for a full run inside `artifacts` (the fresh folder)."""
+        return dataclasses.replace(self, artifacts=artifacts, full_run=True)
 
 
 def _stage_export(request: RunRequest) -> int:
@@ -93,6 +96,9 @@ def _stage_lint(request: RunRequest) -> int:
         raise UsageError(f"--onnx {onnx_file}: file not found; check the path")
     if onnx_file is None and source.kind == "onnx" and not artifacts.onnx.exists():
         onnx_file = source.path  # an ONNX MODEL can be linted before any stage ran
+    if onnx_file is None and not artifacts.onnx.exists():
+        console.print(f"lint: no model.onnx in {artifacts.root} yet: exporting it first (the 'export' stage)")
+        _stage_export(request)
     record = run(source, artifacts, onnx_file)
     if request.json:
         print(json.dumps(record.to_json(), indent=2))
@@ -117,6 +123,10 @@ def _stage_audit(request: RunRequest) -> int:
     record = audit.run(request.source, request.artifacts, samples=request.samples, inputs_file=request.inputs,
                        layers=request.layers)
     console.print(f"audit: verdict {record.verdict} over {record.samples} samples")
+    if not request.full_run:  # run alone, the audit says where backends part ways (a full run's report does)
+        from pipeline.report.terminal import print_where
+
+        print_where({"localization": record.localization, "layers": record.layers})
     return VERDICT_EXIT[record.verdict]
 
 
@@ -124,7 +134,7 @@ def _stage_report(request: RunRequest, timings: dict | None = None) -> int:
     from pipeline import deploy
     from pipeline.report import stage as report
 
-    record = report.run(request.source.name, request.artifacts, timings)
+    record = report.run(request.source.name, request.artifacts, timings, verbose=request.verbose)
     deploy.write(request.source, request.artifacts)  # manifest.json and MODEL_CARD.md, from the records just written
     return VERDICT_EXIT[record["verdict"]]
 
@@ -206,7 +216,7 @@ def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Ca
         first = with_module(str(exc), source, artifacts)
         if source.kind != "config" or given_onnx:
             raise ConversionError(first) from None
-    failures = [f"{_used(artifacts)}: {first}"]
+    failures = [f"{_used(artifacts)}: {_without_log(first)}"]
     for choice in _choices(artifacts):
         try:
             _re_export(source, artifacts, choice)
@@ -214,8 +224,15 @@ def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Ca
                 run_stage(stage)
             return
         except PipelineError as exc:  # this fallback's export, validation or conversion failed: next one
-            failures.append(f"{choice.exporter} opset {choice.opset}: {with_module(str(exc), source, artifacts)}")
-    raise ConversionError("conversion failed with every export and conversion strategy: " + " | ".join(failures))
+            failures.append(f"{choice.exporter} opset {choice.opset}: {_without_log(with_module(str(exc), source, artifacts))}")
+    log = artifacts.shown(artifacts.root / "convert.failed.log")
+    raise ConversionError("conversion failed with every export and conversion strategy: " + " | ".join(failures)
+                          + f"; every attempt's log: {log}")
+
+
+def _without_log(message: str) -> str:
+    """One failure's text without its "; full log: …" tail: the combined message names the log once."""
+    return re.sub(r"; full log: \S+", "", message)
 
 
 def _used(artifacts: ArtifactDir) -> str:

@@ -17,6 +17,7 @@ from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
 from pipeline.config import Source
+from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
@@ -85,7 +86,8 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
             except ConversionError as exc:
                 attempts.append(Attempt(strategy.name, False, 0.0, str(exc)))
                 continue
-            outcome = _attempt(converter, strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed))
+            outcome = _attempt(converter, strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed),
+                               limits_for(source))
             attempts.append(outcome.summary)
             if outcome.result is None and strategy_onnx != onnx_path:
                 strategy_onnx.unlink(missing_ok=True)  # a failed rewrite is not shipped
@@ -108,7 +110,8 @@ class _Outcome:
     seconds: float = 0.0
 
 
-def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_path: Path, binding_args) -> _Outcome:
+def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_path: Path, binding_args,
+             limits: Limits) -> _Outcome:
     out_dir = stage / strategy.name
     out_dir.mkdir()
     with log_path.open("a") as log:
@@ -116,7 +119,8 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
     start = time.perf_counter()
     try:
         with stage_status(f"converting with {converter.name} {converter.version()}, strategy '{strategy.name}'"):
-            result = converter.convert(onnx_path, out_dir, log_path, strategy.options)
+            result = run_isolated(converter.convert, (onnx_path, out_dir, log_path, strategy.options), limits,
+                                  f"strategy '{strategy.name}'")
             io = bind(result, *binding_args)
     except ConversionError as exc:
         seconds = time.perf_counter() - start
@@ -124,6 +128,14 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
     seconds = time.perf_counter() - start
     result = _relocated(result, out_dir, stage)
     return _Outcome(Attempt(strategy.name, True, round(seconds, 3)), result, io, seconds)
+
+
+def limits_for(source: Source) -> Limits:
+    """The config's `convert` limits per attempt, or the defaults (the ONNX route has no config)."""
+    from pipeline.config import ConvertLimitsConfig
+
+    limits = source.config.convert if source.config is not None else ConvertLimitsConfig()
+    return Limits.of(limits.memory_fraction, limits.seconds)
 
 
 def _relocated(result: ConversionResult, out_dir: Path, stage: Path) -> ConversionResult:
@@ -140,9 +152,15 @@ def _promote(out_dir: Path, stage: Path) -> None:
 
 
 def _keep_failed_log(log_path: Path, artifacts: ArtifactDir) -> None:
-    # Keep the failing run's log next to the last good artifacts, which stay untouched.
-    if log_path.exists():
-        os.replace(log_path, artifacts.root / FAILED_LOG)
+    """Keep the failing run's log (every strategy's part) next to the last good artifacts, which stay
+    untouched. Appended: when the orchestrator re-exports and converts again, earlier parts stay."""
+    if not log_path.exists():
+        return
+    export = artifacts.read_if_any(ExportRecord)
+    made_by = f"{export.exporter} export, opset {export.opset}" if export else "the ONNX file"
+    with (artifacts.root / FAILED_LOG).open("a") as kept:
+        kept.write(f"\n########## convert-tf on {made_by}, {time.strftime('%Y-%m-%d %H:%M:%S')} ##########\n")
+        kept.write(log_path.read_text(errors="replace"))
 
 
 def _all_failed(attempts: list[Attempt], log: Path) -> str:

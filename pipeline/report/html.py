@@ -69,7 +69,7 @@ def render(report: dict) -> str:
     """The whole report as one HTML page that loads nothing from the network."""
     sections = [
         _header(report), _comparison_section(report), _histogram_section(report), _depth_section(report),
-        _localization_section(report), repair_html(report.get("repair")), _lint_section(report), _notes_section(report),
+        _localization_section(report), repair_html(report.get("repair")), _diagnose_html(report.get("diagnose")), _lint_section(report), _notes_section(report),
         _artifacts_section(report), _timings_section(report), _versions_section(report),
     ]
     title = _e(f"Conversion report: {report.get('model') or 'unnamed model'}")
@@ -176,7 +176,29 @@ def _comparison_section(report: dict) -> str:
                "max_rel", "cosine", "SNR dB", *[h for h, _ in optional], "atol", "rtol", "rule", "result"]
     rows = [_comparison_row(c, [k for _, k in optional]) for c in comparisons]
     classes = [f"result-{_result(c)[0]}" for c in comparisons]
-    return _section("comparisons", "Comparisons", _table(headers, rows, classes))
+    return _section("comparisons", "Comparisons", _table(headers, rows, classes) + _oracle_text(report.get("oracle")))
+
+
+def _diagnose_html(diagnosed: dict | None) -> str:
+    """The Keras-port diagnosis (pipeline/diagnose/), when one was run into this artifact folder."""
+    if not diagnosed:
+        return ""
+    from pipeline.diagnose.record import DiagnoseRecord
+    from pipeline.diagnose.render import html_section
+
+    return html_section(DiagnoseRecord.from_json(diagnosed))
+
+
+def _oracle_text(oracle: dict | None) -> str:
+    """The verdict rule in one paragraph: the oracle, the floors and the bound."""
+    if not oracle:
+        return ""
+    if not oracle.get("floors"):
+        return f'<p class="meta">No float64 oracle: {_e(oracle.get("reason"))}.</p>'
+    floors = ", ".join(f"{_e(name)} {_fmt(value)}" for name, value in oracle["floors"].items())
+    return (f'<p class="meta">Each float32 backend\'s error against the oracle ({_e(oracle.get("reason"))}) must stay '
+            f'within {oracle.get("bound", NOISE_BOUND):g}× the float32 noise floor ({_e(oracle.get("floor_source"))}: '
+            f'{floors}). {_e(oracle.get("lower_precision", ""))}</p>')
 
 
 # --- plots -------------------------------------------------------------------

@@ -35,6 +35,28 @@ def _lint_markdown(lint: dict | None) -> list[str]:
     return lines + [f"- {note}" for note in lint.get("notes", [])]
 
 
+def _diagnose_markdown(diagnosed: dict | None) -> list[str]:
+    """The Keras-port diagnosis (pipeline/diagnose/), when one was run into this artifact folder."""
+    if not diagnosed:
+        return []
+    from pipeline.diagnose.record import DiagnoseRecord
+    from pipeline.diagnose.render import markdown_section
+
+    return [""] + markdown_section(DiagnoseRecord.from_json(diagnosed))
+
+
+def _oracle_markdown(oracle: dict | None) -> list[str]:
+    """How the verdict was reached: the oracle, the floors, the bound, and the lower-precision rule."""
+    if not oracle:
+        return []
+    if not oracle["available"] and not oracle.get("floors"):
+        return ["", f"Verdict rule: no float64 oracle ({oracle['reason']})."]
+    floors = ", ".join(f"'{name}' {fmt_number(value)}" for name, value in oracle["floors"].items())
+    return ["", f"Verdict rule: each float32 backend's error against the oracle ({oracle['reason']}) must stay within "
+                f"{oracle['bound']:g}x the float32 noise floor ({oracle['floor_source']}: {floors}). "
+                f"{oracle.get('lower_precision', '')}".rstrip()]
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Conversion report: {report['model']}", "",
@@ -44,10 +66,12 @@ def markdown(report: dict) -> str:
     lines += [f"- {reason}" for reason in report.get("verdict_reasons", [])]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
+    lines += _oracle_markdown(report.get("oracle"))
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines += _localization_markdown(report)
     lines += repair_markdown(report.get("repair"))
+    lines += _diagnose_markdown(report.get("diagnose"))
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]

@@ -4,6 +4,7 @@ Reads only the records earlier stages wrote, so it can be rerun at any time.
 """
 from __future__ import annotations
 
+import json
 from importlib import metadata
 
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
@@ -36,6 +37,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "layers": audit.layers,
         "localization": audit.localization,
         "repair": _repair(artifacts),
+        "diagnose": _diagnose(artifacts),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
@@ -47,6 +49,12 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "timings": timings or _stage_seconds(validate, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
     }
+
+
+def _diagnose(artifacts: ArtifactDir) -> dict | None:
+    """diagnose.json's content when a hand-written Keras port was diagnosed into this folder."""
+    path = artifacts.stage_record("diagnose")
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _repair(artifacts: ArtifactDir) -> dict | None:
@@ -71,7 +79,7 @@ def _verdict_reasons(audit: AuditRecord, lint: LintRecord | None) -> list[str]:
     return reasons
 
 
-def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None) -> dict:
+def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = None, verbose: bool = False) -> dict:
     report = build(name, artifacts, timings)
     from pipeline.report.html import render
 
@@ -79,7 +87,7 @@ def run(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = No
         write_json(stage / "report.json", report)
         (stage / "report.md").write_text(markdown(report))
         (stage / "report.html").write_text(render(report))
-    print_summary(report, artifacts)
+    print_summary(report, artifacts, verbose=verbose)
     return report
 
 
