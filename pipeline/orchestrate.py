@@ -232,7 +232,7 @@ def convert_with_fallbacks(source: Source, artifacts: ArtifactDir, run_stage: Ca
 
 def _without_log(message: str) -> str:
     """One failure's text without its "; full log: …" tail: the combined message names the log once."""
-    return re.sub(r"; full log: \S+", "", message)
+    return re.sub(r"; (full log|every attempt's log): \S+", "", message)
 
 
 def _used(artifacts: ArtifactDir) -> str:

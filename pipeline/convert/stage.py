@@ -164,10 +164,13 @@ def _keep_failed_log(log_path: Path, artifacts: ArtifactDir) -> None:
 
 
 def _all_failed(attempts: list[Attempt], log: Path) -> str:
-    last = attempts[-1].error if attempts else "no strategy was tried"
-    last = last.split("; full log:")[0]
+    """One line: what was tried, the failure that names a node (the most telling one, else the last), what to try."""
+    errors = [a.error for a in attempts if a.error]
+    cause = next((e for e in errors if "on node '" in e), errors[-1] if errors else "no strategy was tried")
     tried = ", ".join(a.strategy for a in attempts)
-    return f"every conversion strategy failed ({tried}); the last: {last}; full log: {log}"
+    return (f"every conversion strategy failed ({tried}); the cause: {cause.split('; full log:')[0]}; try another exporter "
+            f"or opset in the config (exporter: torchscript, opset: 17), or replace that node's parameters with onnx2tf's "
+            f"parameter-replacement file; every attempt's log: {log}")
 
 
 def _reference_outputs(artifacts: ArtifactDir) -> dict[str, np.ndarray]:

@@ -32,7 +32,8 @@ def test_failed_conversion_keeps_previous_artifacts(seed_copy, monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("error: every conversion strategy failed (default, no-onnxsim, keep-nchw-inputs, "
-                             "auto-replacement-json); the last: onnx2tf failed on node 'n' (Foo): boom; full log: ")
+                             "auto-replacement-json, rewrite-function-ops); the cause: onnx2tf failed on node 'n' (Foo): boom; "
+                             "try another exporter or opset in the config")
     assert err[0].endswith("convert.failed.log")
     kept = (seed_copy / "convert.failed.log").read_text()
     assert kept.startswith("\n########## convert-tf on dynamo export, opset ") and kept.endswith("converter log before the failure\n")
