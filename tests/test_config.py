@@ -99,8 +99,20 @@ def test_unknown_key_under_tolerances_suggests_a_tolerance_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path):
     path = write_yaml(tmp_path, MINIMAL + "zzz: 1\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys: checkpoint, classification_outputs, exporter, inputs, model, "):
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz'; allowed keys: checkpoint, classification_outputs, convert, exporter, inputs, model, "):
         load_config(path)
+
+
+def test_conversion_limits_and_precision_budgets_are_checked_like_every_key(tmp_path):
+    path = write_yaml(tmp_path, MINIMAL + "convert: {memory_fracton: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'convert\.memory_fracton'; did you mean 'memory_fraction'\?"):
+        load_config(path)
+    path = write_yaml(tmp_path, MINIMAL + "precision_budget: {fp16: {min_top1: 2}}\n")
+    with pytest.raises(ConfigError, match=r"key 'precision_budget\.fp16\.min_top1': Input should be less than or equal to 1"):
+        load_config(path)
+    path = write_yaml(tmp_path, MINIMAL + "convert: {memory_fraction: 0.5, seconds: 60}\nprecision_budget: {fp16: {min_snr_db: 40}}\n")
+    config = load_config(path).config
+    assert config.convert.memory_fraction == 0.5 and config.precision_budget["fp16"].min_snr_db == 40
 
 
 def test_misspelt_required_key_suggests_the_right_one(tmp_path):
