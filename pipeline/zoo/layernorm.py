@@ -24,7 +24,7 @@ class ChannelsLastLayerNorm(nn.Module):
 
 
 class LayerNormNet(nn.Module):
-    def __init__(self, in_channels: int, channels: int, size: int, kind: str, groups: int) -> None:
+    def __init__(self, in_channels: int, channels: int, size: int, kind: str, groups: int, blocks: int = 1) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
         # groups=0 leaves GroupNorm out: onnx2tf's float32 GroupNorm lands 10-40x PyTorch's noise floor on
@@ -34,6 +34,10 @@ class LayerNormNet(nn.Module):
         self.down = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         half = (size + 1) // 2
         self.ln = ChannelsLastLayerNorm(channels) if kind == "channels_last" else nn.LayerNorm([channels, half, half])
+        if blocks > 1:  # ConvNeXt-like repetition: the same converter bug once per block
+            repeated = [ChannelsLastLayerNorm(channels) if kind == "channels_last" else nn.LayerNorm([channels, half, half])
+                        for _ in range(blocks)]
+            self.ln = nn.Sequential(*[m for norm in repeated for m in (norm, nn.Conv2d(channels, channels, 1))][:-1])
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.head = nn.Conv2d(channels, in_channels, 3, padding=1)
 
@@ -41,9 +45,10 @@ class LayerNormNet(nn.Module):
         return self.head(self.up(self.ln(self.down(self.act(self.gn(self.stem(x)))))))
 
 
-def channels_last(in_channels: int = 3, channels: int = 24, size: int = 32, groups: int = 4, seed: int = 0) -> nn.Module:
+def channels_last(in_channels: int = 3, channels: int = 24, size: int = 32, groups: int = 4, seed: int = 0,
+                  blocks: int = 1) -> nn.Module:
     torch.manual_seed(seed)
-    return LayerNormNet(in_channels, channels, size, "channels_last", groups).eval()
+    return LayerNormNet(in_channels, channels, size, "channels_last", groups, blocks).eval()
 
 
 def chw(in_channels: int = 3, channels: int = 24, size: int = 32, groups: int = 4, seed: int = 0) -> nn.Module:

@@ -73,6 +73,9 @@ def test_a_divergent_op_gets_its_output_transposed():
     assert [c.entries[0]["post_process_transpose_perm"] for c in outputs] == [[0, 2, 3, 1], [0, 3, 1, 2]]
     assert outputs[0].entries[0] | {"post_process_transpose_perm": None} == {
         "op_name": "relu", "param_target": "outputs", "param_name": "y", "post_process_transpose_perm": None}
+    inputs = [c for c in listed if c.kind == "input-transpose"]
+    assert [(e["param_target"], e["param_name"], e["pre_process_transpose_perm"]) for c in inputs for e in c.entries] == [
+        ("inputs", "u", [0, 2, 3, 1]), ("inputs", "u", [0, 3, 1, 2])]
 
 
 def test_nothing_localized_searches_the_whole_graph():
@@ -224,11 +227,29 @@ def test_no_passing_candidate_keeps_the_failure_visible(tmp_path_factory, no_net
     run = _converted(tmp_path_factory, "cl_ln_fail", "channels_last", CHANNELS_LAST, 20, {"repair": {"max_candidates": 1}})
     assert run.code == 1
     repair = _read(run.root, "repair.json")
-    assert repair["winner"] is None and repair["after"] == [] and repair["gave_up"] == "all 1 candidates tried; none passed the audit"
+    assert repair["winner"] is None and repair["after"] == [] and len(repair["attempts"]) == 1
+    assert repair["gave_up"].startswith("candidate budget spent: 1 of ")  # where it gave up, with the bound named
+    assert repair["gave_up"].endswith("(repair.max_candidates 1)")
     assert repair["attempts"][0]["error"]
     report = _read(run.root, "report.json")
     assert report["verdict"] == "fail"
     assert any(a["strategy"] == "repair: wrong-perm" and not a["ok"] for a in report["conversion"]["attempts"])
     text = (run.root / "report.md").read_text()
-    assert "not repaired (all 1 candidates tried; none passed the audit)" in text
+    assert f"not repaired ({repair['gave_up']}); the closest candidate, `wrong-perm`, is still off by" in text
     assert not (run.root / "repair.prf.json").exists()
+
+
+@pytest.fixture(scope="module")
+def two_blocks(tmp_path_factory, no_network):
+    return _converted(tmp_path_factory, "cl_ln_2", "channels_last", {**CHANNELS_LAST, "channels": 6, "blocks": 2}, 12)
+
+
+@pytest.mark.slow
+def test_the_same_bug_twice_is_repaired_one_fix_at_a_time(two_blocks):
+    assert two_blocks.code == 0
+    repair = _read(two_blocks.root, "repair.json")
+    first, last = repair["attempts"][0], repair["attempts"][-1]
+    assert not first["passed"] and last["passed"] and len(repair["attempts"]) <= 4
+    assert last["name"].startswith(first["name"] + "+")  # the first fix was kept, the second added to it
+    assert len({e["op_name"] for e in repair["entries"]}) == 4
+    assert _read(two_blocks.root, "audit.json")["verdict"] == "pass"

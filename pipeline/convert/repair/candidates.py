@@ -5,11 +5,12 @@ unaligned nodes between it and the last agreeing tensors (`span`). A layout bug 
 lives there: a Transpose whose perm it adapted to its NHWC bookkeeping wrongly, or an op whose
 output it left in the wrong layout. Candidates, in order:
 
-1. every Transpose in the span with the identity perm at once (the layout transposes cancel
-   against onnx2tf's own), then each alone;
-2. onnx's expansion of the function ops in the span (LayerNormalization, …) into primitive ops;
-3. the other perms a layout mix-up suggests (the ONNX perm, its inverse, NCHW<->NHWC) per Transpose;
-4. a transpose after the divergent node's output (onnx2tf's `post_process_transpose_perm`);
+1. every Transpose in the span (or within a few nodes of the divergence) with the identity perm
+   at once (the layout transposes cancel against onnx2tf's own), then each alone;
+2. the divergent node's output transposed after it, or its input before it (onnx2tf's
+   `post_process_transpose_perm` / `pre_process_transpose_perm`);
+3. onnx's expansion of the function ops (LayerNormalization, …) into primitive ops;
+4. the other perms a layout mix-up suggests (the ONNX perm, its inverse, NCHW<->NHWC) per Transpose;
 5. the conversion strategies not yet used (no onnxsim, channel-first inputs, onnx2tf's own search).
 
 Replacement entries use onnx2tf's parameter-replacement format; the search writes them to a file.
@@ -29,7 +30,7 @@ from pipeline.convert.stage import Strategy, strategies
 from pipeline.inputs import TensorSpec
 
 MAX_TRANSPOSES = 3
-HOPS = 3  # how far from the divergence a Transpose still counts as part of the same layout round trip  # perm products beyond this many nodes grow too fast to be worth a conversion each
+HOPS = 3  # how far from a divergent Transpose its partner in the same layout round trip may sit  # perm products beyond this many nodes grow too fast to be worth a conversion each
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Candidate:
     """One repair to try: replacement entries on the base strategy, or another strategy."""
 
     name: str
-    kind: str  # "transpose-perm" | "output-transpose" | "rewrite" | "strategy"
+    kind: str  # "transpose-perm" | "output-transpose" | "input-transpose" | "rewrite" | "strategy"
     why: str
     entries: list[dict] = field(default_factory=list)
     strategy: Strategy | None = None  # None: the base strategy with `entries` as a replacement file
@@ -49,9 +50,9 @@ def candidates(model: onnx.ModelProto, divergences: list[Divergence], base: Stra
     strategies named in `failed` (they raised in the convert stage already) are left out."""
     nodes = _span_nodes(model, divergences)
     divergent = [n for d in divergences for n in nodes if n.name == d.node]  # the finer localization first
-    near = _near(model, divergent, HOPS)
-    transposes = [n for n in model.graph.node if n.op_type == "Transpose" and (n in nodes or n.name in near)][:MAX_TRANSPOSES]
-    listed = (_identity_perms(transposes) + _output_transposes(divergent, model) + _rewrites(nodes, model, base)
+    pair = _round_trip(model, divergent)
+    transposes = [n for n in model.graph.node if n.op_type == "Transpose" and (n in nodes or n in pair)][:MAX_TRANSPOSES]
+    listed = (_identity_perms(pair, transposes) + _output_transposes(divergent, model) + _rewrites(nodes, model, base)
               + _other_perms(transposes) + _strategies(base, specs, failed))
     seen, unique = set(), []
     for candidate in listed:
@@ -70,21 +71,26 @@ def _span_nodes(model: onnx.ModelProto, divergences: list[Divergence]) -> list[o
     return found or list(model.graph.node)
 
 
-def _near(model: onnx.ModelProto, start: list[onnx.NodeProto], hops: int) -> set[str]:
-    """Names of the nodes within `hops` producer/consumer steps of `start`: the Transposes that move
-    a tensor into and out of a channels-last op sit next to each other around it."""
+def _round_trip(model: onnx.ModelProto, divergent: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The divergent Transpose and its partner: the nearest Transpose before it (within HOPS nodes),
+    else after it. A permute into channels-last and the one back out sit around the same op."""
+    first = next((n for n in divergent if n.op_type == "Transpose"), None)
+    if first is None:
+        return []
     producer = {t: n for n in model.graph.node for t in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for tensor in node.input:
             consumers.setdefault(tensor, []).append(node)
-    reached, frontier = {n.name for n in start}, list(start)
-    for _ in range(hops):
-        step = [producer[t] for n in frontier for t in n.input if t in producer]
-        step += [c for n in frontier for t in n.output for c in consumers.get(t, [])]
-        frontier = [n for n in step if n.name not in reached]
-        reached |= {n.name for n in frontier}
-    return reached
+    for step in (lambda n: [producer[t] for t in n.input if t in producer],
+                 lambda n: [c for t in n.output for c in consumers.get(t, [])]):
+        frontier = [first]
+        for _ in range(HOPS):
+            frontier = [m for n in frontier for m in step(n)]
+            partner = next((m for m in frontier if m.op_type == "Transpose"), None)
+            if partner is not None:
+                return sorted([first, partner], key=list(model.graph.node).index)
+    return [first]
 
 
 def _perm_entry(node: onnx.NodeProto, perm: list[int]) -> dict:
@@ -95,18 +101,21 @@ def _perm(node: onnx.NodeProto) -> list[int]:
     return next(list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm")
 
 
-def _identity_perms(transposes: list[onnx.NodeProto]) -> list[Candidate]:
-    out = []
-    if len(transposes) > 1:
-        names = ", ".join(n.name for n in transposes)
-        out.append(Candidate(f"identity-perm:{'+'.join(n.name for n in transposes)}", "transpose-perm",
-                             f"the layout transposes {names} cancel against onnx2tf's own NHWC handling",
-                             [_perm_entry(n, list(range(len(_perm(n))))) for n in transposes]))
-    for node in transposes:
-        out.append(Candidate(f"identity-perm:{node.name}", "transpose-perm",
-                             f"Transpose {node.name} (perm {_perm(node)}) is already applied by onnx2tf's layout change",
-                             [_perm_entry(node, list(range(len(_perm(node)))))]))
-    return out
+def _identity_perms(pair: list[onnx.NodeProto], transposes: list[onnx.NodeProto]) -> list[Candidate]:
+    """The round trip at the divergence with identity perms, then each Transpose alone, then all together."""
+    groups = [pair] if len(pair) > 1 else []
+    groups += [[n] for n in transposes]
+    groups += [transposes] if len(transposes) > 2 else []
+    return [_identity(group) for group in groups]
+
+
+def _identity(group: list[onnx.NodeProto]) -> Candidate:
+    entries = [_perm_entry(n, list(range(len(_perm(n))))) for n in group]
+    if len(group) == 1:
+        why = f"Transpose {group[0].name} (perm {_perm(group[0])}) is already applied by onnx2tf's layout change"
+    else:
+        why = f"the layout transposes {', '.join(n.name for n in group)} cancel against onnx2tf's own NHWC handling"
+    return Candidate(f"identity-perm:{'+'.join(n.name for n in group)}", "transpose-perm", why, entries)
 
 
 def _layout_perms(perm: list[int]) -> list[list[int]]:
@@ -156,19 +165,30 @@ def _output_transposes(divergent: list[onnx.NodeProto], model: onnx.ModelProto) 
 
 
 def _output_transpose(node: onnx.NodeProto, model: onnx.ModelProto) -> list[Candidate]:
-    rank = _rank(model, node.output[0])
+    """Its output transposed after it (`post_process_transpose_perm`), then its first input transposed
+    before it (`pre_process_transpose_perm`: a Reshape or Flatten that reads NHWC data in NCHW order)."""
+    out = [Candidate(f"output-perm{p}:{node.name}".replace(" ", ""), "output-transpose",
+                     f"{node.op_type} {node.name}'s output left in the other layout",
+                     [{"op_name": node.name, "param_target": "outputs", "param_name": node.output[0],
+                       "post_process_transpose_perm": p}]) for p in _swaps(_rank(model, node.output[0]))]
+    if node.input and node.input[0]:
+        out += [Candidate(f"input-perm{p}:{node.name}".replace(" ", ""), "input-transpose",
+                          f"{node.op_type} {node.name} reads its input in the other layout",
+                          [{"op_name": node.name, "param_target": "inputs", "param_name": node.input[0],
+                            "pre_process_transpose_perm": p}]) for p in _swaps(_rank(model, node.input[0]))]
+    return out
+
+
+def _swaps(rank: int | None) -> list[list[int]]:
+    """Channel-first to channel-last and back, for 3-D to 5-D tensors."""
     if rank not in (3, 4, 5):
         return []
-    perms = ([0, *range(2, rank), 1], [0, rank - 1, *range(1, rank - 1)])
-    return [Candidate(f"output-perm{list(p)}:{node.name}".replace(" ", ""), "output-transpose",
-                      f"{node.op_type} {node.name}'s output left in the other layout",
-                      [{"op_name": node.name, "param_target": "outputs", "param_name": node.output[0],
-                        "post_process_transpose_perm": list(p)}]) for p in perms]
+    return [[0, *range(2, rank), 1], [0, rank - 1, *range(1, rank - 1)]]
 
 
 def _rank(model: onnx.ModelProto, tensor: str) -> int | None:
     inferred = onnx.shape_inference.infer_shapes(model)
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+    for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         if value.name == tensor and value.type.tensor_type.HasField("shape"):
             return len(value.type.tensor_type.shape.dim)
     return None

@@ -23,9 +23,11 @@ from pipeline.runners.intermediates import onnx_intermediates_runner, temp_workd
 SAMPLES = 2  # enough to find where the layouts part; the audit judges every sample afterwards
 
 
-def first_departure(artifacts: ArtifactDir, onnx_path: Path, feeds: list) -> Divergence | None:
+def first_departure(artifacts: ArtifactDir, onnx_path: Path, feeds: list, skip: frozenset[str] = frozenset()) -> Divergence | None:
     """The first node (graph order) whose TF output departs from ONNX Runtime's, with the nodes
-    between it and the nearest agreeing tensors; None without a layer model or a departure."""
+    between it and the nearest agreeing tensors; None without a layer model or a departure.
+    Nodes in `skip` (whose parameters a candidate replaced: their TF tensors no longer have the
+    layout onnx2tf recorded for them) are passed over."""
     convert = artifacts.read(ConvertRecord)
     if not convert.layers or not (artifacts.root / convert.layers["model"]).exists():
         return None
@@ -36,7 +38,8 @@ def first_departure(artifacts: ArtifactDir, onnx_path: Path, feeds: list) -> Div
         runners = {"onnxruntime": onnx_intermediates_runner(onnx_path, specs, Path(workdir)),
                    "tf_layers": tf_layers_runner(artifacts.root, convert, specs, shapes)}
         stats = collect(runners, [("onnxruntime", "keras")], feeds[:SAMPLES], {})[0].stats
-    first = next((name for name in order.tensors if name in stats and stats[name].exceeds), None)
+    first = next((name for name in order.tensors
+                  if name in stats and stats[name].exceeds and order.producer[name].name not in skip), None)
     if first is None:
         return None
     node = order.producer[first]

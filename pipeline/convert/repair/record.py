@@ -41,7 +41,7 @@ class RepairAttempt(Record):
     """One candidate: a real conversion judged by the real audit (`passed`), or why it could not be."""
 
     name: str
-    kind: str  # "transpose-perm" | "output-transpose" | "rewrite" | "strategy"
+    kind: str  # "transpose-perm" | "output-transpose" | "input-transpose" | "rewrite" | "strategy"
     why: str
     entries: list[dict]  # onnx2tf parameter-replacement entries (empty for rewrites and strategies)
     converted: bool

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -60,36 +61,112 @@ def repair_if_needed(source: Source, artifacts: ArtifactDir) -> RepairRecord | N
     return record
 
 
+@dataclass
+class _Search:
+    """The search's moving parts: the queue of candidates, and the replacement entries kept so far."""
+
+    base: Strategy
+    specs: list
+    raised: tuple[str, ...]
+    queue: list[Candidate]
+    best_error: float
+    position: int = -1  # graph position of the current first departure
+    kept: Candidate | None = None
+    tried: int = 0
+
+
 def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str, bounds: RepairConfig) -> RepairRecord:
     start = time.perf_counter()
     convert = artifacts.read(ConvertRecord)
     specs = artifacts.read(ExportRecord).inputs
     divergence = divergence_of(audit)
     base = _base_strategy(convert, specs)
-    converted = artifacts.root / REWRITTEN if base.rewrite else artifacts.onnx
-    fine = first_departure(artifacts, converted, shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs)))
-    if fine is not None:
-        console.print(f"repair: the TF layer model first departs from ONNX Runtime at {fine.op_type} '{fine.node}' "
-                      f"(error {fine.error_in:.3g} -> {fine.error_out:.3g})")
+    fine = _departure(artifacts, base)
     raised = tuple(a.strategy for a in convert.attempts if not a.ok)
-    listed = candidates(onnx.load(str(converted)), [d for d in (fine, divergence) if d], base, specs, raised)
+    listed = candidates(onnx.load(str(_converted(artifacts.root, base))), [d for d in (fine, divergence) if d], base, specs, raised)
+    state = _Search(base, specs, raised, listed, _worst(backend_errors(audit)) or float("inf"),
+                    _position(onnx.load(str(_converted(artifacts.root, base))), fine))
     attempts: list[RepairAttempt] = []
     winner, gave_up = None, None
-    for index, candidate in enumerate(listed):
+    while state.queue:
         elapsed = time.perf_counter() - start
-        if index >= bounds.max_candidates or elapsed >= bounds.max_seconds:
-            gave_up = _gave_up(index, len(listed), elapsed, bounds)
+        if state.tried >= bounds.max_candidates or elapsed >= bounds.max_seconds:
+            gave_up = _gave_up(state.tried, state.tried + len(state.queue), elapsed, bounds)
             break
-        console.print(f"repair: candidate {index + 1}/{len(listed)} '{candidate.name}' ({candidate.why})")
-        attempt, trial = _try(source, artifacts, candidate, base, index)
+        candidate = _on_top_of(state.kept, state.queue.pop(0))
+        console.print(f"repair: candidate {state.tried + 1}/{state.tried + 1 + len(state.queue)} '{candidate.name}' ({candidate.why})")
+        attempt, trial = _try(source, artifacts, candidate, base, state.tried)
         attempts.append(attempt)
+        state.tried += 1
         console.print(f"repair: '{candidate.name}' -> {'PASS' if attempt.passed else attempt.error}")
         if attempt.passed:
             winner = (candidate, trial, attempt)
             break
+        _keep_if_better(state, candidate, attempt, trial)
     else:
-        gave_up = f"all {len(listed)} candidates tried; none passed the audit" if listed else "no candidate to try"
+        gave_up = f"all {state.tried} candidates tried; none passed the audit" if attempts else "no candidate to try"
     return _record(artifacts, audit, why, (divergence, fine), attempts, winner, gave_up, bounds, time.perf_counter() - start)
+
+
+IMPROVEMENT = 100.0  # a candidate that cuts the worst error this much fixed one bug
+
+
+def _keep_if_better(state: _Search, candidate: Candidate, attempt: RepairAttempt, trial: Path) -> None:
+    """A model can hold the same converter bug more than once (a LayerNorm between permutes in every
+    block): a candidate that fixes one (the TF model now departs later in the graph, or the error
+    dropped a hundredfold) is kept, and the search goes on from the new departure with it applied."""
+    if candidate.strategy is None and attempt.converted:
+        departure = _departure(ArtifactDir(trial), state.base, candidate)
+        model = onnx.load(str(_converted(trial, state.base)))
+        position = _position(model, departure)
+        fewer = attempt.max_abs is not None and attempt.max_abs * IMPROVEMENT <= state.best_error
+        if departure is not None and (position > state.position or fewer):
+            following = [c for c in candidates(model, [departure], state.base, state.specs, state.raised) if c.strategy is None]
+            console.print(f"repair: keeping '{candidate.name}' (worst error {state.best_error:.3g} -> {attempt.max_abs:.3g}); "
+                          f"the TF model now departs later, at {departure.op_type} '{departure.node}'")
+            state.kept, state.position = candidate, position
+            state.best_error = min(state.best_error, attempt.max_abs or state.best_error)
+            state.queue = following + state.queue
+    shutil.rmtree(trial, ignore_errors=True)
+
+
+def _position(model: onnx.ModelProto, departure: Divergence | None) -> int:
+    """Where in graph order the TF model first departs (-1: not localized)."""
+    names = [n.name for n in model.graph.node]
+    return names.index(departure.node) if departure is not None and departure.node in names else -1
+
+
+def _on_top_of(kept: Candidate | None, candidate: Candidate) -> Candidate:
+    """The candidate's replacement entries added to those kept so far (its own win for the same parameter)."""
+    if kept is None or candidate.strategy is not None:
+        return candidate
+    own = {(e["op_name"], e["param_target"], e["param_name"]) for e in candidate.entries}
+    entries = [e for e in kept.entries if (e["op_name"], e["param_target"], e["param_name"]) not in own] + candidate.entries
+    return dataclasses.replace(candidate, name=f"{kept.name}+{candidate.name}", entries=entries)
+
+
+def _converted(root: Path, base: Strategy) -> Path:
+    """The ONNX file the base strategy converts in this folder."""
+    return root / REWRITTEN if base.rewrite and (root / REWRITTEN).exists() else root / "model.onnx"
+
+
+def _departure(artifacts: ArtifactDir, base: Strategy, replaced: Candidate | None = None) -> Divergence | None:
+    """The finer localization; a best-effort aid: when it cannot run, the audit's localization guides alone."""
+    skip = frozenset(e["op_name"] for e in replaced.entries) if replaced is not None else frozenset()
+    try:
+        fine = first_departure(artifacts, _converted(artifacts.root, base),
+                               shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs)), skip)
+    except Exception as exc:  # noqa: BLE001 (any runner failure here only costs guidance; it is printed)
+        console.print(f"repair: no finer localization ({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+    if fine is not None:
+        console.print(f"repair: the TF layer model first departs from ONNX Runtime at {fine.op_type} '{fine.node}' "
+                      f"(error {fine.error_in:.3g} -> {fine.error_out:.3g})")
+    return fine
+
+
+def _worst(errors: list[BackendError]) -> float | None:
+    return max((e.max_abs for e in errors if e.backend in TF_FP32 and e.max_abs is not None), default=None)
 
 
 def divergence_of(audit: AuditRecord) -> Divergence | None:
@@ -126,8 +203,10 @@ def _try(source: Source, artifacts: ArtifactDir, candidate: Candidate, base: Str
         result = audit_stage.run(source, trial)
     except PipelineError as exc:
         return _attempt(candidate, False, False, start, _short(str(exc))), trial.root
+    except Exception as exc:  # noqa: BLE001 (a candidate that crashes a runner is that candidate's failure, recorded)
+        return _attempt(candidate, False, False, start, f"{type(exc).__name__}: {_short(str(exc))}"), trial.root
     errors = backend_errors(result)
-    worst = max((e.max_abs for e in errors if e.backend in TF_FP32 and e.max_abs is not None), default=None)
+    worst = _worst(errors)
     passed = not any(c.verdict == "fail" for c in result.comparisons)
     failing = next((e for e in sorted(errors, key=lambda e: -(e.noise_ratio or 0)) if e.verdict == "fail"), None)
     error = None if passed else (f"audit: {failing.backend} '{failing.output}' still off by {failing.max_abs:.3g}"
