@@ -128,17 +128,18 @@ def write_json(path: Path, payload: Any) -> None:
     if hasattr(payload, "to_json"):
         payload = payload.to_json()
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """Strict-JSON values: infinities and NaN (an output of another shape, say) become None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

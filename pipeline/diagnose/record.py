@@ -138,14 +138,3 @@ class DiagnoseRecord:
             mapping=raw.get("mapping") or {}, all_corrections=raw.get("all_corrections"), fixed=raw.get("fixed"),
             noise_ratio_bound=raw.get("noise_ratio_bound", 10.0),
         )
-
-
-def finite(value: Any) -> Any:
-    """Strict-JSON values: infinities and NaN (an output of another shape, say) become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value

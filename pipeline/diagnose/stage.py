@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.folder import ArtifactDir, finite, write_json
 from pipeline.audit.noise import NOISE_RATIO_BOUND
 from pipeline.config import Source
 from pipeline.console import console
@@ -23,7 +23,7 @@ from pipeline.diagnose.fix import check_fix_path, write_fixed
 from pipeline.diagnose.load import load_port
 from pipeline.diagnose.kinds import WEIGHTED_KINDS
 from pipeline.diagnose.mapping import Mapping, map_layers
-from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding, finite
+from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
 from pipeline.diagnose.rules import PairContext, check_pair
 from pipeline.diagnose.run import PortLayout, decide_layout, run_port, trace_torch
 from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_PASS, UsageError

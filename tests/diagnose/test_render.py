@@ -58,7 +58,7 @@ def test_to_json_has_the_issue_keys_and_counts():
 def test_sections_render_the_same_from_diagnose_json():
     import json
 
-    from pipeline.diagnose.record import finite
+    from pipeline.artifacts.folder import finite
     from pipeline.diagnose.render import markdown_section
 
     record = _record([FINDING, WARNING])
