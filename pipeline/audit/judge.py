@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.audit.compare import Comparison, evidence_problem, tolerance_for
-from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, ratio_of
+from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, ratio_of, sample_errors
 from pipeline.names import PRECISION
 
 
@@ -49,8 +49,13 @@ class Oracle:
     available: bool
     reason: str
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    floors: dict[str, float] = field(default_factory=dict)  # output -> noise floor
+    sample_floors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # output -> floor per input sample
     floor_source: str = ""  # how the floors were measured
+
+    @property
+    def floors(self) -> dict[str, float]:
+        """Each output's largest floor over the samples (what the report shows)."""
+        return {name: float(np.max(values)) for name, values in self.sample_floors.items()}
 
     def to_json(self) -> dict:
         return {"backend": self.backend, "available": self.available, "reason": self.reason,
@@ -79,12 +84,16 @@ def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, or
 
 
 def _noise(c: Comparison, candidate: np.ndarray, oracle: Oracle) -> dict:
-    floor = oracle.floors.get(c.output)
+    """The candidate's error against the oracle, judged sample by sample against that sample's floor:
+    the ratio is the worst sample's, and noise_floor the floor of that sample."""
+    floors = oracle.sample_floors.get(c.output)
     truth = oracle.outputs.get(c.output)
-    if floor is None or truth is None:
+    if floors is None or truth is None:
         return {}
-    error = error_of(candidate, truth)
-    return {"oracle_error": error, "noise_floor": floor, "noise_ratio": ratio_of(error, floor)}
+    errors = sample_errors(candidate, truth)
+    ratios = np.array([ratio_of(e, f) for e, f in zip(errors, floors)])
+    worst = int(np.nanargmax(ratios)) if np.any(np.isfinite(ratios) | np.isinf(ratios)) else 0
+    return {"oracle_error": error_of(candidate, truth), "noise_floor": float(floors[worst]), "noise_ratio": float(ratios[worst])}
 
 
 def _by_noise_floor(c: Comparison, oracle: Oracle) -> Comparison:

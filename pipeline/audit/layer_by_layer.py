@@ -18,7 +18,7 @@ from pipeline.artifacts.records import LintRecord, merged_lint
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.layer_stats import apply_floors, collect, layers_json
 from pipeline.audit.localize import localize, not_localized
-from pipeline.audit.noise import float64_copy
+from pipeline.audit.noise import float64_copy, perturbed
 from pipeline.model.attribution import module_tensors
 from pipeline.model.context import ModelContext
 from pipeline.model.graph import TensorOrder, static_shapes
@@ -27,6 +27,8 @@ from pipeline.names import Backend
 from pipeline.runners.intermediates import TorchLayersRunner, onnx_intermediates_runner, temp_workdir, tf_layers_runner
 
 BAND = (Backend.ORACLE, Backend.PYTORCH)  # the float32 noise band: PyTorch float32 against the oracle
+PERTURBED = "pytorch_fp64_perturbed"
+PERTURBED_BAND = (Backend.ORACLE, PERTURBED)  # and the oracle with float32-sized roundings (audit.noise.perturbed)
 
 
 def run_layers(request: LayerRequest) -> dict:
@@ -42,7 +44,9 @@ def run_layers(request: LayerRequest) -> dict:
         pairs = _oracle_pairs(runners) if with_oracle else _pairs(export.reference, runners)
         stats = collect(runners, pairs, request.feeds, request.overrides)
     if with_oracle:
-        apply_floors([p for p in stats if (p.reference, p.candidate) != BAND], next(p for p in stats if (p.reference, p.candidate) == BAND))
+        bands = [p for p in stats if (p.reference, p.candidate) in (BAND, PERTURBED_BAND)]
+        apply_floors([p for p in stats if p not in bands], bands)
+        stats = [p for p in stats if (p.reference, p.candidate) != PERTURBED_BAND]
     module_of = context.module_namer()
     records = [layers_json(pair, order, module_of) for pair in stats]
     return {"layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": records,
@@ -59,6 +63,7 @@ def _runners(request: LayerRequest, model, torch_model, shapes, context, workdir
         runners["pytorch"] = TorchLayersRunner(torch_model, specs, mapping)
         if with_oracle:
             runners[Backend.ORACLE] = TorchLayersRunner(float64_copy(torch_model), specs, mapping, float64=True)
+            runners[PERTURBED] = TorchLayersRunner(perturbed(float64_copy(torch_model), 1), specs, mapping, float64=True)
     tf_runner = tf_layers_runner(request.artifacts.root, request.convert, specs, shapes)
     if tf_runner is not None:
         runners["tf_layers"] = tf_runner
@@ -111,7 +116,7 @@ def _mapping(model: onnx.ModelProto, torch_model, shapes: dict, context: ModelCo
 
 
 def _oracle_pairs(runners: dict) -> list[tuple[str, str]]:
-    pairs = [BAND, (Backend.ORACLE, "onnxruntime")]
+    pairs = [BAND, PERTURBED_BAND, (Backend.ORACLE, "onnxruntime")]
     return pairs + ([(Backend.ORACLE, "keras")] if "tf_layers" in runners else [])
 
 

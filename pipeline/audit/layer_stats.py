@@ -58,15 +58,17 @@ def collect(runners: dict[str, Runner], pairs: list[tuple[str, str]], feeds: lis
     return results
 
 
-def apply_floors(pairs: list[PairLayers], band: PairLayers) -> None:
-    """Judge every oracle pair's tensors by the floor the band (oracle vs PyTorch float32) measured there.
-    A tensor without a floor (PyTorch has no output for it) is not judged, and left out."""
+def apply_floors(pairs: list[PairLayers], bands: list[PairLayers]) -> None:
+    """Judge every oracle pair's tensors by the floor the bands measured there: the largest of PyTorch
+    float32's error against the oracle and the perturbed oracle's (audit.noise.perturbed). A tensor
+    without a floor (PyTorch has no output for it) is not judged, and left out."""
     for pair in pairs:
-        for name in [n for n in pair.stats if n not in band.stats]:
+        for name in [n for n in pair.stats if not all(n in band.stats for band in bands)]:
             del pair.stats[name]
         for name, stats in pair.stats.items():
-            measured = band.stats[name]
-            stats.noise_floor = max(measured.max_abs, MIN_ULPS * UNIT_ROUNDOFF * measured.ref_max_abs, NOISE_ATOL)
+            measured = [band.stats[name] for band in bands]
+            scale = max(m.ref_max_abs for m in measured)
+            stats.noise_floor = max(*(m.max_abs for m in measured), MIN_ULPS * UNIT_ROUNDOFF * scale, NOISE_ATOL)
             stats.noise_ratio = ratio_of(stats.max_abs, stats.noise_floor)
             stats.exceeds = not (stats.noise_ratio <= NOISE_RATIO_BOUND)
 

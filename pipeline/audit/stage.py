@@ -15,14 +15,14 @@ from rich.progress import Progress
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
-from pipeline.runners.factory import available_tf_backends, make_runner
+from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
 from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError
 from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
 from pipeline.audit.layer_request import LayerRequest
-from pipeline.audit.noise import NOISE_ATOL, floor_of
+from pipeline.audit.noise import NOISE_ATOL, sample_floors
 from pipeline.names import Backend
 
 
@@ -164,18 +164,26 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
         return run_layers(request)
 
 
+PERTURBATION_SEEDS = (1, 2)  # two draws of one-rounding perturbations: the spread, not a single lucky draw
+
+
 def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
     """The float64 copy of the PyTorch model on the same inputs; when it cannot run, a stated estimate."""
     if export.reference != "pytorch" or source.config is None:
         return _onnx_oracle(source, artifacts, export, feeds, results)
+    runners = [make_runner(Backend.ORACLE, source, artifacts, export)] + [perturbed_oracle(source, export, seed)
+                                                                          for seed in PERTURBATION_SEEDS]
     try:
         with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
-            truth = run_all([make_runner(Backend.ORACLE, source, artifacts, export)], feeds)[Backend.ORACLE]
+            runs = run_all(runners, feeds)
     except RunnerError as exc:
         return _estimated_oracle(results, str(exc))
-    floors = {name: floor_of(results["pytorch"][name], truth[name], NOISE_ATOL) for name in truth}
+    truth = runs.pop(Backend.ORACLE)
+    floors = {name: sample_floors(results["pytorch"][name], truth[name], [run[name] for run in runs.values()], NOISE_ATOL)
+              for name in truth}
     return Oracle(Backend.ORACLE, True, "a float64 copy of the PyTorch model, on the same inputs", truth, floors,
-                  "PyTorch float32 against the float64 oracle")
+                  "per sample, the largest of PyTorch float32's error against the float64 oracle and the oracle's own "
+                  f"spread when weights and inputs move by one float32 rounding ({len(PERTURBATION_SEEDS)} draws)")
 
 
 def _onnx_oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
@@ -188,7 +196,7 @@ def _onnx_oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, f
     except RunnerError as exc:
         return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({exc}); the allclose tolerances "
                                    "against ONNX Runtime decide")
-    floors = {name: floor_of(results["onnxruntime"][name], truth[name], NOISE_ATOL) for name in truth}
+    floors = {name: sample_floors(results["onnxruntime"][name], truth[name], [], NOISE_ATOL) for name in truth}
     return Oracle(Backend.ORACLE_ONNX, True, f"ONNX route: the ONNX graph with every float32 tensor made float64, run by "
                   f"{runner.engine}", truth, floors, "ONNX Runtime float32 against the float64 oracle")
 
@@ -198,7 +206,7 @@ def _estimated_oracle(results: RunResults, why: str) -> Oracle:
     Runtime estimates the floor (it cannot tell which of the two is closer to the truth)."""
     if "onnxruntime" not in results:
         return Oracle(None, False, f"{why}; no estimate of the noise floor either: the allclose tolerances decide")
-    floors = {name: floor_of(results["onnxruntime"][name], ref, NOISE_ATOL) for name, ref in results["pytorch"].items()}
+    floors = {name: sample_floors(results["onnxruntime"][name], ref, [], NOISE_ATOL) for name, ref in results["pytorch"].items()}
     return Oracle(None, False, f"{why}; the noise floor is estimated as the spread between PyTorch and ONNX Runtime",
                   dict(results["pytorch"]), floors, "estimate: PyTorch float32 against ONNX Runtime")
 

@@ -50,3 +50,10 @@ def _tf_runner(backend: str, artifacts: ArtifactDir, convert: ConvertRecord, spe
 
 def available_tf_backends(convert: ConvertRecord) -> list[str]:
     return [b for b in TF_BACKENDS if b in convert.models]
+
+
+def perturbed_oracle(source: Source, export: ExportRecord, seed: int) -> Runner:
+    """The float64 oracle with weights and inputs moved by one float32 rounding (see audit.noise.sample_floors)."""
+    from pipeline.runners.torch_runner import TorchFloat64Runner
+
+    return TorchFloat64Runner(source, export.inputs, export.outputs, perturb_seed=seed)

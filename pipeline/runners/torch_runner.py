@@ -43,15 +43,30 @@ class TorchFloat64Runner(TorchRunner):
     name = "pytorch_fp64"
     precision = "fp64"
 
+    def __init__(self, source: Source, input_specs: list[TensorSpec], output_names: list[str],
+                 perturb_seed: int | None = None) -> None:
+        super().__init__(source, input_specs, output_names)
+        # With a seed: every weight, buffer and float input moved by one float32 rounding (relative
+        # 2^-24, random sign), to measure how much float32-sized errors grow through this model.
+        self.perturb_seed = perturb_seed
+        if perturb_seed is not None:
+            self.name = f"pytorch_fp64_perturbed_{perturb_seed}"
+
     def _activate_impl(self) -> None:
-        from pipeline.audit.noise import float64_copy
+        from pipeline.audit.noise import float64_copy, perturbed
 
         self.model = float64_copy(build_model(self.source))
+        if self.perturb_seed is not None:
+            self.model = perturbed(self.model, self.perturb_seed)
+        self._rng = np.random.default_rng(self.perturb_seed)
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
-        from pipeline.audit.noise import to_float64
+        from pipeline.audit.noise import perturb_array, to_float64
 
-        args = [torch.from_numpy(to_float64(np.array(feed[spec.name]))) for spec in self.input_specs]
+        arrays = [to_float64(np.array(feed[spec.name])) for spec in self.input_specs]
+        if self.perturb_seed is not None:
+            arrays = [perturb_array(a, self._rng) for a in arrays]
+        args = [torch.from_numpy(a) for a in arrays]
         with torch.no_grad():
             outputs = self.model(*args)
         flat = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]

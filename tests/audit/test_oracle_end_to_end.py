@@ -113,3 +113,16 @@ def test_mobilenet_v2_at_another_width_and_size_passes_and_reports_its_fp16_cost
     assert fp16["top1_agreement"] is not None and fp16["snr_db"] > 30
     fp32 = [c for c in report["comparisons"] if c["candidate"] != "tflite_fp16"]
     assert all(c["noise_ratio"] <= report["oracle"]["bound"] for c in fp32)
+
+
+def test_a_groupnorm_that_amplifies_rounding_on_constant_inputs_is_not_a_failure(tmp_path, no_network):
+    """onnx2tf's GroupNorm sums differently from PyTorch's: on the constant edge-case input its float32 error
+    is ~20x PyTorch's own, but within what float32 roundings through this model may cost (the perturbed oracle)."""
+    config = write_config(tmp_path / "gn.yaml", "pipeline.zoo.layernorm:channels_last",
+                          [{"name": "x", "shape": [1, 3, 32, 32], "low": -1.0, "high": 1.0}],
+                          name="gn24", model_args={"in_channels": 3, "channels": 24, "size": 32, "groups": 4})
+    code = run_cli("convert", str(config), "--out", str(tmp_path / "art"))
+    report = json.loads((tmp_path / "art" / "report.json").read_text())
+    assert code == 0 and report["verdict"] == "pass", report["verdict_reasons"]
+    keras = next(c for c in report["comparisons"] if c["candidate"] == "keras")
+    assert keras["rule"] == "noise floor" and keras["noise_ratio"] <= report["oracle"]["bound"]

@@ -1,0 +1,33 @@
+"""pipeline/audit/noise.py: the floor, and the oracle perturbed by float32-sized roundings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.audit.noise import UNIT_ROUNDOFF, float64_copy, perturbed, sample_errors, sample_floors
+
+
+def test_the_perturbed_oracle_moves_by_about_the_roundings_its_sums_make():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.GroupNorm(4, 16)).eval()
+    x = torch.rand(1, 16, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        truth = float64_copy(model)(x)
+        moved = perturbed(float64_copy(model), seed=1)(x)
+    relative = float((moved - truth).abs().max() / truth.abs().max())
+    # a conv of 144 terms and a GroupNorm over 256: a few sqrt(n) roundings, far below a bug's 1e-4
+    assert 1 * UNIT_ROUNDOFF < relative < 300 * UNIT_ROUNDOFF
+    with torch.no_grad():
+        assert torch.equal(float64_copy(model)(x), truth)  # the copy it was made from is untouched
+
+
+def test_floors_and_errors_are_per_sample():
+    truth = np.array([[1.0, 2.0], [100.0, 200.0]])
+    fp32 = truth + np.array([[1e-7, 0.0], [1e-5, 0.0]])
+    floors = sample_floors(fp32, truth, [truth + 3e-5], atol=1e-9)
+    # the first sample's floor is the perturbed spread; the second's, 16 roundings of its scale (200)
+    assert floors == pytest.approx([3e-5, 16 * UNIT_ROUNDOFF * 200], rel=1e-6)
+    assert list(sample_errors(truth + np.array([[0.0, 1e-3], [0.0, 0.0]]), truth)) == pytest.approx([1e-3, 0.0])
+    assert np.isinf(sample_errors(np.full_like(truth, np.nan), truth)).all()
