@@ -80,14 +80,24 @@ def _wait_for(path, process, seconds):
         time.sleep(0.5)
 
 
+def _wait_for_any(folder, pattern, process, seconds):
+    deadline = time.monotonic() + seconds
+    while not list(folder.glob(pattern)):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"nothing matching {pattern} appeared in {folder}"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_resume_after_an_interrupt_finishes_only_the_missing_model(tmp_path):
     first, second = (str(write_config(tmp_path / "cfg", name)) for name in ("first", "second"))
+    with open(second, "a") as config:  # many samples: 'second' runs long enough to be caught mid-run on a busy machine
+        config.write("samples: 64\n")
     root = tmp_path / "batch"
     batch = subprocess.Popen([sys.executable, "-m", "pipeline", "batch", first, second, "--jobs", "1", "--out", str(root)],
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(root / "first" / "batch.done.json", batch, 600)
-    time.sleep(3)  # 'second' is converting now
+    _wait_for_any(root, ".second.run-*", batch, 600)  # 'second' is running, in its own fresh folder
     batch.send_signal(signal.SIGTERM)
     assert batch.wait(120) == 130
     interrupted = json.loads((root / "batch.json").read_text())
