@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.artifacts.folder import ArtifactDir
-from pipeline.artifacts.guard import fresh_folder
+from pipeline.artifacts.guard import fresh_folder, raise_if_interrupted
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
 from pipeline.config import Source
 from pipeline.console import console
@@ -167,6 +167,7 @@ def _run_in(request: RunRequest) -> int:
                 return code
         else:
             run_stage(name, request)
+        raise_if_interrupted()
         timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
     _repair_if_needed(request, timings)
     console.rule("[bold]report")

@@ -80,6 +80,7 @@ def fresh_folder(final: ArtifactDir) -> Iterator[ArtifactDir]:
     work.mkdir(parents=True)
     try:
         yield ArtifactDir(work, final=final.root)
+        raise_if_interrupted()
     except BaseException:
         _keep_failure_logs(work, final.root)
         shutil.rmtree(work, ignore_errors=True)
@@ -104,9 +105,13 @@ def _keep_failure_logs(work: Path, target: Path) -> None:
             shutil.copyfile(log, target / name)
 
 
+_INTERRUPTED: list[int] = []  # the signals received; a library that swallows the KeyboardInterrupt cannot hide them
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum, frame):
+        _INTERRUPTED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -114,3 +119,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a SIGTERM arrived, even one whose KeyboardInterrupt some library
+    code (TensorFlow, mid-call) caught: checked between stages and before the folder swap, so an
+    interrupted run never goes on, nor commits."""
+    if _INTERRUPTED:
+        raise KeyboardInterrupt(f"signal {_INTERRUPTED[-1]}")

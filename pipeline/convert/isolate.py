@@ -44,9 +44,9 @@ def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str)
     context = multiprocessing.get_context("spawn")
     parent_end, child_end = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(child_end, fn, args), daemon=True)
-    child.start()
-    child_end.close()
     try:
+        child.start()
+        child_end.close()
         outcome = _watch(child, parent_end, limits, what)
     finally:
         _stop(child)
@@ -101,7 +101,7 @@ def _resident(pid: int) -> int:
 
 
 def _stop(child) -> None:
-    if child.is_alive():
+    if child.pid is not None and child.is_alive():
         for process in _family(child.pid):
             process.kill()
     child.join(5)
