@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.guard import fresh_folder, raise_if_interrupted
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
@@ -47,6 +48,7 @@ class RunRequest:
     json: bool = False
     verbose: bool = False
     full_run: bool = False  # every stage in a row: the report prints what single stages would print themselves
+    head: object | None = dataclasses.field(default=None, compare=False)  # convert.head_start.HeadStart of a full run
 
     def at(self, artifacts: ArtifactDir) -> "RunRequest":
         """The same request, for a full run inside `artifacts` (the fresh folder)."""
@@ -111,7 +113,10 @@ def _stage_convert(request: RunRequest) -> int:
     from pipeline.convert import stage as convert
     from pipeline.report.terminal import print_findings
 
-    record = convert.run(request.source, request.artifacts)
+    if request.head is not None:
+        with profile.step("parent: import tensorflow (while the conversion runs)"):
+            import tensorflow  # noqa: F401 (the probe, the TF lint and the audit need it; the child is busy meanwhile)
+    record = convert.run(request.source, request.artifacts, head=request.head)
     console.print(f"convert: {record.converter} {record.version} -> {', '.join(record.models.values())} ({record.seconds:.1f} s)")
     print_findings(record.tf_lint.to_json(), title="lint (TF side)", verbose=request.verbose)
     return EXIT_PASS
@@ -151,27 +156,53 @@ def run_stage(name: str, request: RunRequest) -> int:
 
 
 def run_all(request: RunRequest) -> int:
-    """Every stage in order, in a fresh folder swapped in only when all of them finished."""
-    with fresh_folder(request.artifacts) as work:
-        return _run_in(request.at(work))
+    """Every stage in order, in a fresh folder swapped in only when all of them finished.
+
+    The conversion child starts at once (its imports overlap the export), and the first conversion
+    strategy starts as soon as model.onnx exists (it overlaps validate and lint); see
+    convert/head_start.py for how the order of what reaches the folder is kept."""
+    from pipeline.convert import isolate, stage as convert
+
+    convert.prewarm()
+    try:
+        with fresh_folder(request.artifacts) as work:
+            return _run_in(request.at(work))
+    finally:
+        isolate.discard_spare()
 
 
 def _run_in(request: RunRequest) -> int:
     timings: dict[str, float] = {}
-    for name in ("export", "validate", "lint", "convert-tf", "audit"):
-        start = time.perf_counter()
-        console.rule(f"[bold]{name}")
-        if name == "convert-tf":
-            code = _convert_or_explain(request)
-            if code is not None:
+    try:
+        for name in ("export", "validate", "lint", "convert-tf", "audit"):
+            start = time.perf_counter()
+            console.rule(f"[bold]{name}")
+            with profile.step(f"stage: {name.removesuffix('-tf')}"):
+                code = _convert_or_explain(request) if name == "convert-tf" else run_stage(name, request)
+            if name == "convert-tf" and code is not None:
                 return code
-        else:
-            run_stage(name, request)
-        raise_if_interrupted()
-        timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
-    _repair_if_needed(request, timings)
-    console.rule("[bold]report")
-    return _stage_report(request, timings)
+            if name == "export":
+                request = dataclasses.replace(request, head=_head_start(request))
+            if name == "convert-tf" and request.head is not None:
+                request.head.discard()
+            raise_if_interrupted()
+            timings[name.removesuffix("-tf")] = round(time.perf_counter() - start, 3)
+        _repair_if_needed(request, timings)
+        console.rule("[bold]report")
+        with profile.step("stage: report"):
+            code = _stage_report(request, timings)
+        profile.write(request.artifacts.root, time.time())
+        return code
+    finally:
+        if request.head is not None:
+            request.head.discard()
+
+
+def _head_start(request: RunRequest):
+    """The first conversion strategy, started now that model.onnx exists (convert/head_start.py)."""
+    from pipeline.convert import stage as convert
+
+    return convert.start_early(request.source, request.artifacts)
 
 
 def _repair_if_needed(request: RunRequest, timings: dict[str, float]) -> None:

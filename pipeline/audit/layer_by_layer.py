@@ -19,6 +19,7 @@ from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.layer_stats import apply_floors, collect, layers_json
 from pipeline.audit.localize import localize, not_localized
 from pipeline.audit.noise import float64_copy, perturbed
+from pipeline.convert.layer_model import layer_model
 from pipeline.model.attribution import module_tensors
 from pipeline.model.context import ModelContext
 from pipeline.model.graph import TensorOrder, static_shapes
@@ -40,7 +41,7 @@ def run_layers(request: LayerRequest) -> dict:
     context = ModelContext(model, torch_model, example)
     with_oracle = torch_model is not None and request.oracle.available
     with temp_workdir() as workdir:
-        runners = _runners(request, model, torch_model, shapes, context, Path(workdir), with_oracle)
+        runners, notes = _runners(request, model, torch_model, shapes, context, Path(workdir), with_oracle)
         pairs = _oracle_pairs(runners) if with_oracle else _pairs(export.reference, runners)
         stats = collect(runners, pairs, request.feeds, request.overrides)
     if with_oracle:
@@ -51,7 +52,7 @@ def run_layers(request: LayerRequest) -> dict:
     records = [layers_json(pair, order, module_of) for pair in stats]
     return {"layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": records,
                        "judged_by": "noise floor" if with_oracle else "tolerance",
-                       "notes": _notes(runners) + _empty_pair_notes(records, with_oracle)},
+                       "notes": notes + _empty_pair_notes(records, with_oracle)},
             "localization": _localize(request, records, order, module_of)}
 
 
@@ -64,16 +65,12 @@ def _runners(request: LayerRequest, model, torch_model, shapes, context, workdir
         if with_oracle:
             runners[Backend.ORACLE] = TorchLayersRunner(float64_copy(torch_model), specs, mapping, float64=True)
             runners[PERTURBED] = TorchLayersRunner(perturbed(float64_copy(torch_model), 1), specs, mapping, float64=True)
-    tf_runner = tf_layers_runner(request.artifacts.root, request.convert, specs, shapes)
+    layers = layer_model(request.source, request.artifacts)
+    tf_runner = tf_layers_runner(request.artifacts.root, request.convert, specs, shapes, layers)
     if tf_runner is not None:
         runners["tf_layers"] = tf_runner
-    return runners
-
-
-def _notes(runners: dict) -> list[str]:
-    if "tf_layers" in runners:
-        return []
-    return ["no TF layer model from the converter: TF intermediates not compared"]
+    return runners, ([] if tf_runner is not None else
+                     [f"{layers.get('note') or 'no TF layer model from the converter'}: TF intermediates not compared"])
 
 
 def _empty_pair_notes(records: list[dict], with_oracle: bool) -> list[str]:

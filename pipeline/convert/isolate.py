@@ -11,6 +11,7 @@ The limit is watched from the parent (resident memory of the child and its own c
 """
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import time
 import traceback
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import psutil
 
+from pipeline import profile
 from pipeline.errors import ConversionError, first_line
 
 POLL_SECONDS = 0.2
@@ -39,19 +41,18 @@ class Limits:
 
 
 def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str) -> Any:
-    """fn(*args) in a fresh child process; its return value, or ConversionError when it raised,
-    ran out of memory or time, or died."""
-    context = multiprocessing.get_context("spawn")
-    parent_end, child_end = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(child_end, fn, args), daemon=True)
+    """fn(*args) in a child process (the prewarmed one if there is one); its return value, or
+    ConversionError when it raised, ran out of memory or time, or died. Steps the child timed
+    (pipeline.profile) join this process's profile."""
+    child = _take_spare() or Child()
+    _running.add(child)
     try:
-        child.start()
-        child_end.close()
-        outcome = _watch(child, parent_end, limits, what)
+        child.submit(fn, args)
+        kind, value, steps = child.outcome(limits, what)
     finally:
-        _stop(child)
-        parent_end.close()
-    kind, value = outcome
+        _running.discard(child)
+        child.stop()
+    profile.absorb(steps)
     if kind == "ok":
         return value
     if kind == "conversion-error":
@@ -59,14 +60,79 @@ def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str)
     raise ConversionError(f"{what}: {value}")
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
+class Child:
+    """One spawned process that runs one job. Started early (`prewarm`), it imports the converter's
+    libraries while the parent exports, so a conversion does not wait for TensorFlow's import."""
+
+    def __init__(self, warm: str | None = None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_end, warm), daemon=True)
+        self._process.start()
+        child_end.close()
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def submit(self, fn: Callable[..., Any], args: tuple) -> None:
+        self._conn.send((fn, args))
+
+    def outcome(self, limits: Limits, what: str) -> tuple[str, Any, list[dict]]:
+        kind, value, *steps = _watch(self._process, self._conn, limits, what)
+        return kind, value, (steps[0] if steps else [])
+
+    def stop(self) -> None:
+        _stop(self._process)
+        self._conn.close()
+
+
+_spare: list[Child] = []
+_running: set[Child] = set()
+
+
+def prewarm(modules: str) -> None:
+    """Start a child that imports `modules` (comma-separated) and waits for a job; the next
+    run_isolated uses it. Safe to call more than once."""
+    if not _spare:
+        _spare.append(Child(modules))
+
+
+def discard_spare() -> None:
+    """Stop a prewarmed child that no job will use (the run ended early)."""
+    while _spare:
+        _spare.pop().stop()
+
+
+def stop_running() -> None:
+    """Kill the children of conversions still running (a run that ends before it needs them)."""
+    for child in list(_running):
+        _stop(child._process)  # noqa: SLF001 (the watcher then reports the child as dead)
+
+
+def _take_spare() -> Child | None:
+    child = _spare.pop() if _spare else None
+    if child is not None and not child.alive():
+        child.stop()
+        return None
+    return child
+
+
+def _serve(conn, warm: str | None) -> None:
+    if warm:
+        with profile.step("convert: child imports (during export)"):
+            for module in warm.split(","):
+                importlib.import_module(module)
+    try:
+        fn, args = conn.recv()
+    except EOFError:  # the parent ended without a job for this child
+        return
     try:
         result = ("ok", fn(*args))
     except ConversionError as exc:
         result = ("conversion-error", str(exc))
     except BaseException as exc:  # anything else is reported to the parent as one line, with where it came from
         result = ("error", f"{type(exc).__name__}: {first_line(exc)} ({traceback.format_exc(limit=-1).splitlines()[-3].strip()})")
-    conn.send(result)
+    conn.send((*result, profile.taken()))
     conn.close()
 
 

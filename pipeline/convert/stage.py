@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import inputs as shared_inputs
+from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
 from pipeline.config import Source
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
+from pipeline.convert.head_start import HeadStart, relocated
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
 from pipeline.deploy import calibration
@@ -62,12 +64,13 @@ def strategies(specs: list[TensorSpec]) -> list[Strategy]:
 
 
 def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
-        chosen: list[Strategy] | None = None) -> ConvertRecord:
+        chosen: list[Strategy] | None = None, head: HeadStart | None = None) -> ConvertRecord:
     """Convert model.onnx, trying each strategy in turn, check the SavedModel structurally
     (the lint rules of the "tf" phase) and write convert.json.
 
     Raises ConversionError naming every strategy's failure when none works; the
-    artifacts of the last good run are left untouched."""
+    artifacts of the last good run are left untouched. A head start (head_start.py) that
+    converted this very file stands in for its strategy's attempt."""
     from pipeline.lint.stage import run_tf
 
     onnx_path = artifacts.require(artifacts.onnx, "export")
@@ -86,14 +89,16 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
             except ConversionError as exc:
                 attempts.append(Attempt(strategy.name, False, 0.0, str(exc)))
                 continue
+            served = head if head is not None and head.serves(strategy.name, strategy_onnx) else None
             outcome = _attempt(converter, strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed),
-                               limits_for(source))
+                               limits_for(source), served)
             attempts.append(outcome.summary)
             if outcome.result is None and strategy_onnx != onnx_path:
                 strategy_onnx.unlink(missing_ok=True)  # a failed rewrite is not shipped
             if outcome.result is not None:
                 _promote(stage / strategy.name, stage)
-                tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
+                with profile.step("convert: TF-side lint"):
+                    tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
                 record = dataclasses.replace(record, notes=record.notes + notes)
                 write_json(stage / "convert.json", record)
@@ -111,23 +116,45 @@ class _Outcome:
 
 
 def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_path: Path, binding_args,
-             limits: Limits) -> _Outcome:
+             limits: Limits, head: HeadStart | None = None) -> _Outcome:
     out_dir = stage / strategy.name
-    out_dir.mkdir()
-    with log_path.open("a") as log:
-        log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
     start = time.perf_counter()
     try:
         with stage_status(f"converting with {converter.name} {converter.version()}, strategy '{strategy.name}'"):
-            result = run_isolated(converter.convert, (onnx_path, out_dir, log_path, strategy.options), limits,
-                                  f"strategy '{strategy.name}'")
+            result = (head.take(out_dir, log_path) if head is not None
+                      else _convert(converter, strategy, onnx_path, out_dir, log_path, limits))
+        with profile.step("convert: bind inputs and outputs (layout probe)"):
             io = bind(result, *binding_args)
     except ConversionError as exc:
-        seconds = time.perf_counter() - start
+        seconds = head.seconds if head is not None else time.perf_counter() - start
         return _Outcome(Attempt(strategy.name, False, round(seconds, 3), str(exc)))
-    seconds = time.perf_counter() - start
-    result = _relocated(result, out_dir, stage)
+    seconds = head.seconds if head is not None else time.perf_counter() - start
+    result = relocated(result, out_dir, stage)
     return _Outcome(Attempt(strategy.name, True, round(seconds, 3)), result, io, seconds)
+
+
+def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_path: Path, limits: Limits) -> ConversionResult:
+    out_dir.mkdir()
+    with log_path.open("a") as log:
+        log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
+    return run_isolated(converter.convert, (onnx_path, out_dir, log_path, strategy.options), limits,
+                        f"strategy '{strategy.name}'")
+
+
+def start_early(source: Source, artifacts: ArtifactDir) -> HeadStart | None:
+    """The first strategy's conversion, started right after the export (see head_start.py); None when
+    the config asks for int8 (its calibration file is written by this stage, in its turn)."""
+    if source.config is not None and source.config.quantize.int8 is not None:
+        return None
+    first = strategies(artifacts.read(ExportRecord).inputs)[0]
+    return HeadStart(get_converter(), first.name, first.options, artifacts, limits_for(source), first.why)
+
+
+def prewarm() -> None:
+    """Start the conversion child now, so its imports run while the parent exports."""
+    from pipeline.convert import isolate
+
+    isolate.prewarm(get_converter().warm_imports)
 
 
 def limits_for(source: Source) -> Limits:
@@ -136,13 +163,6 @@ def limits_for(source: Source) -> Limits:
 
     limits = source.config.convert if source.config is not None else ConvertLimitsConfig()
     return Limits.of(limits.memory_fraction, limits.seconds)
-
-
-def _relocated(result: ConversionResult, out_dir: Path, stage: Path) -> ConversionResult:
-    """The same result with paths pointing where _promote moves the files."""
-    move = lambda p: stage / p.relative_to(out_dir) if p else None  # noqa: E731
-    return dataclasses.replace(result, saved_model=move(result.saved_model), keras=move(result.keras),
-                               tflite={k: move(v) for k, v in result.tflite.items()}, layers=move(result.layers))
 
 
 def _promote(out_dir: Path, stage: Path) -> None:

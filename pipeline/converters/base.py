@@ -31,6 +31,7 @@ class ConversionOptions:
     # onnx2tf-side rewrites of ops into builtin-only equivalents (e.g. Erf), for TFLite files
     # that would otherwise need Select TF ops.
     pseudo_ops: tuple[str, ...] = ()
+    keras: bool = True  # write the Keras (.keras) file; a config's `artifacts` may leave it out
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ import os
 import re
 import shutil
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.tflite_ops import read_ops
@@ -39,27 +41,51 @@ class Onnx2TFV1:
     def version(self) -> str:
         return metadata.version("onnx2tf")
 
+    # What a conversion child imports while the parent exports (pipeline/convert/isolate.py).
+    warm_imports = "tensorflow,tf_keras,onnx2tf,onnx2tf.onnx2tf"
+
+    def version(self) -> str:
+        return metadata.version("onnx2tf")
+
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
-        work.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")
-        np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-        spy = _LayerMapSpy()
-        try:
-            with _inside(work), capture_output(log_path), spy.installed():
-                keras_model = self._run_with_replacement(work, options)
-        except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
-            raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
-        result = self._collect(work / "tf", out_dir, keras_model, options)
-        with capture_output(log_path):
-            result = _save_layers(result, keras_model, spy.tf_layers, out_dir)
-            if result.keras is None:
+        keras_model = self._converted(onnx_path, work, log_path, options, save=True)
+        with profile.step("convert: collect the files"):
+            result = self._collect(work / "tf", out_dir, keras_model, options)
+        if result.keras is None:
+            with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
-            result = self._builtin_route(onnx_path, out_dir, log_path, result)
+            with profile.step("convert: builtin-ops TFLite check"):
+                result = self._builtin_route(onnx_path, out_dir, log_path, result)
         return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite))
+
+    def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> LayerModel:
+        """A Keras model with every ONNX tensor onnx2tf mapped as an output, for layer-by-layer audits:
+        onnx2tf builds the same graph again (no files), and only this model is saved."""
+        onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()
+        work = out_dir / ".onnx2tf-work"
+        spy = _LayerMapSpy()
+        keras_model = self._converted(onnx_path, work, log_path, options, save=False, spy=spy)
+        with capture_output(log_path), profile.step("convert: layer model"):
+            made = _save_layers(keras_model, spy.tf_layers, out_dir)
+        shutil.rmtree(work, ignore_errors=True)
+        return made
+
+    def _converted(self, onnx_path: Path, work: Path, log_path: Path, options: ConversionOptions, save: bool,
+                   spy: "_LayerMapSpy | None" = None):
+        """onnx2tf's Keras model of onnx_path (its files in work/tf when `save`)."""
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")
+        np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        clock = _OutputClock()
+        try:
+            with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed():
+                return self._run_with_replacement(work, options, save)
+        except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
+            raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
 
     def _builtin_route(self, onnx_path: Path, out_dir: Path, log_path: Path, result: ConversionResult) -> ConversionResult:
         """TFLite files that need Select TF ops are converted again with onnx2tf's builtin-only
@@ -100,11 +126,11 @@ class Onnx2TFV1:
         shutil.rmtree(builtin_dir, ignore_errors=True)
         return record
 
-    def _run_with_replacement(self, work: Path, options: ConversionOptions):
+    def _run_with_replacement(self, work: Path, options: ConversionOptions, save: bool = True):
         if not options.auto_replacement:
-            return self._run(work, options)
+            return self._run(work, options, save)
         try:
-            return self._run(work, options)
+            return self._run(work, options, save)
         except (Exception, SystemExit):  # the generated replacement file is the way forward, if any
             generated = work / "tf" / f"{WORK_NAME}_auto.json"
             if not generated.exists():
@@ -113,21 +139,22 @@ class Onnx2TFV1:
             os.replace(generated, kept)
             shutil.rmtree(work / "tf", ignore_errors=True)
             print(f"\n--- converting again with the generated parameter-replacement file {kept} ---\n")
-            return self._run(work, dataclasses.replace(options, param_replacement_file=kept, auto_replacement=False))
+            return self._run(work, dataclasses.replace(options, param_replacement_file=kept, auto_replacement=False), save)
 
-    def _run(self, work: Path, options: ConversionOptions):
+    def _run(self, work: Path, options: ConversionOptions, save: bool = True):
         import onnx2tf
 
         return onnx2tf.convert(
             input_onnx_file_path=str(work / f"{WORK_NAME}.onnx"),
             output_folder_path=str(work / "tf"),
-            output_keras_v3=True,
             output_signaturedefs=True,
             not_use_onnxsim=not options.use_onnxsim,
             keep_ncw_or_nchw_or_ncdhw_input_names=list(options.keep_nchw_inputs) or None,
             param_replacement_file=str(options.param_replacement_file or ""),
             auto_generate_json_on_error=options.auto_replacement,
             replace_to_pseudo_operators=list(options.pseudo_ops) or None,
+            output_keras_v3=options.keras,
+            disable_model_save=not save,
             verbosity="info",
             **_int8_arguments(work, options),
         )
@@ -235,12 +262,79 @@ class _LayerMapSpy:
             module.tf_keras = real
 
 
-def _save_layers(result: ConversionResult, keras_model, tf_layers: dict | None, out_dir: Path) -> ConversionResult:
+class _NoSpy:
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        yield
+
+
+# onnx2tf's progress lines that end each part of its work, and the part each one ends.
+OUTPUT_MARKS = (
+    ("Model optimizing started", "onnx2tf: start"),
+    ("Model optimizing complete!", "onnx2tf: onnxsim"),
+    ("Model conversion started", "onnx2tf: load and prepare"),
+    ("keras_v3 output started", "onnx2tf: build the TF graph"),
+    ("keras_v3 output complete!", "onnx2tf: Keras v3 file"),
+    ("saved_model output started", "onnx2tf: build the TF graph"),
+    ("saved_model output complete!", "onnx2tf: SavedModel"),
+    ("Float32 tflite output complete!", "onnx2tf: TFLite fp32"),
+    ("Float16 tflite output complete!", "onnx2tf: TFLite fp16"),
+)
+
+
+class _OutputClock:
+    """Times onnx2tf's parts from its own progress lines (pipeline.profile steps): each output it
+    writes (SavedModel, Keras, TFLite fp32, fp16) and the graph building before them."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._pending = ""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        real = sys.stdout
+        clock = self
+
+        class _Tee:
+            def write(self, text: str) -> int:
+                clock._seen(text)
+                return real.write(text)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        self._last = time.time()
+        sys.stdout = _Tee()
+        try:
+            yield
+        finally:
+            sys.stdout = real
+            profile.record("onnx2tf: after its files (quantization, checks)" if self._pending else "onnx2tf: build the TF graph",
+                           self._last, time.time())
+
+    def _seen(self, text: str) -> None:
+        for mark, part in OUTPUT_MARKS:
+            if mark in text:
+                now = time.time()
+                profile.record(part, self._last, now)
+                self._last, self._pending = now, mark
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerModel:
+    """layers.keras and its outputs, or why there is none."""
+
+    path: Path | None
+    tensors: list[dict]  # {"tensor": ONNX name, "tf_shape": [...], "channel_last": bool | None}
+    note: str | None = None
+
+
+def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerModel:
     """Save a Keras model with every mapped intermediate tensor as an output (best effort)."""
     import tf_keras
 
     if not tf_layers:
-        return dataclasses.replace(result, notes=result.notes + ["onnx2tf's tensor map was not available: no layer model"])
+        return LayerModel(None, [], "onnx2tf's tensor map was not available: no layer model")
     input_names = {t.name.split(":")[0] for t in keras_model.inputs}
     picked = [(name, entry) for name, entry in tf_layers.items()
               if name not in input_names and _is_symbolic(entry.get("tf_node"))]
@@ -250,12 +344,11 @@ def _save_layers(result: ConversionResult, keras_model, tf_layers: dict | None, 
         layers.save(str(path))
     except Exception as exc:  # a best-effort extra: the audit still runs without it, and says why
         print(f"layer model not saved: {type(exc).__name__}: {exc}")  # the detail goes to convert.log
-        return dataclasses.replace(result, notes=result.notes + [
-            f"layer model not saved ({type(exc).__name__}: {first_line(exc, 160)}; see convert.log): TF intermediates "
-            "are not compared layer by layer"])
+        return LayerModel(None, [], f"layer model not saved ({type(exc).__name__}: {first_line(exc, 160)}; see the log): "
+                                    "TF intermediates are not compared layer by layer")
     tensors = [{"tensor": name, "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
                 "channel_last": entry.get("nhwc")} for name, entry in picked]
-    return dataclasses.replace(result, layers=path, layer_tensors=tensors)
+    return LayerModel(path, tensors)
 
 
 def _is_symbolic(node) -> bool:

@@ -206,7 +206,10 @@ def _oracle_text(oracle: dict | None) -> str:
 @contextlib.contextmanager
 def _axes() -> Iterator[tuple[Figure, Axes]]:
     """A fresh figure that is closed even if plotting fails, so long runs do not pile up figures."""
-    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    # Fixed margins, not layout="constrained": the constrained solver cost more than the drawing
+    # (0.39 s against 0.15 s per figure), and these figures all have one axes of one size.
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.89)
     try:
         yield fig, ax
     finally:

@@ -83,12 +83,12 @@ class TorchLayersRunner(Runner):
         self._hooks.clear()
 
 
-def tf_layers_runner(artifacts_root: Path, convert, specs: list[TensorSpec], onnx_shapes: dict[str, list[int]]) -> Runner | None:
-    """A Keras runner over the converter's layer model, with a layout decided per tensor."""
+def tf_layers_runner(artifacts_root: Path, convert, specs: list[TensorSpec], onnx_shapes: dict[str, list[int]],
+                     layers: dict) -> Runner | None:
+    """A Keras runner over the converter's layer model (convert.layer_model), with a layout decided per tensor."""
     from pipeline.runners.tensorflow import KerasRunner
 
-    layers = convert.layers
-    if not layers:
+    if not layers or not layers.get("model"):
         return None
     io = convert.io
     outputs = []

@@ -15,7 +15,9 @@ import onnx
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.records import ConvertRecord, ExportRecord
 from pipeline.audit.layer_stats import collect
+from pipeline.config import Source
 from pipeline.console import capture_output
+from pipeline.convert.layer_model import layer_model
 from pipeline.convert.repair.record import Divergence
 from pipeline.model.graph import TensorOrder, static_shapes
 from pipeline.runners.intermediates import onnx_intermediates_runner, temp_workdir, tf_layers_runner
@@ -23,20 +25,21 @@ from pipeline.runners.intermediates import onnx_intermediates_runner, temp_workd
 SAMPLES = 2  # enough to find where the layouts part; the audit judges every sample afterwards
 
 
-def first_departure(artifacts: ArtifactDir, onnx_path: Path, feeds: list, skip: frozenset[str] = frozenset()) -> Divergence | None:
+def first_departure(source: Source, artifacts: ArtifactDir, onnx_path: Path, feeds: list, skip: frozenset[str] = frozenset()) -> Divergence | None:
     """The first node (graph order) whose TF output departs from ONNX Runtime's, with the nodes
     between it and the nearest agreeing tensors; None without a layer model or a departure.
     Nodes in `skip` (whose parameters a candidate replaced: their TF tensors no longer have the
     layout onnx2tf recorded for them) are passed over."""
     convert = artifacts.read(ConvertRecord)
-    if not convert.layers or not (artifacts.root / convert.layers["model"]).exists():
+    layers = layer_model(source, artifacts, onnx_path)
+    if not layers.get("model"):
         return None
     specs = artifacts.read(ExportRecord).inputs
     model = onnx.load(str(onnx_path))
     order, shapes = TensorOrder.of(model), static_shapes(model)
     with temp_workdir() as workdir, capture_output(artifacts.root / "repair.log"):
         runners = {"onnxruntime": onnx_intermediates_runner(onnx_path, specs, Path(workdir)),
-                   "tf_layers": tf_layers_runner(artifacts.root, convert, specs, shapes)}
+                   "tf_layers": tf_layers_runner(artifacts.root, convert, specs, shapes, layers)}
         stats = collect(runners, [("onnxruntime", "keras")], feeds[:SAMPLES], {})[0].stats
     first = next((name for name in order.tensors
                   if name in stats and stats[name].exceeds and order.producer[name].name not in skip), None)

@@ -26,6 +26,7 @@ from pipeline.console import console
 from pipeline.convert.repair.candidates import Candidate, candidates
 from pipeline.convert.repair.localize import first_departure
 from pipeline.convert.repair.record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
+from pipeline.convert.layer_model import FOLDER as LAYERS_FOLDER
 from pipeline.convert.rewrite import REWRITTEN
 from pipeline.convert.stage import Strategy, strategies
 from pipeline.errors import PipelineError
@@ -81,7 +82,7 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     specs = artifacts.read(ExportRecord).inputs
     divergence = divergence_of(audit)
     base = _base_strategy(convert, specs)
-    fine = _departure(artifacts, base)
+    fine = _departure(source, artifacts, base)
     raised = tuple(a.strategy for a in convert.attempts if not a.ok)
     listed = candidates(onnx.load(str(_converted(artifacts.root, base))), [d for d in (fine, divergence) if d], base, specs, raised)
     state = _Search(base, specs, raised, listed, _worst(backend_errors(audit)) or float("inf"),
@@ -102,7 +103,7 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
         if attempt.passed:
             winner = (candidate, trial, attempt)
             break
-        _keep_if_better(state, candidate, attempt, trial)
+        _keep_if_better(source, state, candidate, attempt, trial)
     else:
         gave_up = f"all {state.tried} candidates tried; none passed the audit" if attempts else "no candidate to try"
     return _record(artifacts, audit, why, (divergence, fine), attempts, winner, gave_up, bounds, time.perf_counter() - start)
@@ -111,12 +112,12 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
 IMPROVEMENT = 100.0  # a candidate that cuts the worst error this much fixed one bug
 
 
-def _keep_if_better(state: _Search, candidate: Candidate, attempt: RepairAttempt, trial: Path) -> None:
+def _keep_if_better(source: Source, state: _Search, candidate: Candidate, attempt: RepairAttempt, trial: Path) -> None:
     """A model can hold the same converter bug more than once (a LayerNorm between permutes in every
     block): a candidate that fixes one (the TF model now departs later in the graph, or the error
     dropped a hundredfold) is kept, and the search goes on from the new departure with it applied."""
     if candidate.strategy is None and attempt.converted:
-        departure = _departure(ArtifactDir(trial), state.base, candidate)
+        departure = _departure(source, ArtifactDir(trial), state.base, candidate)
         model = onnx.load(str(_converted(trial, state.base)))
         position = _position(model, departure)
         fewer = attempt.max_abs is not None and attempt.max_abs * IMPROVEMENT <= state.best_error
@@ -150,11 +151,11 @@ def _converted(root: Path, base: Strategy) -> Path:
     return root / REWRITTEN if base.rewrite and (root / REWRITTEN).exists() else root / "model.onnx"
 
 
-def _departure(artifacts: ArtifactDir, base: Strategy, replaced: Candidate | None = None) -> Divergence | None:
+def _departure(source: Source, artifacts: ArtifactDir, base: Strategy, replaced: Candidate | None = None) -> Divergence | None:
     """The finer localization; a best-effort aid: when it cannot run, the audit's localization guides alone."""
     skip = frozenset(e["op_name"] for e in replaced.entries) if replaced is not None else frozenset()
     try:
-        fine = first_departure(artifacts, _converted(artifacts.root, base),
+        fine = first_departure(source, artifacts, _converted(artifacts.root, base),
                                shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs)), skip)
     except Exception as exc:  # noqa: BLE001 (any runner failure here only costs guidance; it is printed)
         console.print(f"repair: no finer localization ({type(exc).__name__}: {str(exc)[:200]})")
@@ -278,7 +279,7 @@ def _rewrite_note(artifacts: ArtifactDir) -> str | None:
 def _promote(artifacts: ArtifactDir, trial: Path, candidate: Candidate, attempt: RepairAttempt) -> None:
     """The winner's TF models, convert and audit records replace the shipped ones."""
     old = artifacts.read(ConvertRecord)
-    for name in [*old.models.values(), "layers.keras", "tflite_builtin.json", REWRITTEN]:
+    for name in [*old.models.values(), "layers.keras", LAYERS_FOLDER, "tflite_builtin.json", REWRITTEN]:
         _remove(artifacts.root / name)
     for entry in trial.iterdir():
         if entry.name in TRIAL_INPUTS[:-1] or entry.name.startswith(".staging-"):

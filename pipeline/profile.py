@@ -1,0 +1,56 @@
+"""Where a run's time goes: named steps with their wall-clock start and length.
+
+`step("export: torch.onnx.export")` times a block; a conversion child sends its own steps
+back with its result (`absorb`). A full run writes them to profile.json, which `make bench`
+reads for its per-step breakdown. Times are wall-clock (time.time()), so steps of the parent
+and of a child that ran at the same time line up, and overlap shows.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+PROFILE_FILE = "profile.json"
+STARTED = time.time()  # imported first by `python -m pipeline`: the interpreter's start, give or take 30 ms
+_steps: list[dict] = []
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    start = time.time()
+    try:
+        yield
+    finally:
+        record(name, start, time.time())
+
+
+def record(name: str, start: float, end: float) -> None:
+    _steps.append({"step": name, "start": round(start, 3), "seconds": round(end - start, 3), "pid": os.getpid()})
+
+
+def absorb(steps: list[dict]) -> None:
+    """Steps timed in another process (a conversion child)."""
+    _steps.extend(steps)
+
+
+def taken(since: int = 0) -> list[dict]:
+    return list(_steps[since:])
+
+
+def mark() -> int:
+    """A position in the list: `taken(mark())` later gives the steps recorded after it."""
+    return len(_steps)
+
+
+def write(folder: Path, end: float, origin: float = STARTED) -> None:
+    """profile.json: every step relative to `origin` (the process start), sorted by start."""
+    from pipeline.artifacts.folder import write_json
+
+    steps = sorted(_steps, key=lambda s: s["start"])
+    write_json(folder / PROFILE_FILE, {
+        "wall_seconds": round(end - origin, 3),
+        "steps": [{**s, "start": round(s["start"] - origin, 3), "child": s["pid"] != os.getpid()} for s in steps],
+    })
