@@ -109,6 +109,11 @@ class RepairConfig(BaseModel):
     max_seconds: float = Field(default=900.0, gt=0)  # no new candidate starts after this
 
 
+# What a conversion can ship; a config's `artifacts` picks some (the SavedModel always: the layout
+# probe, the TF-side lint and the int8 route read it).
+ARTIFACTS = ("saved_model", "keras", "tflite_fp32", "tflite_fp16")
+
+
 class ModelConfig(BaseModel):
     """The schema of `configs/<name>.yaml`."""
 
@@ -133,6 +138,15 @@ class ModelConfig(BaseModel):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     preprocess: PreprocessConfig | None = None
     repair: RepairConfig = Field(default_factory=RepairConfig)
+    artifacts: list[Literal[ARTIFACTS]] = Field(default_factory=lambda: list(ARTIFACTS))  # type: ignore[valid-type]
+
+    @field_validator("artifacts")
+    @classmethod
+    def _saved_model_always(cls, value: list[str]) -> list[str]:
+        if "saved_model" not in value:
+            raise ValueError("must list saved_model: the SavedModel is always written (the layout probe, the TF-side "
+                             f"lint and the int8 route read it); e.g. artifacts: [saved_model, tflite_fp32]")
+        return list(dict.fromkeys(value))
 
 
 @dataclass(frozen=True)

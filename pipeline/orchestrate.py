@@ -163,6 +163,7 @@ def run_all(request: RunRequest) -> int:
     convert/head_start.py for how the order of what reaches the folder is kept."""
     from pipeline.convert import isolate, stage as convert
 
+    profile.begin()
     convert.prewarm()
     try:
         with fresh_folder(request.artifacts) as work:

@@ -45,11 +45,19 @@ def mark() -> int:
     return len(_steps)
 
 
-def write(folder: Path, end: float, origin: float = STARTED) -> None:
-    """profile.json: every step relative to `origin` (the process start), sorted by start."""
+def begin() -> None:
+    """A new run in this process: forget the steps of earlier ones (a test session runs many),
+    keep the process's start-up."""
+    _steps[:] = [s for s in _steps if s["step"].startswith("startup:")]
+
+
+def write(folder: Path, end: float) -> None:
+    """profile.json: every step relative to the first one (the process start under `python -m
+    pipeline`, else the run's first step), sorted by start."""
     from pipeline.artifacts.folder import write_json
 
     steps = sorted(_steps, key=lambda s: s["start"])
+    origin = steps[0]["start"] if steps else end
     write_json(folder / PROFILE_FILE, {
         "wall_seconds": round(end - origin, 3),
         "steps": [{**s, "start": round(s["start"] - origin, 3), "child": s["pid"] != os.getpid()} for s in steps],

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipeline import profile
 from pipeline.inputs import Feed, stack
 from pipeline.names import PRECISION
 from pipeline.runners.base import Runner
@@ -96,12 +97,17 @@ def run_all(runners: list[Runner], feeds: list[Feed], on_sample: Callable[[str, 
     """Run each runner on every feed; returns backend -> output -> stacked array."""
     results: RunResults = {}
     for runner in runners:
-        with runner:
-            per_sample = []
-            for index, feed in enumerate(feeds):
-                per_sample.append(runner.infer(feed))
-                if on_sample:
-                    on_sample(runner.name, index)
+        with profile.step(f"backend {runner.name}: load"):
+            runner.activate()
+        try:
+            with profile.step(f"backend {runner.name}: run {len(feeds)} samples"):
+                per_sample = []
+                for index, feed in enumerate(feeds):
+                    per_sample.append(runner.infer(feed))
+                    if on_sample:
+                        on_sample(runner.name, index)
+        finally:
+            runner.deactivate()
         results[runner.name] = stack(per_sample)
     return results
 

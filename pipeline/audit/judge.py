@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.audit.compare import Comparison, evidence_problem, tolerance_for
-from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, ratio_of, sample_errors
+from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, ratio_of, worst_sample
 from pipeline.names import PRECISION
 
 
@@ -90,10 +90,8 @@ def _noise(c: Comparison, candidate: np.ndarray, oracle: Oracle) -> dict:
     truth = oracle.outputs.get(c.output)
     if floors is None or truth is None:
         return {}
-    errors = sample_errors(candidate, truth)
-    ratios = np.array([ratio_of(e, f) for e, f in zip(errors, floors)])
-    worst = int(np.nanargmax(ratios)) if np.any(np.isfinite(ratios) | np.isinf(ratios)) else 0
-    return {"oracle_error": error_of(candidate, truth), "noise_floor": float(floors[worst]), "noise_ratio": float(ratios[worst])}
+    error, floor, ratio = worst_sample(candidate, truth, floors)
+    return {"oracle_error": error, "noise_floor": floor, "noise_ratio": ratio}
 
 
 def _by_noise_floor(c: Comparison, oracle: Oracle) -> Comparison:

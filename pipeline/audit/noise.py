@@ -32,6 +32,9 @@ def float64_copy(model):
     return copy.deepcopy(model).double().eval()
 
 
+PERTURBATION_SEEDS = (1, 2)  # two draws of one-rounding perturbations: the spread, not a single lucky draw
+
+
 def perturbed(model64, seed: int):
     """The float64 model as a float32 program would run it, to first order: every floating parameter and
     buffer moved by one float32 rounding, and every leaf module's output by the rounding its own
@@ -110,6 +113,15 @@ def sample_floors(reference_fp32: np.ndarray, oracle: np.ndarray, perturbed_runs
     return np.maximum.reduce([*spreads, MIN_ULPS * UNIT_ROUNDOFF * scale, np.full(samples, atol)])
 
 
+def worst_sample(candidate: np.ndarray, oracle: np.ndarray, floors: np.ndarray) -> tuple[float, float, float]:
+    """A candidate judged sample by sample against each sample's floor: its largest error against the
+    oracle, and the floor and noise ratio of its worst sample (the one furthest out in floors)."""
+    errors = sample_errors(candidate, oracle)
+    ratios = np.array([ratio_of(e, f) for e, f in zip(errors, floors)])
+    worst = int(np.nanargmax(ratios)) if np.any(np.isfinite(ratios) | np.isinf(ratios)) else 0
+    return error_of(candidate, oracle), float(floors[worst]), float(ratios[worst])
+
+
 def sample_errors(candidate: np.ndarray, oracle: np.ndarray) -> np.ndarray:
     """A candidate's largest error against the oracle on each sample (inf for NaN/Inf)."""
     if np.shape(candidate) != np.shape(oracle):
@@ -123,17 +135,6 @@ def sample_errors(candidate: np.ndarray, oracle: np.ndarray) -> np.ndarray:
 def to_float64(array: np.ndarray) -> np.ndarray:
     """Float inputs become float64; integer and boolean inputs are passed through unchanged."""
     return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
-
-
-def floor_of(reference_fp32: np.ndarray, oracle: np.ndarray, atol: float = 0.0) -> float:
-    """The noise floor of one output (stacked by sample): the correct float32 program's largest
-    error against the oracle, at least MIN_ULPS roundings of the output's scale, and at least atol."""
-    ref, truth = np.asarray(reference_fp32, np.float64), np.asarray(oracle, np.float64)
-    if ref.shape != truth.shape or truth.size == 0:
-        return float("nan")
-    measured = float(np.max(np.abs(ref - truth)))
-    scale = float(np.max(np.abs(truth)))
-    return max(measured, MIN_ULPS * UNIT_ROUNDOFF * scale, atol)
 
 
 def error_of(candidate: np.ndarray, oracle: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError
 from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
 from pipeline.audit.layer_request import LayerRequest
-from pipeline.audit.noise import NOISE_ATOL, sample_floors
+from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import Backend
 
 
@@ -164,7 +164,6 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
         return run_layers(request)
 
 
-PERTURBATION_SEEDS = (1, 2)  # two draws of one-rounding perturbations: the spread, not a single lucky draw
 
 
 def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:

@@ -79,5 +79,5 @@ def options_of(recorded: dict, root: Path) -> ConversionOptions:
         keep_nchw_inputs=tuple(recorded.get("keep_nchw_inputs") or ()), use_onnxsim=recorded.get("use_onnxsim", True),
         param_replacement_file=(root / replacement) if replacement else None,
         auto_replacement=recorded.get("auto_replacement", False), pseudo_ops=tuple(recorded.get("pseudo_ops") or ()),
-        keras=False,
+        outputs=("saved_model",),
     )

@@ -17,7 +17,7 @@ from pipeline import inputs as shared_inputs
 from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
-from pipeline.config import Source
+from pipeline.config import ARTIFACTS, Source
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
 from pipeline.convert.head_start import HeadStart, relocated
@@ -48,17 +48,18 @@ class Strategy:
         return dataclasses.replace(self, options=dataclasses.replace(self.options, int8=int8))
 
 
-def strategies(specs: list[TensorSpec]) -> list[Strategy]:
+def strategies(specs: list[TensorSpec], outputs: tuple[str, ...] = ARTIFACTS) -> list[Strategy]:
+    """Every strategy, each writing `outputs` (the config's `artifacts`)."""
     names = tuple(spec.name for spec in specs if len(spec.shape) in (3, 4, 5))
     listed = [
-        Strategy("default", ConversionOptions(), "onnx2tf's defaults"),
-        Strategy("no-onnxsim", ConversionOptions(use_onnxsim=False),
+        Strategy("default", ConversionOptions(outputs=outputs), "onnx2tf's defaults"),
+        Strategy("no-onnxsim", ConversionOptions(use_onnxsim=False, outputs=outputs),
                  "onnxsim can rewrite a graph into a form the converter cannot handle"),
-        Strategy("keep-nchw-inputs", ConversionOptions(keep_nchw_inputs=names),
+        Strategy("keep-nchw-inputs", ConversionOptions(keep_nchw_inputs=names, outputs=outputs),
                  "keeps channel-first inputs, so ops that normalise over channels see the axes they expect"),
-        Strategy("auto-replacement-json", ConversionOptions(auto_replacement=True),
+        Strategy("auto-replacement-json", ConversionOptions(auto_replacement=True, outputs=outputs),
                  "onnx2tf generates a parameter-replacement file for the failing op and converts again with it"),
-        Strategy("rewrite-function-ops", ConversionOptions(), REWRITE_WHY, rewrite=True),
+        Strategy("rewrite-function-ops", ConversionOptions(outputs=outputs), REWRITE_WHY, rewrite=True),
     ]
     return [s for s in listed if s.name != "keep-nchw-inputs" or names]
 
@@ -83,7 +84,7 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
     attempts: list[Attempt] = []
     with artifacts.staging() as stage:
         log_path = stage / "convert.log"
-        for strategy in [s.with_int8(int8) for s in (chosen or strategies(specs)) if only is None or s.name in only]:
+        for strategy in [s.with_int8(int8) for s in (chosen or strategies(specs, outputs_for(source))) if only is None or s.name in only]:
             try:
                 strategy_onnx, notes = prepared(strategy, onnx_path, artifacts, stage)
             except ConversionError as exc:
@@ -146,7 +147,7 @@ def start_early(source: Source, artifacts: ArtifactDir) -> HeadStart | None:
     the config asks for int8 (its calibration file is written by this stage, in its turn)."""
     if source.config is not None and source.config.quantize.int8 is not None:
         return None
-    first = strategies(artifacts.read(ExportRecord).inputs)[0]
+    first = strategies(artifacts.read(ExportRecord).inputs, outputs_for(source))[0]
     return HeadStart(get_converter(), first.name, first.options, artifacts, limits_for(source), first.why)
 
 
@@ -155,6 +156,11 @@ def prewarm() -> None:
     from pipeline.convert import isolate
 
     isolate.prewarm(get_converter().warm_imports)
+
+
+def outputs_for(source: Source) -> tuple[str, ...]:
+    """The files the config asks for (`artifacts`); all of them on the ONNX route."""
+    return tuple(source.config.artifacts) if source.config is not None else ARTIFACTS
 
 
 def limits_for(source: Source) -> Limits:

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.config import ARTIFACTS
+
 
 @dataclass(frozen=True)
 class Int8Request:
@@ -31,7 +33,8 @@ class ConversionOptions:
     # onnx2tf-side rewrites of ops into builtin-only equivalents (e.g. Erf), for TFLite files
     # that would otherwise need Select TF ops.
     pseudo_ops: tuple[str, ...] = ()
-    keras: bool = True  # write the Keras (.keras) file; a config's `artifacts` may leave it out
+    # The files to write (config key `artifacts`); the SavedModel always.
+    outputs: tuple[str, ...] = ARTIFACTS
 
 
 @dataclass(frozen=True)

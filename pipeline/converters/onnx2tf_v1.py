@@ -53,7 +53,7 @@ class Onnx2TFV1:
         keras_model = self._converted(onnx_path, work, log_path, options, save=True)
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
-        if result.keras is None:
+        if result.keras is None and "keras" in options.outputs:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
@@ -82,7 +82,8 @@ class Onnx2TFV1:
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         clock = _OutputClock()
         try:
-            with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed():
+            with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed(), \
+                    _tflite_only(options.outputs):
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
@@ -153,7 +154,7 @@ class Onnx2TFV1:
             param_replacement_file=str(options.param_replacement_file or ""),
             auto_generate_json_on_error=options.auto_replacement,
             replace_to_pseudo_operators=list(options.pseudo_ops) or None,
-            output_keras_v3=options.keras,
+            output_keras_v3="keras" in options.outputs,
             disable_model_save=not save,
             verbosity="info",
             **_int8_arguments(work, options),
@@ -166,9 +167,11 @@ class Onnx2TFV1:
             if (tf_dir / entry).exists():
                 shutil.move(str(tf_dir / entry), saved_model / entry)
         keras = _move_if_any(tf_dir / f"{WORK_NAME}_float32_v3.keras", out_dir / "model.keras")
-        notes = [] if keras else ["onnx2tf wrote no Keras file for this model (see convert.log); Keras is not audited"]
+        notes = [] if keras or "keras" not in options.outputs else [
+            "onnx2tf wrote no Keras file for this model (see convert.log); Keras is not audited"]
         tflite = {p: _move_if_any(tf_dir / f"{WORK_NAME}_float{b}.tflite", out_dir / f"model_float{b}.tflite")
-                  for p, b in (("fp32", "32"), ("fp16", "16"))}
+                  for p, b in (("fp32", "32"), ("fp16", "16")) if f"tflite_{p}" in options.outputs}
+        notes += _not_asked(options.outputs)
         tflite.update(_collect_int8(tf_dir, out_dir, options.int8))
         notes += _int8_notes(options.int8, tflite)
         return ConversionResult(
@@ -260,6 +263,81 @@ class _LayerMapSpy:
             yield
         finally:
             module.tf_keras = real
+
+
+def _not_asked(outputs: tuple[str, ...]) -> list[str]:
+    skipped = [name for name in ("keras", "tflite_fp32", "tflite_fp16") if name not in outputs]
+    return [f"not written, as the config's `artifacts` asks: {', '.join(skipped)} (so not audited, not shipped)"] if skipped else []
+
+
+@contextlib.contextmanager
+def _tflite_only(outputs: tuple[str, ...]) -> Iterator[None]:
+    """onnx2tf always converts to TFLite fp32 and fp16 after the SavedModel, and has no option to
+    skip either. During convert(), its TFLite converters return no model for a precision the config
+    did not ask for (the empty file is not collected), so no time is spent converting it."""
+    skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
+    if not skipped:
+        yield
+        return
+    import onnx2tf.onnx2tf as module
+
+    real_tf = module.tf
+    module.tf = _TFWithLite(real_tf, skipped)
+    try:
+        yield
+    finally:
+        module.tf = real_tf
+
+
+class _TFWithLite:
+    """Stands in for the `tf` module inside onnx2tf.onnx2tf: everything is TensorFlow's, except that
+    TFLite converters made from the Keras model skip the precisions in `skipped`."""
+
+    def __init__(self, real, skipped: set[str]) -> None:
+        self._real, self._skipped = real, skipped
+        self.lite = _LiteWithSkips(real.lite, skipped)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+class _LiteWithSkips:
+    def __init__(self, real_lite, skipped: set[str]) -> None:
+        self._real, self._skipped = real_lite, skipped
+        self.TFLiteConverter = self  # noqa: N815 (mirrors tf.lite.TFLiteConverter)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def from_keras_model(self, *args, **kwargs):
+        return _SkippingConverter(self._real.TFLiteConverter.from_keras_model(*args, **kwargs), self._skipped)
+
+    def from_concrete_functions(self, *args, **kwargs):
+        return _SkippingConverter(self._real.TFLiteConverter.from_concrete_functions(*args, **kwargs), self._skipped)
+
+    def from_saved_model(self, *args, **kwargs):  # the int8 route: never skipped
+        return self._real.TFLiteConverter.from_saved_model(*args, **kwargs)
+
+
+class _SkippingConverter:
+    """A TFLite converter whose convert() returns no model for a skipped precision (fp16: the
+    converter was asked for float16 weights, as onnx2tf does before its second convert())."""
+
+    def __init__(self, real, skipped: set[str]) -> None:
+        object.__setattr__(self, "_real", real)
+        object.__setattr__(self, "_skipped", skipped)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._real, name, value)
+
+    def convert(self) -> bytes:
+        import tensorflow as tf
+
+        precision = "fp16" if tf.float16 in (self._real.target_spec.supported_types or []) else "fp32"
+        return b"" if precision in self._skipped else self._real.convert()
 
 
 class _NoSpy:

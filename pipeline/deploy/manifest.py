@@ -28,7 +28,8 @@ VERSIONED = {
 SKIPPED_SUFFIXES = (".log",)
 # The int8 calibration samples are provenance, not a deliverable (and can be large): their sha256
 # is in `quantization`, the file stays in the artifact folder.
-SKIPPED_FILES = (MANIFEST, "calibration.npz")
+# profile.json (where the run's time went) differs on every run and is written after the manifest.
+SKIPPED_FILES = (MANIFEST, "calibration.npz", "profile.json")
 MODEL_FORMATS = {
     "onnxruntime": "onnx", "tf_saved_model": "tf_saved_model", "keras": "keras_v3", "keras_h5": "keras_h5",
 }

@@ -1,8 +1,10 @@
 """Outputs and intermediates of the port against PyTorch float32 and the float64 oracle.
 
 The noise-floor rule is the audit's (pipeline.audit.noise): the oracle is a float64 copy of
-the PyTorch model, the floor is PyTorch float32's own error against it, and a tensor is
-within the floor while its error stays within NOISE_RATIO_BOUND floors.
+the PyTorch model; each sample's floor is the largest of PyTorch float32's error against it,
+the spread of the oracle when weights, inputs and each leaf module's output move by float32
+roundings (two perturbed float64 runs), and 16 roundings of the scale; a tensor is within the
+floor while its worst sample's error stays within NOISE_RATIO_BOUND of that sample's floor.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, float64_copy, floor_of, ratio_of, to_float64
+from pipeline.audit.noise import (
+    NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, float64_copy, perturbed, sample_floors, to_float64, worst_sample,
+)
 from pipeline.diagnose.mapping import FUSED, Mapping
 from pipeline.diagnose.record import LayerRow, OutputError
 from pipeline.diagnose.run import PortLayout, probe_model, run_port, run_torch
@@ -28,13 +32,23 @@ class Reference:
     oracle: list[np.ndarray]
     fp32_layers: dict[str, np.ndarray]
     oracle_layers: dict[str, np.ndarray]
+    perturbed: list[list[np.ndarray]]  # per perturbed float64 run: its outputs
+    perturbed_layers: list[dict[str, np.ndarray]]
+
+    def output_floors(self, index: int) -> np.ndarray:
+        return sample_floors(self.fp32[index], self.oracle[index], [run[index] for run in self.perturbed], NOISE_ATOL)
+
+    def layer_floors(self, module: str) -> np.ndarray:
+        runs = [run[module] for run in self.perturbed_layers if module in run]
+        return sample_floors(self.fp32_layers[module], self.oracle_layers[module], runs, NOISE_ATOL)
 
 
 def reference_run(model: torch.nn.Module, samples: dict[str, np.ndarray], specs: list[TensorSpec], names: list[str]) -> Reference:
     fp32, fp32_layers = run_torch(model, samples, specs, names, torch.float32)
     wide = {name: to_float64(array) for name, array in samples.items()}
     oracle, oracle_layers = run_torch(float64_copy(model), wide, specs, names, torch.float64)
-    return Reference(fp32, oracle, fp32_layers, oracle_layers)
+    runs = [run_torch(perturbed(float64_copy(model), seed), wide, specs, names, torch.float64) for seed in PERTURBATION_SEEDS]
+    return Reference(fp32, oracle, fp32_layers, oracle_layers, [r[0] for r in runs], [r[1] for r in runs])
 
 
 def in_torch_layout(array: np.ndarray, target: tuple[int, ...], layout: PortLayout) -> np.ndarray | None:
@@ -49,13 +63,14 @@ def in_torch_layout(array: np.ndarray, target: tuple[int, ...], layout: PortLayo
 def output_error(port_outputs: list[np.ndarray], reference: Reference, layout: PortLayout) -> OutputError:
     """The worst output (by noise ratio): max |port - PyTorch|, error against the oracle, floor."""
     worst = None
-    for ours, fp32, oracle in zip(port_outputs, reference.fp32, reference.oracle):
+    for index, (ours, fp32, oracle) in enumerate(zip(port_outputs, reference.fp32, reference.oracle)):
         candidate = in_torch_layout(ours, fp32.shape, layout)
-        max_abs = float(np.max(np.abs(candidate - fp32))) if candidate is not None else math.inf
-        error = error_of(candidate, oracle) if candidate is not None else math.inf
-        floor = floor_of(fp32, oracle)
-        ratio = ratio_of(error, floor)
-        row = OutputError(max_abs, error, floor, ratio, bool(ratio <= NOISE_RATIO_BOUND))
+        floors = reference.output_floors(index)
+        if candidate is None:
+            row = OutputError(math.inf, math.inf, float(np.max(floors)), math.inf, False)
+        else:
+            error, floor, ratio = worst_sample(candidate, oracle, floors)
+            row = OutputError(float(np.max(np.abs(candidate - fp32))), error, floor, ratio, bool(ratio <= NOISE_RATIO_BOUND))
         if worst is None or not (row.ratio <= worst.ratio):
             worst = row
     return worst
@@ -98,8 +113,7 @@ def _row(depth: int, pair, tensor: np.ndarray, layout: PortLayout, reference: Re
     if candidate is None:
         note = "module not run" if fp32 is None else f"shape {list(tensor.shape[1:])} vs PyTorch {list(fp32.shape[1:])}"
         return LayerRow(depth, pair.keras_layer, pair.module, pair.kind, None, None, None, None, None, note)
-    error, floor = error_of(candidate, oracle), floor_of(fp32, oracle)
-    ratio = ratio_of(error, floor)
+    error, floor, ratio = worst_sample(candidate, oracle, reference.layer_floors(pair.module))
     return LayerRow(depth, pair.keras_layer, pair.module, pair.kind, float(np.max(np.abs(candidate - fp32))),
                     error, floor, ratio, bool(ratio <= NOISE_RATIO_BOUND))
 

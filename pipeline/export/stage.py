@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from pipeline import inputs as shared_inputs
+from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ExportRecord
 from pipeline.config import Source
@@ -43,11 +44,16 @@ class ExportRequest:
 
 
 def _export_dynamo(request: ExportRequest) -> None:
-    program = torch.onnx.export(
-        request.model, request.args, dynamo=True, input_names=request.input_names,
-        output_names=request.output_names, opset_version=request.opset,
-    )
-    program.save(str(request.path))
+    with profile.step("export: import the dynamo exporter (torch.export, onnxscript)"):
+        import onnxscript  # noqa: F401
+        import torch.export  # noqa: F401
+    with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"):
+        program = torch.onnx.export(
+            request.model, request.args, dynamo=True, input_names=request.input_names,
+            output_names=request.output_names, opset_version=request.opset,
+        )
+    with profile.step("export: save model.onnx"):
+        program.save(str(request.path))
 
 
 def _export_torchscript(request: ExportRequest) -> None:
@@ -131,7 +137,8 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
     config = source.config
     specs = [TensorSpec.from_config(spec) for spec in config.inputs]
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
-    model = build_model(source)
+    with profile.step("export: build the PyTorch model"):
+        model = build_model(source)
     first = shared_inputs.feeds(samples)[0]
     args = tuple(torch.from_numpy(first[spec.name]) for spec in specs)
     count = _count_outputs(model, args, source)

@@ -40,15 +40,30 @@ class TFSavedModelRunner(_TFRunner):
     name = "tf_saved_model"
 
     def _activate_impl(self) -> None:
-        import tensorflow as tf
-
-        self.model = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+        self.model = _load_saved_model(self.path)
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         result = self.model(**{k: tf.constant(v) for k, v in self._backend_feed(feed).items()})
         return self._logical_outputs(lambda b: result[f"output_{b.index}"].numpy())
+
+
+# SavedModels this process loaded, by the identity of their saved_model.pb (device, inode, size,
+# mtime): the convert stage's layout probe and the audit read the same files, and a folder moved
+# from the staging area into the artifact folder keeps its files. A changed file is loaded again.
+_loaded: dict[tuple[int, int, int, int], object] = {}
+
+
+def _load_saved_model(path: Path):
+    import tensorflow as tf
+
+    stat = (path / "saved_model.pb").stat()
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _loaded:
+        _loaded.clear()  # one model at a time: a run audits one conversion
+        _loaded[key] = tf.saved_model.load(str(path))
+    return _loaded[key].signatures["serving_default"]
 
 
 class KerasRunner(_TFRunner):

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.audit.compare import Tolerance, compare_arrays
 from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
-from pipeline.audit.noise import NOISE_RATIO_BOUND, floor_of, sample_floors
+from pipeline.audit.noise import NOISE_RATIO_BOUND, sample_floors
 
 RNG = np.random.default_rng(0)
 TRUTH = RNG.normal(size=(4, 1, 32)).astype(np.float64) * 5  # the oracle, stacked by sample
@@ -68,8 +68,9 @@ def test_without_an_oracle_the_tolerance_rule_decides():
 
 def test_the_floor_is_never_below_a_few_roundings_of_the_output_scale():
     exact = TRUTH.astype(np.float32).astype(np.float64)
-    floor = floor_of(exact, TRUTH)
-    assert floor >= 16 * np.finfo(np.float32).eps / 2 * np.abs(TRUTH).max() * (1 - 1e-9)
+    floors = sample_floors(exact, TRUTH, [])
+    scales = np.abs(TRUTH).reshape(len(TRUTH), -1).max(axis=1)
+    assert np.all(floors >= 16 * np.finfo(np.float32).eps / 2 * scales * (1 - 1e-9))
 
 
 def test_without_a_float64_run_the_floor_is_a_stated_estimate_from_pytorch_and_onnx_runtime():

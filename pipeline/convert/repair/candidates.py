@@ -195,5 +195,5 @@ def _rank(model: onnx.ModelProto, tensor: str) -> int | None:
 
 
 def _strategies(base: Strategy, specs: list[TensorSpec], failed: tuple[str, ...]) -> list[Candidate]:
-    return [Candidate(s.name, "strategy", s.why, [], s) for s in strategies(specs)
+    return [Candidate(s.name, "strategy", s.why, [], s) for s in strategies(specs, base.options.outputs)
             if s.name != base.name and s.name not in failed and not s.rewrite]

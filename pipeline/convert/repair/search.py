@@ -21,7 +21,7 @@ import onnx
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, AuditRecord, ConvertRecord, ExportRecord
-from pipeline.config import RepairConfig, Source
+from pipeline.config import ARTIFACTS, RepairConfig, Source
 from pipeline.console import console
 from pipeline.convert.repair.candidates import Candidate, candidates
 from pipeline.convert.repair.localize import first_departure
@@ -181,7 +181,7 @@ def divergence_of(audit: AuditRecord) -> Divergence | None:
 
 def _base_strategy(convert: ConvertRecord, specs) -> Strategy:
     """The strategy that produced the shipped artifacts; the candidates change it."""
-    listed = {s.name: s for s in strategies(specs)}
+    listed = {s.name: s for s in strategies(specs, tuple(convert.options.get("outputs") or ARTIFACTS))}
     return listed.get(convert.strategy, listed["default"])
 
 

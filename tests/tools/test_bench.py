@@ -1,0 +1,59 @@
+"""make bench's arithmetic on recorded runs (the timing itself is never asserted)."""
+import pytest
+
+from pipeline.tools import bench
+from pipeline.tools.bench import Measurement
+
+
+def _profile() -> dict:
+    steps = [
+        ("stage: export", 1.0, 3.0, False),
+        ("convert: child imports (during export)", 1.1, 2.5, True),
+        ("onnx2tf: SavedModel", 4.0, 1.5, True),
+        ("stage: convert", 4.2, 2.0, False),
+        ("convert: bind inputs and outputs (layout probe)", 5.8, 0.25, False),
+        ("backend keras: load", 6.5, 0.5, False),
+        ("audit: build the layer model (onnx2tf again, no files)", 7.0, 9.0, True),
+    ]
+    return {"wall_seconds": 9.0,
+            "steps": [{"step": n, "start": st, "seconds": sec, "pid": 2 if child else 1, "child": child} for n, st, sec, child in steps]}
+
+
+def _result(model: str, pipeline_s: list[float], bare_s: list[float], conversion_s: list[float]) -> dict:
+    return {"model": model, "pipeline": [Measurement(s, 1000.0) for s in pipeline_s],
+            "bare": [Measurement(s, 800.0) for s in bare_s], "conversions": conversion_s, "profile": _profile(),
+            "report": {"verdict": "pass", "comparisons": [], "reference": "pytorch", "exporter": "dynamo"}}
+
+
+def test_conversion_work_is_the_child_steps_and_the_parents_convert_steps_but_not_the_audits_layer_model():
+    assert bench.conversion_seconds(_profile()) == pytest.approx(2.5 + 1.5 + 0.25)
+
+
+def test_stage_seconds_come_from_the_stage_steps():
+    assert bench.stage_seconds(_profile()) == {"export": 3.0, "convert": 2.0}
+
+
+def test_goals_carry_the_measured_ratios_and_whether_each_target_is_met():
+    results = [_result("seed_ym", [12.0, 10.0, 11.0], [8.0, 8.0, 8.0], [8.4, 8.6, 8.5]),
+               _result("zoo/a", [30.0], [20.0], [21.0]), _result("zoo/b", [50.0], [20.0], [21.0])]
+    found = {g.what: g for g in bench.goals(results)}
+    seed = found["seed_ym pipeline / bare CLI"]
+    assert seed.value == pytest.approx(11.0 / 8.0) and not seed.met and "not met" in seed.line()
+    assert found["zoo median pipeline / bare CLI"].value == pytest.approx(2.0)
+    assert found["zoo worst pipeline / bare CLI"].value == pytest.approx(2.5)
+    conversion = found["worst conversion / bare CLI (every model)"]
+    assert conversion.value == pytest.approx(8.5 / 8.0) and conversion.met
+
+
+def test_breakdown_lists_each_step_once_in_order_and_names_the_process():
+    rows = bench.breakdown(_profile())
+    assert rows[2].startswith("| stage: export | pipeline | 1.00 |")
+    assert any("| onnx2tf: SavedModel | conversion child |" in row for row in rows)
+    assert rows[-1].endswith("| 9.00 |")
+
+
+def test_rewriting_the_record_keeps_the_batch_section(tmp_path, monkeypatch):
+    record = tmp_path / "BENCHMARKS.md"
+    record.write_text("# Benchmarks\n\nold table\n\n## Batch\n\nmodels/hour figures\n")
+    monkeypatch.setattr(bench, "RECORD", record)
+    assert bench._kept_sections() == "\n## Batch\n\nmodels/hour figures\n"
