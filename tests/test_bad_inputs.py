@@ -226,8 +226,8 @@ def test_sigterm_mid_conversion_leaves_the_previous_artifacts_intact(seed_copy):
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "convert", "seed_ym", "--out", str(seed_copy)],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    # The convert stage's log appears in its staging folder when the first conversion attempt starts.
-    while time.time() < deadline and not list(seed_copy.parent.glob(".seed_ym.run-*/.staging-*/convert.log")):
+    # The first conversion's log appears in its head-start folder when it starts, right after the export.
+    while time.time() < deadline and not list(seed_copy.parent.glob(".seed_ym.run-*/.convert-head-start/convert.log")):
         time.sleep(0.2)
     assert process.poll() is None, "the run ended before conversion started"
     process.send_signal(signal.SIGTERM)

@@ -101,7 +101,7 @@ def test_resume_after_an_interrupt_finishes_only_the_missing_model(tmp_path):
     batch = subprocess.Popen([sys.executable, "-m", "pipeline", "batch", first, second, "--jobs", "1", "--out", str(root)],
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(root / "first" / "batch.done.json", batch, 600)
-    _wait_for_any(root, ".second.run-*/.staging-*/convert.log", batch, 600)  # 'second' is converting
+    _wait_for_any(root, ".second.run-*/.convert-head-start/convert.log", batch, 600)  # 'second' is converting
     batch.send_signal(signal.SIGTERM)
     assert batch.wait(120) == 130
     interrupted = json.loads((root / "batch.json").read_text())

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_full_run_converts_with_a_head_start_and_leaves_no_folder_of_it(seed_run):
-    assert seed_run.code == 0
+    assert seed_run.exit_code == 0
     log = (seed_run.root / "convert.log").read_text()
     assert "strategy 'default'" in log and "(started right after the export)" in log
     record = json.loads((seed_run.root / "convert.json").read_text())
