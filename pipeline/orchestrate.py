@@ -113,9 +113,6 @@ def _stage_convert(request: RunRequest) -> int:
     from pipeline.convert import stage as convert
     from pipeline.report.terminal import print_findings
 
-    if request.head is not None:
-        with profile.step("parent: import tensorflow (while the conversion runs)"):
-            import tensorflow  # noqa: F401 (the probe, the TF lint and the audit need it; the child is busy meanwhile)
     record = convert.run(request.source, request.artifacts, head=request.head)
     console.print(f"convert: {record.converter} {record.version} -> {', '.join(record.models.values())} ({record.seconds:.1f} s)")
     print_findings(record.tf_lint.to_json(), title="lint (TF side)", verbose=request.verbose)
@@ -162,6 +159,7 @@ def run_all(request: RunRequest) -> int:
     strategy starts as soon as model.onnx exists (it overlaps validate and lint); see
     convert/head_start.py for how the order of what reaches the folder is kept."""
     from pipeline.convert import isolate, stage as convert
+    from pipeline.runners import remote
 
     profile.begin()
     convert.prewarm()
@@ -170,6 +168,7 @@ def run_all(request: RunRequest) -> int:
             return _run_in(request.at(work))
     finally:
         isolate.discard_spare()
+        remote.detach()  # the TF worker (runners/remote.py), if the head start's conversion became one
 
 
 def _run_in(request: RunRequest) -> int:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from pipeline.artifacts.folder import ArtifactDir
-from pipeline.convert.isolate import Limits, run_isolated
+from pipeline.convert.isolate import Limits, run_kept
+from pipeline.runners import remote
 from pipeline.converters import ConversionOptions, ConversionResult
 from pipeline.errors import ConversionError
 
@@ -46,6 +47,7 @@ class HeadStart:
         self.log.write_text(f"\n===== strategy '{strategy}': {why} (started right after the export) =====\n")
         self._result: ConversionResult | None = None
         self._error: ConversionError | None = None
+        self._worker = None  # the child, kept after a successful conversion: the run's TF worker
         self.seconds = 0.0
         args = (self.onnx, self.out_dir, self.log, options)
         self._thread = threading.Thread(target=self._convert, args=(converter.convert, args, limits), daemon=True)
@@ -54,7 +56,7 @@ class HeadStart:
     def _convert(self, convert, args: tuple, limits: Limits) -> None:
         start = time.perf_counter()
         try:
-            self._result = run_isolated(convert, args, limits, f"strategy '{self.strategy}'")
+            self._result, self._worker = run_kept(convert, args, limits, f"strategy '{self.strategy}'")
         except ConversionError as exc:
             self._error = exc
         finally:
@@ -74,6 +76,9 @@ class HeadStart:
         if self._error is not None:
             raise self._error
         os.replace(self.out_dir, out_dir)
+        if self._worker is not None:  # from now on TensorFlow runs there (runners/remote.py)
+            remote.attach(self._worker, self.folder.parent / remote.LOG)
+            self._worker = None
         return relocated(self._result, self.out_dir, out_dir)
 
     def discard(self) -> None:
@@ -82,6 +87,9 @@ class HeadStart:
 
         isolate.stop_running()
         self._thread.join(10)
+        if self._worker is not None:  # never taken: its conversion is not used
+            self._worker.stop()
+            self._worker = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

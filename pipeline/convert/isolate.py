@@ -44,6 +44,12 @@ def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str)
     """fn(*args) in a child process (the prewarmed one if there is one); its return value, or
     ConversionError when it raised, ran out of memory or time, or died. Steps the child timed
     (pipeline.profile) join this process's profile."""
+    return run_kept(fn, args, limits, what, keep=False)[0]
+
+
+def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, keep: bool = True) -> tuple[Any, "Child | None"]:
+    """As run_isolated; when fn succeeded and `keep`, the child is not stopped but returned, to serve
+    more jobs (Child.call): the TF worker of a full run (pipeline/runners/remote.py)."""
     child = _take_spare() or Child()
     _running.add(child)
     try:
@@ -51,10 +57,12 @@ def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str)
         kind, value, steps = child.outcome(limits, what)
     finally:
         _running.discard(child)
-        child.stop()
+        if not (keep and child.alive()):
+            child.stop()
     profile.absorb(steps)
     if kind == "ok":
-        return value
+        return value, (child if keep and child.alive() else None)
+    child.stop()
     if kind == "conversion-error":
         raise ConversionError(value)
     raise ConversionError(f"{what}: {value}")
@@ -80,6 +88,24 @@ class Child:
     def outcome(self, limits: Limits, what: str) -> tuple[str, Any, list[dict]]:
         kind, value, *steps = _watch(self._process, self._conn, limits, what)
         return kind, value, (steps[0] if steps else [])
+
+    def call(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """fn(*args) in this (kept) child: its value; its RunnerError or ConversionError raised here,
+        anything else as a RunnerError naming the worker."""
+        from pipeline.errors import RunnerError
+
+        try:
+            self._conn.send((fn, args))
+            kind, value, steps = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            raise RunnerError(f"the TensorFlow worker process ended (exit code {self._process.exitcode}); "
+                              "see tf_worker.log") from None
+        profile.absorb(steps)
+        if kind == "ok":
+            return value
+        if kind == "conversion-error":
+            raise ConversionError(value)
+        raise RunnerError(value)
 
     def stop(self) -> None:
         _stop(self._process)
@@ -118,22 +144,29 @@ def _take_spare() -> Child | None:
 
 
 def _serve(conn, warm: str | None) -> None:
+    """Import `warm`, then run jobs until the parent closes the pipe (most children get one job)."""
+    from pipeline.errors import RunnerError
+
     if warm:
         with profile.step("convert: child imports (during export)"):
             for module in warm.split(","):
                 importlib.import_module(module)
-    try:
-        fn, args = conn.recv()
-    except EOFError:  # the parent ended without a job for this child
-        return
-    try:
-        result = ("ok", fn(*args))
-    except ConversionError as exc:
-        result = ("conversion-error", str(exc))
-    except BaseException as exc:  # anything else is reported to the parent as one line, with where it came from
-        result = ("error", f"{type(exc).__name__}: {first_line(exc)} ({traceback.format_exc(limit=-1).splitlines()[-3].strip()})")
-    conn.send((*result, profile.taken()))
-    conn.close()
+    sent = 0
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):  # the parent is done with this child
+            return
+        try:
+            result = ("ok", fn(*args))
+        except ConversionError as exc:
+            result = ("conversion-error", str(exc))
+        except RunnerError as exc:
+            result = ("error", str(exc))
+        except BaseException as exc:  # anything else is reported to the parent as one line, with where it came from
+            result = ("error", f"{type(exc).__name__}: {first_line(exc)} ({traceback.format_exc(limit=-1).splitlines()[-3].strip()})")
+        conn.send((*result, profile.taken(sent)))
+        sent = profile.mark()
 
 
 def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:

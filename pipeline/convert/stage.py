@@ -27,6 +27,7 @@ from pipeline.deploy import calibration
 from pipeline.errors import ConversionError
 from pipeline.inputs import TensorSpec
 from pipeline.runners.layout import Layout, candidates, decide, resolve_by_probe
+from pipeline.runners.remote import wrap
 from pipeline.runners.tensorflow import TFSavedModelRunner
 from pipeline.runners.tf_io import TensorBinding, TFModelIO
 
@@ -236,7 +237,7 @@ def _check_counts(result: ConversionResult, specs: list[TensorSpec], output_name
 def _probe_outputs(result: ConversionResult, io: TFModelIO, specs, reference, first_feed) -> TFModelIO:
     """Resolve shape-ambiguous output layouts by comparing against ONNX Runtime on the first sample."""
     raw_io = TFModelIO(io.inputs, [dataclasses.replace(b, layout=Layout(None, "probe")) for b in io.outputs])
-    with TFSavedModelRunner(result.saved_model, raw_io, specs, [b.name for b in io.outputs]) as runner:
+    with wrap(TFSavedModelRunner(result.saved_model, raw_io, specs, [b.name for b in io.outputs])) as runner:
         raw = runner.infer(first_feed)
     outputs = []
     for binding in io.outputs:

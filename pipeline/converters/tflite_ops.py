@@ -27,7 +27,9 @@ class TFLiteOps:
 
 
 def read_ops(path: Path) -> TFLiteOps:
-    from tensorflow.lite.python import schema_py_generated as schema
+    # LiteRT's copy of the TFLite flatbuffer schema: reading a file's ops needs no TensorFlow (its import
+    # costs seconds and half a gigabyte in a process that has not loaded it).
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(path.read_bytes(), 0)
     names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}

@@ -35,10 +35,11 @@ def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path) -> LintRec
     """The TF-phase rules on a converted SavedModel. The convert stage calls this right after
     conversion and keeps the result in its own record (convert.json's `tf_lint`)."""
     from pipeline.lint.tf_graph import TFGraph
+    from pipeline.runners import remote
 
     start = time.perf_counter()
     context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
-    context.tf_graph = TFGraph.from_saved_model(saved_model)
+    context.tf_graph = remote.call(TFGraph.from_saved_model, saved_model)  # TensorFlow reads it, in the TF worker if any
     return LintRecord.of(str(artifacts.onnx), run_rules(context, phase="tf"), [], time.perf_counter() - start)
 
 

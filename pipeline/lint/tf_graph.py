@@ -19,7 +19,20 @@ class TFOp:
     name: str
     op: str
     inputs: tuple[str, ...]  # producer op names or function argument names
-    attrs: dict
+    attrs: dict  # plain Python values (str, float, int, bool, lists), not TF protos: no TensorFlow needed to read them
+
+
+def _plain(attr):
+    """A TF AttrValue as a Python value: the graph view then pickles without TensorFlow (it is read
+    in the TF worker and used in the parent, which has not imported TensorFlow)."""
+    kind = attr.WhichOneof("value")
+    if kind == "s":
+        return attr.s.decode(errors="replace")
+    if kind in ("f", "i", "b", "type"):
+        return getattr(attr, kind)
+    if kind == "list":
+        return [*attr.list.s, *attr.list.i, *attr.list.f, *attr.list.b] or None
+    return None  # tensors (read into values), shapes, functions: not used by the rules
 
 
 def _strip(tensor: str) -> str:
@@ -49,7 +62,7 @@ class TFGraph:
                 values[arg.name] = external.numpy()
         ops = []
         for node in body.node_def:
-            attrs = {key: node.attr[key] for key in node.attr}
+            attrs = {key: _plain(node.attr[key]) for key in node.attr}
             if node.op == "Const":
                 values[node.name] = tensor_util.MakeNdarray(node.attr["value"].tensor)
             ops.append(TFOp(node.name, node.op, tuple(_strip(i) for i in node.input), attrs))

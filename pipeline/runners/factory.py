@@ -37,13 +37,14 @@ def make_runner(backend: str, source: Source, artifacts: ArtifactDir, export: Ex
 def _tf_runner(backend: str, artifacts: ArtifactDir, convert: ConvertRecord, specs: list[TensorSpec],
                outputs: list[str]) -> Runner:
     from pipeline.runners import tensorflow as tf_runners
+    from pipeline.runners.remote import wrap
 
     io = convert.io
     path = artifacts.root / convert.models[backend]
     if backend == "tf_saved_model":
-        return tf_runners.TFSavedModelRunner(path, io, specs, outputs)
+        return wrap(tf_runners.TFSavedModelRunner(path, io, specs, outputs))
     if backend == "keras":
-        return tf_runners.KerasRunner(path, io, specs, outputs)
+        return wrap(tf_runners.KerasRunner(path, io, specs, outputs))
     precision = backend.removeprefix("tflite_")
     return tf_runners.TFLiteRunner(path, io, specs, outputs, precision)
 

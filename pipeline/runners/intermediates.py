@@ -101,9 +101,11 @@ def tf_layers_runner(artifacts_root: Path, convert, specs: list[TensorSpec], onn
             layout = type(layout)(layout.perm, "converter", False, "onnx2tf's own layout record")
         if layout.decided_by != "unresolved":
             outputs.append(TensorBinding(entry["tensor"], entry["tensor"], index, layout))
+    from pipeline.runners.remote import wrap
+
     runner = KerasRunner(artifacts_root / layers["model"], TFModelIO(io.inputs, outputs), specs, [b.name for b in outputs])
     runner.name = "tf_layers"
-    return runner
+    return wrap(runner)
 
 
 def temp_workdir() -> tempfile.TemporaryDirectory:

@@ -17,6 +17,8 @@ from pipeline.runners.tf_io import TFModelIO
 
 
 class _TFRunner(Runner):
+    needs_tensorflow = True  # runs in a full run's TF worker (pipeline/runners/remote.py)
+
     def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], output_names: list[str]) -> None:
         super().__init__(input_specs, output_names)
         self.path = path
@@ -91,6 +93,8 @@ class KerasRunner(_TFRunner):
 class TFLiteRunner(_TFRunner):
     """A .tflite file through the LiteRT interpreter: its signature runner, or, for a file
     written without signatures (onnx2tf does that for some models), its tensors by position."""
+
+    needs_tensorflow = False  # LiteRT alone
 
     def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], output_names: list[str], precision: str) -> None:
         super().__init__(path, io, input_specs, output_names)

@@ -58,7 +58,7 @@ def test_a_head_start_serves_only_the_file_and_strategy_it_converted(seed_copy, 
     from pipeline.convert import head_start
 
     converted = []
-    monkeypatch.setattr(head_start, "run_isolated", lambda fn, args, limits, what: converted.append(args[0]))
+    monkeypatch.setattr(head_start, "run_kept", lambda fn, args, limits, what: (converted.append(args[0]), None))
     artifacts = ArtifactDir(seed_copy)
     head = convert.start_early(resolve_source("seed_ym"), artifacts)
     head._thread.join()  # noqa: SLF001 (the stand-in conversion returns at once)

@@ -50,7 +50,7 @@ def _tf_epsilon(ctx: LintContext, variance: np.ndarray) -> tuple[float, str] | N
     for op in graph.of_type(*FUSED_BN):
         value = graph.value(op.inputs[4])
         if value is not None and value.size == flat.size and np.allclose(value.reshape(-1), flat):
-            return float(op.attrs["epsilon"].f), op.name
+            return float(op.attrs["epsilon"]), op.name
     for op in graph.of_type("AddV2", "Add"):
         values = [graph.value(name) for name in op.inputs[:2]]
         if any(v is None for v in values):

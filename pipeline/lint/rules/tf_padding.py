@@ -50,7 +50,7 @@ def _check_conv(ctx: LintContext, node: onnx.NodeProto, attrs: dict, weight: np.
         yield Finding(NAME, "info", node.name, node.op_type, module, str(pads), tf_op.name,
                       f"TF op {tf_op.name}: padding could not be read structurally (the audit's numbers still decide)", how)
     elif actual != pads:
-        padding = tf_op.attrs["padding"].s.decode()
+        padding = tf_op.attrs["padding"]
         yield Finding(NAME, "error", node.name, node.op_type, module, str(pads), f"{actual} ({padding} in {tf_op.name})",
                       f"the converted TF conv pads {actual} where the ONNX node pads {pads}: it needs explicit padding "
                       "(a Pad op then VALID), not 'SAME'; check the converter's output", how)
@@ -74,7 +74,7 @@ def _through_identities(ctx: LintContext, name: str):
 
 
 def _effective_pads(ctx: LintContext, node, attrs: dict, tf_op, weight: np.ndarray) -> list[int] | None:
-    padding = tf_op.attrs["padding"].s.decode()
+    padding = tf_op.attrs["padding"]
     if padding == "SAME":
         shape = ctx.shape_of(node.input[0])
         if not shape or min(shape[-2:]) <= 0:

@@ -12,14 +12,6 @@ from pipeline.lint.tf_graph import TFGraph, TFOp
 WEIGHT = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
 
 
-class _Attr:
-    """Just enough of a TF AttrValue for the rule: .s and .list.i."""
-
-    def __init__(self, s: bytes = b"", ints=()):
-        self.s = s
-        self.list = type("L", (), {"i": list(ints)})()
-
-
 def onnx_conv(pads, strides=(2, 2)):
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv_0", pads=list(pads), strides=list(strides))
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
@@ -34,7 +26,7 @@ def tf_graph(padding: str, pad_op: list[list[int]] | None = None, filter_value=N
         ops.append(TFOp("pad", "Pad", ("x", "paddings"), {}))
         values["paddings"] = np.array(pad_op, dtype=np.int32)
         conv_input = "pad"
-    ops.append(TFOp("conv", "Conv2D", (conv_input, "filter"), {"padding": _Attr(padding.encode())}))
+    ops.append(TFOp("conv", "Conv2D", (conv_input, "filter"), {"padding": padding}))
     return TFGraph(ops, values)
 
 
