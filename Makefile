@@ -25,7 +25,7 @@ help:
 	@echo "make package [MODEL=...] [OUT=dir]                                  dist/<name>-<short sha>.tar.gz from the artifact folder (reproducible)"
 	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
 	@echo "make diagnose MODEL=... KERAS=port.keras [FIX=fixed.keras] [OUT=dir]    check a hand-written Keras port against the PyTorch model"
-	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym and every zoo model)"
+	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym, every zoo model, resnet50_full)"
 
 venv: $(STAMP)
 
