@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import RunnerError
+from pipeline.keras_walk import skip_tracking_metadata
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
 from pipeline.runners.tf_io import TFModelIO
@@ -77,7 +78,8 @@ class KerasRunner(_TFRunner):
         import tensorflow as tf
         import tf_keras
 
-        self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
+        with skip_tracking_metadata():
+            self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
         # onnx2tf's models are chains of TFOpLambda layers: called eagerly they cost seconds
         # per sample on large models; traced once as a graph they run like the SavedModel.
         self._call = tf.function(lambda inputs: self.model(inputs, training=False))
