@@ -11,6 +11,7 @@ The limit is watched from the parent (resident memory of the child and its own c
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import time
@@ -167,6 +168,8 @@ def _serve(conn, warm: str | None) -> None:
             result = ("error", f"{type(exc).__name__}: {first_line(exc)} ({traceback.format_exc(limit=-1).splitlines()[-3].strip()})")
         conn.send((*result, profile.taken(sent)))
         sent = profile.mark()
+        result = None
+        gc.collect()  # a kept worker: the finished job's objects (onnx2tf's graph, TF's reference cycles) make room for the next
 
 
 def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:

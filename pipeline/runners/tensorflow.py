@@ -78,6 +78,7 @@ class KerasRunner(_TFRunner):
         import tensorflow as tf
         import tf_keras
 
+        _loaded.clear()  # the SavedModel kept for the audit after the probe: not needed beside a Keras model
         with skip_tracking_metadata():
             self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
         # onnx2tf's models are chains of TFOpLambda layers: called eagerly they cost seconds
