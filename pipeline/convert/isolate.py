@@ -8,6 +8,10 @@ to the system when it ends.
 
 The limit is watched from the parent (resident memory of the child and its own children, every
 0.2 s) rather than set with RLIMIT_AS: TensorFlow reserves far more address space than it uses.
+
+A full run starts its first child before it needs it (`prewarm`: TensorFlow's import overlaps the
+export) and keeps it after a successful first conversion, as the run's TF worker
+(pipeline/runners/remote.py); the limits apply to the conversion job.
 """
 from __future__ import annotations
 
@@ -70,8 +74,9 @@ def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, kee
 
 
 class Child:
-    """One spawned process that runs one job. Started early (`prewarm`), it imports the converter's
-    libraries while the parent exports, so a conversion does not wait for TensorFlow's import."""
+    """One spawned process that runs jobs: most run one (a conversion attempt) and are stopped; a full
+    run's first is kept as its TF worker (run_kept, Child.call). Started early (`prewarm`), it imports the
+    converter's libraries while the parent exports, so a conversion does not wait for TensorFlow's import."""
 
     def __init__(self, warm: str | None = None) -> None:
         context = multiprocessing.get_context("spawn")
