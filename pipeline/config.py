@@ -145,7 +145,7 @@ class ModelConfig(BaseModel):
     def _saved_model_always(cls, value: list[str]) -> list[str]:
         if "saved_model" not in value:
             raise ValueError("must list saved_model: the SavedModel is always written (the layout probe, the TF-side "
-                             f"lint and the int8 route read it); e.g. artifacts: [saved_model, tflite_fp32]")
+                             "lint and the int8 route read it); e.g. artifacts: [saved_model, tflite_fp32]")
         return list(dict.fromkeys(value))
 
 

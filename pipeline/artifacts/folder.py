@@ -153,6 +153,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+def identity(path: Path) -> tuple[int, int, int, int]:
+    """Which file this is, without reading it: device, inode, size, modification time. A file renamed
+    within the artifact folder keeps it; a rewritten or replaced file does not."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def sha256(path: Path) -> str:
     """sha256 of a file, or of every file under a folder in sorted order."""
     digest = hashlib.sha256()

@@ -127,7 +127,9 @@ class ConvertRecord(Record):
     models: dict[str, str]  # backend -> file name in the artifact folder
     io: TFModelIO
     ambiguous_layouts: list[str]
-    layers: dict | None  # {"model": "layers.keras", "tensors": [...]} for layer-by-layer audits
+    # {"model": "layers.keras", "tensors": [...]} in folders converted before the layer model was built on
+    # request; None since (convert/layer_model.py reads both)
+    layers: dict | None
     notes: list[str]
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.audit.compare import Comparison, evidence_problem, tolerance_for
-from pipeline.audit.noise import NOISE_RATIO_BOUND, error_of, ratio_of, worst_sample
+from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.artifacts.folder import ArtifactDir
+from pipeline.artifacts.folder import ArtifactDir, identity
 from pipeline.convert.isolate import Limits, run_kept
 from pipeline.runners import remote
 from pipeline.converters import ConversionOptions, ConversionResult
@@ -28,17 +28,12 @@ from pipeline.errors import ConversionError
 FOLDER = ".convert-head-start"
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
-
-
 class HeadStart:
     def __init__(self, converter, strategy: str, options: ConversionOptions, artifacts: ArtifactDir, limits: Limits,
                  why: str) -> None:
         self.strategy, self.why = strategy, why
         self.onnx = artifacts.onnx
-        self._identity = _identity(self.onnx)
+        self._identity = identity(self.onnx)
         self.folder = artifacts.root / FOLDER
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir()
@@ -65,7 +60,7 @@ class HeadStart:
     def serves(self, strategy: str, onnx_path: Path) -> bool:
         """Whether this head start converted exactly this file with this strategy."""
         return (strategy == self.strategy and onnx_path == self.onnx and onnx_path.exists()
-                and _identity(onnx_path) == self._identity)
+                and identity(onnx_path) == self._identity)
 
     def take(self, out_dir: Path, log_path: Path) -> ConversionResult:
         """Wait for the conversion; move its files to out_dir and its log into log_path.
@@ -97,4 +92,4 @@ def relocated(result: ConversionResult, old: Path, new: Path) -> ConversionResul
     """The same result with its paths under `new` instead of `old`."""
     move = lambda p: new / p.relative_to(old) if p else None  # noqa: E731
     return dataclasses.replace(result, saved_model=move(result.saved_model), keras=move(result.keras),
-                               tflite={k: move(v) for k, v in result.tflite.items()}, layers=move(result.layers))
+                               tflite={k: move(v) for k, v in result.tflite.items()})

@@ -121,6 +121,8 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
              limits: Limits, head: HeadStart | None = None) -> _Outcome:
     out_dir = stage / strategy.name
     start = time.perf_counter()
+    # A head start's conversion began before this stage: its own duration, not the wait for it.
+    elapsed = lambda: head.seconds if head is not None else time.perf_counter() - start  # noqa: E731
     try:
         with stage_status(f"converting with {converter.name} {converter.version()}, strategy '{strategy.name}'"):
             result = (head.take(out_dir, log_path) if head is not None
@@ -128,9 +130,8 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
         with profile.step("convert: bind inputs and outputs (layout probe)"):
             io = bind(result, *binding_args)
     except ConversionError as exc:
-        seconds = head.seconds if head is not None else time.perf_counter() - start
-        return _Outcome(Attempt(strategy.name, False, round(seconds, 3), str(exc)))
-    seconds = head.seconds if head is not None else time.perf_counter() - start
+        return _Outcome(Attempt(strategy.name, False, round(elapsed(), 3), str(exc)))
+    seconds = elapsed()
     result = relocated(result, out_dir, stage)
     return _Outcome(Attempt(strategy.name, True, round(seconds, 3)), result, io, seconds)
 
@@ -257,6 +258,6 @@ def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: S
         seconds=round(seconds, 3), strategy=strategy.name, attempts=attempts,
         models={fmt: path.name for fmt, path in formats.items() if path}, io=io,
         ambiguous_layouts=[b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
-        layers={"model": result.layers.name, "tensors": result.layer_tensors} if result.layers else None,
+        layers=None,  # built on request since the layer model left the conversion (convert/layer_model.py)
         notes=result.notes, tf_lint=tf_lint,
     )

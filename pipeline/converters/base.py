@@ -55,19 +55,20 @@ class ConversionResult:
     converter: str
     version: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
-    # A Keras model whose outputs are the TF tensors of every ONNX tensor the converter
-    # could map (layer-by-layer localization), with one entry per output:
-    # {"tensor": ONNX name, "tf_shape": [...], "channel_last": bool | None}.
-    layers: Path | None = None
-    layer_tensors: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
 class Converter(Protocol):
     name: str
+    warm_imports: str  # modules a conversion child imports ahead of its job, comma-separated
 
     def version(self) -> str: ...
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         """Convert onnx_path into out_dir, logging the converter's output to log_path."""
+        ...
+
+    def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions):
+        """A model of every intermediate tensor the converter mapped, for layer-by-layer audits
+        (pipeline/convert/layer_model.py); built only on request, never by convert()."""
         ...

@@ -39,9 +39,6 @@ WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
 class Onnx2TFV1:
     name = "onnx2tf"
 
-    def version(self) -> str:
-        return metadata.version("onnx2tf")
-
     # What a conversion child imports while the parent exports (pipeline/convert/isolate.py).
     warm_imports = "tensorflow,tf_keras,onnx2tf,onnx2tf.onnx2tf"
 
@@ -295,7 +292,7 @@ class _TFWithLite:
     TFLite converters made from the Keras model skip the precisions in `skipped`."""
 
     def __init__(self, real, skipped: set[str]) -> None:
-        self._real, self._skipped = real, skipped
+        self._real = real
         self.lite = _LiteWithSkips(real.lite, skipped)
 
     def __getattr__(self, name):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts.folder import identity
 from pipeline.errors import RunnerError
 from pipeline.keras_walk import skip_tracking_metadata
 from pipeline.inputs import Feed, TensorSpec
@@ -61,8 +62,7 @@ _loaded: dict[tuple[int, int, int, int], object] = {}
 def _load_saved_model(path: Path):
     import tensorflow as tf
 
-    stat = (path / "saved_model.pb").stat()
-    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = identity(path / "saved_model.pb")
     if key not in _loaded:
         _loaded.clear()  # one model at a time: a run audits one conversion
         _loaded[key] = tf.saved_model.load(str(path))

@@ -114,8 +114,12 @@ def conversion_seconds(profile: dict) -> float:
     """The conversion's own work, comparable with the bare CLI (which imports TensorFlow, converts and
     writes the same files): the conversion child's steps (its imports, onnx2tf, collecting the files)
     and the parent's convert steps after it (binding, TF-side lint). Overlap with other stages is
-    not subtracted, so this is what the conversion costs, not what it adds to the wall time."""
-    child = sum(s["seconds"] for s in profile["steps"] if s["child"] and not s["step"].startswith("audit:"))
+    not subtracted, so this is what the conversion costs, not what it adds to the wall time. Child
+    steps after the convert stage (a layer model or repair candidates for a failing model) are not
+    the conversion's."""
+    stage = next(s for s in profile["steps"] if s["step"] == "stage: convert")
+    end = stage["start"] + stage["seconds"]
+    child = sum(s["seconds"] for s in profile["steps"] if s["child"] and s["start"] < end)
     parent = sum(s["seconds"] for s in profile["steps"] if not s["child"] and s["step"].startswith("convert:"))
     return child + parent
 
@@ -158,7 +162,7 @@ def summary_row(result: dict) -> str:
     rss = (f"{max(m.peak_rss_mb for m in result['pipeline']):.0f} / {max(m.peak_rss_mb for m in result['bare']):.0f} "
            f"({rss_ratio(result):.2f}×)")
     conversion = f"{statistics.median(result['conversions']):.1f} ({conversion_ratio(result):.2f}×)"
-    return (f"| {result['model']} | {len(result['pipeline'])} | {pipe:.1f} | {bare:.1f} | **{pipe / bare:.2f}** | {conversion} | "
+    return (f"| {result['model']} | {len(result['pipeline'])} | {pipe:.1f} | {bare:.1f} | **{ratio(result):.2f}** | {conversion} | "
             f"{per_stage} | {rss} | {report['verdict']} |")
 
 

@@ -26,6 +26,7 @@ def _result(model: str, pipeline_s: list[float], bare_s: list[float], conversion
 
 
 def test_conversion_work_is_the_child_steps_and_the_parents_convert_steps_but_not_the_audits_layer_model():
+    # the layer model's child step starts after the convert stage ended (4.2 + 2.0)
     assert bench.conversion_seconds(_profile()) == pytest.approx(2.5 + 1.5 + 0.25)
 
 
