@@ -30,7 +30,7 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
-from pipeline.keras_walk import skip_tracking_metadata
+from pipeline.keras_io import skip_tracking_metadata
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem

@@ -6,13 +6,14 @@ bindings the convert stage recorded, and maps outputs back.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.artifacts.folder import identity
-from pipeline.errors import RunnerError
-from pipeline.keras_walk import skip_tracking_metadata
+from pipeline.errors import RunnerError, first_line
+from pipeline.keras_io import fast_load, skip_tracking_metadata
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
 from pipeline.runners.tf_io import TFModelIO
@@ -76,11 +77,9 @@ class KerasRunner(_TFRunner):
 
     def _activate_impl(self) -> None:
         import tensorflow as tf
-        import tf_keras
 
         _loaded.clear()  # the SavedModel kept for the audit after the probe: not needed beside a Keras model
-        with skip_tracking_metadata():
-            self.model = tf_keras.models.load_model(str(self.path), safe_mode=True, compile=False)
+        self.model = _load_keras(self.path)
         # onnx2tf's models are chains of TFOpLambda layers: called eagerly they cost seconds
         # per sample on large models; traced once as a graph they run like the SavedModel.
         self._call = tf.function(lambda inputs: self.model(inputs, training=False))
@@ -91,6 +90,21 @@ class KerasRunner(_TFRunner):
         result = self._call(ordered if len(ordered) > 1 else ordered[0])
         values = result if isinstance(result, (list, tuple)) else [result]
         return self._logical_outputs(lambda b: values[b.index].numpy())
+
+
+def _load_keras(path: Path):
+    """The .keras file in safe mode, without tf_keras's slowest steps (the same model and numbers:
+    pipeline/keras_io.py). Should that fail, the plain load decides (a speed-up never fails a run)."""
+    import tf_keras
+
+    try:
+        with fast_load():
+            return tf_keras.models.load_model(str(path), safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 (tf_keras raises many types; the plain load below reports real errors)
+        print(f"{path.name}: the fast Keras load failed ({type(exc).__name__}: {first_line(exc, 200)}); loading it plainly",
+              file=sys.stderr)
+    with skip_tracking_metadata():
+        return tf_keras.models.load_model(str(path), safe_mode=True, compile=False)
 
 
 class TFLiteRunner(_TFRunner):

@@ -1,4 +1,4 @@
-"""The Keras runner's faster load gives the same model."""
+"""The Keras runner's faster load gives the same model (pipeline/keras_io.py; tests/test_keras_io.py has the details)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +7,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_loading_without_the_metadata_walk_gives_the_same_weights_and_outputs(seed_run):
+def test_the_fast_load_gives_the_same_weights_and_outputs(seed_run):
     tf_keras = pytest.importorskip("tf_keras")
-    from pipeline.keras_walk import skip_tracking_metadata
+    from pipeline.keras_io import fast_load
 
     path = str(seed_run.root / "model.keras")
     plain = tf_keras.models.load_model(path, safe_mode=True, compile=False)
-    with skip_tracking_metadata():
+    with fast_load():
         fast = tf_keras.models.load_model(path, safe_mode=True, compile=False)
     from tf_keras.src.saving import saving_lib
 

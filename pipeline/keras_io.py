@@ -1,0 +1,208 @@
+"""A faster .keras load and save: the same files, the same weights and the same numbers.
+
+Two costs of tf_keras that onnx2tf's models hit hard, each removed inside a context manager:
+
+- `skip_tracking_metadata()` (save and load). tf_keras saves and loads a .keras file's weights by
+  walking every attribute of every layer and reading each one (saving_lib._walk_trackable). One of
+  them, `_tracking_metadata`, serialises the whole model config to a JSON string every time it is
+  read: for onnx2tf's models, a chain of a few hundred layers, that is a third to a half of the
+  load (MobileNetV2: 6.4 s, 3.4 s without it). A string is never a trackable, so the walk never
+  descends into it: with the attribute on tf_keras's own skip list (ATTR_SKIPLIST) the same weights
+  are saved and loaded.
+
+- `dense_constant_arguments()` (load). onnx2tf calls TF ops on constant arrays, e.g.
+  `tf.gather(params=<embedding table>, indices=x)`. A .keras file stores such an array as a nested
+  JSON list, and on load tf_keras turns every number of it into its own scalar tensor, which the op
+  then packs back into the array: for BERT-small's 256x128 table, 32,768 constants and 292 Pack
+  ops, rebuilt on every load (about 12 s), traced into every graph (about 20 s) and repacked on
+  every eager call. Converting the nested list to one tensor gives the op the very array it packs
+  (each number rounds to the same float32, int32 or bool), so the outputs are bit for bit those of
+  the plain load (tests/test_keras_io.py compares both). It applies only where nothing can differ:
+  TF-op layers (TFOpLambda) whose first argument is a rectangular nested list of plain numbers of
+  one type, for ops that take one tensor there (not a list of tensors, like concat or add_n).
+
+Where tf_keras lacks what is patched, nothing changes.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+# TF ops whose first argument is a list of tensors: a list of constants there is not one array.
+_LIST_ARGUMENT_OPS = frozenset({"concat", "stack", "parallel_stack", "add_n", "accumulate_n", "dynamic_stitch",
+                                "parallel_dynamic_stitch", "identity_n", "meshgrid", "tuple", "group", "case",
+                                "switch_case", "broadcast_dynamic_shape", "broadcast_static_shape"})
+_INT32 = np.iinfo(np.int32)
+_CONSTANT_VALUE = "_CONSTANT_VALUE"  # tf_keras's marker for a constant call argument (engine/node.py)
+_LARGE = 1024  # numbers: weights, never an attribute like strides or a permutation
+
+
+@contextlib.contextmanager
+def skip_tracking_metadata() -> Iterator[None]:
+    """Skip `_tracking_metadata` in tf_keras's walk over layer attributes (see the module docstring)."""
+    try:
+        from tf_keras.src.saving import saving_lib
+    except ImportError:
+        yield
+        return
+    skiplist = getattr(saving_lib, "ATTR_SKIPLIST", None)
+    if not isinstance(skiplist, frozenset):
+        yield
+        return
+    saving_lib.ATTR_SKIPLIST = skiplist | {"_tracking_metadata"}
+    try:
+        yield
+    finally:
+        saving_lib.ATTR_SKIPLIST = skiplist
+
+
+@contextlib.contextmanager
+def dense_constant_arguments() -> Iterator[None]:
+    """While a model is rebuilt from its config, keep each large constant of a TF-op layer's call as
+    one value instead of one per number (see the module docstring)."""
+    try:
+        from tf_keras.src.engine import base_layer, functional
+        from tf_keras.src.layers.core.tf_op_layer import TFOpLambda
+    except ImportError:
+        yield
+        return
+    reconstruct = getattr(functional, "reconstruct_from_config", None)
+    construct = getattr(base_layer.Layer, "_functional_construction_call", None)
+    if reconstruct is None or construct is None:
+        yield
+        return
+    _register_conversion()
+
+    def reconstruct_from_config(config, *args, **kwargs):
+        return reconstruct(_with_constants_kept(config), *args, **kwargs)
+
+    def construction_call(layer, inputs, args, kwargs, input_list):
+        op_layer = isinstance(layer, TFOpLambda) and _takes_one_tensor(layer)
+        if isinstance(inputs, Constant):
+            inputs = inputs.value
+            input_list = _flatten(inputs)
+        dense = _dense_constant(inputs) if op_layer else None
+        if dense is not None:
+            inputs, input_list = dense, [dense]
+        if not op_layer:  # anything but a TF op gets its arguments exactly as the file has them
+            kwargs = {k: v.value if isinstance(v, Constant) else v for k, v in kwargs.items()}
+        return construct(layer, inputs, args, kwargs, input_list)
+
+    functional.reconstruct_from_config = reconstruct_from_config
+    base_layer.Layer._functional_construction_call = construction_call
+    try:
+        yield
+    finally:
+        functional.reconstruct_from_config = reconstruct
+        base_layer.Layer._functional_construction_call = construct
+
+
+class Constant:
+    """A large constant from a .keras config, still the nested list the file holds: one leaf to tf_keras's
+    walks over call arguments. An op converts it to a tensor exactly as it converts the list itself
+    (the same dtype and dtype hint, through TF's conversion registry)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: list) -> None:
+        self.value = value
+
+
+_registered = False
+
+
+def _register_conversion() -> None:
+    global _registered
+    if _registered:
+        return
+    import tensorflow as tf
+
+    def convert(value: Constant, dtype=None, name=None, as_ref=False):
+        return tf.convert_to_tensor(value.value, dtype=dtype, name=name)
+
+    tf.register_tensor_conversion_function(Constant, convert)
+    _registered = True
+
+
+def _with_constants_kept(config: dict) -> dict:
+    """The model config with each large numeric list in its layers' call arguments (a TF op's constant
+    first argument, or a keyword argument) as a `Constant`."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        return config
+    layers = [dict(layer, inbound_nodes=_kept(layer["inbound_nodes"]))
+              if isinstance(layer, dict) and isinstance(layer.get("inbound_nodes"), list) else layer
+              for layer in config["layers"]]
+    return dict(config, layers=layers)
+
+
+def _kept(node):
+    """One node's data: a call entry is [layer name, node index, tensor index or constant, kwargs]."""
+    if not isinstance(node, list):
+        return node
+    if len(node) in (3, 4) and isinstance(node[0], str):
+        entry = list(node)
+        if entry[0] == _CONSTANT_VALUE and _large_numbers(entry[2]):
+            entry[2] = Constant(entry[2])
+        if len(entry) == 4 and isinstance(entry[3], dict):
+            entry[3] = {k: Constant(v) if _large_numbers(v) else v for k, v in entry[3].items()}
+        return entry
+    return [_kept(item) for item in node]
+
+
+def _large_numbers(value) -> bool:
+    """A nested list of at least _LARGE plain numbers (no strings, None or dicts)."""
+    if not isinstance(value, list):
+        return False
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif type(item) in (float, int, bool):
+            count += 1
+        else:
+            return False
+    return count >= _LARGE
+
+
+def _flatten(value) -> list:
+    import tensorflow as tf
+
+    return tf.nest.flatten(value)
+
+
+@contextlib.contextmanager
+def fast_load() -> Iterator[None]:
+    """Both load speed-ups, for loading a .keras file."""
+    with skip_tracking_metadata(), dense_constant_arguments():
+        yield
+
+
+def _takes_one_tensor(layer) -> bool:
+    name = str(layer.get_config().get("function", ""))
+    return bool(name) and name.rsplit(".", 1)[-1] not in _LIST_ARGUMENT_OPS
+
+
+def _dense_constant(value):
+    """One tensor for a rectangular nested list of numbers of one Python type; None for anything else."""
+    if not isinstance(value, (list, tuple)):
+        return None
+    import tensorflow as tf
+
+    leaves = tf.nest.flatten(value)
+    kinds = {type(leaf) for leaf in leaves}
+    dtype = {frozenset({float}): np.float32, frozenset({int}): np.int32, frozenset({bool}): np.bool_}.get(frozenset(kinds))
+    if dtype is None or len(leaves) < 2:
+        return None
+    if dtype is np.int32 and not all(_INT32.min <= leaf <= _INT32.max for leaf in leaves):
+        return None  # one by one, large integers become int64 tensors: not one int32 array
+    try:
+        array = np.array(value, dtype=dtype)
+    except ValueError:  # ragged
+        return None
+    if array.size != len(leaves):
+        return None
+    return tf.constant(array)

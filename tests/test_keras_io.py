@@ -1,0 +1,118 @@
+"""The faster .keras load gives the very model of the plain load: the same outputs, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+
+from pipeline import keras_io  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def op_model(tmp_path_factory):
+    """A tf_keras model built the way onnx2tf builds them: TF ops called on constant arrays."""
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((64, 32)).astype(np.float32)  # 2,048 numbers: a large first argument
+    weight = rng.standard_normal((32, 48)).astype(np.float32)  # 1,536 numbers: a large keyword argument
+    bias = rng.standard_normal(48).astype(np.float32)  # 48 numbers: a small keyword argument
+    ids = tf_keras.Input(shape=(5,), batch_size=1, dtype="int32")
+    x = tf.gather(table, ids)  # params: a constant first argument
+    x = tf.linalg.matmul(x, b=weight)
+    x = tf.math.add(x, bias)
+    scale = tf.math.multiply(np.arange(48, dtype=np.float32), x[:, :, :1])  # a small constant first argument
+    joined = tf.concat([x, scale], axis=-1)  # a list first argument: never one array
+    model = tf_keras.Model(ids, joined)
+    path = tmp_path_factory.mktemp("keras_io") / "model.keras"
+    model.save(str(path))
+    return path
+
+
+def _load(path, fast: bool):
+    if fast:
+        with keras_io.fast_load():
+            return tf_keras.models.load_model(str(path), safe_mode=True, compile=False)
+    return tf_keras.models.load_model(str(path), safe_mode=True, compile=False)
+
+
+def _traced_ops(model, ids) -> int:
+    function = tf.function(lambda x: model(x, training=False))
+    return len(function.get_concrete_function(tf.TensorSpec(ids.shape, tf.int32)).graph.get_operations())
+
+
+def test_the_fast_load_gives_the_same_outputs_bit_for_bit(op_model):
+    ids = np.array([[3, 0, 63, 7, 7]], dtype=np.int32)
+    plain, fast = _load(op_model, fast=False), _load(op_model, fast=True)
+    np.testing.assert_array_equal(plain(ids).numpy(), fast(ids).numpy())
+    traced = [tf.function(lambda x, m=m: m(x, training=False))(ids).numpy() for m in (plain, fast)]
+    np.testing.assert_array_equal(traced[0], traced[1])
+    np.testing.assert_array_equal(traced[1], fast(ids).numpy())
+
+
+def test_the_fast_load_keeps_each_constant_as_one_tensor(op_model):
+    ids = np.array([[1, 2, 3, 4, 5]], dtype=np.int32)
+    plain, fast = _load(op_model, fast=False), _load(op_model, fast=True)
+    plain_ops, fast_ops = _traced_ops(plain, ids), _traced_ops(fast, ids)
+    assert plain_ops > 2048, "the plain load has a constant per number of the table"
+    assert fast_ops < 200, f"the fast load traces {fast_ops} ops"
+    gather = next(layer for layer in fast.layers if "gather" in layer.name)
+    assert tf.is_tensor(gather.inbound_nodes[0].call_args[0])
+    assert gather.inbound_nodes[0].call_args[0].shape == (64, 32)
+
+
+def test_the_patches_are_undone_after_the_load(op_model):
+    from tf_keras.src.engine import base_layer, functional
+    from tf_keras.src.saving import saving_lib
+
+    before = (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST)
+    _load(op_model, fast=True)
+    assert (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST) == before
+
+
+@pytest.mark.parametrize("value, dtype", [
+    ([[1.5, 2.0], [3.0, -4.25]], tf.float32),
+    ([[1, 2], [3, 4]], tf.int32),
+    ([True, False, True], tf.bool),
+])
+def test_a_rectangular_list_of_one_kind_of_number_becomes_one_tensor(value, dtype):
+    dense = keras_io._dense_constant(value)
+    assert dense is not None and dense.dtype == dtype
+    one_by_one = tf.stack([tf.convert_to_tensor(v) for v in tf.nest.flatten(value)])
+    np.testing.assert_array_equal(tf.reshape(one_by_one, dense.shape).numpy(), dense.numpy())
+
+
+@pytest.mark.parametrize("value", [
+    [[1.0, 2.0], [3.0]],  # ragged
+    [1, 2.5],  # ints and floats: one by one they become int32 and float32 tensors
+    [1, 2**40],  # a large integer becomes an int64 tensor on its own
+    ["a", "b"],
+    [1.0],  # a single number
+    3.0,
+])
+def test_anything_else_is_left_as_it_is(value):
+    assert keras_io._dense_constant(value) is None
+
+
+def test_only_large_lists_of_plain_numbers_are_kept_whole():
+    assert keras_io._large_numbers([[0.5] * 32] * 32)
+    assert not keras_io._large_numbers([0.5] * 10)
+    assert not keras_io._large_numbers([[0.5] * 32] * 31 + [["a"] * 32])
+    assert not keras_io._large_numbers({"value": [0.5] * 2048})
+
+
+def test_the_keras_runner_falls_back_to_the_plain_load(op_model, monkeypatch, capsys):
+    from contextlib import contextmanager
+
+    from pipeline.runners import tensorflow as tf_runners
+
+    @contextmanager
+    def broken():
+        raise RuntimeError("a tf_keras this module does not know")
+        yield
+
+    monkeypatch.setattr(tf_runners, "fast_load", broken)
+    model = tf_runners._load_keras(op_model)
+    ids = np.array([[3, 0, 63, 7, 7]], dtype=np.int32)
+    np.testing.assert_array_equal(model(ids).numpy(), _load(op_model, fast=False)(ids).numpy())
+    assert "the fast Keras load failed (RuntimeError: a tf_keras this module does not know); loading it plainly" in capsys.readouterr().err
