@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # the report stage runs headless (CI, ssh); never open a window
 import matplotlib.pyplot as plt  # noqa: E402  (must follow matplotlib.use)
+from matplotlib import ticker  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -217,10 +218,31 @@ def _axes() -> Iterator[tuple[Figure, Axes]]:
 
 
 def _png(fig: Figure) -> str:
+    _plain_log_labels(fig)
     buffer = io.BytesIO()
     # no Software metadata: keeps the bytes reproducible and free of URLs
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plain_log_labels(fig: Figure) -> None:
+    """Log-axis ticks labelled as plain text ("1e-07"), not mathtext: parsing mathtext was a third of the
+    report's time on a small model, for the same ticks."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(ticker.FuncFormatter(_decade))
+                axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
+
+
+def _decade(value: float, _position=None) -> str:
+    """1e-8, 0.001, 1, 100, 1e5: one style for every power of ten."""
+    if value <= 0:
+        return f"{value:g}"
+    exponent = round(math.log10(value))
+    if not math.isclose(value, 10.0 ** exponent, rel_tol=1e-9):
+        return f"{value:g}"
+    return f"{10.0 ** exponent:g}" if -3 <= exponent <= 3 else f"1e{exponent}"
 
 
 def _finite(value: Any) -> bool:
