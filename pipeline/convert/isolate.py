@@ -29,6 +29,7 @@ from pipeline import profile
 from pipeline.errors import ConversionError, first_line
 
 POLL_SECONDS = 0.2
+COLLECT_AFTER_SECONDS = 1.0  # a kept child collects garbage after jobs at least this long (conversions, model loads)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def _serve(conn, warm: str | None) -> None:
             fn, args = conn.recv()
         except (EOFError, OSError):  # the parent is done with this child
             return
+        started = time.monotonic()
         try:
             result = ("ok", fn(*args))
         except ConversionError as exc:
@@ -174,7 +176,10 @@ def _serve(conn, warm: str | None) -> None:
         conn.send((*result, profile.taken(sent)))
         sent = profile.mark()
         result = None
-        gc.collect()  # a kept worker: the finished job's objects (onnx2tf's graph, TF's reference cycles) make room for the next
+        if time.monotonic() - started >= COLLECT_AFTER_SECONDS:
+            # a kept worker: a long job's objects (onnx2tf's graph, TF's reference cycles) make room for the next;
+            # after every job, a collection (0.1-0.2 s with TensorFlow loaded) would cost more than a small model's audit
+            gc.collect()
 
 
 def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:

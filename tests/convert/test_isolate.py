@@ -48,3 +48,28 @@ def test_a_conversion_error_in_the_child_keeps_its_message():
 
 def test_a_result_comes_back():
     assert run_isolated(answer, (21,), Limits(8 * 2**30, 60), "strategy 'default'") == 42
+
+
+def test_a_kept_child_collects_garbage_after_long_jobs_only(monkeypatch):
+    import multiprocessing
+    import threading
+
+    from pipeline.convert import isolate
+
+    collected = []
+    monkeypatch.setattr(isolate.gc, "collect", lambda: collected.append(True))
+    monkeypatch.setattr(isolate, "COLLECT_AFTER_SECONDS", 0.2)
+    parent, child = multiprocessing.Pipe()
+    serving = threading.Thread(target=isolate._serve, args=(child, None))
+    serving.start()
+    try:
+        parent.send((answer, (21,)))
+        assert parent.recv()[:2] == ("ok", 42)
+        parent.send((time.sleep, (0.3,)))
+        assert parent.recv()[0] == "ok"
+        parent.send((answer, (1,)))  # answered only after the collection that followed the long job
+        assert parent.recv()[:2] == ("ok", 2)
+    finally:
+        parent.close()
+        serving.join(timeout=10)
+    assert collected == [True], "one collection: after the long job, none after the quick ones"
