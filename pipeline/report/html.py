@@ -225,14 +225,20 @@ def _png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+MINOR_TICKS_UP_TO_DECADES = 3
+
+
 def _plain_log_labels(fig: Figure) -> None:
     """Log-axis ticks labelled as plain text ("1e-07"), not mathtext: parsing mathtext was a third of the
     report's time on a small model, for the same ticks."""
     for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
+        for axis, limits in ((ax.xaxis, ax.get_xlim), (ax.yaxis, ax.get_ylim)):
             if axis.get_scale() == "log":
                 axis.set_major_formatter(ticker.FuncFormatter(_decade))
                 axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
+                low, high = sorted(limits())  # the limits after autoscaling
+                if low > 0 and math.log10(high / low) > MINOR_TICKS_UP_TO_DECADES:
+                    axis.set_minor_locator(ticker.NullLocator())  # eight unlabelled ticks a decade: clutter, and drawing time
 
 
 def _decade(value: float, _position=None) -> str:

@@ -237,3 +237,30 @@ def test_render_does_not_modify_the_report(text_report):
     before = copy.deepcopy(text_report)
     render(text_report)
     assert text_report == before
+
+
+@pytest.mark.parametrize("value, text", [(1e-8, "1e-8"), (1e-4, "1e-4"), (0.001, "0.001"), (1.0, "1"), (100.0, "100"),
+                                         (1e5, "1e5"), (3e-5, "3e-05")])
+def test_log_axes_are_labelled_in_one_plain_style(value, text):
+    from pipeline.report.html import _decade
+
+    assert _decade(value) == text
+
+
+def test_log_axes_spanning_many_decades_drop_their_minor_ticks():
+    from matplotlib import ticker
+
+    from pipeline.report.html import _plain_log_labels
+
+    fig, ax = plt.subplots()
+    try:
+        ax.bar([1e-12, 1e-4], [2, 20], width=[1e-12, 1e-4], align="edge")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_labels(fig)
+        assert isinstance(ax.xaxis.get_minor_locator(), ticker.NullLocator)  # eight decades and more
+        assert not isinstance(ax.yaxis.get_minor_locator(), ticker.NullLocator)  # one decade: minor ticks kept
+        fig.canvas.draw()
+        assert all("$" not in label.get_text() for label in ax.get_xticklabels() + ax.get_yticklabels())
+    finally:
+        plt.close(fig)
