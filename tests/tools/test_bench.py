@@ -58,3 +58,10 @@ def test_rewriting_the_record_keeps_the_batch_section(tmp_path, monkeypatch):
     record.write_text("# Benchmarks\n\nold table\n\n## Batch\n\nmodels/hour figures\n")
     monkeypatch.setattr(bench, "RECORD", record)
     assert bench._kept_sections() == "\n## Batch\n\nmodels/hour figures\n"
+
+
+def test_a_keras_file_the_bare_cli_did_not_write_is_left_out_of_the_conversion_figure():
+    assert bench.like_for_like([20.0, 22.0], [6.0, 7.0], bare_keras=False) == ([14.0, 15.0], 6.5)
+    assert bench.like_for_like([20.0, 22.0], [0.0, 0.0], bare_keras=True) == ([20.0, 22.0], 0.0)
+    row = bench.summary_row({**_result("zoo/regnet", [40.0], [20.0], [14.0]), "extra": 6.5})
+    assert "14.0 (0.70×) + 6.5 extra Keras file" in row
