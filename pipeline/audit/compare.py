@@ -112,6 +112,24 @@ def run_all(runners: list[Runner], feeds: list[Feed], on_sample: Callable[[str, 
     return results
 
 
+def run_each(runners: list[Runner], feeds: list[Feed], reference: str,
+             on_sample: Callable[[str, int], None] | None = None) -> tuple[RunResults, dict[str, str]]:
+    """run_all, runner by runner: one that cannot run (say, TFLite with Select TF ops and no Flex delegate)
+    is recorded with why, and the others still run; the reference's failure is raised."""
+    from pipeline.errors import RunnerError
+
+    results: RunResults = {}
+    broken: dict[str, str] = {}
+    for runner in runners:
+        try:
+            results.update(run_all([runner], feeds, on_sample))
+        except RunnerError as exc:
+            if runner.name == reference:
+                raise
+            broken[runner.name] = str(exc)
+    return results, broken
+
+
 def compare(
     results: RunResults, reference: str, candidates: list[str], overrides: dict[str, Tolerance] | None = None,
     classification: set[str] | None = None,

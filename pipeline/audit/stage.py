@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.progress import Progress
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
+from pipeline.runners import remote
 from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
-from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, tolerance_for
+from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError
@@ -35,9 +37,15 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     reference = export.reference
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
     results, reused = _reuse_validated(artifacts, backends)
-    fresh, broken = _run([b for b in backends if b not in results], source, artifacts, export, convert, feeds)
-    results.update(fresh)
-    oracle = _oracle(source, artifacts, export, feeds, results)
+    fresh, broken, in_worker = _run([b for b in backends if b not in results], source, artifacts, export, convert, feeds)
+    try:
+        results.update(fresh)
+        oracle = _oracle(source, artifacts, export, feeds, results)
+    finally:  # the worker's answer is always taken, so that no later call reads it instead of its own
+        worker_fresh, worker_broken = in_worker()
+    fresh.update(worker_fresh)
+    results.update(worker_fresh)
+    broken.update(worker_broken)
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, oracle)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
@@ -134,24 +142,45 @@ def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunRe
 
 
 def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-         feeds: list) -> tuple[RunResults, dict[str, str]]:
+         feeds: list) -> tuple[RunResults, dict[str, str], Callable[[], tuple[RunResults, dict[str, str]]]]:
     """Run each backend; a candidate that cannot run (say, TFLite with Select TF ops and no Flex
-    delegate) is recorded and compared as a failure, while the others are still audited."""
+    delegate) is recorded and compared as a failure, while the others are still audited. The TF
+    worker's backends (SavedModel, Keras) run there, one after the other, while this process runs
+    the rest and the oracle: the returned function waits for them."""
     runners = [make_runner(b, source, artifacts, export, convert) for b in backends]
-    results: RunResults = {}
-    broken: dict[str, str] = {}
+    in_worker = [r for r in runners if remote.local_runner(r) is not None]
+    waiting = _start_in_worker(in_worker, feeds, export.reference)
+    here = [r for r in runners if r not in in_worker]
     # TF and LiteRT print C++ log lines while loading; they go to audit.log, not the terminal.
-    with capture_output(artifacts.root / "audit.log"), Progress(console=console, transient=True) as progress:
-        task = progress.add_task("running backends", total=len(runners) * len(feeds))
-        for runner in runners:
-            try:
-                results.update(run_all([runner], feeds, on_sample=lambda name, i: progress.update(
-                    task, advance=1, description=f"running {name}")))
-            except RunnerError as exc:
-                if runner.name == export.reference:
-                    raise
-                broken[runner.name] = str(exc)
-    return results, broken
+    try:
+        with capture_output(artifacts.root / "audit.log"), Progress(console=console, transient=True) as progress:
+            task = progress.add_task("running backends", total=len(here) * len(feeds))
+            results, broken = run_each(here, feeds, export.reference, on_sample=lambda name, i: progress.update(
+                task, advance=1, description=f"running {name}"))
+    except BaseException:
+        waiting()  # taken before the error goes on (see run)
+        raise
+    return results, broken, waiting
+
+
+def _start_in_worker(runners: list, feeds: list, reference: str) -> Callable[[], tuple[RunResults, dict[str, str]]]:
+    if not runners:
+        return lambda: ({}, {})
+    names = [r.name for r in runners]
+    try:
+        value = remote.start(run_each, [remote.local_runner(r) for r in runners], feeds, reference)
+    except RunnerError as exc:  # the worker had died: none of its backends runs
+        why = str(exc)
+        return lambda: ({}, {name: why for name in names})
+
+    def wait() -> tuple[RunResults, dict[str, str]]:
+        try:
+            with stage_status(f"waiting for the TensorFlow worker ({', '.join(names)})"):
+                return value()
+        except RunnerError as exc:  # the worker died while it ran them
+            return {}, {name: str(exc) for name in names}
+
+    return wait
 
 
 def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:

@@ -99,20 +99,35 @@ class Child:
     def call(self, fn: Callable[..., Any], args: tuple) -> Any:
         """fn(*args) in this (kept) child: its value; its RunnerError or ConversionError raised here,
         anything else as a RunnerError naming the worker."""
-        from pipeline.errors import RunnerError
+        self.send(fn, args)
+        return self.receive()
 
+    def send(self, fn: Callable[..., Any], args: tuple) -> None:
+        """Start fn(*args) in this (kept) child; `receive` waits for it. Jobs run one at a time, in order."""
         try:
             self._conn.send((fn, args))
+        except (EOFError, OSError, BrokenPipeError):
+            raise self._ended() from None
+
+    def receive(self) -> Any:
+        """The value of the job sent first and not yet received, as `call` returns it."""
+        try:
             kind, value, steps = self._conn.recv()
         except (EOFError, OSError, BrokenPipeError):
-            raise RunnerError(f"the TensorFlow worker process ended (exit code {self._process.exitcode}); "
-                              "see tf_worker.log") from None
+            raise self._ended() from None
         profile.absorb(steps)
         if kind == "ok":
             return value
         if kind == "conversion-error":
             raise ConversionError(value)
+        from pipeline.errors import RunnerError
+
         raise RunnerError(value)
+
+    def _ended(self) -> Exception:
+        from pipeline.errors import RunnerError
+
+        return RunnerError(f"the TensorFlow worker process ended (exit code {self._process.exitcode}); see tf_worker.log")
 
     def stop(self) -> None:
         _stop(self._process)

@@ -52,6 +52,21 @@ def call(fn: Callable[..., Any], *args: Any) -> Any:
     return _worker[0].call(fn, args) if _worker else fn(*args)
 
 
+def start(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """fn(*args) started in the worker if there is one (else run here now); call the returned function for
+    its value. Until then the worker is busy: no other call may go to it in between."""
+    if not _worker:
+        value = fn(*args)
+        return lambda: value
+    _worker[0].send(fn, args)
+    return _worker[0].receive
+
+
+def local_runner(runner: Runner) -> Runner | None:
+    """The runner a RemoteRunner stands for (to send it to the worker whole); None for any other runner."""
+    return runner._local if isinstance(runner, RemoteRunner) else None  # noqa: SLF001
+
+
 class RemoteRunner(Runner):
     def __init__(self, local: Runner, worker) -> None:
         super().__init__(local.input_specs, local.output_names)

@@ -56,3 +56,49 @@ def test_a_worker_that_died_is_one_runner_error(seed_run, worker):
     worker._process.join(10)  # noqa: SLF001
     with pytest.raises(RunnerError, match="the TensorFlow worker process ended"):
         runner.activate()
+
+
+def test_a_job_started_in_the_worker_is_answered_when_waited_for(worker):
+    waiting = remote.start(divmod, 7, 2)
+    assert waiting() == (3, 1)
+    assert remote.call(divmod, 9, 4) == (2, 1), "the worker serves the next call as before"
+
+
+def test_without_a_worker_a_started_job_runs_here():
+    remote.detach()
+    waiting = remote.start(divmod, 7, 2)
+    assert waiting() == (3, 1)
+
+
+def test_the_audit_runs_the_workers_backends_there_while_it_runs_the_others(seed_run, worker):
+    from pipeline.audit import stage as audit
+
+    artifacts = ArtifactDir(seed_run.root)
+    export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))[:2]
+    source = resolve_source("seed_ym")
+    results, broken, waiting = audit._run(["tf_saved_model", "keras", "tflite_fp32"], source, artifacts, export, convert, feeds)
+    assert set(results) == {"tflite_fp32"} and not broken, "only LiteRT ran here"
+    there, broken_there = waiting()
+    assert set(there) == {"tf_saved_model", "keras"} and not broken_there
+    remote.detach()
+    here, _, nothing = audit._run(["tf_saved_model", "keras"], source, artifacts, export, convert, feeds)
+    assert nothing() == ({}, {})
+    for backend in here:
+        for name in here[backend]:
+            np.testing.assert_array_equal(there[backend][name], here[backend][name])
+
+
+def test_a_dead_worker_leaves_its_backends_not_run_with_the_reason(seed_run, worker):
+    from pipeline.audit import stage as audit
+
+    artifacts = ArtifactDir(seed_run.root)
+    export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))[:1]
+    worker._process.kill()  # noqa: SLF001
+    worker._process.join(10)  # noqa: SLF001
+    results, broken, waiting = audit._run(["tf_saved_model", "keras"], resolve_source("seed_ym"), artifacts, export, convert, feeds)
+    there, broken_there = waiting()
+    assert results == {} and there == {}
+    assert set(broken_there) == {"tf_saved_model", "keras"}
+    assert all("the TensorFlow worker process ended" in why for why in broken_there.values())
