@@ -20,6 +20,12 @@ Two costs of tf_keras that onnx2tf's models hit hard, each removed inside a cont
   the plain load (tests/test_keras_io.py compares both). It applies only where nothing can differ:
   TF-op layers (TFOpLambda) whose first argument is a rectangular nested list of plain numbers of
   one type, for ops that take one tensor there (not a list of tensors, like concat or add_n).
+  Large constants given as keyword arguments (`tf.linalg.matmul(x, b=<weights>)`, and the weights
+  the pipeline freezes into a Keras file onnx2tf could not save) stay the file's nested lists, but
+  wrapped in one `Constant` each: tf_keras's walks over call arguments (wrapping, deserialising,
+  copying, save specs) then see one value instead of millions of numbers, and the op converts it
+  through TF's conversion registry exactly as it converts the list (RegNet-400MF: 3.9 million
+  numbers, load 16 s -> 3.6 s).
 
 Where tf_keras lacks what is patched, nothing changes.
 """

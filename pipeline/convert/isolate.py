@@ -203,7 +203,7 @@ def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:
         if conn.poll(POLL_SECONDS):
             try:
                 return conn.recv()
-            except EOFError:
+            except (EOFError, OSError):  # the child ended (or was stopped) while its answer was due
                 break
         peak = max(peak, _resident(child.pid))
         elapsed = time.monotonic() - start
