@@ -6,8 +6,9 @@ layer-by-layer pass) and the TF-side lint's graph reader run there, on the files
 folder, and send arrays back. TensorFlow's import (about 3 s) and its memory (about 0.5 GB) are
 paid once per run instead of twice, and the parent never holds TensorFlow while the child converts.
 
-A RemoteRunner has the Runner interface: the audit and the comparisons cannot tell it from a local
-runner. Without a worker (a stage run alone, or a run whose first conversion failed) everything
+A RemoteRunner has the Runner interface: the comparisons cannot tell it from a local runner. The
+audit sends the runners a RemoteRunner stands for to the worker whole, as one job (`start`), and
+runs LiteRT and the float64 oracle here while the worker runs them. Without a worker (a stage run alone, or a run whose first conversion failed) everything
 runs in this process, as before. TFLite runs here either way: LiteRT needs no TensorFlow.
 """
 from __future__ import annotations
