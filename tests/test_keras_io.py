@@ -116,3 +116,20 @@ def test_the_keras_runner_falls_back_to_the_plain_load(op_model, monkeypatch, ca
     ids = np.array([[3, 0, 63, 7, 7]], dtype=np.int32)
     np.testing.assert_array_equal(model(ids).numpy(), _load(op_model, fast=False)(ids).numpy())
     assert "the fast Keras load failed (RuntimeError: a tf_keras this module does not know); loading it plainly" in capsys.readouterr().err
+
+
+def test_the_fast_save_writes_the_same_file(op_model, tmp_path):
+    import zipfile
+
+    model = _load(op_model, fast=False)
+    model.save(str(tmp_path / "plain.keras"))
+    from tf_keras.src.engine import node
+
+    before = node.json
+    with keras_io.fast_save():
+        model.save(str(tmp_path / "fast.keras"))
+    assert node.json is before, "the trial encoding is back after the save"
+    plain, fast = zipfile.ZipFile(tmp_path / "plain.keras"), zipfile.ZipFile(tmp_path / "fast.keras")
+    assert plain.read("config.json") == fast.read("config.json")
+    ids = np.array([[3, 0, 63, 7, 7]], dtype=np.int32)
+    np.testing.assert_array_equal(_load(tmp_path / "fast.keras", fast=False)(ids).numpy(), model(ids).numpy())

@@ -30,7 +30,7 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
-from pipeline.keras_io import skip_tracking_metadata
+from pipeline.keras_io import fast_save
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
@@ -81,7 +81,7 @@ class Onnx2TFV1:
         clock = _OutputClock()
         try:
             with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed(), \
-                    _tflite_only(options.outputs), skip_tracking_metadata():
+                    _tflite_only(options.outputs), fast_save():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
@@ -417,7 +417,7 @@ def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerMod
     try:
         layers = tf_keras.Model(inputs=keras_model.inputs, outputs=[entry["tf_node"] for _, entry in picked])
         path = out_dir / "layers.keras"
-        with skip_tracking_metadata():
+        with fast_save():
             layers.save(str(path))
     except Exception as exc:  # a best-effort extra: the audit still runs without it, and says why
         print(f"layer model not saved: {type(exc).__name__}: {exc}")  # the detail goes to convert.log
@@ -574,7 +574,7 @@ def _keras_with_frozen_variables(result: ConversionResult, keras_model, out_dir:
             node.call_kwargs = tf.nest.map_structure(freeze, node.call_kwargs)
     path = out_dir / "model.keras"
     try:
-        with skip_tracking_metadata():
+        with fast_save():
             keras_model.save(str(path), save_format="keras_v3")
     except Exception as exc:  # Keras raises many types; the report says exactly why there is no Keras file
         path.unlink(missing_ok=True)
