@@ -229,7 +229,7 @@ MINOR_TICKS_UP_TO_DECADES = 3
 
 
 def _plain_log_labels(fig: Figure) -> None:
-    """Log-axis ticks labelled as plain text ("1e-07"), not mathtext: parsing mathtext was a third of the
+    """Log-axis ticks labelled as plain text ("1e-7"), not mathtext: parsing mathtext was a third of the
     report's time on a small model, for the same ticks."""
     for ax in fig.axes:
         for axis, limits in ((ax.xaxis, ax.get_xlim), (ax.yaxis, ax.get_ylim)):
