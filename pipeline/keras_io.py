@@ -34,8 +34,9 @@ Where tf_keras lacks what is patched, nothing changes.
 from __future__ import annotations
 
 import contextlib
-from types import SimpleNamespace
-from typing import Iterator
+import importlib
+from types import ModuleType, SimpleNamespace
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,35 +52,25 @@ _LARGE = 1024  # numbers: weights, never an attribute like strides or a permutat
 @contextlib.contextmanager
 def skip_tracking_metadata() -> Iterator[None]:
     """Skip `_tracking_metadata` in tf_keras's walk over layer attributes (see the module docstring)."""
-    try:
-        from tf_keras.src.saving import saving_lib
-    except ImportError:
-        yield
-        return
+    saving_lib = _module("tf_keras.src.saving.saving_lib")
     skiplist = getattr(saving_lib, "ATTR_SKIPLIST", None)
     if not isinstance(skiplist, frozenset):
         yield
         return
-    saving_lib.ATTR_SKIPLIST = skiplist | {"_tracking_metadata"}
-    try:
+    with _replaced(saving_lib, "ATTR_SKIPLIST", skiplist | {"_tracking_metadata"}):
         yield
-    finally:
-        saving_lib.ATTR_SKIPLIST = skiplist
 
 
 @contextlib.contextmanager
 def dense_constant_arguments() -> Iterator[None]:
     """While a model is rebuilt from its config, keep each large constant of a TF-op layer's call as
     one value instead of one per number (see the module docstring)."""
-    try:
-        from tf_keras.src.engine import base_layer, functional
-        from tf_keras.src.layers.core.tf_op_layer import TFOpLambda
-    except ImportError:
-        yield
-        return
+    functional = _module("tf_keras.src.engine.functional")
+    layer_class = getattr(_module("tf_keras.src.engine.base_layer"), "Layer", None)
+    op_layer_class = getattr(_module("tf_keras.src.layers.core.tf_op_layer"), "TFOpLambda", None)
     reconstruct = getattr(functional, "reconstruct_from_config", None)
-    construct = getattr(base_layer.Layer, "_functional_construction_call", None)
-    if reconstruct is None or construct is None:
+    construct = getattr(layer_class, "_functional_construction_call", None)
+    if reconstruct is None or construct is None or op_layer_class is None:
         yield
         return
     _register_conversion()
@@ -88,24 +79,20 @@ def dense_constant_arguments() -> Iterator[None]:
         return reconstruct(_with_constants_kept(config), *args, **kwargs)
 
     def construction_call(layer, inputs, args, kwargs, input_list):
-        op_layer = isinstance(layer, TFOpLambda) and _takes_one_tensor(layer)
-        if isinstance(inputs, Constant):
-            inputs = inputs.value
-            input_list = _flatten(inputs)
-        dense = _dense_constant(inputs) if op_layer else None
+        op_layer = isinstance(layer, op_layer_class) and _takes_one_tensor(layer)
+        value = inputs.value if isinstance(inputs, Constant) else inputs
+        dense = _dense_constant(value) if op_layer else None
         if dense is not None:
             inputs, input_list = dense, [dense]
+        elif value is not inputs:  # a kept constant this op does not take as one tensor: the file's list
+            inputs, input_list = value, _flatten(value)
         if not op_layer:  # anything but a TF op gets its arguments exactly as the file has them
             kwargs = {k: v.value if isinstance(v, Constant) else v for k, v in kwargs.items()}
         return construct(layer, inputs, args, kwargs, input_list)
 
-    functional.reconstruct_from_config = reconstruct_from_config
-    base_layer.Layer._functional_construction_call = construction_call
-    try:
+    with _replaced(functional, "reconstruct_from_config", reconstruct_from_config), \
+            _replaced(layer_class, "_functional_construction_call", construction_call):
         yield
-    finally:
-        functional.reconstruct_from_config = reconstruct
-        base_layer.Layer._functional_construction_call = construct
 
 
 class Constant:
@@ -192,20 +179,12 @@ def no_trial_encoding() -> Iterator[None]:
     and that raises the same TypeError for anything that cannot be encoded. For onnx2tf's models,
     whose constants are keyword arguments, the trial is a third of the save (RegNet-400MF's Keras file
     with frozen weights: 3.9 million numbers). The file written is the same."""
-    try:
-        from tf_keras.src.engine import node
-    except ImportError:
+    node = _module("tf_keras.src.engine.node")
+    if getattr(node, "json", None) is None:
         yield
         return
-    original = getattr(node, "json", None)
-    if original is None:
+    with _replaced(node, "json", SimpleNamespace(dumps=lambda *args, **kwargs: "")):
         yield
-        return
-    node.json = SimpleNamespace(dumps=lambda *args, **kwargs: "")
-    try:
-        yield
-    finally:
-        node.json = original
 
 
 @contextlib.contextmanager
@@ -220,6 +199,25 @@ def fast_load() -> Iterator[None]:
     """Both load speed-ups, for loading a .keras file."""
     with skip_tracking_metadata(), dense_constant_arguments():
         yield
+
+
+@contextlib.contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """owner.name is value inside the block, and its own value again after it, also when the block raises."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _module(name: str) -> ModuleType | None:
+    """The module, or None where this tf_keras has no such module (then nothing is patched)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def _takes_one_tensor(layer) -> bool:

@@ -27,6 +27,8 @@ from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import Backend
 
+Waiting = Callable[[], tuple[RunResults, dict[str, str]]]  # waits for the TF worker's backends: results, broken
+
 
 def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inputs_file: Path | None = None,
         layers: bool = False) -> AuditRecord:
@@ -142,7 +144,7 @@ def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunRe
 
 
 def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-         feeds: list) -> tuple[RunResults, dict[str, str], Callable[[], tuple[RunResults, dict[str, str]]]]:
+         feeds: list) -> tuple[RunResults, dict[str, str], Waiting]:
     """Run each backend; a candidate that cannot run (say, TFLite with Select TF ops and no Flex
     delegate) is recorded and compared as a failure, while the others are still audited. The TF
     worker's backends (SavedModel, Keras) run there, one after the other, while this process runs
@@ -163,7 +165,7 @@ def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: Ex
     return results, broken, waiting
 
 
-def _start_in_worker(runners: list, feeds: list, reference: str) -> Callable[[], tuple[RunResults, dict[str, str]]]:
+def _start_in_worker(runners: list, feeds: list, reference: str) -> Waiting:
     if not runners:
         return lambda: ({}, {})
     names = [r.name for r in runners]

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import psutil
 
 from pipeline import profile
-from pipeline.errors import ConversionError, first_line
+from pipeline.errors import ConversionError, RunnerError, first_line
 
 POLL_SECONDS = 0.2
 COLLECT_AFTER_SECONDS = 1.0  # a kept child collects garbage after jobs at least this long (conversions, model loads)
@@ -120,13 +120,9 @@ class Child:
             return value
         if kind == "conversion-error":
             raise ConversionError(value)
-        from pipeline.errors import RunnerError
-
         raise RunnerError(value)
 
     def _ended(self) -> Exception:
-        from pipeline.errors import RunnerError
-
         return RunnerError(f"the TensorFlow worker process ended (exit code {self._process.exitcode}); see tf_worker.log")
 
     def stop(self) -> None:
@@ -167,8 +163,6 @@ def _take_spare() -> Child | None:
 
 def _serve(conn, warm: str | None) -> None:
     """Import `warm`, then run jobs until the parent closes the pipe (most children get one job)."""
-    from pipeline.errors import RunnerError
-
     if warm:
         with profile.step("convert: child imports (during export)"):
             for module in warm.split(","):
