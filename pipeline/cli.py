@@ -14,7 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO/WARNING chatter off the terminal
 
 from pipeline.artifacts.folder import ArtifactDir  # noqa: E402
-from pipeline.artifacts.guard import locked, sigterm_as_interrupt  # noqa: E402
+from pipeline.artifacts.guard import interrupted, locked, signals_as_interrupt  # noqa: E402
 from pipeline.config import Source, resolve_source  # noqa: E402
 from pipeline.errors import (  # noqa: E402
     EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_STAGE_FAILED, PipelineError, first_line,
@@ -126,27 +126,33 @@ def _positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             return _dispatch(args)
-    except PipelineError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: nothing was committed from this run; earlier artifacts are intact", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except OSError as exc:
+        return _interrupted()
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {_os_error(exc)}", file=sys.stderr)
-        return EXIT_STAGE_FAILED
-    except Exception as exc:  # a bug of ours or a library's: still one line, the traceback on request
-        if args.debug:
-            raise
-        print(f"error: internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the "
-              "traceback and report it", file=sys.stderr)
-        return EXIT_STAGE_FAILED
+        if interrupted():  # raised while stopping (a child killed mid-answer, say): the run was interrupted
+            print(f"note: while stopping: {_error_line(exc)}", file=sys.stderr)
+            return _interrupted()
+        print(f"error: {_error_line(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, PipelineError) else EXIT_STAGE_FAILED
+
+
+def _interrupted() -> int:
+    print("interrupted: nothing was committed from this run; earlier artifacts are intact", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _error_line(exc: Exception) -> str:
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return _os_error(exc)
+    # a bug of ours or a library's: still one line, the traceback on request
+    return (f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback "
+            "and report it")
 
 
 def _dispatch(args) -> int:

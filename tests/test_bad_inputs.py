@@ -232,7 +232,7 @@ def test_sigterm_mid_conversion_leaves_the_previous_artifacts_intact(seed_copy):
     assert process.poll() is None, "the run ended before conversion started"
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "interrupted: nothing was committed from this run; earlier artifacts are intact"
     assert "Traceback" not in err
     assert _digests(seed_copy) == before

@@ -3,11 +3,16 @@ lock files or empty folders left behind."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from pipeline import cli
+from pipeline.errors import EXIT_INTERRUPTED, EXIT_STAGE_FAILED, RunnerError
 from tests.support import REPO, run_cli
 
 
@@ -62,3 +67,42 @@ def test_default_artifacts_go_to_the_repositorys_artifacts_folder():
 
     assert (REPO_ROOT / "pyproject.toml").is_file() and DEFAULT_ROOT == REPO_ROOT / "artifacts"
     assert ArtifactDir.for_model("seed_ym", None).root == (REPO_ROOT / "artifacts" / "seed_ym").resolve()
+
+
+def _swallowed_signal_then(error: Exception, number: int = signal.SIGTERM):
+    """A command during which a signal arrives, a library swallows its KeyboardInterrupt, and then
+    `error` surfaces (as a child killed mid-answer would raise while the run stops)."""
+    def dispatch(args):
+        try:
+            os.kill(os.getpid(), number)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass
+        raise error
+    return dispatch
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("error", [RuntimeError("pipe closed"), BrokenPipeError(32, "Broken pipe"),
+                                   RunnerError("the TensorFlow worker process ended")])
+def test_an_error_raised_after_a_signal_ends_the_run_as_interrupted(monkeypatch, capsys, error, number):
+    monkeypatch.setattr(cli, "_dispatch", _swallowed_signal_then(error, number))
+    assert run_cli("lint", "seed_ym") == EXIT_INTERRUPTED
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("note: while stopping: ")
+    assert lines[-1] == "interrupted: nothing was committed from this run; earlier artifacts are intact"
+
+
+def test_an_earlier_runs_signal_does_not_make_the_next_run_interrupted(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_dispatch", _swallowed_signal_then(RunnerError("x")))
+    assert run_cli("lint", "seed_ym") == EXIT_INTERRUPTED
+    monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(RunnerError("the backend could not run")))
+    assert run_cli("lint", "seed_ym") == EXIT_STAGE_FAILED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: the backend could not run"
+
+
+def test_the_signal_handlers_are_restored_after_a_run(monkeypatch):
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(cli, "_dispatch", lambda args: 0)
+    assert run_cli("lint", "seed_ym") == 0
+    assert {number: signal.getsignal(number) for number in before} == before

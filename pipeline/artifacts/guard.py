@@ -3,7 +3,8 @@
 - A full run (`convert`) builds a fresh folder beside the artifact folder and swaps it in
   only when every stage finished; a failure or Ctrl-C leaves the old folder as it was.
 - A lock file beside the artifact folder stops a second run on the same folder.
-- SIGTERM is turned into KeyboardInterrupt, so the same clean-up runs for both.
+- SIGTERM is turned into KeyboardInterrupt, so the same clean-up runs for both; both are recorded,
+  so an interrupt that a library swallowed, or an error raised while stopping, still ends as one.
 """
 from __future__ import annotations
 
@@ -106,23 +107,33 @@ def _keep_failure_logs(work: Path, target: Path) -> None:
 
 
 _INTERRUPTED: list[int] = []  # the signals received; a library that swallows the KeyboardInterrupt cannot hide them
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt, and are recorded (`interrupted`) for this run."""
+    _INTERRUPTED.clear()
+
     def handler(signum, frame):
         _INTERRUPTED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {number: signal.signal(number, handler) for number in INTERRUPT_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM arrived: an error that surfaces afterwards happened while stopping."""
+    return bool(_INTERRUPTED)
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if a SIGTERM arrived, even one whose KeyboardInterrupt some library
+    """Raise KeyboardInterrupt if Ctrl-C or SIGTERM arrived, even one whose KeyboardInterrupt some library
     code (TensorFlow, mid-call) caught: checked between stages and before the folder swap, so an
     interrupted run never goes on, nor commits."""
     if _INTERRUPTED:

@@ -15,6 +15,7 @@ export) and keeps it after a successful first conversion, as the run's TF worker
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import multiprocessing
@@ -224,7 +225,8 @@ def _resident(pid: int) -> int:
 def _stop(child) -> None:
     if child.pid is not None and child.is_alive():
         for process in _family(child.pid):
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended since it was listed
+                process.kill()
     child.join(5)
 
 
