@@ -100,9 +100,3 @@ def test_an_earlier_runs_signal_does_not_make_the_next_run_interrupted(monkeypat
     assert run_cli("lint", "seed_ym") == EXIT_STAGE_FAILED
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: the backend could not run"
 
-
-def test_the_signal_handlers_are_restored_after_a_run(monkeypatch):
-    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    monkeypatch.setattr(cli, "_dispatch", lambda args: 0)
-    assert run_cli("lint", "seed_ym") == 0
-    assert {number: signal.getsignal(number) for number in before} == before

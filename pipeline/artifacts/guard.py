@@ -14,6 +14,7 @@ import fcntl
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -119,10 +120,20 @@ def signals_as_interrupt() -> Iterator[None]:
         _INTERRUPTED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    hook = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        if not (_INTERRUPTED and info.exc_type is KeyboardInterrupt):
+            hook(info)
+        # else: the interrupt landed in a callback Python cannot raise from (a weakref's, during garbage
+        # collection); it is recorded, and raise_if_interrupted stops the run at the next check
+
     previous = {number: signal.signal(number, handler) for number in INTERRUPT_SIGNALS}
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for number, earlier in previous.items():
             signal.signal(number, earlier)
 
