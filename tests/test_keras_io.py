@@ -95,10 +95,27 @@ def test_anything_else_is_left_as_it_is(value):
 
 
 def test_only_large_lists_of_plain_numbers_are_kept_whole():
-    assert keras_io._large_numbers([[0.5] * 32] * 32)
-    assert not keras_io._large_numbers([0.5] * 10)
-    assert not keras_io._large_numbers([[0.5] * 32] * 31 + [["a"] * 32])
-    assert not keras_io._large_numbers({"value": [0.5] * 2048})
+    assert keras_io._number_kinds([[0.5] * 32] * 32) == {float}
+    assert keras_io._number_kinds([[0.5] * 32] * 31 + [[1] * 31 + [True]]) == {float, int, bool}
+    assert keras_io._number_kinds([0.5] * 10) is None
+    assert keras_io._number_kinds([[0.5] * 32] * 31 + [["a"] * 32]) is None
+    assert keras_io._number_kinds([[0.5] * 32] * 31 + [[None] * 32]) is None
+    assert keras_io._number_kinds([[0.5] * 32] * 31 + [[0.5] * 31]) is None  # ragged
+    assert keras_io._number_kinds([[0.5] * 32] * 31 + [[[0.5]] * 32]) is None  # nested deeper in one place
+    assert keras_io._number_kinds({"value": [0.5] * 2048}) is None
+
+
+@pytest.mark.parametrize("dtype", [None, "float32", "float64", "float16"])
+@pytest.mark.parametrize("floats", [True, False])
+def test_a_kept_constant_becomes_the_tensor_its_list_becomes(dtype, floats):
+    rng = np.random.default_rng(0)
+    numbers = list(rng.standard_normal(2045) * 10.0 ** rng.integers(-45, 39, 2045)) + [0.1, 1 / 3, -0.0, 1e-40, 3.4e38]
+    value = np.array(numbers).reshape(41, 50).tolist()  # Python floats, some round (or underflow) to float32
+    keras_io._register_conversion()
+    kept = tf.convert_to_tensor(keras_io.Constant(value, floats=floats), dtype=dtype)
+    plain = tf.convert_to_tensor(value, dtype=dtype)
+    assert kept.dtype == plain.dtype
+    assert kept.numpy().tobytes() == plain.numpy().tobytes()
 
 
 def test_the_keras_runner_falls_back_to_the_plain_load(op_model, monkeypatch, capsys):
