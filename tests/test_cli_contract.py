@@ -3,17 +3,15 @@ lock files or empty folders left behind."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from pipeline import cli
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_STAGE_FAILED, RunnerError
-from tests.support import REPO, run_cli
+from tests.support import REPO, run_cli, swallow_signal
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -69,15 +67,17 @@ def test_default_artifacts_go_to_the_repositorys_artifacts_folder():
     assert ArtifactDir.for_model("seed_ym", None).root == (REPO_ROOT / "artifacts" / "seed_ym").resolve()
 
 
-def _swallowed_signal_then(error: Exception, number: int = signal.SIGTERM):
+def _signal_then(error: Exception, number: int = signal.SIGTERM):
     """A command during which a signal arrives, a library swallows its KeyboardInterrupt, and then
     `error` surfaces (as a child killed mid-answer would raise while the run stops)."""
     def dispatch(args):
-        try:
-            os.kill(os.getpid(), number)
-            time.sleep(5)  # the handler raises here
-        except KeyboardInterrupt:
-            pass
+        swallow_signal(number)
+        raise error
+    return dispatch
+
+
+def _raising(error: Exception):
+    def dispatch(args):
         raise error
     return dispatch
 
@@ -86,7 +86,7 @@ def _swallowed_signal_then(error: Exception, number: int = signal.SIGTERM):
 @pytest.mark.parametrize("error", [RuntimeError("pipe closed"), BrokenPipeError(32, "Broken pipe"),
                                    RunnerError("the TensorFlow worker process ended")])
 def test_an_error_raised_after_a_signal_ends_the_run_as_interrupted(monkeypatch, capsys, error, number):
-    monkeypatch.setattr(cli, "_dispatch", _swallowed_signal_then(error, number))
+    monkeypatch.setattr(cli, "_dispatch", _signal_then(error, number))
     assert run_cli("lint", "seed_ym") == EXIT_INTERRUPTED
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].startswith("note: while stopping: ")
@@ -94,9 +94,8 @@ def test_an_error_raised_after_a_signal_ends_the_run_as_interrupted(monkeypatch,
 
 
 def test_an_earlier_runs_signal_does_not_make_the_next_run_interrupted(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_dispatch", _swallowed_signal_then(RunnerError("x")))
+    monkeypatch.setattr(cli, "_dispatch", _signal_then(RunnerError("x")))
     assert run_cli("lint", "seed_ym") == EXIT_INTERRUPTED
-    monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(RunnerError("the backend could not run")))
+    monkeypatch.setattr(cli, "_dispatch", _raising(RunnerError("the backend could not run")))
     assert run_cli("lint", "seed_ym") == EXIT_STAGE_FAILED
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: the backend could not run"
-

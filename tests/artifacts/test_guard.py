@@ -1,30 +1,20 @@
 """Interrupts: recorded for the run, raised between stages, and never printed as a traceback."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import time
 import types
 
 import pytest
 
 from pipeline.artifacts import guard
-
-
-def _swallow(number: int) -> None:
-    """The signal arrives and library code swallows its KeyboardInterrupt."""
-    try:
-        os.kill(os.getpid(), number)
-        time.sleep(5)  # the handler raises here
-    except KeyboardInterrupt:
-        pass
+from tests.support import swallow_signal
 
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_a_swallowed_interrupt_is_raised_at_the_next_check(number):
     with guard.signals_as_interrupt():
-        _swallow(number)
+        swallow_signal(number)
         assert guard.interrupted()
         with pytest.raises(KeyboardInterrupt):
             guard.raise_if_interrupted()
@@ -32,7 +22,7 @@ def test_a_swallowed_interrupt_is_raised_at_the_next_check(number):
 
 def test_each_run_starts_uninterrupted():
     with guard.signals_as_interrupt():
-        _swallow(signal.SIGTERM)
+        swallow_signal(signal.SIGTERM)
     with guard.signals_as_interrupt():
         assert not guard.interrupted()
         guard.raise_if_interrupted()
@@ -47,7 +37,7 @@ def test_an_interrupt_python_cannot_raise_is_not_printed_but_other_errors_are(mo
     monkeypatch.setattr(sys, "unraisablehook", shown.append)
     with guard.signals_as_interrupt():
         sys.unraisablehook(_unraisable(KeyboardInterrupt))  # before any signal: not ours, shown
-        _swallow(signal.SIGTERM)
+        swallow_signal(signal.SIGTERM)
         sys.unraisablehook(_unraisable(KeyboardInterrupt))  # ours, recorded: not shown
         sys.unraisablehook(_unraisable(ValueError))
     assert [info.exc_type for info in shown] == [KeyboardInterrupt, ValueError]
