@@ -1,4 +1,5 @@
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -18,6 +19,9 @@ def _leave(code: int) -> None:
 
 
 profile.record("startup: interpreter and imports", profile.STARTED, time.time())
+# The imports (torch above all) live as long as this process: out of the collector's reach, its full
+# collections walk only what the run makes (seed_ym's export 2.25 -> 2.0 s)
+gc.freeze()
 code = main()
 # The result is decided and written: Ctrl-C or SIGTERM during the teardown below ends the process with it
 # (the default action would report death by signal for a run that finished).

@@ -168,6 +168,9 @@ def _serve(conn, warm: str | None) -> None:
         with profile.step("convert: child imports (during export)"):
             for module in warm.split(","):
                 importlib.import_module(module)
+        # What the imports made lives as long as the process: out of the collector's reach, a full collection
+        # walks only what the jobs make (seed_ym's conversion 2.2-2.35 -> 1.9-2.0 s, collection 0.19 -> 0.01 s)
+        gc.freeze()
     sent = 0
     while True:
         try:
