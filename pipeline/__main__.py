@@ -1,5 +1,4 @@
 import atexit
-import gc
 import logging
 import os
 import signal
@@ -7,6 +6,7 @@ import sys
 import time
 
 from pipeline import profile  # first: it notes when the process started
+from pipeline import process  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.console import console
 
@@ -19,9 +19,7 @@ def _leave(code: int) -> None:
 
 
 profile.record("startup: interpreter and imports", profile.STARTED, time.time())
-# The imports (torch above all) live as long as this process: out of the collector's reach, its full
-# collections walk only what the run makes (seed_ym's export 2.25 -> 2.0 s)
-gc.freeze()
+process.own()
 code = main()
 # The result is decided and written: Ctrl-C or SIGTERM during the teardown below ends the process with it
 # (the default action would report death by signal for a run that finished).

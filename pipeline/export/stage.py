@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 import onnx
-import torch
 
 from pipeline import inputs as shared_inputs
-from pipeline import profile
+from pipeline import process, profile
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ExportRecord
 from pipeline.config import Source
@@ -44,9 +43,12 @@ class ExportRequest:
 
 
 def _export_dynamo(request: ExportRequest) -> None:
+    import torch
+
     with profile.step("export: import the dynamo exporter (torch.export, onnxscript)"):
         import onnxscript  # noqa: F401
         import torch.export  # noqa: F401
+        process.settle()
     with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"):
         program = torch.onnx.export(
             request.model, request.args, dynamo=True, input_names=request.input_names,
@@ -57,6 +59,8 @@ def _export_dynamo(request: ExportRequest) -> None:
 
 
 def _export_torchscript(request: ExportRequest) -> None:
+    import torch
+
     torch.onnx.export(
         request.model, request.args, str(request.path), dynamo=False, input_names=request.input_names,
         output_names=request.output_names, opset_version=request.opset or TORCHSCRIPT_DEFAULT_OPSET,
@@ -134,6 +138,8 @@ def _import(source: Source, stage: Path) -> ExportRecord:
 
 
 def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> ExportRecord:
+    with profile.step("export: import torch"):  # not at the CLI's start: the conversion child starts first
+        import torch
     config = source.config
     specs = [TensorSpec.from_config(spec) for spec in config.inputs]
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, config.samples, config.seed), specs)
@@ -159,6 +165,8 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
 
 
 def _count_outputs(model: torch.nn.Module, args: tuple, source: Source) -> int:
+    import torch
+
     try:
         with torch.no_grad():
             outputs = model(*args)

@@ -7,8 +7,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import torch
-
 from pipeline.config import Source
 from pipeline.errors import ConfigError, first_line
 
@@ -35,6 +33,8 @@ def _mtime(source: Source) -> float:
 
 
 def _build(source: Source) -> torch.nn.Module:
+    import torch  # here, not at the CLI's start: a full run starts its conversion child first
+
     config = source.config
     factory = _resolve_factory(config.model, source.base_dir, source.path)
     try:
@@ -130,6 +130,8 @@ def _read_state_dict(path: Path, unsafe: bool = False) -> dict:
             return load_file(str(path))
         except SafetensorError as exc:
             raise ConfigError(f"{path}: not a readable .safetensors file ({exc}); check that the file is complete") from None
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=not unsafe)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError and others for the same refusal
