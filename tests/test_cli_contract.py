@@ -99,3 +99,10 @@ def test_an_earlier_runs_signal_does_not_make_the_next_run_interrupted(monkeypat
     monkeypatch.setattr(cli, "_dispatch", _raising(RunnerError("the backend could not run")))
     assert run_cli("lint", "seed_ym") == EXIT_STAGE_FAILED
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: the backend could not run"
+
+
+def test_the_cli_starts_without_torch_or_tensorflow():
+    """A full run starts its conversion child (TensorFlow's import) before it imports torch for the export."""
+    code = "import sys, pipeline.cli; print(sorted({'torch', 'tensorflow', 'onnxruntime'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr[-2000:]

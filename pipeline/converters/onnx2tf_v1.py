@@ -1,7 +1,8 @@
 """Adapter for onnx2tf 1.x's Python API: SavedModel, Keras (.keras) and TFLite fp32/fp16.
 
 onnx2tf's quirks are contained here:
-- it simplifies the input file in place with the `onnxsim` CLI, so it gets a copy;
+- it simplifies the input file in place with the `onnxsim` CLI, so it gets a copy (the CLI runs in
+  one warm process per conversion: onnxsim_worker.py);
 - for image-like inputs it downloads a calibration sample unless the file is in its
   working directory, so we write a seeded one there and run it in that folder;
 - it calls sys.exit(1) on failure and names the failing node only in its log;
@@ -28,6 +29,7 @@ import numpy as np
 from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
+from pipeline.converters.onnxsim_worker import onnxsim_worker
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
@@ -81,7 +83,7 @@ class Onnx2TFV1:
         clock = _OutputClock()
         try:
             with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed(), \
-                    _tflite_only(options.outputs), fast_save():
+                    _tflite_only(options.outputs), onnxsim_worker(options.use_onnxsim), fast_save():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None

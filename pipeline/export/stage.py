@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import onnx
 
@@ -27,6 +27,9 @@ from pipeline.errors import ConfigError, ExportError, first_line
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, input_specs, output_names
 from pipeline.model.torch_model import build_model
+
+if TYPE_CHECKING:  # torch is imported where it is used: a full run starts the conversion child first
+    import torch
 
 TORCHSCRIPT_DEFAULT_OPSET = 17
 FAILED_LOG = "export.failed.log"

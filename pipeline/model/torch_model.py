@@ -6,9 +6,13 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import Source
 from pipeline.errors import ConfigError, first_line
+
+if TYPE_CHECKING:  # torch is imported where it is used: a full run starts the conversion child first
+    import torch
 
 
 _BUILT: dict[tuple, torch.nn.Module] = {}

@@ -1,0 +1,148 @@
+"""onnx2tf's `onnxsim` CLI calls, served by one warm process per conversion.
+
+onnx2tf simplifies its input by running the `onnxsim` command three times in a row, each a new
+Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifies anything: about
+0.4 s a call on this machine, 1.2 s a conversion, most of it on the critical path of a small model
+(seed_ym: 0.9 s of a 1.9 s conversion). Inside `onnxsim_worker()`, onnx2tf's
+`subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts,
+that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same defaults
+and the same simplify call): the file written is the same, byte for byte
+(tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
+C++ extension and TensorFlow's, loaded together, crash it (exit -11, seen on seed_ym).
+
+What onnx2tf relies on is kept: the CLI's output comes back as bytes, and a failing simplification
+(or a crash of the worker) raises CalledProcessError, which onnx2tf catches, notes in its log, and
+then converts the unsimplified file. Once the worker is gone, calls run as real subprocesses again;
+every other subprocess call always does. The worker ends with the conversion.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import subprocess
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
+
+STOP_SECONDS = 5.0
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where `pipeline` is importable from
+
+
+@contextlib.contextmanager
+def onnxsim_worker(enabled: bool = True, module: ModuleType | None = None) -> Iterator[None]:
+    """Inside the block, subprocess.check_output(["onnxsim", ...]) in `module` (onnx2tf's converter module
+    unless given) is served by one warm worker process; nothing changes unless `enabled` (onnx2tf will
+    simplify)."""
+    if not enabled:
+        yield
+        return
+    if module is None:
+        import onnx2tf.onnx2tf as module
+    worker = _Worker()  # it imports onnxsim while onnx2tf reads the model
+    real = module.subprocess
+    module.subprocess = _Subprocess(real, worker)
+    try:
+        yield
+    finally:
+        module.subprocess = real
+        worker.stop()
+
+
+class _Subprocess:
+    """The subprocess module, except for check_output of the onnxsim command."""
+
+    def __init__(self, real: ModuleType, worker: "_Worker") -> None:
+        self._real, self._worker = real, worker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def check_output(self, args, **kwargs) -> bytes:
+        if isinstance(args, (list, tuple)) and args and args[0] == "onnxsim" and self._worker.alive():
+            return self._worker.run([str(a) for a in args])
+        return self._real.check_output(args, **kwargs)
+
+
+class _Worker:
+    """`python -m pipeline.converters.onnxsim_worker FD`: a plain process (the conversion child is a daemonic
+    multiprocessing process, which may not start multiprocessing children), talking over a socket pair."""
+
+    def __init__(self) -> None:
+        self._conn, child_end = multiprocessing.Pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen([sys.executable, "-m", __name__, str(child_end.fileno())],
+                                         pass_fds=[child_end.fileno()], env=env, stdin=subprocess.DEVNULL)
+        child_end.close()
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def run(self, argv: list[str]) -> bytes:
+        """The command's output, or CalledProcessError as the command would have raised it."""
+        try:
+            self._conn.send(argv)
+            kind, code, out, err = self._conn.recv()
+        except (EOFError, OSError) as exc:  # the worker died mid-call (a crash inside onnxsim)
+            code = self._process.wait()
+            raise subprocess.CalledProcessError(code or 1, argv, b"",
+                                                f"the onnxsim worker ended ({type(exc).__name__})".encode()) from None
+        if kind != "ok":
+            raise subprocess.CalledProcessError(code, argv, out, err)
+        return out
+
+    def stop(self) -> None:
+        self._conn.close()  # the worker's loop ends at EOF
+        try:
+            self._process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def serve(fd: int) -> None:
+    """The worker: onnxsim imported before the first call, then one CLI run per request until EOF."""
+    import onnxsim  # noqa: F401
+
+    conn = Connection(fd)
+    while True:
+        try:
+            argv = conn.recv()
+        except (EOFError, OSError):  # the conversion is over
+            return
+        conn.send(run_cli(argv))
+
+
+def run_cli(argv: list[str]) -> tuple[str, int, bytes, bytes]:
+    """`onnxsim` with argv[1:], as its console script runs it: ("ok" or "failed", exit code, stdout, stderr)."""
+    import onnxsim
+
+    out, err = io.StringIO(), io.StringIO()
+    with _argv(argv), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = onnxsim.main()
+        except SystemExit as exc:  # argparse and sys.exit(): the exit code the command would have had
+            code = exc.code
+        except Exception:  # the command would have printed the traceback and exited with 1
+            err.write(traceback.format_exc())
+            code = 1
+    code = 0 if code is None else code if isinstance(code, int) else 1
+    return ("ok" if code == 0 else "failed"), code, out.getvalue().encode(), err.getvalue().encode()
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]) -> Iterator[None]:
+    previous = sys.argv
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        sys.argv = previous
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

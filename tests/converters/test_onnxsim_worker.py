@@ -1,0 +1,81 @@
+"""pipeline/converters/onnxsim_worker.py: onnx2tf's onnxsim calls, served by one warm process, write the
+same file as the onnxsim command and fail the way it fails."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from pipeline.converters.onnxsim_worker import onnxsim_worker
+
+ONNXSIM = str(Path(sys.executable).parent / "onnxsim")
+
+
+def _foldable_model(path: Path) -> Path:
+    """x + (a * b) with constant a and b: onnxsim folds the product into one initializer."""
+    a = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4), "a")
+    b = numpy_helper.from_array(np.full((3, 4), 0.5, dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["a", "b"], ["ab"]), helper.make_node("Add", ["x", "ab"], ["y"]),
+         helper.make_node("Relu", ["y"], ["z"])],
+        "foldable", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [3, 4])], [a, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+@pytest.fixture
+def stand_in():
+    """A module that uses subprocess as onnx2tf.onnx2tf does."""
+    return types.SimpleNamespace(subprocess=subprocess)
+
+
+def test_three_calls_write_the_file_the_command_writes(tmp_path, stand_in):
+    source = _foldable_model(tmp_path / "model.onnx")
+    by_command, by_worker = tmp_path / "command.onnx", tmp_path / "worker.onnx"
+    shutil.copyfile(source, by_command)
+    shutil.copyfile(source, by_worker)
+    for _ in range(3):  # as onnx2tf runs it: in place, three times
+        subprocess.check_output([ONNXSIM, str(by_command), str(by_command)], stderr=subprocess.PIPE)
+    with onnxsim_worker(module=stand_in):
+        outputs = [stand_in.subprocess.check_output(["onnxsim", str(by_worker), str(by_worker)], stderr=subprocess.PIPE)
+                   for _ in range(3)]
+    assert by_worker.read_bytes() == by_command.read_bytes()
+    assert [n.op_type for n in onnx.load(str(by_worker)).graph.node] == ["Add", "Relu"]  # it did simplify
+    assert all(isinstance(out, bytes) and b"Finish" in out for out in outputs)  # the CLI's own report, for the log
+    assert stand_in.subprocess is subprocess  # the module is itself again
+
+
+def test_a_failing_simplification_raises_what_the_command_raises(tmp_path, stand_in):
+    missing = str(tmp_path / "missing.onnx")
+    with pytest.raises(subprocess.CalledProcessError) as by_command:
+        subprocess.check_output([ONNXSIM, missing, missing], stderr=subprocess.PIPE)
+    with onnxsim_worker(module=stand_in), pytest.raises(subprocess.CalledProcessError) as by_worker:
+        stand_in.subprocess.check_output(["onnxsim", missing, missing], stderr=subprocess.PIPE)
+    assert by_worker.value.returncode == by_command.value.returncode != 0
+    assert b"Traceback" in by_worker.value.stderr
+
+
+def test_other_commands_and_calls_after_the_worker_died_run_as_subprocesses(tmp_path, stand_in, monkeypatch):
+    monkeypatch.setenv("PATH", f"{Path(ONNXSIM).parent}{os.pathsep}{os.environ['PATH']}")  # as the converter sets it
+    source = _foldable_model(tmp_path / "model.onnx")
+    with onnxsim_worker(module=stand_in):
+        assert stand_in.subprocess.check_output([sys.executable, "-c", "print('hi')"]) == b"hi\n"
+        worker = stand_in.subprocess._worker  # noqa: SLF001
+        worker._process.kill()  # noqa: SLF001 (as a crash would)
+        worker._process.wait()  # noqa: SLF001
+        stand_in.subprocess.check_output(["onnxsim", str(source), str(tmp_path / "out.onnx")], stderr=subprocess.PIPE)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["Add", "Relu"]
+
+
+def test_nothing_changes_when_onnx2tf_will_not_simplify(stand_in):
+    with onnxsim_worker(False, module=stand_in):
+        assert stand_in.subprocess is subprocess
