@@ -286,6 +286,9 @@ def _kept_sections() -> str:
     return text[index:] if index >= 0 else ""
 
 
+FULL_SIZE = ("resnet50_full",)  # one round each is enough at this size (issue #16); the rest take the median of --repeat
+
+
 def _default_models() -> list[str]:
     return ["seed_ym", *sorted(f"zoo/{p.stem}" for p in (REPO_ROOT / "configs" / "zoo").glob("*.yaml")), "resnet50_full"]
 
@@ -293,14 +296,15 @@ def _default_models() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="config names (default: seed_ym, every zoo model, resnet50_full)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds for seed_ym (other models run once each)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds for each model except the full-size ones, which run once (minutes each)")
     args = parser.parse_args(argv)
     models = args.models or _default_models()
     kept = _kept_sections()
     results = []
     for model in models:
         print(f"bench: {model}", flush=True)
-        results.append(run(model, args.repeat if model == "seed_ym" else 1))
+        results.append(run(model, 1 if model in FULL_SIZE else args.repeat))
         # Written after every model: a long bench that is stopped keeps what it measured.
         text = markdown(results, time.strftime("%Y-%m-%d"))
         RECORD.write_text(text + "\n" + kept)
