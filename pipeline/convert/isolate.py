@@ -227,9 +227,9 @@ def _resident(pid: int) -> int:
 
 def _stop(child) -> None:
     if child.pid is not None and child.is_alive():
-        for process in _family(child.pid):
+        for member in _family(child.pid):
             with contextlib.suppress(psutil.NoSuchProcess):  # it ended since it was listed
-                process.kill()
+                member.kill()
     child.join(5)
 
 
