@@ -79,3 +79,14 @@ def test_other_commands_and_calls_after_the_worker_died_run_as_subprocesses(tmp_
 def test_nothing_changes_when_onnx2tf_will_not_simplify(stand_in):
     with onnxsim_worker(False, module=stand_in):
         assert stand_in.subprocess is subprocess
+
+
+def test_the_worker_ends_when_the_calls_stop(tmp_path, stand_in, monkeypatch):
+    """So a large model's simplification does not hold memory through the rest of the conversion."""
+    monkeypatch.setattr("pipeline.converters.onnxsim_worker.IDLE_SECONDS", 0.1)
+    source = _foldable_model(tmp_path / "model.onnx")
+    with onnxsim_worker(module=stand_in):
+        stand_in.subprocess.check_output(["onnxsim", str(source), str(tmp_path / "out.onnx")], stderr=subprocess.PIPE)
+        worker = stand_in.subprocess._worker._process  # noqa: SLF001
+        worker.wait(10)  # ended by itself, before the block ends
+        assert worker.returncode == 0
