@@ -38,9 +38,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 from types import ModuleType, SimpleNamespace
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
+
+from pipeline.patching import replaced
 
 # TF ops whose first argument is a list of tensors: a list of constants there is not one array.
 _LIST_ARGUMENT_OPS = frozenset({"concat", "stack", "parallel_stack", "add_n", "accumulate_n", "dynamic_stitch",
@@ -59,7 +61,7 @@ def skip_tracking_metadata() -> Iterator[None]:
     if not isinstance(skiplist, frozenset):
         yield
         return
-    with _replaced(saving_lib, "ATTR_SKIPLIST", skiplist | {"_tracking_metadata"}):
+    with replaced(saving_lib, "ATTR_SKIPLIST", skiplist | {"_tracking_metadata"}):
         yield
 
 
@@ -92,8 +94,8 @@ def dense_constant_arguments() -> Iterator[None]:
             kwargs = {k: v.value if isinstance(v, Constant) else v for k, v in kwargs.items()}
         return construct(layer, inputs, args, kwargs, input_list)
 
-    with _replaced(functional, "reconstruct_from_config", reconstruct_from_config), \
-            _replaced(layer_class, "_functional_construction_call", construction_call):
+    with replaced(functional, "reconstruct_from_config", reconstruct_from_config), \
+            replaced(layer_class, "_functional_construction_call", construction_call):
         yield
 
 
@@ -192,7 +194,7 @@ def no_trial_encoding() -> Iterator[None]:
     if getattr(node, "json", None) is None:
         yield
         return
-    with _replaced(node, "json", SimpleNamespace(dumps=lambda *args, **kwargs: "")):
+    with replaced(node, "json", SimpleNamespace(dumps=lambda *args, **kwargs: "")):
         yield
 
 
@@ -208,17 +210,6 @@ def fast_load() -> Iterator[None]:
     """Both load speed-ups, for loading a .keras file."""
     with skip_tracking_metadata(), dense_constant_arguments():
         yield
-
-
-@contextlib.contextmanager
-def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
-    """owner.name is value inside the block, and its own value again after it, also when the block raises."""
-    original = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
 
 
 def _module(name: str) -> ModuleType | None:

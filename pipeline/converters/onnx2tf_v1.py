@@ -33,6 +33,7 @@ from pipeline.converters.onnxsim_worker import onnxsim_worker
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
+from pipeline.patching import replaced
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
@@ -258,11 +259,8 @@ class _LayerMapSpy:
                     spy.tf_layers = sys._getframe(1).f_locals.get("tf_layers_dict")
                 return real.Model(*args, **kwargs)
 
-        module.tf_keras = _Proxy()
-        try:
+        with replaced(module, "tf_keras", _Proxy()):
             yield
-        finally:
-            module.tf_keras = real
 
 
 def _not_asked(outputs: tuple[str, ...]) -> list[str]:
@@ -281,12 +279,8 @@ def _tflite_only(outputs: tuple[str, ...]) -> Iterator[None]:
         return
     import onnx2tf.onnx2tf as module
 
-    real_tf = module.tf
-    module.tf = _TFWithLite(real_tf, skipped)
-    try:
+    with replaced(module, "tf", _TFWithLite(module.tf, skipped)):
         yield
-    finally:
-        module.tf = real_tf
 
 
 class _TFWithLite:

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
+from pipeline.patching import replaced
+
 STOP_SECONDS = 5.0
 IDLE_SECONDS = 1.0  # a worker with no call for this long ends: onnx2tf has finished simplifying
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where `pipeline` is importable from
@@ -49,12 +51,10 @@ def onnxsim_worker(enabled: bool = True, module: ModuleType | None = None) -> It
     if module is None:
         import onnx2tf.onnx2tf as module
     worker = _Worker()  # it imports onnxsim while onnx2tf reads the model
-    real = module.subprocess
-    module.subprocess = _Subprocess(real, worker)
     try:
-        yield
+        with replaced(module, "subprocess", _Subprocess(module.subprocess, worker)):
+            yield
     finally:
-        module.subprocess = real
         worker.stop()
 
 
@@ -141,7 +141,7 @@ def run_cli(argv: list[str]) -> tuple[str, int, bytes, bytes]:
     import onnxsim
 
     out, err = io.StringIO(), io.StringIO()
-    with _argv(argv), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with replaced(sys, "argv", argv), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = onnxsim.main()
         except SystemExit as exc:  # argparse and sys.exit(): the exit code the command would have had
@@ -151,16 +151,6 @@ def run_cli(argv: list[str]) -> tuple[str, int, bytes, bytes]:
             code = 1
     code = 0 if code is None else code if isinstance(code, int) else 1
     return ("ok" if code == 0 else "failed"), code, out.getvalue().encode(), err.getvalue().encode()
-
-
-@contextlib.contextmanager
-def _argv(argv: list[str]) -> Iterator[None]:
-    previous = sys.argv
-    sys.argv = argv
-    try:
-        yield
-    finally:
-        sys.argv = previous
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ FULL_SIZE = ("resnet50_full",)  # one round each is enough at this size (issue #
 
 
 def _default_models() -> list[str]:
-    return ["seed_ym", *sorted(f"zoo/{p.stem}" for p in (REPO_ROOT / "configs" / "zoo").glob("*.yaml")), "resnet50_full"]
+    return ["seed_ym", *sorted(f"zoo/{p.stem}" for p in (REPO_ROOT / "configs" / "zoo").glob("*.yaml")), *FULL_SIZE]
 
 
 def main(argv: list[str] | None = None) -> int:
