@@ -157,7 +157,7 @@ def prewarm() -> None:
     """Start the conversion child now, so its imports run while the parent exports."""
     from pipeline.convert import isolate
 
-    isolate.prewarm(get_converter().warm_imports)
+    isolate.prewarm(get_converter().warm_up)
 
 
 def outputs_for(source: Source) -> tuple[str, ...]:

@@ -60,7 +60,9 @@ class ConversionResult:
 
 class Converter(Protocol):
     name: str
-    warm_imports: str  # modules a conversion child imports ahead of its job, comma-separated
+    # `module` or `module:function` a conversion child imports (and calls) ahead of its job, while the
+    # parent exports: the converter's libraries and any helper process a conversion will need
+    warm_up: str
 
     def version(self) -> str: ...
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import numpy as np
 from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
-from pipeline.converters.onnxsim_worker import onnxsim_worker
+from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
@@ -39,11 +40,20 @@ CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
 
 
+def warm_up() -> None:
+    """onnx2tf's imports (TensorFlow's is most of a small model's conversion time), then its onnxsim worker.
+    TensorFlow is imported first, which imports Keras 3 as well: TFLite's converter imports it for each
+    conversion (`_is_keras_3`), 0.7 s on the conversion's path if onnx2tf is imported first."""
+    for module in ("tensorflow", "tf_keras", "onnx2tf", "onnx2tf.onnx2tf"):
+        importlib.import_module(module)
+    start_ahead()
+
+
 class Onnx2TFV1:
     name = "onnx2tf"
 
-    # What a conversion child imports while the parent exports (pipeline/convert/isolate.py).
-    warm_imports = "tensorflow,tf_keras,onnx2tf,onnx2tf.onnx2tf"
+    # What a conversion child does while the parent exports (pipeline/convert/isolate.py).
+    warm_up = f"{__name__}:warm_up"
 
     def version(self) -> str:
         return metadata.version("onnx2tf")

@@ -4,8 +4,8 @@ onnx2tf simplifies its input by running the `onnxsim` command three times in a r
 Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifies anything: about
 0.4 s a call on this machine, 1.2 s a conversion, most of it on the critical path of a small model
 (seed_ym: 0.9 s of a 1.9 s conversion). Inside `onnxsim_worker()`, onnx2tf's
-`subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts,
-that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same defaults
+`subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts
+(or ahead of it: `start_ahead`, called by a conversion child after its imports, while the parent exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same defaults
 and the same simplify call): the file written is the same, byte for byte
 (tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
 C++ extension and TensorFlow's, loaded together, crash it (exit -11, seen on seed_ym).
@@ -46,16 +46,41 @@ def onnxsim_worker(enabled: bool = True, module: ModuleType | None = None) -> It
     unless given) is served by one warm worker process; nothing changes unless `enabled` (onnx2tf will
     simplify)."""
     if not enabled:
+        _discard_ahead()
         yield
         return
     if module is None:
         import onnx2tf.onnx2tf as module
-    worker = _Worker()  # it imports onnxsim while onnx2tf reads the model
+    worker = _taken_ahead() or _Worker()  # a new one imports onnxsim while onnx2tf reads the model
     try:
         with replaced(module, "subprocess", _Subprocess(module.subprocess, worker)):
             yield
     finally:
         worker.stop()
+
+
+_ahead: list["_Worker"] = []
+
+
+def start_ahead() -> None:
+    """Start the next conversion's worker now, so that its imports (0.3 s) are not on the conversion's
+    path: a conversion child calls it after its own imports, while the parent exports."""
+    if not _ahead:
+        _ahead.append(_Worker())
+
+
+def _taken_ahead() -> "_Worker | None":
+    worker = _ahead.pop() if _ahead else None
+    if worker is not None and not worker.alive():
+        worker.stop()
+        return None
+    return worker
+
+
+def _discard_ahead() -> None:
+    """A conversion that does not simplify: a worker started for it holds no memory through it."""
+    while _ahead:
+        _ahead.pop().stop()
 
 
 class _Subprocess:
@@ -88,16 +113,19 @@ class _Worker:
         self._lock = threading.Lock()
         self._idle: threading.Timer | None = None
 
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
     def run(self, argv: list[str]) -> bytes | None:
         """The command's output, or CalledProcessError as the command would have raised it; None once the
         worker is gone (then the command runs as a subprocess)."""
         with self._lock:
             if self._idle is not None:
                 self._idle.cancel()
-            if self._process.poll() is not None:
+            if not self.alive():
                 return None
             try:
-                self._conn.send(argv)
+                self._conn.send((os.getcwd(), argv))  # relative paths mean what they mean here
                 kind, code, out, err = self._conn.recv()
             except (EOFError, OSError) as exc:  # the worker died mid-call (a crash inside onnxsim)
                 code = self._process.wait()
@@ -130,9 +158,10 @@ def serve(fd: int) -> None:
     conn = Connection(fd)
     while True:
         try:
-            argv = conn.recv()
+            cwd, argv = conn.recv()
         except (EOFError, OSError):  # the conversion is over
             return
+        os.chdir(cwd)
         conn.send(run_cli(argv))
 
 

@@ -73,3 +73,29 @@ def test_a_kept_child_collects_garbage_after_long_jobs_only(monkeypatch):
         parent.close()
         serving.join(timeout=10)
     assert collected == [True], "one collection: after the long job, none after the quick ones"
+
+
+_WARMED: list[str] = []
+
+
+def warm_up_here() -> None:
+    _WARMED.append("warmed")
+
+
+def warmed() -> list[str]:
+    return _WARMED
+
+
+def test_a_prewarmed_child_calls_its_warm_up_function_before_the_first_job():
+    from pipeline.convert.isolate import Child
+
+    child = Child(f"{__name__}:warm_up_here")
+    try:
+        assert child.call(warmed, ()) == ["warmed"]
+    finally:
+        child.stop()
+    plain = Child(__name__)  # a module alone is imported, nothing called
+    try:
+        assert plain.call(warmed, ()) == []
+    finally:
+        plain.stop()

@@ -14,7 +14,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from pipeline.converters.onnxsim_worker import onnxsim_worker
+from pipeline.converters import onnxsim_worker as worker_module
+from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 
 ONNXSIM = str(Path(sys.executable).parent / "onnxsim")
 
@@ -90,3 +91,25 @@ def test_the_worker_ends_when_the_calls_stop(tmp_path, stand_in, monkeypatch):
         worker = stand_in.subprocess._worker._process  # noqa: SLF001
         worker.wait(10)  # ended by itself, before the block ends
         assert worker.returncode == 0
+
+
+def test_a_worker_started_ahead_serves_the_next_conversion_in_its_folder(tmp_path, stand_in, monkeypatch):
+    """A conversion child starts the worker while the parent exports; the calls then run in the conversion's
+    working folder (onnx2tf's paths may be relative to it), not the one the worker started in."""
+    start_ahead()
+    ahead = worker_module._ahead[0]  # noqa: SLF001
+    _foldable_model(tmp_path / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    with onnxsim_worker(module=stand_in):
+        assert stand_in.subprocess._worker is ahead  # noqa: SLF001
+        stand_in.subprocess.check_output(["onnxsim", "model.onnx", "out.onnx"], stderr=subprocess.PIPE)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["Add", "Relu"]
+    assert not worker_module._ahead and not ahead.alive()  # noqa: SLF001 (used once, then ended)
+
+
+def test_a_conversion_that_does_not_simplify_ends_the_worker_started_ahead(stand_in):
+    start_ahead()
+    ahead = worker_module._ahead[0]  # noqa: SLF001
+    with onnxsim_worker(False, module=stand_in):
+        assert stand_in.subprocess is subprocess
+    assert not worker_module._ahead and not ahead.alive()  # noqa: SLF001
