@@ -217,6 +217,21 @@ def _axes() -> Iterator[tuple[Figure, Axes]]:
         plt.close(fig)
 
 
+ROW_INCHES = 1.25  # one histogram row
+
+
+@contextlib.contextmanager
+def _rows(count: int) -> Iterator[tuple[Figure, list[Axes]]]:
+    """A fresh figure of `count` stacked axes sharing the x axis, closed even if plotting fails."""
+    height = 0.9 + ROW_INCHES * count
+    fig, axes = plt.subplots(count, 1, figsize=(FIGSIZE[0], height), sharex=True, squeeze=False)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.6 / height, top=1 - 0.3 / height, hspace=0.55)
+    try:
+        yield fig, list(axes[:, 0])
+    finally:
+        plt.close(fig)
+
+
 def _png(fig: Figure) -> str:
     _plain_log_labels(fig)
     buffer = io.BytesIO()
@@ -276,33 +291,56 @@ def _histogram_bins(hist: dict) -> list[tuple[float, float, float]]:
     return bins
 
 
-def _histogram_png(hist: dict, atol: float | None) -> str:
-    bins = _histogram_bins(hist)
-    with _axes() as (fig, ax):
-        if bins:
-            ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins], align="edge",
-                   color=PASS_COLOUR, edgecolor="white", linewidth=0.3)
-        ax.set_xscale("log")
-        positive = [n for _, _, n in bins if n > 0]
-        if not positive:
-            ax.set_xlim(LOG_FLOOR, 1.0)
-            ax.set_ylim(0, 1)
-            ax.text(0.5, 0.5, "no finite non-zero errors to plot", transform=ax.transAxes, ha="center", va="center")
-        elif max(positive) / min(positive) > 1e3:  # a few outliers beside millions of elements: show both
-            ax.set_yscale("log")
-        if _finite(atol) and atol > 0:
-            ax.axvline(atol, color=FAIL_COLOUR, linestyle="--", linewidth=1, label=f"atol {atol:g}")
-            ax.legend(loc="best")
-        ax.set_xlabel("|error| = |candidate − reference| per element (log scale)")
-        ax.set_ylabel("elements")
-        ax.set_title(_plain(_pair(hist), limit=80), fontsize="medium")
+def _steps(bins: list[tuple[float, float, float]]) -> tuple[list[float], list[float]]:
+    """The bins as one step outline (counts, edges), a gap between two bins drawn at zero: one patch to
+    draw instead of a bar per bin (a third of a histogram's drawing time)."""
+    counts, edges = [], [bins[0][0]]
+    for lo, hi, n in bins:
+        if lo != edges[-1]:
+            counts.append(0.0)
+            edges.append(lo)
+        counts.append(n)
+        edges.append(hi)
+    return counts, edges
+
+
+def _histogram_png(hists: list[dict], atols: dict) -> str:
+    """One figure per output: a row per backend pair, on one shared log axis, so the pairs read side by side
+    (and the figure draws its axis labels once: 0.15 s for five pairs against 0.28 s as five figures)."""
+    with _rows(len(hists)) as (fig, axes):
+        plotted = [_histogram_row(ax, hist, atols.get(_key(hist))) for ax, hist in zip(axes, hists)]
+        if not any(plotted):
+            axes[0].set_xlim(LOG_FLOOR, 1.0)
+        axes[-1].set_xlabel("|error| = |candidate − reference| per element (log scale)")
+        axes[len(axes) // 2].set_ylabel("elements")
         return _png(fig)
+
+
+def _histogram_row(ax: Axes, hist: dict, atol: float | None) -> bool:
+    """One pair's histogram on `ax`; False when it has nothing to plot."""
+    bins = _histogram_bins(hist)
+    positive = [n for _, _, n in bins if n > 0]
+    if bins:
+        counts, edges = _steps(bins)
+        ax.stairs(counts, edges, fill=True, color=PASS_COLOUR)
+    ax.set_xscale("log")
+    title = _plain(_pair({**hist, "output": None}), limit=80)
+    if not positive:
+        ax.set_ylim(0, 1)
+        ax.text(0.5, 0.5, "no finite non-zero errors to plot", transform=ax.transAxes, ha="center", va="center")
+    elif max(positive) / min(positive) > 1e3:  # a few outliers beside millions of elements: show both
+        ax.set_yscale("log")
+    if _finite(atol) and atol > 0:
+        ax.axvline(atol, color=FAIL_COLOUR, linestyle="--", linewidth=1)
+        title += f"   (dashed line: atol {atol:g})"
+    ax.set_title(title, fontsize="small", loc="left")
+    return bool(positive)
 
 
 def _histogram_caption(hist: dict) -> str:
     nonzero = sum(n for _, _, n in _histogram_bins(hist))
     zeros = hist.get("zeros")
-    exact = "zero count not recorded" if zeros is None else f"{zeros} elements with exactly zero error (not on the log axis)"
+    exact = "zero count not recorded" if zeros is None else f"{zeros:,} elements with exactly zero error (not on the log axis)"
     return f"{nonzero:,.0f} elements with non-zero error; {exact}."
 
 
@@ -311,7 +349,16 @@ def _histogram_section(report: dict) -> str:
     if not histograms:
         return _section("histograms", "Error histograms", _not_run("error histograms"))
     atols = {_key(c): c.get("atol") for c in report.get("comparisons") or []}
-    figures = [_figure(_pair(h), _histogram_png(h, atols.get(_key(h))), _histogram_caption(h)) for h in histograms]
+    groups: dict[tuple, list[dict]] = {}
+    for hist in histograms:
+        groups.setdefault((hist.get("reference"), hist.get("output")), []).append(hist)
+    figures = []
+    for (reference, output), hists in groups.items():
+        title = f"{'output ' + str(output) if output else 'Output'}: each backend against {_label(reference)}"
+        png = _histogram_png(hists, atols)
+        captions = "".join(f"<li>{_e(_pair({**h, 'output': None}))}: {_e(_histogram_caption(h))}</li>" for h in hists)
+        figures.append(f'<figure>\n<img alt="{_e(title)}" src="{png}">\n'
+                       f"<figcaption>{_e(title)}<ul>{captions}</ul></figcaption>\n</figure>")
     return _section("histograms", "Error histograms", "\n".join(figures))
 
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import math
 import re
 
 import matplotlib.pyplot as plt
 import pytest
+from PIL import Image
 
 from pipeline.report.html import render
 
@@ -111,12 +113,24 @@ def test_page_loads_nothing_from_the_network(page):
     assert "http://" not in page and "https://" not in page
 
 
-def test_plots_are_embedded_pngs_one_histogram_and_one_depth_plot_per_pair(page):
+def test_plots_are_embedded_pngs_one_histogram_per_output_and_one_depth_plot_per_pair(page):
     images = _images(page)
-    assert page.count(PNG_URI) == len(images) == 4
+    assert page.count(PNG_URI) == len(images) == 3
     assert all(image.startswith(b"\x89PNG\r\n\x1a\n") for image in images)
-    assert _section_of(page, "histograms").count(PNG_URI) == 2 and _section_of(page, "depth").count(PNG_URI) == 2
+    histograms = _section_of(page, "histograms")
+    assert histograms.count(PNG_URI) == 1 and _section_of(page, "depth").count(PNG_URI) == 2
+    assert "<figcaption>output logits: each backend against PyTorch<ul>" in histograms
+    assert "<li>ONNX Runtime vs PyTorch: " in histograms and "<li>TFLite fp16 vs PyTorch: " in histograms
     assert plt.get_fignums() == []  # every figure closed
+
+
+def test_each_output_gets_its_own_histogram_figure(report):
+    report["histograms"].append({**_histogram("onnxruntime"), "output": "boxes"})
+    histograms = _section_of(render(report), "histograms")
+    assert histograms.count(PNG_URI) == 2 and "output boxes: each backend against PyTorch" in histograms
+    image = Image.open(io.BytesIO(_images(render(report))[0]))
+    single = Image.open(io.BytesIO(_images(render({**report, "histograms": report["histograms"][:1]}))[0]))
+    assert image.height > 1.5 * single.height  # a row per pair: the two-pair figure is the taller
 
 
 @pytest.mark.parametrize("verdict", ["pass", "fail", "inconclusive"])
@@ -184,7 +198,7 @@ def test_plots_tolerate_zero_nan_and_inf(report):
     tensors[0]["max_abs"], tensors[1]["max_abs"], tensors[40]["max_abs"] = 0.0, float("nan"), math.inf
     report["layers"]["pairs"][0]["tensors"] = []
     page = render(report)
-    assert len(_images(page)) == 4 and plt.get_fignums() == []
+    assert len(_images(page)) == 3 and plt.get_fignums() == []
     assert "2 elements with non-zero error" in page  # only the overflow bin [1e-3, inf) is plottable
     assert "0 elements with non-zero error; 10 elements with exactly zero error" in page
 
@@ -193,7 +207,7 @@ def test_histogram_keeps_underflow_and_overflow_bins(text_report):
     text_report["histograms"] = [{**_histogram("keras"), "edges": [0.0, 1e-6, 1e-3, math.inf], "counts": [3, 4, 2000]}]
     page = render(text_report)
     assert "2,007 elements with non-zero error; 123 elements with exactly zero error" in page
-    assert "<figcaption>Keras vs PyTorch, output logits: " in page
+    assert "<li>Keras vs PyTorch: 2,007 elements" in page
 
 
 def test_layer_notes_are_shown(text_report):
