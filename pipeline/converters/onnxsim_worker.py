@@ -5,8 +5,9 @@ Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifi
 0.4 s a call on this machine, 1.2 s a conversion, most of it on the critical path of a small model
 (seed_ym: 0.9 s of a 1.9 s conversion). Inside `onnxsim_worker()`, onnx2tf's
 `subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts
-(or ahead of it: `start_ahead`, called by a conversion child after its imports, while the parent exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same defaults
-and the same simplify call): the file written is the same, byte for byte
+(or ahead of it: `start_ahead`, which a conversion child calls after its imports, while the parent
+exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same
+defaults and the same simplify call): the file written is the same, byte for byte
 (tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
 C++ extension and TensorFlow's, loaded together, crash it (exit -11, seen on seed_ym).
 
