@@ -31,12 +31,19 @@ Costs of tf_keras that onnx2tf's models hit hard, each removed inside a context 
 
 - `no_trial_encoding()` (save): see its docstring.
 
+- `constants_as_leaves()` (save). tf_keras writes a constant array of a layer call (onnx2tf passes its
+  weights to TF ops as numpy arrays and constant tensors) as the array's `tolist()`, then walks that
+  nested list number by number: serialising each, and deep-copying the whole config. While a model is
+  saved, each large constant is one `Leaf` for those walks, written by the JSON encoder as the very
+  same `tolist()`; the call arguments are the model's own again after the save. The file is the same.
+
 Where tf_keras lacks what is patched, nothing changes.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 from types import ModuleType, SimpleNamespace
 from typing import Iterator
 
@@ -198,10 +205,86 @@ def no_trial_encoding() -> Iterator[None]:
         yield
 
 
+class Leaf:
+    """A large constant array of a layer call, while its model is saved: one leaf to tf_keras's walks
+    (tf.nest, serialisation, deep copies), written by the JSON encoder as the array's nested list."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __deepcopy__(self, memo) -> "Leaf":
+        return self  # never changed during the save: a copy would be the same numbers
+
+
+@contextlib.contextmanager
+def constants_as_leaves() -> Iterator[None]:
+    """Each .keras save inside the block writes large constants as leaves (see the module docstring)."""
+    serialization_lib = _module("tf_keras.src.saving.serialization_lib")
+    saving_lib = _module("tf_keras.src.saving.saving_lib")
+    serialize = getattr(serialization_lib, "serialize_keras_object", None)
+    save = getattr(saving_lib, "save_model", None)
+    if serialize is None or save is None or getattr(saving_lib, "json", None) is None:
+        yield
+        return
+
+    def serialize_keras_object(obj):
+        return obj if isinstance(obj, Leaf) else serialize(obj)
+
+    def save_model(model, *args, **kwargs):
+        with _leaves_in_calls(model):
+            return save(model, *args, **kwargs)
+
+    def encoded(obj):
+        if isinstance(obj, Leaf):
+            return obj.array.tolist()  # what tf_keras writes for the array or the constant tensor
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    encoder = SimpleNamespace(**vars(json))
+    encoder.dumps = lambda value, **kwargs: json.dumps(value, default=encoded, **kwargs)
+    with replaced(serialization_lib, "serialize_keras_object", serialize_keras_object), \
+            replaced(saving_lib, "save_model", save_model), replaced(saving_lib, "json", encoder):
+        yield
+
+
+@contextlib.contextmanager
+def _leaves_in_calls(model) -> Iterator[None]:
+    """The model's layer calls with each large constant as a `Leaf`; its own arguments again afterwards."""
+    import tensorflow as tf
+
+    swapped = []
+    for layer in getattr(model, "layers", []):
+        for node in getattr(layer, "_inbound_nodes", []):
+            args, kwargs = node.call_args, node.call_kwargs
+            leaves = tf.nest.map_structure(_leaf, (args, kwargs))
+            if any(isinstance(v, Leaf) for v in tf.nest.flatten(leaves)):
+                swapped.append((node, args, kwargs))
+                node.call_args, node.call_kwargs = leaves
+    try:
+        yield
+    finally:
+        for node, args, kwargs in swapped:
+            node.call_args, node.call_kwargs = args, kwargs
+
+
+def _leaf(value):
+    """A `Leaf` for a large constant array (numpy, or an eager constant tensor), else the value itself:
+    variables and Keras tensors stay what they are."""
+    import tensorflow as tf
+
+    if isinstance(value, np.ndarray):
+        return Leaf(value) if value.size >= _LARGE else value
+    if not isinstance(value, tf.Tensor) or hasattr(value, "_keras_history") or not hasattr(value, "_numpy"):
+        return value  # a variable is not a tf.Tensor; a graph tensor has no value to write
+    size = value.shape.num_elements()
+    return Leaf(value.numpy()) if size is not None and size >= _LARGE else value
+
+
 @contextlib.contextmanager
 def fast_save() -> Iterator[None]:
     """The save speed-ups, for writing a .keras file."""
-    with skip_tracking_metadata(), no_trial_encoding():
+    with skip_tracking_metadata(), no_trial_encoding(), constants_as_leaves():
         yield
 
 

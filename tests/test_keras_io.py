@@ -1,6 +1,8 @@
 """The faster .keras load gives the very model of the plain load: the same outputs, bit for bit."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ tf = pytest.importorskip("tensorflow")
 tf_keras = pytest.importorskip("tf_keras")
 
 from pipeline import keras_io  # noqa: E402
+from pipeline.patching import replaced  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +153,40 @@ def test_the_fast_save_writes_the_same_file(op_model, tmp_path):
     assert plain.read("config.json") == fast.read("config.json")
     ids = np.array([[3, 0, 63, 7, 7]], dtype=np.int32)
     np.testing.assert_array_equal(_load(tmp_path / "fast.keras", fast=False)(ids).numpy(), model(ids).numpy())
+
+
+def test_large_constants_pass_the_save_as_leaves_and_are_written_as_before(tmp_path):
+    """While a model is saved, its large constants (a numpy array, a constant tensor) are one leaf each for
+    tf_keras's walks; the config written is the plain save's, number for number, and the model's call
+    arguments are its own again afterwards."""
+    import json
+    import zipfile
+
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((8, 200)).astype(np.float32)
+    table = rng.standard_normal((16, 80)).astype(np.float32)
+    inputs = tf_keras.Input(shape=(8,), batch_size=1, name="x")
+    x = tf.linalg.matmul(inputs, b=tf.constant(weight))  # a constant tensor as a keyword argument
+    x = tf.math.add(x[:, :80], tf.reduce_sum(table, axis=0))  # a small constant: left as it is
+    ids = tf_keras.Input(shape=(3,), batch_size=1, dtype="int32", name="ids")
+    rows = tf.gather(table, ids)  # a numpy array as the first argument
+    model = tf_keras.Model([inputs, ids], [x, rows])
+    before = [(node.call_args, node.call_kwargs) for layer in model.layers for node in layer._inbound_nodes]  # noqa: SLF001
+    model.save(str(tmp_path / "plain.keras"))
+    seen = []
+    original = keras_io._leaves_in_calls  # noqa: SLF001
+
+    @contextlib.contextmanager
+    def spy(model):
+        with original(model):
+            seen.extend(v for layer in model.layers for node in layer._inbound_nodes  # noqa: SLF001
+                        for v in tf.nest.flatten((node.call_args, node.call_kwargs)) if isinstance(v, keras_io.Leaf))
+            yield
+
+    with replaced(keras_io, "_leaves_in_calls", spy), keras_io.fast_save():
+        model.save(str(tmp_path / "fast.keras"))
+    assert len(seen) == 2, "the table and the weight, not the small constant"
+    after = [(node.call_args, node.call_kwargs) for layer in model.layers for node in layer._inbound_nodes]  # noqa: SLF001
+    assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(before, after))
+    plain, fast = (zipfile.ZipFile(tmp_path / name).read("config.json") for name in ("plain.keras", "fast.keras"))
+    assert fast == plain and len(json.loads(fast)["config"]["layers"]) == len(model.layers)
