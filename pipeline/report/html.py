@@ -109,9 +109,10 @@ def _definitions(terms: list[tuple[str, Any]]) -> str:
     return "<dl>\n" + "\n".join(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in terms) + "\n</dl>"
 
 
-def _figure(title: str, png_uri: str, caption: str) -> str:
-    return (f'<figure>\n<img alt="{_e(title)}" src="{png_uri}">\n'
-            f"<figcaption>{_e(title)}: {_e(caption)}</figcaption>\n</figure>")
+def _figure(title: str, png_uri: str, caption: str | list[str]) -> str:
+    """An embedded plot with its caption: one sentence, or a list of them (one per plotted pair)."""
+    text = f": {_e(caption)}" if isinstance(caption, str) else "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in caption) + "</ul>"
+    return f'<figure>\n<img alt="{_e(title)}" src="{png_uri}">\n<figcaption>{_e(title)}{text}</figcaption>\n</figure>'
 
 
 def _label(backend: str | None) -> str:
@@ -340,7 +341,8 @@ def _histogram_row(ax: Axes, hist: dict, atol: float | None) -> bool:
 def _histogram_caption(hist: dict) -> str:
     nonzero = sum(n for _, _, n in _histogram_bins(hist))
     zeros = hist.get("zeros")
-    exact = "zero count not recorded" if zeros is None else f"{zeros:,} elements with exactly zero error (not on the log axis)"
+    exact = ("zero count not recorded" if not _finite(zeros)
+             else f"{zeros:,.0f} elements with exactly zero error (not on the log axis)")
     return f"{nonzero:,.0f} elements with non-zero error; {exact}."
 
 
@@ -355,10 +357,8 @@ def _histogram_section(report: dict) -> str:
     figures = []
     for (reference, output), hists in groups.items():
         title = f"{'output ' + str(output) if output else 'Output'}: each backend against {_label(reference)}"
-        png = _histogram_png(hists, atols)
-        captions = "".join(f"<li>{_e(_pair({**h, 'output': None}))}: {_e(_histogram_caption(h))}</li>" for h in hists)
-        figures.append(f'<figure>\n<img alt="{_e(title)}" src="{png}">\n'
-                       f"<figcaption>{_e(title)}<ul>{captions}</ul></figcaption>\n</figure>")
+        captions = [f"{_pair({**h, 'output': None})}: {_histogram_caption(h)}" for h in hists]
+        figures.append(_figure(title, _histogram_png(hists, atols), captions))
     return _section("histograms", "Error histograms", "\n".join(figures))
 
 
