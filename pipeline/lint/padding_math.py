@@ -1,10 +1,25 @@
-"""Pure helpers: PyTorch padding expressed as ONNX `pads`, and TF 'SAME' placement."""
+"""Pure helpers: PyTorch padding expressed as ONNX `pads`, and TF 'SAME' placement.
+
+torch is imported only by the helpers that name its module types: the ONNX route's lint has no
+PyTorch model, and importing torch there (about 1 s) would only compete with TensorFlow's import."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-ZERO_PAD_TYPES = (torch.nn.ZeroPad1d, torch.nn.ZeroPad2d, torch.nn.ZeroPad3d)
-CONSTANT_PAD_TYPES = (torch.nn.ConstantPad1d, torch.nn.ConstantPad2d, torch.nn.ConstantPad3d)
+if TYPE_CHECKING:
+    import torch
+
+
+def zero_pad_types() -> tuple[type, ...]:
+    import torch
+
+    return (torch.nn.ZeroPad1d, torch.nn.ZeroPad2d, torch.nn.ZeroPad3d)
+
+
+def constant_pad_types() -> tuple[type, ...]:
+    import torch
+
+    return (torch.nn.ConstantPad1d, torch.nn.ConstantPad2d, torch.nn.ConstantPad3d)
 
 
 def _tuple(value, rank: int) -> tuple[int, ...]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import LintRecord
@@ -56,6 +54,8 @@ def _example_args(source: Source, artifacts: ArtifactDir) -> tuple:
         first = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))[0]
     else:
         first = shared_inputs.feeds(shared_inputs.generate(specs, 1, source.config.seed))[0]
+    import torch  # a config route: its model is PyTorch
+
     return tuple(torch.from_numpy(first[spec.name]) for spec in specs)
 
 

@@ -85,3 +85,22 @@ def test_onnx_route_lints_without_a_pytorch_model(tmp_path):
     assert record["passed"] is False and record["notes"] == [stage.NO_MODEL_NOTE]
     (finding,) = record["findings"]
     assert (finding["rule"], finding["severity"], finding["node"], finding["module"]) == ("auto_pad", "error", "conv", None)
+
+
+def test_the_onnx_route_lints_without_importing_torch(tmp_path):
+    """No PyTorch model, no torch: its import (about 1 s) would only compete with TensorFlow's in a full run."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones((2, 2, 3, 3), np.float32), "w")])
+    path = tmp_path / "model.onnx"
+    path.write_bytes(helper.make_model(graph, producer_name="pytorch").SerializeToString())
+    code = ("import sys; from pipeline.cli import main; "
+            f"code = main(['lint', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]); print(code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr[-2000:]

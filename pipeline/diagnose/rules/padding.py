@@ -15,7 +15,7 @@ from pipeline.diagnose.corrections import Correction, Edit, Insert
 from pipeline.diagnose.graph import input_shape, producer
 from pipeline.diagnose.record import Finding
 from pipeline.diagnose.rules import PairContext, rule
-from pipeline.lint.padding_math import CONSTANT_PAD_TYPES, ZERO_PAD_TYPES, module_pads, pad_module_pads, tf_same_pads
+from pipeline.lint.padding_math import constant_pad_types, module_pads, pad_module_pads, tf_same_pads, zero_pad_types
 
 AXES = (("rows", "top", "bottom"), ("cols", "left", "right"))
 AXES_1D = (("steps", "start", "end"),)
@@ -98,7 +98,7 @@ def _torch_pre_padding(ctx: PairContext, rank: int) -> tuple[str, list[int], tup
     if ctx.previous is None:
         return None
     call, module = ctx.previous
-    zero = isinstance(module, ZERO_PAD_TYPES) or (isinstance(module, CONSTANT_PAD_TYPES) and module.value == 0)
+    zero = isinstance(module, zero_pad_types()) or (isinstance(module, constant_pad_types()) and module.value == 0)
     if not zero or call.name in ctx.mapped_torch or tuple(call.output_shape) != tuple(ctx.call.input_shape):
         return None
     return call.name, pad_module_pads(module, rank), tuple(call.input_shape[2:])
@@ -199,7 +199,7 @@ def _explicit(ctx, rank, expected, pre) -> Correction:
 def pad_layer(ctx: PairContext) -> list[Finding]:
     """A ZeroPadding layer mapped to a PyTorch ZeroPad/ConstantPad module pads the same rows and columns."""
     rank = len(ctx.call.input_shape) - 2
-    if rank not in (1, 2) or isinstance(ctx.module, CONSTANT_PAD_TYPES) and ctx.module.value != 0:
+    if rank not in (1, 2) or isinstance(ctx.module, constant_pad_types()) and ctx.module.value != 0:
         return []
     expected = pad_module_pads(ctx.module, rank)
     pairs = ctx.layer.padding if rank == 2 else (ctx.layer.padding,)

@@ -12,7 +12,6 @@ from typing import Iterator
 
 import numpy as np
 import onnx
-import torch
 
 from pipeline.lint import Finding, rule
 from pipeline.lint.context import LintContext
@@ -23,7 +22,6 @@ BN_CLASSES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
 # Folded weights are products of float32 values: a few ULPs of relative noise (~1e-7).
 # An epsilon off by 1e-5 on a variance of 1 already moves them by ~5e-6.
 FOLD_RTOL = 2e-6
-CONV_TYPES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 @rule(NAME)
@@ -37,7 +35,10 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             checked.add(module or "")
             if finding:
                 yield finding
-    for conv_path, bn_path in ctx.edges_of(CONV_TYPES, (torch.nn.modules.batchnorm._BatchNorm,)):
+    import torch  # only with a PyTorch model (see padding_math.py)
+
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    for conv_path, bn_path in ctx.edges_of(convs, (torch.nn.modules.batchnorm._BatchNorm,)):
         if bn_path not in checked:
             yield from _check_fused(ctx, conv_path, bn_path)
 

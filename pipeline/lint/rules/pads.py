@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Iterator
 
 import onnx
-import torch
 
 from pipeline.lint import Finding, rule
 from pipeline.lint.context import LintContext
-from pipeline.lint.padding_math import ZERO_PAD_TYPES, is_symmetric, module_pads, pad_module_pads, tf_same_pads
+from pipeline.lint.padding_math import is_symmetric, module_pads, pad_module_pads, tf_same_pads, zero_pad_types
 
 NAME = "pads"
 MODULE_CLASSES = {
@@ -79,7 +78,9 @@ def _against_module(ctx: LintContext, node, attrs: dict, pads: list[int], kernel
 
 def _expected_pads(ctx: LintContext, module_path: str, rank: int) -> list[int]:
     expected = module_pads(ctx.modules[module_path], rank)
-    for producer, consumer in ctx.edges_of(ZERO_PAD_TYPES, (torch.nn.Module,)):
+    import torch
+
+    for producer, consumer in ctx.edges_of(zero_pad_types(), (torch.nn.Module,)):
         if consumer == module_path:  # an exporter may fuse ZeroPad2d into the conv's pads
             fused = pad_module_pads(ctx.modules[producer], rank)
             return [a + b for a, b in zip(expected, fused)] if _fused(ctx, module_path) else expected
