@@ -171,7 +171,7 @@ def run_all(request: RunRequest) -> int:
     from pipeline.runners import remote
 
     profile.begin()
-    convert.prewarm()
+    convert.prewarm(request.source)
     try:
         with fresh_folder(request.artifacts) as work:
             return _run_in(request.at(work))

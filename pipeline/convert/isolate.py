@@ -80,10 +80,10 @@ class Child:
     run's first is kept as its TF worker (run_kept, Child.call). Started early (`prewarm`), it imports the
     converter's libraries while the parent exports, so a conversion does not wait for TensorFlow's import."""
 
-    def __init__(self, warm: str | None = None) -> None:
+    def __init__(self, warm: str | None = None, warm_args: tuple = ()) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, warm), daemon=True)
+        self._process = context.Process(target=_serve, args=(child_end, warm, warm_args), daemon=True)
         self._process.start()
         child_end.close()
 
@@ -135,11 +135,11 @@ _spare: list[Child] = []
 _running: set[Child] = set()
 
 
-def prewarm(warm_up: str) -> None:
-    """Start a child that imports `warm_up` (`module`, or `module:function` to call after the import) and
-    waits for a job; the next run_isolated uses it. Safe to call more than once."""
+def prewarm(warm_up: str, *args: Any) -> None:
+    """Start a child that imports `warm_up` (`module`, or `module:function` to call with `args` after the
+    import) and waits for a job; the next run_isolated uses it. Safe to call more than once."""
     if not _spare:
-        _spare.append(Child(warm_up))
+        _spare.append(Child(warm_up, args))
 
 
 def discard_spare() -> None:
@@ -162,15 +162,15 @@ def _take_spare() -> Child | None:
     return child
 
 
-def _serve(conn, warm: str | None) -> None:
-    """Import `warm` (and call its function, if it names one), then run jobs until the parent closes the
-    pipe (most children get one job)."""
+def _serve(conn, warm: str | None, warm_args: tuple = ()) -> None:
+    """Import `warm` (and call its function with `warm_args`, if it names one), then run jobs until the
+    parent closes the pipe (most children get one job)."""
     if warm:
         with profile.step("convert: child imports (during export)"):
             module, _, function = warm.partition(":")
             imported = importlib.import_module(module)
             if function:
-                getattr(imported, function)()
+                getattr(imported, function)(*warm_args)
         # what the imports made goes out of the collector's reach (seed_ym's conversion 2.2-2.35 -> 1.9-2.0 s,
         # the collection after it 0.19 -> 0.01 s)
         process.own()

@@ -153,11 +153,12 @@ def start_early(source: Source, artifacts: ArtifactDir) -> HeadStart | None:
     return HeadStart(get_converter(), first.name, first.options, artifacts, limits_for(source), first.why)
 
 
-def prewarm() -> None:
-    """Start the conversion child now, so its imports run while the parent exports."""
+def prewarm(source: Source) -> None:
+    """Start the conversion child now, so its imports run while the parent exports. On the ONNX route there
+    is no export: the parent leaves a core idle, so the converter's helpers start before its imports."""
     from pipeline.convert import isolate
 
-    isolate.prewarm(get_converter().warm_up)
+    isolate.prewarm(get_converter().warm_up, source.kind == "onnx")
 
 
 def outputs_for(source: Source) -> tuple[str, ...]:

@@ -61,7 +61,9 @@ class ConversionResult:
 class Converter(Protocol):
     name: str
     # `module` or `module:function` a conversion child imports (and calls) ahead of its job, while the
-    # parent exports: the converter's libraries and any helper process a conversion will need
+    # parent exports: the converter's libraries and any helper process a conversion will need. The
+    # function takes one flag: True when the parent leaves a core idle (the ONNX route has no export),
+    # so helpers may start before the imports instead of after them.
     warm_up: str
 
     def version(self) -> str: ...

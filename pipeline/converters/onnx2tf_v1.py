@@ -40,13 +40,18 @@ CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
 
 
-def warm_up() -> None:
-    """onnx2tf's imports (TensorFlow's is most of a small model's conversion time), then its onnxsim worker.
-    TensorFlow is imported first, which imports Keras 3 as well: TFLite's converter imports it for each
-    conversion (`_is_keras_3`), 0.7 s on the conversion's path if onnx2tf is imported first."""
+def warm_up(idle_core: bool = False) -> None:
+    """onnx2tf's imports (TensorFlow's is most of a small model's conversion time) and its onnxsim worker:
+    after the imports while the parent exports (the worker would take CPU from the export), before them
+    when the parent leaves a core idle (the ONNX route: otherwise the conversion, which starts as soon as
+    TensorFlow is in, waits for the worker's imports). TensorFlow is imported first, which imports Keras 3
+    as well: TFLite's converter imports it for each conversion (`_is_keras_3`), 0.7 s on the conversion's
+    path if onnx2tf is imported first."""
+    if idle_core:
+        start_ahead()
     for module in ("tensorflow", "tf_keras", "onnx2tf", "onnx2tf.onnx2tf"):
         importlib.import_module(module)
-    start_ahead()
+    start_ahead()  # once only: nothing if started above
 
 
 class Onnx2TFV1:

@@ -78,8 +78,8 @@ def test_a_kept_child_collects_garbage_after_long_jobs_only(monkeypatch):
 _WARMED: list[str] = []
 
 
-def warm_up_here() -> None:
-    _WARMED.append("warmed")
+def warm_up_here(how: str = "warmed") -> None:
+    _WARMED.append(how)
 
 
 def warmed() -> list[str]:
@@ -94,6 +94,11 @@ def test_a_prewarmed_child_calls_its_warm_up_function_before_the_first_job():
         assert child.call(warmed, ()) == ["warmed"]
     finally:
         child.stop()
+    told = Child(f"{__name__}:warm_up_here", ("with the route's flag",))
+    try:
+        assert told.call(warmed, ()) == ["with the route's flag"]
+    finally:
+        told.stop()
     plain = Child(__name__)  # a module alone is imported, nothing called
     try:
         assert plain.call(warmed, ()) == []
