@@ -1,8 +1,9 @@
 """What the pipeline does to its own process: only when it owns it (`python -m pipeline`), never when a
-test or another program calls it in theirs."""
+test or another program calls it in theirs; and a helper process started ahead of its job (`Spare`)."""
 from __future__ import annotations
 
 import gc
+from typing import Callable, Generic, Protocol, TypeVar
 
 _owned = False
 
@@ -20,3 +21,39 @@ def settle() -> None:
     2.0 s with torch, torch.export and onnxscript settled). Nothing in a process the pipeline does not own."""
     if _owned:
         gc.freeze()
+
+
+class Stoppable(Protocol):
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=Stoppable)
+
+
+class Spare(Generic[P]):
+    """At most one process started ahead of the job that will use it, so that its start-up (imports) runs
+    while something else does: the conversion child (convert/isolate.py), onnx2tf's onnxsim worker."""
+
+    def __init__(self) -> None:
+        self.held: P | None = None
+
+    def keep(self, start: Callable[[], P]) -> None:
+        """Start one with `start` unless one is held already."""
+        if self.held is None:
+            self.held = start()
+
+    def take(self) -> P | None:
+        """The held process for a job, if it is still alive (a dead one is stopped); no longer held."""
+        held, self.held = self.held, None
+        if held is not None and not held.alive():
+            held.stop()
+            return None
+        return held
+
+    def discard(self) -> None:
+        """Stop the held process: no job will use it."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.stop()

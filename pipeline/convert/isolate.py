@@ -57,7 +57,7 @@ def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str)
 def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, keep: bool = True) -> tuple[Any, "Child | None"]:
     """As run_isolated; when fn succeeded and `keep`, the child is not stopped but returned, to serve
     more jobs (Child.call): the TF worker of a full run (pipeline/runners/remote.py)."""
-    child = _take_spare() or Child()
+    child = _spare.take() or Child()
     _running.add(child)
     try:
         child.submit(fn, args)
@@ -131,35 +131,25 @@ class Child:
         self._conn.close()
 
 
-_spare: list[Child] = []
+_spare: process.Spare[Child] = process.Spare()
 _running: set[Child] = set()
 
 
 def prewarm(warm_up: str, *args: Any) -> None:
     """Start a child that imports `warm_up` (`module`, or `module:function` to call with `args` after the
     import) and waits for a job; the next run_isolated uses it. Safe to call more than once."""
-    if not _spare:
-        _spare.append(Child(warm_up, args))
+    _spare.keep(lambda: Child(warm_up, args))
 
 
 def discard_spare() -> None:
     """Stop a prewarmed child that no job will use (the run ended early)."""
-    while _spare:
-        _spare.pop().stop()
+    _spare.discard()
 
 
 def stop_running() -> None:
     """Kill the children of conversions still running (a run that ends before it needs them)."""
     for child in list(_running):
         _stop(child._process)  # noqa: SLF001 (the watcher then reports the child as dead)
-
-
-def _take_spare() -> Child | None:
-    child = _spare.pop() if _spare else None
-    if child is not None and not child.alive():
-        child.stop()
-        return None
-    return child
 
 
 def _serve(conn, warm: str | None, warm_args: tuple = ()) -> None:

@@ -5,7 +5,7 @@ Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifi
 0.4 s a call on this machine, 1.2 s a conversion, most of it on the critical path of a small model
 (seed_ym: 0.9 s of a 1.9 s conversion). Inside `onnxsim_worker()`, onnx2tf's
 `subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts
-(or ahead of it: `start_ahead`, which a conversion child calls after its imports, while the parent
+(or ahead of it: `start_ahead`, which a conversion child calls during its warm-up, while the parent
 exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same
 defaults and the same simplify call): the file written is the same, byte for byte
 (tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from pipeline.patching import replaced
+from pipeline.process import Spare
 
 STOP_SECONDS = 5.0
 IDLE_SECONDS = 1.0  # a worker with no call for this long ends: onnx2tf has finished simplifying
@@ -47,12 +48,12 @@ def onnxsim_worker(enabled: bool = True, module: ModuleType | None = None) -> It
     unless given) is served by one warm worker process; nothing changes unless `enabled` (onnx2tf will
     simplify)."""
     if not enabled:
-        _discard_ahead()
+        _ahead.discard()  # a worker started for it would hold memory through the conversion
         yield
         return
     if module is None:
         import onnx2tf.onnx2tf as module
-    worker = _taken_ahead() or _Worker()  # a new one imports onnxsim while onnx2tf reads the model
+    worker = _ahead.take() or _Worker()  # a new one imports onnxsim while onnx2tf reads the model
     try:
         with replaced(module, "subprocess", _Subprocess(module.subprocess, worker)):
             yield
@@ -60,28 +61,10 @@ def onnxsim_worker(enabled: bool = True, module: ModuleType | None = None) -> It
         worker.stop()
 
 
-_ahead: list["_Worker"] = []
-
-
 def start_ahead() -> None:
     """Start the next conversion's worker now, so that its imports (0.3 s) are not on the conversion's
-    path: a conversion child calls it after its own imports, while the parent exports."""
-    if not _ahead:
-        _ahead.append(_Worker())
-
-
-def _taken_ahead() -> "_Worker | None":
-    worker = _ahead.pop() if _ahead else None
-    if worker is not None and not worker.alive():
-        worker.stop()
-        return None
-    return worker
-
-
-def _discard_ahead() -> None:
-    """A conversion that does not simplify: a worker started for it holds no memory through it."""
-    while _ahead:
-        _ahead.pop().stop()
+    path: a conversion child calls it during its warm-up (converters/onnx2tf_v1.py: warm_up)."""
+    _ahead.keep(_Worker)
 
 
 class _Subprocess:
@@ -150,6 +133,9 @@ class _Worker:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+
+
+_ahead: Spare[_Worker] = Spare()  # the next conversion's worker, when a conversion child started it
 
 
 def serve(fd: int) -> None:

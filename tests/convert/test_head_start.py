@@ -50,7 +50,7 @@ def test_a_failed_checker_stops_the_head_start_and_commits_nothing(seed_copy, mo
     assert run_cli("convert", "seed_ym", "--out", str(seed_copy)) != 0
     assert "onnx checker: simulated" in capsys.readouterr().err
     assert sorted(p.name for p in seed_copy.iterdir()) == before
-    assert not isolate._running and not isolate._spare  # noqa: SLF001 (no conversion child left behind)
+    assert not isolate._running and isolate._spare.held is None  # noqa: SLF001 (no conversion child left behind)
 
 
 def test_a_head_start_serves_only_the_file_and_strategy_it_converted(seed_copy, monkeypatch):

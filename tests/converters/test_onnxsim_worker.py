@@ -97,19 +97,19 @@ def test_a_worker_started_ahead_serves_the_next_conversion_in_its_folder(tmp_pat
     """A conversion child starts the worker while the parent exports; the calls then run in the conversion's
     working folder (onnx2tf's paths may be relative to it), not the one the worker started in."""
     start_ahead()
-    ahead = worker_module._ahead[0]  # noqa: SLF001
+    ahead = worker_module._ahead.held  # noqa: SLF001
     _foldable_model(tmp_path / "model.onnx")
     monkeypatch.chdir(tmp_path)
     with onnxsim_worker(module=stand_in):
         assert stand_in.subprocess._worker is ahead  # noqa: SLF001
         stand_in.subprocess.check_output(["onnxsim", "model.onnx", "out.onnx"], stderr=subprocess.PIPE)
     assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["Add", "Relu"]
-    assert not worker_module._ahead and not ahead.alive()  # noqa: SLF001 (used once, then ended)
+    assert worker_module._ahead.held is None and not ahead.alive()  # noqa: SLF001 (used once, then ended)
 
 
 def test_a_conversion_that_does_not_simplify_ends_the_worker_started_ahead(stand_in):
     start_ahead()
-    ahead = worker_module._ahead[0]  # noqa: SLF001
+    ahead = worker_module._ahead.held  # noqa: SLF001
     with onnxsim_worker(False, module=stand_in):
         assert stand_in.subprocess is subprocess
-    assert not worker_module._ahead and not ahead.alive()  # noqa: SLF001
+    assert worker_module._ahead.held is None and not ahead.alive()  # noqa: SLF001
