@@ -51,3 +51,19 @@ def write_config(path: Path, model: str, inputs: list[dict], **keys) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"model": model, "inputs": inputs, **keys}, sort_keys=False))
     return path
+
+
+def scale_fp16_weights(tflite: Path, factor: float) -> str:
+    """Scale the largest float16 constant (a conv's weights) of a TFLite fp16 file in place: an fp16-only
+    bug that leaves every other file correct. Returns the tensor's name."""
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(tflite))
+    tensors = [t for t in model.subgraphs[0].tensors if t.type == 1 and model.buffers[t.buffer].data is not None]
+    weights = max(tensors, key=lambda t: len(model.buffers[t.buffer].data))
+    buffer = model.buffers[weights.buffer]
+    values = np.frombuffer(bytes(buffer.data), np.float16) * np.float16(factor)
+    buffer.data = np.frombuffer(values.astype(np.float16).tobytes(), np.uint8)
+    flatbuffer_utils.write_model(model, str(tflite))
+    return weights.name.decode()

@@ -152,6 +152,8 @@ class AuditRecord(Record):
     localization: list[dict] | None
     seconds: float
     oracle: dict | None = None  # {backend, available, reason}
+    fp16_oracle: dict | None = None  # the fp16 storage simulation, as `oracle`
+    warnings: list[str] = field(default_factory=list)  # lower-precision costs over the default budget
 
 
 def merged_lint(lint: LintRecord | None, convert: ConvertRecord | None) -> LintRecord | None:

@@ -77,7 +77,11 @@ class Comparison:
     oracle_error: float | None = None  # max |candidate - float64 oracle|
     noise_floor: float | None = None  # how far a correct float32 program lands from the oracle
     noise_ratio: float | None = None  # oracle_error / noise_floor
-    rule: str = "tolerance"  # what decided the verdict: "noise floor", "precision budget", "tolerance", "tolerance (config)"
+    rule: str = "tolerance"  # what decided: "noise floor", "fp16 storage floor", "precision budget", "tolerance", "tolerance (config)"
+    warning: str | None = None  # a lower precision's cost over the default budget: shown, not failed
+    # fp16/int8: SNR and top-k on the in-distribution samples (also in snr_db/top*_agreement), against
+    # TFLite fp32 (`vs_tflite_fp32`), and each edge case's SNR apart (`edge_cases_snr_db`)
+    precision_cost: dict | None = None
 
     def __bool__(self) -> bool:
         return self.passed

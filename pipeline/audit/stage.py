@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
+import numpy as np
 from typing import Callable
 
 from rich.progress import Progress
@@ -17,14 +19,14 @@ from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
-from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
+from pipeline.runners.factory import available_tf_backends, fp16_storage_runners, make_runner, perturbed_oracle
 from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError
-from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
+from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit.layer_request import LayerRequest
-from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
+from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import Backend
 
 Waiting = Callable[[], tuple[RunResults, dict[str, str]]]  # waits for the TF worker's backends: results, broken
@@ -43,37 +45,44 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     try:
         results.update(fresh)
         oracle = _oracle(source, artifacts, export, feeds, results)
+        fp16_oracle = _fp16_oracle(artifacts, export, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
     finally:  # the worker's answer is always taken, so that no later call reads it instead of its own
         worker_fresh, worker_broken = in_worker()
     fresh.update(worker_fresh)
     results.update(worker_fresh)
     broken.update(worker_broken)
-    comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, oracle)
+    labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
+    evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
+                        results.get(Backend.TFLITE_FP32))
+    comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
     layer_pass = _layer_by_layer(LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle,
                                               comparisons), run_it=layers or verdict == "fail")
     record = AuditRecord(
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
-        sample_labels=shared_inputs.sample_labels(len(feeds), edge_cases=True), inputs_sha256=sha256(artifacts.inputs),
+        sample_labels=labels, inputs_sha256=sha256(artifacts.inputs),
         comparisons=comparisons,
         histograms=[{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
                     for c in comparisons if c.histogram],
         verdict=verdict, verdict_reasons=_reasons(comparisons, signal), signal=signal,
         layers=layer_pass["layers"], localization=layer_pass["localization"],
         seconds=round(time.perf_counter() - start, 3), oracle=oracle.to_json(),
+        fp16_oracle=fp16_oracle.to_json() if fp16_oracle else None,
+        warnings=[f"{c.candidate} '{c.output}': {c.warning}" for c in comparisons if c.warning],
     )
-    _write(artifacts, record, {**fresh, **({oracle.backend: oracle.outputs} if oracle.available else {})})
+    oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
+    _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}})
     return record
 
 
 def _comparisons(source: Source, reference: str, candidates: list[str], results: RunResults, broken: dict[str, str],
-                 oracle: Oracle) -> list:
+                 evidence: Evidence) -> list:
     """Each candidate that ran, compared with the reference and judged by the rule that applies to it;
     each one that could not run, a failure."""
-    overrides, budgets = _overrides(source), _budgets(source)
+    overrides = evidence.overrides
     ran = [b for b in candidates if b not in broken]
-    judged = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), oracle, overrides, budgets)
+    judged = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), evidence)
               for c in compare(results, reference, ran, overrides, _classification(source))]
     return judged + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
                      for backend, reason in broken.items() for output in results[reference]]
@@ -241,8 +250,38 @@ def _estimated_oracle(results: RunResults, why: str) -> Oracle:
                   dict(results["pytorch"]), floors, "estimate: PyTorch float32 against ONNX Runtime")
 
 
+def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, feeds: list, oracle: Oracle) -> Oracle:
+    """The model as a TFLite fp16 file stores it, run in float64: what a correct fp16 file reaches. Its floor
+    per sample is the larger of the model's float32 floor and how far ONNX Runtime's float32 run of the same
+    stored model lands from it; a float64 run that lands further than the bound allows from that float32 run
+    is not trusted (the float64 engine, not float16, would be measured)."""
+    runners = fp16_storage_runners(artifacts, export)
+    try:
+        with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"):
+            runs = run_all(runners, feeds)
+    except RunnerError as exc:
+        return Oracle(None, False, f"the model as float16 storage holds it could not run ({exc}); the fp16 file is "
+                                   "judged by its precision budget alone")
+    truth, fp32 = runs[Backend.ORACLE_FP16], runs[Backend.FP16_STORAGE]
+    floors = {}
+    for name, values in truth.items():
+        spread = sample_floors(fp32[name], values, [], NOISE_ATOL)
+        base = oracle.sample_floors.get(name)
+        if base is not None and np.any(spread > NOISE_RATIO_BOUND * base):
+            return Oracle(None, False, f"the float64 run of the model as float16 storage holds it departs from its "
+                                       f"float32 run on '{name}' by {float(np.max(spread)):.3g}, more than "
+                                       f"{NOISE_RATIO_BOUND:g}x the float32 noise floor: not trusted; the fp16 file is "
+                                       "judged by its precision budget alone")
+        floors[name] = spread if base is None else np.maximum(spread, base)
+    return Oracle(Backend.ORACLE_FP16, True, "the model with every float constant as a TFLite fp16 file stores it "
+                  "(BatchNorm folded, then rounded through float16), run in float64", truth, floors,
+                  "per sample, the larger of the model's float32 noise floor and ONNX Runtime float32's error on "
+                  "the same stored model")
+
+
 def _budgets(source: Source) -> dict[str, PrecisionBudget]:
-    budgets = dict(DEFAULT_BUDGETS)
+    """The budgets the config sets (a miss fails); the defaults only warn (judge.DEFAULT_BUDGETS)."""
+    budgets: dict[str, PrecisionBudget] = {}
     if source.config is not None:
         for precision, budget in source.config.precision_budget.items():
             budgets[precision] = PrecisionBudget(budget.min_snr_db, budget.min_top1, budget.min_top5)

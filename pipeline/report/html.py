@@ -130,7 +130,7 @@ def _pair(entry: dict) -> str:
 def _header(report: dict) -> str:
     verdict = str(report.get("verdict") or "unknown")
     badge_class = verdict if verdict in VERDICTS else "unknown"
-    reasons = report.get("verdict_reasons") or []
+    reasons = (report.get("verdict_reasons") or []) + [f"warning: {w}" for w in report.get("warnings") or []]
     meta = [f"reference: {_label(report.get('reference'))}", f"route: {report.get('route') or 'n/a'}",
             f"exporter: {report.get('exporter') or 'n/a'}", f"opset: {report.get('opset') or 'n/a'}",
             f"samples: {report.get('samples') if report.get('samples') is not None else 'n/a'}"]

@@ -57,6 +57,17 @@ def _oracle_markdown(oracle: dict | None) -> list[str]:
                 f"{oracle.get('lower_precision', '')}".rstrip()]
 
 
+def _fp16_oracle_markdown(oracle: dict | None) -> list[str]:
+    """How the fp16 file was judged: against the float64 run of the model as float16 storage holds it."""
+    if not oracle:
+        return []
+    if not oracle["available"]:
+        return ["", f"fp16: {oracle['reason']}."]
+    floors = ", ".join(f"'{name}' {fmt_number(value)}" for name, value in oracle["floors"].items())
+    return ["", f"fp16: the TFLite fp16 file's error against {oracle['reason']} must stay within {oracle['bound']:g}x "
+                f"its noise floor ({oracle['floor_source']}: {floors}); its precision cost is shown beside it."]
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Conversion report: {report['model']}", "",
@@ -64,9 +75,11 @@ def markdown(report: dict) -> str:
         f"{report['samples']} samples, exporter: {report['exporter']}, opset {report['opset']})", "",
     ]
     lines += [f"- {reason}" for reason in report.get("verdict_reasons", [])]
+    lines += [f"- warning: {warning}" for warning in report.get("warnings") or []]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(report)]
     lines += _oracle_markdown(report.get("oracle"))
+    lines += _fp16_oracle_markdown(report.get("fp16_oracle"))
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines += _localization_markdown(report)

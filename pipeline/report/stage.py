@@ -31,6 +31,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "signal": audit.signal, "route": export.route, "reference": audit.reference,
         "backends": audit.backends, "exporter": export.exporter, "export_attempts": [a.to_json() for a in export.attempts],
         "opset": export.opset, "samples": audit.samples, "oracle": audit.oracle,
+        "fp16_oracle": audit.fp16_oracle, "warnings": audit.warnings,
         "comparisons": [c.to_json() for c in audit.comparisons],
         "sample_labels": audit.sample_labels,
         "histograms": audit.histograms,

@@ -10,6 +10,8 @@ def rows(report: dict) -> list[list[str]]:
     for c in report["comparisons"]:
         verdict = c.get("verdict", "pass" if c["passed"] else "fail")
         result = verdict if verdict == "pass" else f"{verdict.upper()}: {c.get('reason') or c.get('error') or ''}"
+        if verdict == "pass" and c.get("warning"):
+            result = "pass (precision cost: see warning)"
         rows.append([
             label(c["candidate"]), c["output"], fmt_number(c["max_abs"]), _ratio(c.get("noise_ratio")),
             fmt_number(c["mean_abs"]), fmt_number(c["cosine"]), _snr(c.get("snr_db")), _rule(c), result,

@@ -40,7 +40,7 @@ def print_summary(report: dict, artifacts: ArtifactDir, verbose: bool = False) -
     for header in HEADERS:
         table.add_column(header, justify="left" if header in ("backend", "output", "result") else "right")
     for row in rows(report):
-        table.add_row(*row, style=None if row[-1] == "pass" else "bold red")
+        table.add_row(*row, style=None if row[-1] == "pass" else "yellow" if row[-1].startswith("pass") else "bold red")
     out.print(table)
     for note in report["notes"]:
         out.print(f"[yellow]note:[/] {note}")
@@ -48,6 +48,8 @@ def print_summary(report: dict, artifacts: ArtifactDir, verbose: bool = False) -
     colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "yellow")
     for reason in report.get("verdict_reasons", []):
         out.print(f"[{colour}]why:[/] {reason}")
+    for warning in report.get("warnings") or []:
+        out.print(f"[yellow]warning:[/] {warning}")
     out.print(f"verdict: [bold {colour}]{report['verdict'].upper()}[/]   report: {artifacts.shown(artifacts.report_md)} "
                   f"and {artifacts.shown(artifacts.root / 'report.html')}")
 

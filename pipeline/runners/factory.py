@@ -49,6 +49,16 @@ def _tf_runner(backend: str, artifacts: ArtifactDir, convert: ConvertRecord, spe
     return tf_runners.TFLiteRunner(path, io, specs, outputs, precision)
 
 
+def fp16_storage_runners(artifacts: ArtifactDir, export: ExportRecord) -> list[Runner]:
+    """The graph as a TFLite fp16 file stores it, run in float64 (what an fp16 file aims at) and by ONNX
+    Runtime in float32 (how far a correct float32 program of it lands: its floor)."""
+    from pipeline.model.fp16_storage import fp16_storage_copy
+    from pipeline.runners.onnxrt import OnnxFloat64Runner, OnnxRuntimeRunner
+
+    return [OnnxFloat64Runner(artifacts.onnx, export.inputs, export.outputs, fp16_storage_copy, Backend.ORACLE_FP16),
+            OnnxRuntimeRunner(artifacts.onnx, export.inputs, export.outputs, fp16_storage_copy, Backend.FP16_STORAGE)]
+
+
 def available_tf_backends(convert: ConvertRecord) -> list[str]:
     return [b for b in TF_BACKENDS if b in convert.models]
 

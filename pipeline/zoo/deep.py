@@ -34,3 +34,29 @@ def build(blocks: int = 32, channels: int = 16, size: int = 32, seed: int = 0) -
     torch.manual_seed(seed)
     model = DeepConvBN(blocks, channels)
     return calibrate_batchnorm(model, torch.rand(8, 3, size, size) * 2 - 1, seed=seed)
+
+
+class PlainConvBN(nn.Module):
+    """The original report's ~70-layer case: a plain stack of Conv-BatchNorm-ReLU blocks (no skips), each
+    BatchNorm right after its conv, so the exporter folds it into the conv's weights."""
+
+    def __init__(self, blocks: int, channels: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Sequential(*[layer for _ in range(blocks) for layer in
+                                    (nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU())])
+        self.head = nn.Conv2d(channels, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.stem(x)))
+
+
+def plain(blocks: int = 34, channels: int = 16, size: int = 32, seed: int = 0) -> PlainConvBN:
+    torch.manual_seed(seed)
+    model = PlainConvBN(blocks, channels)
+    with torch.no_grad():  # near-identity convs, as training leaves a deep plain stack: the input still reaches the output
+        for conv in model.body:
+            if isinstance(conv, nn.Conv2d):
+                nn.init.dirac_(conv.weight)
+                conv.weight.add_(torch.randn_like(conv.weight) * 0.1)
+    return calibrate_batchnorm(model, torch.rand(8, 3, size, size) * 2 - 1, seed=seed)

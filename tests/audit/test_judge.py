@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.audit.compare import Tolerance, compare_arrays
-from pipeline.audit.judge import DEFAULT_BUDGETS, Oracle, PrecisionBudget, judge
+from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit.noise import NOISE_RATIO_BOUND, sample_floors
 
 RNG = np.random.default_rng(0)
@@ -16,10 +16,21 @@ FLOOR = float(FLOORS.max())
 ORACLE = Oracle("pytorch_fp64", True, "test", {"y": TRUTH}, {"y": FLOORS}, "PyTorch float32 against the oracle")
 
 
+LABELS = ("random_0", "random_1", "random_2", "random_3")
+
+
 def judged(candidate: np.ndarray, backend: str = "onnxruntime", overrides: dict | None = None, budgets=None,
-           oracle: Oracle = ORACLE):
-    raw = compare_arrays(PYTORCH, candidate, Tolerance(1e-4, 1e-4), ("pytorch", backend, "y"), logits=True)
-    return judge(raw, PYTORCH, candidate, oracle, overrides or {}, DEFAULT_BUDGETS if budgets is None else budgets)
+           oracle: Oracle = ORACLE, fp16_oracle: Oracle | None = None, labels=LABELS, reference=PYTORCH):
+    raw = compare_arrays(reference, candidate, Tolerance(1e-4, 1e-4), ("pytorch", backend, "y"), logits=True)
+    evidence = Evidence(oracle, fp16_oracle, overrides or {}, budgets or {}, labels)
+    return judge(raw, reference, candidate, evidence)
+
+
+def storage_oracle(stored: np.ndarray) -> Oracle:
+    """The model as float16 storage holds it, in float64, with a float32 program of it for the floor."""
+    fp32_run = (stored + RNG.normal(scale=1e-6, size=stored.shape)).astype(np.float32)
+    floors = np.maximum(sample_floors(fp32_run, stored, []), FLOORS)
+    return Oracle("fp16_storage_fp64", True, "test", {"y": stored}, {"y": floors}, "test")
 
 
 def test_a_candidate_as_close_to_the_oracle_as_pytorch_passes_by_the_noise_floor():
@@ -37,7 +48,7 @@ def test_a_subtle_bug_far_above_the_floor_fails_even_within_the_old_tolerance():
     assert "x the float32 noise floor" in c.reason
 
 
-def test_fp16_is_judged_by_its_precision_cost_not_the_fp32_floor():
+def test_without_a_storage_simulation_fp16_is_judged_by_its_precision_cost():
     noisy = (TRUTH * (1 + RNG.normal(scale=1e-3, size=TRUTH.shape))).astype(np.float32)  # ~60 dB SNR
     c = judged(noisy, backend="tflite_fp16")
     assert (c.verdict, c.rule) == ("pass", "precision budget")
@@ -45,6 +56,47 @@ def test_fp16_is_judged_by_its_precision_cost_not_the_fp32_floor():
     broken = (TRUTH * (1 + RNG.normal(scale=0.2, size=TRUTH.shape))).astype(np.float32)
     c = judged(broken, backend="tflite_fp16")
     assert c.verdict == "fail" and c.reason.startswith("precision cost over budget: SNR")
+
+
+# A deep model stored in float16: far from the original (about 18 dB), and exactly what storage allows.
+STORED = TRUTH * (1 + RNG.normal(scale=0.15, size=TRUTH.shape))
+
+
+def test_a_correct_fp16_file_passes_against_its_storage_simulation_with_the_cost_as_a_warning():
+    file = (STORED + RNG.normal(scale=1e-6, size=STORED.shape)).astype(np.float32)
+    c = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(STORED))
+    assert (c.verdict, c.rule) == ("pass", "fp16 storage floor")
+    assert c.noise_ratio <= NOISE_RATIO_BOUND and c.snr_db < 30
+    assert c.warning.startswith("precision cost over the default budget: SNR")
+
+
+def test_an_fp16_only_bug_fails_against_the_storage_simulation_though_its_snr_is_high():
+    good = TRUTH * (1 + RNG.normal(scale=1e-3, size=TRUTH.shape))  # ~60 dB from PyTorch
+    file = (good * 1.02).astype(np.float32)  # a weight scaled by 1.02: still ~34 dB, within the old budget
+    c = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(good))
+    assert c.snr_db > 30
+    assert (c.verdict, c.rule) == ("fail", "fp16 storage floor") and "noise floor" in c.reason
+
+
+def test_a_budget_the_config_sets_fails_a_correct_fp16_file_that_misses_it():
+    file = (STORED + RNG.normal(scale=1e-6, size=STORED.shape)).astype(np.float32)
+    c = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(STORED),
+               budgets={"fp16": PrecisionBudget(min_snr_db=30.0)})
+    assert (c.verdict, c.rule) == ("fail", "precision budget") and "SNR" in c.reason
+
+
+def test_int8_is_judged_on_the_samples_it_was_made_for_with_edge_cases_apart():
+    labels = ("random_0", "random_1", "zeros", "constant")
+    int8 = PYTORCH * (1 + RNG.normal(scale=3e-3, size=PYTORCH.shape)).astype(np.float32)  # ~50 dB
+    int8[2:] = PYTORCH[2:] * 0.3  # the edge cases, outside the calibration range: about 3 dB
+    c = judged(int8, backend="tflite_int8", labels=labels)
+    assert (c.verdict, c.rule) == ("pass", "precision budget") and c.snr_db > 40
+    assert c.precision_cost["samples"] == 2
+    assert set(c.precision_cost["edge_cases_snr_db"]) == {"zeros", "constant"}
+    assert max(c.precision_cost["edge_cases_snr_db"].values()) < 5
+    collapsed = PYTORCH * 0.3
+    c = judged(collapsed.astype(np.float32), backend="tflite_int8", labels=labels)
+    assert c.verdict == "fail" and "precision cost over budget" in c.reason
 
 
 def test_a_configured_budget_on_top1_agreement_is_applied():
