@@ -137,7 +137,7 @@ def _stage_audit(request: RunRequest) -> int:
     if not request.full_run:  # run alone, the audit says where backends part ways (a full run's report does)
         from pipeline.report.terminal import print_where
 
-        print_where({"localization": record.localization, "layers": record.layers})
+        print_where({"localization": record.localization, "layers": record.layers, "tflite_layers": record.tflite_layers})
     return VERDICT_EXIT[record.verdict]
 
 

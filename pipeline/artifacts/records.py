@@ -132,6 +132,7 @@ class ConvertRecord(Record):
     layers: dict | None
     notes: list[str]
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
+    tensor_layers: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> TF layer (TFLite tensor names)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class AuditRecord(Record):
     oracle: dict | None = None  # {backend, available, reason}
     fp16_oracle: dict | None = None  # the fp16 storage simulation, as `oracle`
     warnings: list[str] = field(default_factory=list)  # lower-precision costs over the default budget
+    tflite_layers: list[dict] | None = None  # TFLite files read layer by layer (audit/tflite_layers.py)
 
 
 def merged_lint(lint: LintRecord | None, convert: ConvertRecord | None) -> LintRecord | None:

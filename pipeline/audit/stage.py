@@ -27,7 +27,7 @@ from pipeline.errors import RunnerError
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors
-from pipeline.names import Backend
+from pipeline.names import PRECISION, Backend
 
 Waiting = Callable[[], tuple[RunResults, dict[str, str]]]  # waits for the TF worker's backends: results, broken
 
@@ -57,8 +57,9 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
-    layer_pass = _layer_by_layer(LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle,
-                                              comparisons), run_it=layers or verdict == "fail")
+    request = LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle, comparisons)
+    layer_pass = _layer_by_layer(request, run_it=layers or verdict == "fail")
+    tflite = _tflite_layers(request, _tflite_to_inspect(comparisons, layers))
     record = AuditRecord(
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
         sample_labels=labels, inputs_sha256=sha256(artifacts.inputs),
@@ -70,6 +71,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         seconds=round(time.perf_counter() - start, 3), oracle=oracle.to_json(),
         fp16_oracle=fp16_oracle.to_json() if fp16_oracle else None,
         warnings=[f"{c.candidate} '{c.output}': {c.warning}" for c in comparisons if c.warning],
+        tflite_layers=tflite,
     )
     oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
     _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}})
@@ -204,6 +206,34 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
         return run_layers(request)
 
 
+
+
+def _tflite_to_inspect(comparisons: list, every: bool) -> list[str]:
+    """The TFLite files read layer by layer: every one with --layers, else those that failed or warned."""
+    tflite = [c for c in comparisons if c.candidate.startswith("tflite_") and c.candidate in PRECISION]
+    chosen = [c.candidate for c in tflite if every or c.verdict == "fail" or c.warning]
+    return list(dict.fromkeys(chosen))
+
+
+def _tflite_layers(request: LayerRequest, backends: list[str]) -> list[dict] | None:
+    if not backends:
+        return None
+    import onnx
+
+    from pipeline.audit.tflite_layers import run_tflite_layers, with_where
+    from pipeline.model.context import ModelContext
+    from pipeline.model.graph import TensorOrder, static_shapes
+    from pipeline.model.torch_model import reference_model
+
+    model = onnx.load(str(request.artifacts.onnx))
+    module_of = ModelContext(model, reference_model(request.source, request.export)).module_namer()
+    try:
+        with stage_status(f"reading {', '.join(backends)} layer by layer"), \
+                capture_output(request.artifacts.root / "audit.log"):
+            return with_where(run_tflite_layers(request, backends, module_of, TensorOrder.of(model), static_shapes(model)))
+    except RunnerError as exc:  # an explanation step never takes the audit down: it says why it could not run
+        return [{"backend": b, "aligned": 0, "note": f"could not be read layer by layer ({exc})",
+                 "where": f"{b}: layer by layer: could not run ({exc})"} for b in backends]
 
 
 def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:

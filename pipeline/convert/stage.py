@@ -260,5 +260,5 @@ def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: S
         models={fmt: path.name for fmt, path in formats.items() if path}, io=io,
         ambiguous_layouts=[b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
         layers=None,  # built on request since the layer model left the conversion (convert/layer_model.py)
-        notes=result.notes, tf_lint=tf_lint,
+        notes=result.notes, tf_lint=tf_lint, tensor_layers=result.tensor_layers,
     )

@@ -56,6 +56,9 @@ class ConversionResult:
     version: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
     notes: list[str] = field(default_factory=list)
+    # ONNX tensor -> the name of the TF layer that makes it: TFLite tensors are named after these layers
+    # (fused ops joined by ';'), so a TFLite file's intermediates align with the ONNX tensors
+    tensor_layers: dict[str, str] = field(default_factory=dict)
 
 
 class Converter(Protocol):

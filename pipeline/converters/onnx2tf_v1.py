@@ -66,9 +66,11 @@ class Onnx2TFV1:
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
-        keras_model = self._converted(onnx_path, work, log_path, options, save=True)
+        spy = _LayerMapSpy()
+        keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy)
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
+            result = dataclasses.replace(result, tensor_layers=_tensor_layers(spy.tf_layers, keras_model))
         if result.keras is None and "keras" in options.outputs:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
@@ -437,6 +439,17 @@ def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerMod
     tensors = [{"tensor": name, "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
                 "channel_last": entry.get("nhwc")} for name, entry in picked]
     return LayerModel(path, tensors)
+
+
+def _tensor_layers(tf_layers: dict | None, keras_model) -> dict[str, str]:
+    """ONNX tensor -> the Keras layer that makes it (the names TFLite gives its tensors); inputs left out."""
+    inputs = {t.name.split(":")[0] for t in keras_model.inputs}
+    named = {}
+    for name, entry in (tf_layers or {}).items():
+        history = getattr(entry.get("tf_node"), "_keras_history", None)
+        if name not in inputs and history is not None and _is_symbolic(entry.get("tf_node")):
+            named[name] = history.layer.name
+    return named
 
 
 def _is_symbolic(node) -> bool:

@@ -37,6 +37,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "histograms": audit.histograms,
         "layers": audit.layers,
         "localization": audit.localization,
+        "tflite_layers": audit.tflite_layers,
         "repair": _repair(artifacts),
         "diagnose": _diagnose(artifacts),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,

@@ -73,4 +73,5 @@ def localization_lines(report: dict) -> list[str]:
         compared = ", ".join(f"{p['candidate']} {len(p['tensors'])}" for p in layers.get("pairs", []) if p["candidate"] != "pytorch")
         limit = "the float32 noise floor" if layers.get("judged_by") == "noise floor" else "tolerance"
         lines.append(f"layer by layer (tensors compared: {compared or 'none'}): no backend departs beyond {limit}")
+    lines += [r["where"] for r in report.get("tflite_layers") or [] if r.get("where")]
     return lines + [f"layer by layer: {note}" for note in layers.get("notes", [])]

@@ -110,3 +110,14 @@ def tf_layers_runner(artifacts_root: Path, convert, specs: list[TensorSpec], onn
 
 def temp_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="layers-")
+
+
+def tflite_layers_runner(path: Path, convert, specs: list[TensorSpec], precision: str,
+                         onnx_shapes: dict[str, list[int]]) -> Runner | None:
+    """A TFLite file's intermediates aligned with ONNX tensors, or None when the converter recorded no
+    tensor-to-layer names (another converter, a folder converted before they were recorded)."""
+    if not convert.tensor_layers:
+        return None
+    from pipeline.runners.tensorflow import TFLiteLayersRunner
+
+    return TFLiteLayersRunner(path, convert.io, specs, precision, convert.tensor_layers, onnx_shapes)

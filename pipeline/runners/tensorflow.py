@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from pipeline.errors import RunnerError, first_line
 from pipeline.keras_io import fast_load, skip_tracking_metadata
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
+from pipeline.runners.layout import decide
 from pipeline.runners.tf_io import TFModelIO
 
 
@@ -156,6 +158,59 @@ class TFLiteRunner(_TFRunner):
         # Outputs are named "<function>:<n>"; n is the position in the Keras model's outputs.
         outputs = sorted(self.model.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
         return self._logical_outputs(lambda b: self.model.get_tensor(outputs[b.index]["index"]))
+
+
+class TFLiteLayersRunner(TFLiteRunner):
+    """A .tflite file with every intermediate tensor kept (LiteRT's experimental_preserve_all_tensors),
+    keyed by ONNX tensor: TFLite names a tensor after the TF layers of the ops that made it (fused ops
+    joined by ';', the last op first), and the converter recorded which TF layer makes each ONNX tensor.
+    Only tensors an op writes are read (not constants), in the file's own order; integer tensors are
+    dequantized with their own scale and zero point, and each is laid out as its ONNX tensor."""
+
+    partial_outputs = True
+
+    def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], precision: str,
+                 tensor_layers: dict[str, str], onnx_shapes: dict[str, list[int]]) -> None:
+        super().__init__(path, io, input_specs, [], precision)
+        self.name = f"tflite_{precision}_layers"
+        self.by_layer = {layer: tensor for tensor, layer in tensor_layers.items()}
+        self.onnx_shapes = onnx_shapes
+        self.bound: dict[str, tuple[int, object]] = {}  # ONNX tensor -> (TFLite tensor index, layout)
+        self.details: dict[int, dict] = {}
+
+    def _activate_impl(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        with warnings.catch_warnings():  # "intended for debugging": that is what it is for here
+            warnings.simplefilter("ignore")
+            interpreter = Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        self.model = interpreter
+        self.details = {d["index"]: d for d in interpreter.get_tensor_details()}
+        written = [i for op in interpreter._get_ops_details() for i in op["outputs"]]  # noqa: SLF001 (LiteRT's own op list)
+        for index in written:
+            tensor = self.by_layer.get(_layer_of(self.details[index]["name"]))
+            shape = self.onnx_shapes.get(tensor) if tensor else None
+            if shape is None or tensor in self.bound or any(d <= 0 for d in shape):
+                continue
+            layout = decide(tuple(shape), tuple(int(d) for d in self.details[index]["shape"]), prefer_channel_last=True)
+            if layout.decided_by != "unresolved":
+                self.bound[tensor] = (index, layout)
+        self.output_names = list(self.bound)
+
+    def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
+        backend_feed = self._backend_feed(feed)
+        for binding, detail in zip(sorted(self.io.inputs, key=lambda b: b.index), self.model.get_input_details()):
+            self.model.set_tensor(detail["index"], _quantized(backend_feed[binding.tf_name], detail))
+        self.model.invoke()
+        return {tensor: layout.to_logical(_dequantized(self.model.get_tensor(index), self.details[index]))
+                for tensor, (index, layout) in self.bound.items()}
+
+
+def _layer_of(tensor_name: str) -> str:
+    """The TF layer of the last op that wrote a TFLite tensor: 'model/tf.nn.relu_3/Relu;model/...' -> 'tf.nn.relu_3'."""
+    parts = tensor_name.split(";")[0].split("/")
+    return parts[1] if len(parts) >= 3 else parts[0]
 
 
 def _quantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
