@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.audit.compare import Comparison, evidence_problem, tolerance_for
+from pipeline.compare import Comparison, evidence_problem, tolerance_for
 from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 
