@@ -163,7 +163,7 @@ def _dispatch(args) -> int:
 
         return run_cli(Path(args.artifact_dir))
     if args.command == "diagnose":
-        from pipeline.diagnose.stage import run_cli as diagnose
+        from pipeline.orchestrate import diagnose
 
         return diagnose(args)
     source = resolve_source(args.model)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline import profile
-from pipeline.artifacts.folder import ArtifactDir
+from pipeline.artifacts.folder import ArtifactDir, finite
 from pipeline.artifacts.guard import fresh_folder, raise_if_interrupted
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
 from pipeline.config import Source
@@ -216,8 +216,8 @@ def _head_start(request: RunRequest):
 
 def _repair_if_needed(request: RunRequest, timings: dict[str, float]) -> None:
     """Numeric fallbacks: when the TF backends fail while ONNX Runtime agrees, search for a repaired
-    conversion (pipeline/convert/repair/); a model that passed the audit costs nothing here."""
-    from pipeline.convert.repair.search import repair_if_needed
+    conversion (pipeline/repair/); a model that passed the audit costs nothing here."""
+    from pipeline.repair.search import repair_if_needed
 
     start = time.perf_counter()
     if repair_if_needed(request.source, request.artifacts) is not None:
@@ -311,3 +311,22 @@ def with_module(message: str, source: Source, artifacts: ArtifactDir) -> str:
     where = ModelContext(model, build_model(source)).attribute(node)
     module = f"module {where.module}" if where.module else f"module unknown: {where.note}"
     return message.replace(match.group(0), f"on node '{match.group(1)}' ({match.group(2)}, {module})", 1)
+
+
+def diagnose(args) -> int:
+    """`python -m pipeline diagnose`: diagnose a hand-written Keras port, write diagnose.json, .md and .html,
+    print the summary (or the JSON); exit 0 when the port is faithful, 1 when it is not."""
+    from pipeline.artifacts.guard import locked
+    from pipeline.diagnose import stage as diagnose_stage
+    from pipeline.report.sections import diagnose as pages
+
+    request = diagnose_stage.request_for(args)
+    with locked(request.artifacts.root):
+        record = diagnose_stage.run(request)
+        pages.write_pages(record, request.artifacts)
+        if request.json:
+            print(json.dumps(finite(record.to_json()), indent=2, default=str, allow_nan=False))
+        else:
+            pages.print_summary(record, request.artifacts.root, console)
+        return EXIT_PASS if record.faithful else EXIT_AUDIT_FAILED
+

@@ -14,9 +14,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pipeline.audit.compare import Comparison
+from pipeline.compare import Comparison
+from pipeline.findings import Finding, count_findings
 from pipeline.inputs import TensorSpec
-from pipeline.lint import Finding, count_findings
 from pipeline.runners.tf_io import TFModelIO
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.audit.compare import Comparison, Tolerance, compare_arrays, evidence_problem, tolerance_for
+from pipeline.compare import Comparison, Tolerance, compare_arrays, evidence_problem, tolerance_for
 from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 

@@ -18,7 +18,7 @@ from pipeline.artifacts.records import LintRecord, merged_lint
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.layer_stats import apply_floors, collect, layers_json
 from pipeline.audit.localize import localize, not_localized
-from pipeline.audit.noise import float64_copy, perturbed
+from pipeline.model.float64 import float64_copy, perturbed
 from pipeline.convert.layer_model import layer_model
 from pipeline.model.attribution import module_tensors
 from pipeline.model.context import ModelContext
@@ -29,7 +29,7 @@ from pipeline.runners.intermediates import TorchLayersRunner, onnx_intermediates
 
 BAND = (Backend.ORACLE, Backend.PYTORCH)  # the float32 noise band: PyTorch float32 against the oracle
 PERTURBED = "pytorch_fp64_perturbed"
-PERTURBED_BAND = (Backend.ORACLE, PERTURBED)  # and the oracle with float32-sized roundings (audit.noise.perturbed)
+PERTURBED_BAND = (Backend.ORACLE, PERTURBED)  # and the oracle with float32-sized roundings (model.float64.perturbed)
 
 
 def run_layers(request: LayerRequest) -> dict:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.records import ConvertRecord, ExportRecord
-from pipeline.audit.compare import Comparison
+from pipeline.compare import Comparison
 from pipeline.audit.judge import Oracle
 from pipeline.config import Source
 from pipeline.inputs import Feed

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipeline.audit.compare import Tolerance, tolerance_for
+from pipeline.compare import Tolerance, tolerance_for
 from pipeline.audit.noise import MIN_ULPS, NOISE_ATOL, NOISE_RATIO_BOUND, UNIT_ROUNDOFF, ratio_of
 from pipeline.inputs import Feed
 from pipeline.model.graph import TensorOrder
@@ -60,7 +60,7 @@ def collect(runners: dict[str, Runner], pairs: list[tuple[str, str]], feeds: lis
 
 def apply_floors(pairs: list[PairLayers], bands: list[PairLayers]) -> None:
     """Judge every oracle pair's tensors by the floor the bands measured there: the largest of PyTorch
-    float32's error against the oracle and the perturbed oracle's (audit.noise.perturbed). A tensor
+    float32's error against the oracle and the perturbed oracle's (model.float64.perturbed). A tensor
     without a floor (PyTorch has no output for it) is not judged, and left out."""
     for pair in pairs:
         for name in [n for n in pair.stats if not all(n in band.stats for band in bands)]:

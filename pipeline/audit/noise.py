@@ -11,12 +11,11 @@ tolerance. Measurements behind NOISE_RATIO_BOUND: README ("Verdicts") and NOISE.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-# float32's unit roundoff: the relative error of one rounding.
-UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
+# float32's unit roundoff: the relative error of one rounding. It sits with the oracle models the floor is
+# measured with (pipeline/model/float64.py: the float64 copy and its perturbed twin), which the runners build.
+from pipeline.model.float64 import UNIT_ROUNDOFF
 # A floor is never below a few roundings of the output's own scale: on a shallow model PyTorch
 # may land within one ULP of the oracle while another correct engine, accumulating in
 # another order, lands a few ULPs away.
@@ -27,72 +26,7 @@ NOISE_RATIO_BOUND = 10.0
 NOISE_ATOL = 1e-7
 
 
-def float64_copy(model):
-    """A float64 copy of a PyTorch model (the oracle); the original is left untouched."""
-    return copy.deepcopy(model).double().eval()
-
-
 PERTURBATION_SEEDS = (1, 2)  # two draws of one-rounding perturbations: the spread, not a single lucky draw
-
-
-def perturbed(model64, seed: int):
-    """The float64 model as a float32 program would run it, to first order: every floating parameter and
-    buffer moved by one float32 rounding, and every leaf module's output by the rounding its own
-    accumulation makes (sqrt(fan-in) roundings, random sign: a conv sums in_channels x kernel terms,
-    a GroupNorm averages over its group). Where a model amplifies such errors (a norm over a nearly
-    constant group, say), its outputs move as much as any correct float32 program's may."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*model64.parameters(), *model64.buffers()]:
-            if tensor.is_floating_point():
-                tensor.mul_(1 + UNIT_ROUNDOFF * _signs(tensor.shape, generator))
-    for module in model64.modules():
-        if not any(True for _ in module.children()):
-            module.register_forward_hook(_rounding_hook(generator))
-    return model64
-
-
-def _signs(shape, generator):
-    import torch
-
-    return torch.randint(0, 2, tuple(shape), generator=generator, dtype=torch.float64) * 2 - 1
-
-
-def _rounding_hook(generator):
-    def hook(module, args, output):
-        if not hasattr(output, "is_floating_point") or not output.is_floating_point():
-            return output
-        return output * (1 + UNIT_ROUNDOFF * np.sqrt(_fan_in(module, output)) * _signs(output.shape, generator))
-    return hook
-
-
-def _fan_in(module, output) -> int:
-    """How many terms a float32 program sums for each element of this module's output."""
-    from torch import nn
-
-    spatial = int(np.prod(output.shape[2:])) if output.dim() > 2 else 1
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return module.in_channels // module.groups * int(np.prod(module.kernel_size))
-    if isinstance(module, nn.Linear):
-        return module.in_features
-    if isinstance(module, nn.GroupNorm):
-        return module.num_channels // module.num_groups * spatial
-    if isinstance(module, nn.LayerNorm):
-        return int(np.prod(module.normalized_shape))
-    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
-        return spatial
-    if isinstance(module, (nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)):
-        return max(1, int(np.prod(getattr(module, "kernel_size", 1)))) if isinstance(module, nn.modules.pooling._AvgPoolNd) else spatial
-    return 1
-
-
-def perturb_array(array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A float input moved by one float32 rounding per element (relative, random sign); others unchanged."""
-    if not np.issubdtype(array.dtype, np.floating):
-        return array
-    return array * (1 + UNIT_ROUNDOFF * rng.choice([-1.0, 1.0], size=array.shape))
 
 
 def sample_floors(reference_fp32: np.ndarray, oracle: np.ndarray, perturbed_runs: list[np.ndarray],
@@ -130,11 +64,6 @@ def sample_errors(candidate: np.ndarray, oracle: np.ndarray) -> np.ndarray:
     if diff.shape[1] == 0:
         return np.zeros(len(oracle))
     return np.where(np.isfinite(diff).all(axis=1), diff.max(axis=1), np.inf)
-
-
-def to_float64(array: np.ndarray) -> np.ndarray:
-    """Float inputs become float64; integer and boolean inputs are passed through unchanged."""
-    return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
 
 
 def error_of(candidate: np.ndarray, oracle: np.ndarray) -> float:

@@ -20,7 +20,7 @@ from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
 from pipeline.runners.factory import available_tf_backends, fp16_storage_runners, make_runner, perturbed_oracle
-from pipeline.audit.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
+from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError

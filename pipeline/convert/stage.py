@@ -23,7 +23,7 @@ from pipeline.console import stage_status
 from pipeline.convert.head_start import HeadStart, relocated
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
-from pipeline.deploy import calibration
+from pipeline.convert import calibration
 from pipeline.errors import ConversionError
 from pipeline.inputs import TensorSpec
 from pipeline.runners.layout import Layout, candidates, decide, resolve_by_probe

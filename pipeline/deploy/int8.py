@@ -42,8 +42,8 @@ def _outputs(root: Path, backend: str, export: dict, convert: dict) -> dict[str,
     saved = root / "outputs" / f"{backend}.npz"
     if saved.exists():
         return _load(saved)
-    from pipeline.deploy.verify import _runner
-    from pipeline.audit.compare import run_all
+    from pipeline.deploy.rerun import runner as _runner
+    from pipeline.compare import run_all
     from pipeline.errors import RunnerError
 
     feeds = shared_inputs.feeds(shared_inputs.load_npz(root / "inputs.npz"))

@@ -116,7 +116,7 @@ def file_format(relative: str) -> str:
 
 def models(root: Path, export: dict, convert: dict, audit: dict) -> list[dict]:
     """Each converted model (and the ONNX file) with its audit verdict and errors."""
-    from pipeline.audit.compare import PRECISION
+    from pipeline.compare import PRECISION
 
     paths = {"onnxruntime": "model.onnx", **convert["models"]}
     listed = []
@@ -135,7 +135,7 @@ def models(root: Path, export: dict, convert: dict, audit: dict) -> list[dict]:
 
 def backend_verdict(audit: dict, backend: str) -> dict:
     """A backend's verdict over its outputs (fail beats inconclusive beats pass) and its reasons."""
-    from pipeline.audit.compare import overall_verdict
+    from pipeline.compare import overall_verdict
 
     mine = [c for c in audit["comparisons"] if c["candidate"] == backend and c["reference"] == audit["reference"]]
     if backend == audit["reference"]:  # the ONNX route: model.onnx is what the others are measured against
@@ -214,7 +214,7 @@ def preprocessing(source: Source | None) -> dict | None:
 
 
 def verdict(audit: dict, lint: dict | None) -> dict:
-    from pipeline.audit.compare import overall_verdict
+    from pipeline.compare import overall_verdict
 
     lint_failed = lint is not None and not lint["passed"]
     reasons = list(audit.get("verdict_reasons", [])) + ([f"lint: {lint['counts']['error']} error finding(s)"] if lint_failed else [])
@@ -265,3 +265,13 @@ def load(root: Path) -> dict:
 
         raise ArtifactError(f"{path}: missing; run 'python -m pipeline convert MODEL' (or 'report') to write it")
     return json.loads(path.read_text())
+
+
+def artifact_root(model: str, out: str | None) -> Path:
+    """MODEL's artifact folder (where its manifest is): --out when given, else artifacts/<name>."""
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.config import resolve_source
+
+    if out:
+        return Path(out).resolve()
+    return ArtifactDir.for_model(resolve_source(model).name, None).root

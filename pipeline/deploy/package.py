@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 
 from pipeline.artifacts.folder import sha256
-from pipeline.deploy.manifest import MANIFEST, load
+from pipeline.deploy.manifest import MANIFEST, artifact_root, load
 from pipeline.deploy.verify import changed_files
 from pipeline.errors import ArtifactError, PipelineError
 
@@ -75,22 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", default="dist", help="where the tarball goes (default: dist)")
     args = parser.parse_args(argv)
     try:
-        root = _artifact_root(args.model, args.out)
+        root = artifact_root(args.model, args.out)
         target = package(root, Path(args.dist))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"package: {target} ({target.stat().st_size} bytes, sha256 {sha256(target)[:SHORT]})")
     return 0
-
-
-def _artifact_root(model: str, out: str | None) -> Path:
-    from pipeline.artifacts.folder import ArtifactDir
-    from pipeline.config import resolve_source
-
-    if out:
-        return Path(out).resolve()
-    return ArtifactDir.for_model(resolve_source(model).name, None).root
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import numpy as np
 
 from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import sha256
-from pipeline.deploy.manifest import MANIFEST, digest, load
+from pipeline.deploy.manifest import MANIFEST, artifact_root, digest, load
+from pipeline.deploy.rerun import runner
 from pipeline.errors import RunnerError
 
 
@@ -86,33 +87,10 @@ def check_model(root: Path, manifest: dict, model: dict, changed: set[str]) -> M
 
 
 def _run(root: Path, backend: str, records: dict) -> dict[str, np.ndarray]:
-    from pipeline.audit.compare import run_all
+    from pipeline.compare import run_all
 
     feeds = shared_inputs.feeds(shared_inputs.load_npz(root / "inputs.npz"))
-    return run_all([_runner(root, backend, records)], feeds)[backend]
-
-
-def _runner(root: Path, backend: str, records: dict):
-    from pipeline.inputs import TensorSpec
-
-    specs = [TensorSpec.from_json(raw) for raw in records["export"]["inputs"]]
-    outputs = records["export"]["outputs"]
-    if backend == "onnxruntime":
-        from pipeline.runners.onnxrt import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(root / "model.onnx", specs, outputs)
-    from pipeline.runners import tensorflow as tf_runners
-    from pipeline.runners.tf_io import TFModelIO
-
-    io = TFModelIO.from_json(records["convert"]["io"])
-    path = root / records["convert"]["models"][backend]
-    if backend == "tf_saved_model":
-        return tf_runners.TFSavedModelRunner(path, io, specs, outputs)
-    if backend in ("keras", "keras_h5"):
-        runner = tf_runners.KerasRunner(path, io, specs, outputs)
-        runner.name = backend
-        return runner
-    return tf_runners.TFLiteRunner(path, io, specs, outputs, backend.removeprefix("tflite_"))
+    return run_all([runner(root, backend, records)], feeds)[backend]
 
 
 def _reference(root: Path, reference: str) -> dict[str, np.ndarray]:
@@ -122,7 +100,7 @@ def _reference(root: Path, reference: str) -> dict[str, np.ndarray]:
 def _judge(backend: str, path: str, outputs: dict, reference: dict, root: Path) -> ModelCheck:
     """The rerun must reproduce the outputs the audit judged (outputs/<backend>.npz), within the
     audit's tolerance for that precision; its error against the saved reference is reported."""
-    from pipeline.audit.compare import compare_arrays, tolerance_for
+    from pipeline.compare import compare_arrays, tolerance_for
 
     saved_path = root / "outputs" / f"{backend}.npz"
     saved = shared_inputs.load_npz(saved_path) if saved_path.exists() else reference
@@ -171,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     """`make verify MODEL=...`: verify the artifact folder of a config name, .yaml or .onnx."""
     import argparse
 
-    from pipeline.deploy.package import _artifact_root
     from pipeline.errors import PipelineError
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.deploy.verify", description="verify MODEL's artifact folder")
@@ -179,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="the artifact folder, when not artifacts/<name>")
     args = parser.parse_args(argv)
     try:
-        return run_cli(_artifact_root(args.model, args.out))
+        return run_cli(artifact_root(args.model, args.out))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

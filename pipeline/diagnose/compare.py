@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.audit.noise import (
-    NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, float64_copy, perturbed, sample_floors, to_float64, worst_sample,
-)
+from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors, worst_sample
+from pipeline.model.float64 import float64_copy, perturbed, to_float64
 from pipeline.diagnose.mapping import FUSED, Mapping
-from pipeline.diagnose.record import LayerRow, OutputError
+from pipeline.artifacts.diagnose_record import LayerRow, OutputError
 from pipeline.diagnose.run import PortLayout, probe_model, run_port, run_torch
 from pipeline.errors import UsageError
 from pipeline.inputs import TensorSpec

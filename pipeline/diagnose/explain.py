@@ -11,7 +11,7 @@ import math
 from typing import Callable
 
 from pipeline.diagnose.corrections import Correction, corrected
-from pipeline.diagnose.record import Finding, OutputError
+from pipeline.artifacts.diagnose_record import Finding, OutputError
 from pipeline.errors import first_line
 
 Evaluate = Callable[[object], OutputError]

@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline.diagnose.corrections import rebuild
 from pipeline.diagnose.explain import applied
 from pipeline.diagnose.load import load_port
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.errors import UsageError
 
 

@@ -1,20 +1,19 @@
-"""The diagnose command: map, check attributes, compare layer by layer, explain, fix, write.
+"""The diagnose command: map, check attributes, compare layer by layer, explain, fix.
 
-Writes diagnose.json, diagnose.md and diagnose.html into the model's artifact folder;
-returns exit code 0 when the port is faithful and 1 when it is not.
+`run` writes diagnose.json into the model's artifact folder and returns the DiagnoseRecord;
+pipeline/orchestrate.py then writes diagnose.md and diagnose.html (pipeline/report/sections/diagnose.py
+renders them) and exits 0 when the port is faithful, 1 when it is not.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts.folder import ArtifactDir, finite, write_json
+from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.audit.noise import NOISE_RATIO_BOUND
 from pipeline.config import Source
-from pipeline.console import console
 from pipeline.diagnose.compare import (
     Reference, check_outputs, first_divergent, layer_rows, output_error, reference_run,
 )
@@ -23,10 +22,10 @@ from pipeline.diagnose.fix import check_fix_path, write_fixed
 from pipeline.diagnose.load import load_port
 from pipeline.diagnose.kinds import WEIGHTED_KINDS
 from pipeline.diagnose.mapping import Mapping, map_layers
-from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
+from pipeline.artifacts.diagnose_record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding
 from pipeline.diagnose.rules import PairContext, check_pair
 from pipeline.diagnose.run import PortLayout, decide_layout, run_port, trace_torch
-from pipeline.errors import EXIT_AUDIT_FAILED, EXIT_PASS, UsageError
+from pipeline.errors import UsageError
 from pipeline.inputs import TensorSpec, feeds, generate, load_user_inputs, with_edge_cases
 from pipeline.model.torch_model import build_model
 
@@ -58,20 +57,12 @@ class Subject:
         return output_error(run_port(candidate, self.samples, self.specs, self.layout), self.reference, self.layout)
 
 
-def run(request: DiagnoseRequest) -> int:
-    """Diagnose, write the three files, print the summary; the exit code says faithful or not."""
+def run(request: DiagnoseRequest) -> DiagnoseRecord:
+    """Diagnose and write diagnose.json (its pages are the report's: pipeline/report/sections/diagnose.py)."""
     record = diagnose(request)
-    from pipeline.diagnose.render import html_page, markdown_page, print_summary
-
     with request.artifacts.staging() as stage:
         write_json(stage / "diagnose.json", record.to_json())
-        (stage / "diagnose.md").write_text("\n".join(markdown_page(record)) + "\n")
-        (stage / "diagnose.html").write_text(html_page(record))
-    if request.json:
-        print(json.dumps(finite(record.to_json()), indent=2, default=str, allow_nan=False))
-    else:
-        print_summary(record, request.artifacts.root, console)
-    return EXIT_PASS if record.faithful else EXIT_AUDIT_FAILED
+    return record
 
 
 def diagnose(request: DiagnoseRequest) -> DiagnoseRecord:
@@ -201,15 +192,13 @@ def _sorted(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (rank.get(f.severity, 3), -(f.explained or 0.0)))
 
 
-def run_cli(args) -> int:
-    """`python -m pipeline diagnose MODEL --keras PORT [...]`, from parsed arguments."""
-    from pipeline.artifacts.guard import locked
+def request_for(args) -> DiagnoseRequest:
+    """The request `python -m pipeline diagnose MODEL --keras PORT [...]` makes, from parsed arguments
+    (pipeline/orchestrate.py runs it, then writes the files through the report's diagnose section)."""
     from pipeline.config import resolve_source
 
     source = resolve_source(args.model)
     artifacts = ArtifactDir.for_model(source.name, args.out)
     artifacts.ensure_writable()
-    request = DiagnoseRequest(source, Path(args.keras), artifacts, inputs=Path(args.inputs) if args.inputs else None,
-                              fix=Path(args.fix) if args.fix else None, json=args.json)
-    with locked(artifacts.root):
-        return run(request)
+    return DiagnoseRequest(source, Path(args.keras), artifacts, inputs=Path(args.inputs) if args.inputs else None,
+                           fix=Path(args.fix) if args.fix else None, json=args.json)

@@ -5,31 +5,11 @@ takes a LintContext and yields Findings; it never raises for a problem it found.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Literal
 
-Severity = Literal["error", "warning", "info"]
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: Severity
-    node: str
-    op_type: str
-    module: str | None  # PyTorch module path, or None when attribution failed
-    expected: str | None
-    actual: str | None
-    message: str  # one line: what is wrong and what to do
-    attribution: str = ""  # how the module was found, or why it could not be
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, raw: dict) -> "Finding":
-        return cls(**raw)
+# A Finding is data every later stage reads (the lint record, the audit's localization, the report):
+# it lives in pipeline/findings.py, below the stages, and lint re-exports it for its rules.
+from pipeline.findings import SEVERITY_ORDER, Finding, Severity, count_findings  # noqa: F401
 
 
 RuleFn = Callable[["LintContext"], Iterable[Finding]]  # noqa: F821
@@ -69,8 +49,3 @@ def run_rules(context, only: list[str] | None = None, phase: Phase = "onnx") -> 
         if PHASES[name] == phase and (only is None or name in only):
             findings.extend(fn(context))
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.rule, f.node))
-
-
-def count_findings(findings: list[dict]) -> dict[str, int]:
-    """Findings (as JSON objects) per severity."""
-    return {level: sum(f["severity"] == level for f in findings) for level in SEVERITY_ORDER}

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
 import io
 import math
 from typing import Any, Iterator
-
-from pipeline.convert.repair.render import html as repair_html
 
 import matplotlib
 
@@ -25,6 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from pipeline.audit.noise import NOISE_RATIO_BOUND as NOISE_BOUND  # noqa: E402
 from pipeline.names import label as backend_label  # noqa: E402
+from pipeline.report import sections as feature_sections  # noqa: E402  (one module per later stage's section)
+from pipeline.report.blocks import definitions as _definitions, e as _e, figure as _figure, items as _items  # noqa: E402
+from pipeline.report.blocks import not_run as _not_run, section as _section, table as _table  # noqa: E402
 from pipeline.report.fmt import fmt_number as _fmt  # noqa: E402  (same number format as report.md)
 
 LOG_FLOOR = 1e-12  # log axes cannot show 0; exact-zero errors are drawn at this floor
@@ -70,7 +70,7 @@ def render(report: dict) -> str:
     """The whole report as one HTML page that loads nothing from the network."""
     sections = [
         _header(report), _comparison_section(report), _histogram_section(report), _depth_section(report),
-        _localization_section(report), repair_html(report.get("repair")), _diagnose_html(report.get("diagnose")), _lint_section(report), _notes_section(report),
+        _localization_section(report), *feature_sections.html(report), _lint_section(report), _notes_section(report),
         _artifacts_section(report), _timings_section(report), _versions_section(report),
     ]
     title = _e(f"Conversion report: {report.get('model') or 'unnamed model'}")
@@ -78,42 +78,7 @@ def render(report: dict) -> str:
     return f'<!DOCTYPE html>\n<html lang="en">\n{head}\n<body>\n' + "\n".join(sections) + "\n</body>\n</html>\n"
 
 
-# --- HTML building blocks: every piece of report text is escaped here --------
-
-def _e(value: Any) -> str:
-    return html.escape("n/a" if value is None else str(value), quote=True)
-
-
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{body}\n</section>'
-
-
-def _not_run(what: str, reason: str | None = None) -> str:
-    return f'<p class="not-run">{_e(f"{what}: not run" + (f" ({reason})" if reason else ""))}</p>'
-
-
-def _table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
-    """A table of plain-text cells (None shows as n/a); row_classes colour whole rows."""
-    classes = row_classes or [""] * len(rows)
-    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
-    body = [(f'<tr class="{_e(cls)}">' if cls else "<tr>") + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
-            for row, cls in zip(rows, classes)]
-    return "<table>\n" + "\n".join([head, *body]) + "\n</table>"
-
-
-def _items(texts: list[Any]) -> str:
-    return "<ul>\n" + "\n".join(f"<li>{_e(text)}</li>" for text in texts) + "\n</ul>"
-
-
-def _definitions(terms: list[tuple[str, Any]]) -> str:
-    return "<dl>\n" + "\n".join(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in terms) + "\n</dl>"
-
-
-def _figure(title: str, png_uri: str, caption: str | list[str]) -> str:
-    """An embedded plot with its caption: one sentence, or a list of them (one per plotted pair)."""
-    text = f": {_e(caption)}" if isinstance(caption, str) else "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in caption) + "</ul>"
-    return f'<figure>\n<img alt="{_e(title)}" src="{png_uri}">\n<figcaption>{_e(title)}{text}</figcaption>\n</figure>'
-
+# --- labels (the HTML building blocks are in blocks.py, shared with report/sections/) ---
 
 def _label(backend: str | None) -> str:
     return backend_label(backend) if backend else "?"
@@ -179,16 +144,6 @@ def _comparison_section(report: dict) -> str:
     rows = [_comparison_row(c, [k for _, k in optional]) for c in comparisons]
     classes = [f"result-{_result(c)[0]}" for c in comparisons]
     return _section("comparisons", "Comparisons", _table(headers, rows, classes) + _oracle_text(report.get("oracle")))
-
-
-def _diagnose_html(diagnosed: dict | None) -> str:
-    """The Keras-port diagnosis (pipeline/diagnose/), when one was run into this artifact folder."""
-    if not diagnosed:
-        return ""
-    from pipeline.diagnose.record import DiagnoseRecord
-    from pipeline.diagnose.render import html_section
-
-    return html_section(DiagnoseRecord.from_json(diagnosed))
 
 
 def _oracle_text(oracle: dict | None) -> str:

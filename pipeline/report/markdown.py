@@ -1,8 +1,8 @@
 """report.md: the same content as the terminal summary and report.html, for a PR or a wiki."""
 from __future__ import annotations
 
-from pipeline.convert.repair.render import markdown as repair_markdown
 from pipeline.names import label
+from pipeline.report import sections
 from pipeline.report.fmt import fmt_number
 from pipeline.report.table import HEADERS, rows
 
@@ -33,16 +33,6 @@ def _lint_markdown(lint: dict | None) -> list[str]:
         lines += [f"| {f['severity']} | {f['rule']} | `{f['node']}` | {f['op_type']} | `{f['module']}` | {f['expected']} | "
                   f"{f['actual']} | {f['message'].replace('|', '/')} |" for f in lint["findings"]]
     return lines + [f"- {note}" for note in lint.get("notes", [])]
-
-
-def _diagnose_markdown(diagnosed: dict | None) -> list[str]:
-    """The Keras-port diagnosis (pipeline/diagnose/), when one was run into this artifact folder."""
-    if not diagnosed:
-        return []
-    from pipeline.diagnose.record import DiagnoseRecord
-    from pipeline.diagnose.render import markdown_section
-
-    return [""] + markdown_section(DiagnoseRecord.from_json(diagnosed))
 
 
 def _oracle_markdown(oracle: dict | None) -> list[str]:
@@ -83,8 +73,7 @@ def markdown(report: dict) -> str:
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines += _localization_markdown(report)
-    lines += repair_markdown(report.get("repair"))
-    lines += _diagnose_markdown(report.get("diagnose"))
+    lines += sections.markdown(report)  # one per later stage's record: pipeline/report/sections/
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]

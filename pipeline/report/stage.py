@@ -4,11 +4,11 @@ Reads only the records earlier stages wrote, so it can be rerun at any time.
 """
 from __future__ import annotations
 
-import json
 from importlib import metadata
 
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, LintRecord, ValidateRecord, merged_lint
+from pipeline.report import sections
 from pipeline.report.markdown import markdown
 from pipeline.report.terminal import print_summary
 
@@ -38,8 +38,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "layers": audit.layers,
         "localization": audit.localization,
         "tflite_layers": audit.tflite_layers,
-        "repair": _repair(artifacts),
-        "diagnose": _diagnose(artifacts),
+        **sections.collect(artifacts),  # "repair", "diagnose": pipeline/report/sections/
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
@@ -51,20 +50,6 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "timings": timings or _stage_seconds(validate, convert, audit),
         "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
     }
-
-
-def _diagnose(artifacts: ArtifactDir) -> dict | None:
-    """diagnose.json's content when a hand-written Keras port was diagnosed into this folder."""
-    path = artifacts.stage_record("diagnose")
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _repair(artifacts: ArtifactDir) -> dict | None:
-    """repair.json's content when the repair search ran (pipeline/convert/repair/)."""
-    from pipeline.convert.repair.record import RepairRecord
-
-    record = artifacts.read_if_any(RepairRecord)
-    return record.to_json() if record else None
 
 
 def _verdict(audit: AuditRecord, lint: LintRecord | None) -> str:

@@ -8,6 +8,7 @@ from pipeline.config import Source
 from pipeline.errors import RunnerError
 from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
+from pipeline.model.float64 import float64_copy, perturb_array, perturbed, to_float64
 from pipeline.model.torch_model import build_model
 
 
@@ -53,16 +54,12 @@ class TorchFloat64Runner(TorchRunner):
             self.name = f"pytorch_fp64_perturbed_{perturb_seed}"
 
     def _activate_impl(self) -> None:
-        from pipeline.audit.noise import float64_copy, perturbed
-
         self.model = float64_copy(build_model(self.source))
         if self.perturb_seed is not None:
             self.model = perturbed(self.model, self.perturb_seed)
         self._rng = np.random.default_rng(self.perturb_seed)
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
-        from pipeline.audit.noise import perturb_array, to_float64
-
         arrays = [to_float64(np.array(feed[spec.name])) for spec in self.input_specs]
         if self.perturb_seed is not None:
             arrays = [perturb_array(a, self._rng) for a in arrays]

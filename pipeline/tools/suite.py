@@ -32,7 +32,7 @@ from onnx import numpy_helper
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.artifacts.folder import DEFAULT_ROOT, REPO_ROOT
-from pipeline.audit.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
+from pipeline.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
 from pipeline.console import capture_output, console
 from pipeline.convert.stage import bind
 from pipeline.converters import ConversionOptions, ConversionResult, Converter, get_converter

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from pipeline.artifacts import folder as artifacts
-from pipeline.audit.compare import tolerance_for
+from pipeline.compare import tolerance_for
 from pipeline.console import console
 
 FOLDERS = ("pytorch-converted", "pytorch-operator")

@@ -13,7 +13,7 @@ from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
 from pipeline.runners.factory import make_runner
-from pipeline.audit.compare import compare, evidence_problem, run_all, tolerance_for
+from pipeline.compare import compare, evidence_problem, run_all, tolerance_for
 from pipeline.config import Source
 from pipeline.errors import ValidationError, first_line
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.audit.compare import evidence_problem, tolerance_for
+from pipeline.compare import evidence_problem, tolerance_for
 from pipeline.config import CONFIGS_DIR, load_config
 from pipeline.inputs import TensorSpec, feeds, generate, with_edge_cases
 from pipeline.model.torch_model import build_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.audit.compare import Tolerance, compare_arrays
+from pipeline.compare import Tolerance, compare_arrays
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit.noise import NOISE_RATIO_BOUND, sample_floors
 

@@ -1,4 +1,4 @@
-"""pipeline/audit/noise.py: the floor, and the oracle perturbed by float32-sized roundings."""
+"""pipeline/audit/noise.py: the floor; and pipeline/model/float64.py: the oracle perturbed by float32-sized roundings."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.audit.noise import UNIT_ROUNDOFF, float64_copy, perturbed, sample_errors, sample_floors
+from pipeline.audit.noise import sample_errors, sample_floors
+from pipeline.model.float64 import UNIT_ROUNDOFF, float64_copy, perturbed
 
 
 def test_the_perturbed_oracle_moves_by_about_the_roundings_its_sums_make():

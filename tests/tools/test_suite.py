@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.tools import suite
-from pipeline.audit.compare import tolerance_for
+from pipeline.compare import tolerance_for
 from pipeline.converters.base import ConversionResult, TFTensor
 from pipeline.errors import ConversionError, UsageError, ValidationError
 from pipeline.runners.base import Runner

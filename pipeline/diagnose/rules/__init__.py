@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pipeline.diagnose.mapping import Pair
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.run import PortLayout, TorchCall
 
 

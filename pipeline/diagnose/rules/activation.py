@@ -8,7 +8,7 @@ from torch import nn
 
 from pipeline.diagnose.corrections import Correction, Edit
 from pipeline.diagnose.mapping import FUSED
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule, same_float32
 
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}

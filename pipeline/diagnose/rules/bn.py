@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline.diagnose.corrections import Correction, Edit
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule, same_float32
 
 KERAS_DEFAULT_EPSILON = 1e-3

@@ -5,7 +5,7 @@ import numpy as np
 
 from pipeline.diagnose.corrections import Correction, Edit
 from pipeline.diagnose.kinds import keras_bias, torch_bias
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule
 from pipeline.diagnose.rules.padding import _tuple
 

@@ -7,7 +7,7 @@ import dataclasses
 from pipeline.diagnose.corrections import Correction, Insert
 from pipeline.diagnose.graph import input_shape, producer
 from pipeline.diagnose.mapping import BY_WEIGHTS
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule
 
 

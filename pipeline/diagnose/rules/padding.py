@@ -13,7 +13,7 @@ import torch
 
 from pipeline.diagnose.corrections import Correction, Edit, Insert
 from pipeline.diagnose.graph import input_shape, producer
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule
 from pipeline.lint.padding_math import constant_pad_types, module_pads, pad_module_pads, tf_same_pads, zero_pad_types
 

@@ -3,7 +3,7 @@ align_corners=False)."""
 from __future__ import annotations
 
 from pipeline.diagnose.corrections import Correction, Edit
-from pipeline.diagnose.record import Finding
+from pipeline.artifacts.diagnose_record import Finding
 from pipeline.diagnose.rules import PairContext, rule
 
 MODES = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}

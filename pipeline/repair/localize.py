@@ -18,7 +18,7 @@ from pipeline.audit.layer_stats import collect
 from pipeline.config import Source
 from pipeline.console import capture_output
 from pipeline.convert.layer_model import layer_model
-from pipeline.convert.repair.record import Divergence
+from pipeline.artifacts.repair_record import Divergence
 from pipeline.model.graph import TensorOrder, static_shapes
 from pipeline.runners.intermediates import onnx_intermediates_runner, temp_workdir, tf_layers_runner
 

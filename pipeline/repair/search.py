@@ -23,9 +23,9 @@ from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, AuditRecord, ConvertRecord, ExportRecord
 from pipeline.config import ARTIFACTS, RepairConfig, Source
 from pipeline.console import console
-from pipeline.convert.repair.candidates import Candidate, candidates
-from pipeline.convert.repair.localize import first_departure
-from pipeline.convert.repair.record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
+from pipeline.repair.candidates import Candidate, candidates
+from pipeline.repair.localize import first_departure
+from pipeline.artifacts.repair_record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
 from pipeline.convert.layer_model import FOLDER as LAYERS_FOLDER
 from pipeline.convert.rewrite import REWRITTEN
 from pipeline.convert.stage import Strategy, strategies

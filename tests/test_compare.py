@@ -1,4 +1,4 @@
-"""pipeline/audit/compare.py (run_all, compare, the pass rule) and the Runner base class it drives."""
+"""pipeline/compare.py (run_all, compare, the pass rule) and the Runner base class it drives."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.audit.compare import (
+from pipeline.compare import (
     evidence_problem,
     overall_verdict,
     DEFAULT_TOLERANCES,
@@ -304,7 +304,7 @@ def test_backend_missing_a_declared_output_is_a_runner_error():
 
 
 def test_a_backend_that_could_not_run_fails_with_its_reason():
-    from pipeline.audit.compare import not_run
+    from pipeline.compare import not_run
 
     c = not_run("pytorch", "tflite_fp32", "y", Tolerance(1e-4, 1e-4), "tflite_fp32: uses Select TF ops ['FlexAvgPool3D']")
     assert (c.passed, c.verdict) == (False, "fail")

@@ -1,13 +1,14 @@
-"""The diagnosis for people: the terminal culprit table, diagnose.md and diagnose.html.
+"""The diagnosis for people: the report's "Diagnose" section, the terminal culprit table, diagnose.md and
+diagnose.html, all from diagnose.json (pipeline/diagnose/ writes it; this module only reads it).
 
 markdown_section(record) and html_section(record) are the pieces report.md and report.html embed.
 """
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
+from html import escape
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,11 @@ matplotlib.use("Agg")  # headless: never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipeline.diagnose.record import DiagnoseRecord, Finding  # noqa: E402
+from pipeline.artifacts.diagnose_record import DiagnoseRecord, Finding  # noqa: E402
+from pipeline.artifacts.folder import ArtifactDir  # noqa: E402
+
+KEY = "diagnose"
+ORDER = 20  # after the repair section
 
 LOG_FLOOR = 1e-12
 HEADERS = ["severity", "rule", "keras layer", "module", "attribute", "expected", "actual", "error before",
@@ -35,6 +40,27 @@ def fmt(value) -> str:
 
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def collect(artifacts: ArtifactDir) -> dict | None:
+    """diagnose.json's content when a hand-written Keras port was diagnosed into this folder."""
+    record = artifacts.read_if_any(DiagnoseRecord)
+    return record.to_json() if record else None
+
+
+def markdown(diagnosed: dict | None) -> list[str]:
+    return [""] + markdown_section(DiagnoseRecord.from_json(diagnosed)) if diagnosed else []
+
+
+def html(diagnosed: dict | None) -> str:
+    return html_section(DiagnoseRecord.from_json(diagnosed)) if diagnosed else ""
+
+
+def write_pages(record: DiagnoseRecord, artifacts: ArtifactDir) -> None:
+    """The diagnose command's pages, diagnose.md and diagnose.html, beside the diagnose.json they render."""
+    with artifacts.staging() as stage:
+        (stage / "diagnose.md").write_text("\n".join(markdown_page(record)) + "\n")
+        (stage / "diagnose.html").write_text(html_page(record))
 
 
 def culprits(record: DiagnoseRecord) -> list[Finding]:
@@ -139,7 +165,7 @@ def _md(text: str) -> str:
 
 def html_section(record: DiagnoseRecord) -> str:
     """The diagnosis as one self-contained HTML <section> (the plot is an embedded PNG)."""
-    e = lambda v: html.escape(str(v), quote=True)  # noqa: E731
+    e = lambda v: escape(str(v), quote=True)  # noqa: E731
     parts = [f"<section id=\"diagnose\"><h2>Diagnose: hand-written Keras port</h2><p>{e(headline(record))}</p>"]
     if record.findings:
         head = "".join(f"<th>{e(h)}</th>" for h in HEADERS + ["message"])
@@ -161,7 +187,7 @@ def html_page(record: DiagnoseRecord) -> str:
     style = ("body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem}"
              "table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left}"
              "tr.severity-error td{background:#ffebe9}tr.severity-warning td{background:#fff8c5}img{max-width:100%}")
-    title = html.escape(f"Diagnose: {record.model}")
+    title = escape(f"Diagnose: {record.model}")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{style}</style></head><body>\n{html_section(record)}\n</body></html>\n")
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-from pipeline.diagnose.corrections import Correction
+from typing import Any, ClassVar
 
 SEVERITIES = ("error", "warning", "info")
 FINDING_FIELDS = ("rule", "severity", "keras_layer", "module", "attribute", "expected", "actual", "message",
@@ -30,7 +28,9 @@ class Finding:
     error_after: float | None = None
     explained: float | None = None
     detail: dict | None = None
-    correction: Correction | None = field(default=None, compare=False, repr=False)
+    # a pipeline.diagnose.corrections.Correction (left out of diagnose.json); typed loosely so that this
+    # record, which the report reads, does not import the diagnose stage
+    correction: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {
@@ -90,6 +90,8 @@ class OutputError:
 
 @dataclass(frozen=True)
 class DiagnoseRecord:
+    STAGE: ClassVar[str] = "diagnose"  # diagnose.json, for ArtifactDir.read
+
     model: str
     port: str
     layout: str

@@ -1,10 +1,10 @@
-"""pipeline/diagnose/render.py: the Markdown and HTML sections report.md/report.html embed."""
+"""pipeline/report/sections/diagnose.py: the Markdown and HTML sections report.md/report.html embed."""
 from __future__ import annotations
 
 import base64
 import re
 
-from pipeline.diagnose.record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding, LayerRow, OutputError
+from pipeline.artifacts.diagnose_record import FAITHFUL, NOT_FAITHFUL, DiagnoseRecord, Finding, LayerRow, OutputError
 
 
 def _record(findings=(), fixed=None) -> DiagnoseRecord:
@@ -25,7 +25,7 @@ WARNING = Finding("bn_momentum", "warning", "bn", "bn", "momentum", 0.9, 0.99, "
 
 
 def test_markdown_section_sorts_culprits_by_error_explained():
-    from pipeline.diagnose.render import markdown_section
+    from pipeline.report.sections.diagnose import markdown_section
 
     lines = markdown_section(_record([WARNING, FINDING]))
     assert all(isinstance(line, str) for line in lines)
@@ -37,7 +37,7 @@ def test_markdown_section_sorts_culprits_by_error_explained():
 
 
 def test_html_section_embeds_the_depth_plot():
-    from pipeline.diagnose.render import html_section
+    from pipeline.report.sections.diagnose import html_section
 
     fixed = {"path": "f.keras", "verdict": FAITHFUL, "after": {"max_abs": 1e-7, "ratio": 0.5},
              "layers": [{"depth": i, "error": 1e-8} for i in range(3)]}
@@ -59,7 +59,7 @@ def test_sections_render_the_same_from_diagnose_json():
     import json
 
     from pipeline.artifacts.folder import finite
-    from pipeline.diagnose.render import markdown_section
+    from pipeline.report.sections.diagnose import markdown_section
 
     record = _record([FINDING, WARNING])
     again = DiagnoseRecord.from_json(json.loads(json.dumps(finite(record.to_json()))))

@@ -1,4 +1,4 @@
-"""The report's "Repair" section (report.md and report.html), from repair.json's content.
+"""The report's "Repair" section (report.md and report.html), from repair.json (pipeline/repair/).
 
 What was wrong (node, module, error before), what changed (replacement entries or the rewrite),
 the evidence after (each TF backend's error against its noise floor), and every candidate tried.
@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import json
 
+from pipeline.artifacts.folder import ArtifactDir
+from pipeline.artifacts.repair_record import RepairRecord
+from pipeline.report.blocks import definitions, e, md_row, section as html_section, table
 from pipeline.report.fmt import fmt_number
+
+KEY = "repair"
+ORDER = 10  # right after the localization it acts on
+
+
+def collect(artifacts: ArtifactDir) -> dict | None:
+    """repair.json's content when the repair search ran."""
+    record = artifacts.read_if_any(RepairRecord)
+    return record.to_json() if record else None
 
 
 def section(repair: dict | None) -> dict | None:
@@ -68,28 +80,22 @@ def markdown(repair: dict | None) -> list[str]:
     lines += [f"- what changed: {parts['changed']}", f"- outcome: {parts['outcome']}"]
     for title, rows in (("Before", parts["before"]), ("After", parts["after"])):
         if rows:
-            lines += ["", f"{title}:", "", _md_row(ERROR_HEADERS), "|" + "---|" * len(ERROR_HEADERS)]
-            lines += [_md_row(row) for row in rows]
-    lines += ["", "Candidates tried:", "", _md_row(ATTEMPT_HEADERS), "|" + "---|" * len(ATTEMPT_HEADERS)]
-    return lines + [_md_row(row) for row in parts["attempts"]]
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+            lines += ["", f"{title}:", "", md_row(ERROR_HEADERS), "|" + "---|" * len(ERROR_HEADERS)]
+            lines += [md_row(row) for row in rows]
+    lines += ["", "Candidates tried:", "", md_row(ATTEMPT_HEADERS), "|" + "---|" * len(ATTEMPT_HEADERS)]
+    return lines + [md_row(row) for row in parts["attempts"]]
 
 
 def html(repair: dict | None) -> str:
-    from pipeline.report.html import _definitions, _e, _section, _table
-
     parts = section(repair)
     if parts is None:
         return ""
     terms = [("why", parts["trigger"]), ("what was wrong", parts["wrong"].replace("`", ""))]
     terms += [("first departure", parts["finer"].replace("`", ""))] if parts["finer"] else []
     terms += [("what changed", parts["changed"].replace("`", "")), ("outcome", parts["outcome"].replace("`", ""))]
-    body = [_definitions(terms)]
+    body = [definitions(terms)]
     for title, rows in (("Before", parts["before"]), ("After", parts["after"])):
         if rows:
-            body += [f"<h3>{_e(title)}</h3>", _table(ERROR_HEADERS, rows)]
-    body += ["<h3>Candidates tried</h3>", _table(ATTEMPT_HEADERS, parts["attempts"])]
-    return _section("repair", "Repair", "\n".join(body))
+            body += [f"<h3>{e(title)}</h3>", table(ERROR_HEADERS, rows)]
+    body += ["<h3>Candidates tried</h3>", table(ATTEMPT_HEADERS, parts["attempts"])]
+    return html_section("repair", "Repair", "\n".join(body))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import helper
 
-from pipeline.convert.repair.record import Divergence
+from pipeline.artifacts.repair_record import Divergence
 from pipeline.convert.rewrite import EXPANDED
 from pipeline.convert.stage import Strategy, strategies
 from pipeline.inputs import TensorSpec

@@ -9,7 +9,7 @@ import pytest
 from pipeline.artifacts.folder import ArtifactDir
 from tests.support import write_config
 from pipeline.config import PreprocessConfig, load_config
-from pipeline.deploy.calibration import load, preprocess_image, request
+from pipeline.convert.calibration import load, preprocess_image, request
 from pipeline.errors import ConfigError
 from pipeline.inputs import TensorSpec
 

@@ -14,9 +14,9 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.config import load_config
-from pipeline.convert.repair import render, search
-from pipeline.convert.repair.candidates import candidates
-from pipeline.convert.repair.record import BackendError, Divergence, RepairAttempt, RepairRecord
+from pipeline.repair import search
+from pipeline.repair.candidates import candidates
+from pipeline.artifacts.repair_record import Divergence
 from pipeline.convert.stage import strategies
 from pipeline.errors import ConfigError
 from pipeline.inputs import TensorSpec
@@ -81,41 +81,6 @@ def test_a_divergent_op_gets_its_output_transposed():
 def test_nothing_localized_searches_the_whole_graph():
     listed = candidates(_channels_last_graph(), [], strategies(SPECS)[0], SPECS)
     assert {e["op_name"] for c in listed if c.kind == "transpose-perm" for e in c.entries} == {"to_last", "to_first"}
-
-
-def _record(winner: str | None) -> RepairRecord:
-    before = [BackendError("keras", "output", "fail", 3.1, 2e-6, 1.5e6)]
-    after = [BackendError("keras", "output", "pass", 9e-7, 2e-6, 0.45)] if winner else []
-    entry = {"op_name": "to_first", "param_target": "attributes", "param_name": "perm", "values": [0, 1, 2, 3]}
-    attempts = [RepairAttempt("identity-perm:to_first", "transpose-perm", "why", [entry], True, winner is not None, 12.0,
-                              None if winner else "audit: keras 'output' still off by 2.2", 9e-7 if winner else 2.2),
-                RepairAttempt("no-onnxsim", "strategy", "why", [], False, False, 3.0, "onnx2tf failed on node 'ln'")]
-    return RepairRecord("keras failed", before, Divergence("keras", "to_first", "Transpose", "ln", 1e-6, 3.1, "own", []),
-                        None, attempts[:1] if winner else attempts, winner, [entry] if winner else [], None, after,
-                        None if winner else "all 2 candidates tried; none passed the audit", 12, 900.0, 15.0)
-
-
-def test_record_round_trips_and_renders_a_repair():
-    record = _record("identity-perm:to_first")
-    again = RepairRecord.from_json(json.loads(json.dumps(record.to_json())))
-    assert again == record and again.repaired
-    lines = render.markdown(record.to_json())
-    assert lines[1] == "## Repair"
-    text = "\n".join(lines)
-    assert "Transpose node `to_first` (module `ln`)" in text
-    assert '"post_process_transpose_perm"' not in text and '"values":[0,1,2,3]' in text
-    assert "repaired by candidate `identity-perm:to_first` after 1 candidate conversion(s)" in text
-    assert 'id="repair"' in render.html(record.to_json())
-    assert render.markdown(None) == [] and render.html(None) == ""
-
-
-def test_no_winner_shows_the_closest_candidate_and_where_it_gave_up():
-    record = _record(None)
-    assert record.best().name == "identity-perm:to_first"
-    text = "\n".join(render.markdown(record.to_json()))
-    assert "not repaired (all 2 candidates tried; none passed the audit)" in text
-    assert "the closest candidate, `identity-perm:to_first`, is still off by 2.2" in text
-    assert "| 2 | no-onnxsim | strategy | failed |" in text
 
 
 def test_repair_bounds_in_the_config(tmp_path):
