@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pipeline.convert.repair.render import markdown as repair_markdown
 from pipeline.names import label
+from pipeline.report.fp16_cure import markdown as fp16_cure_markdown
 from pipeline.report.fmt import fmt_number
 from pipeline.report.table import HEADERS, rows
 
@@ -71,6 +72,7 @@ def markdown(report: dict) -> str:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines += _localization_markdown(report)
     lines += repair_markdown(report.get("repair"))
+    lines += fp16_cure_markdown(report.get("fp16_cure"))
     lines += _diagnose_markdown(report.get("diagnose"))
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]

@@ -9,6 +9,7 @@ from importlib import metadata
 
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, LintRecord, ValidateRecord, merged_lint
+from pipeline.report import fp16_cure
 from pipeline.report.markdown import markdown
 from pipeline.report.terminal import print_summary
 
@@ -38,6 +39,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "localization": audit.localization,
         "repair": _repair(artifacts),
         "diagnose": _diagnose(artifacts),
+        "fp16_cure": fp16_cure.load(artifacts),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
