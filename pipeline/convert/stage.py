@@ -99,10 +99,10 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
                 strategy_onnx.unlink(missing_ok=True)  # a failed rewrite is not shipped
             if outcome.result is not None:
                 _promote(stage / strategy.name, stage)
-                with profile.step("convert: TF-side lint"):
-                    tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
                 with profile.step("convert: fp16 cure"):
                     notes += _cure_fp16(source, artifacts, stage, strategy, strategy_onnx, outcome, log_path)
+                with profile.step("convert: TF-side lint"):  # after the cure: the TFLite rules read the shipped files
+                    tf_lint = run_tf(source, artifacts, outcome.result.saved_model, outcome.result.tflite)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
                 record = dataclasses.replace(record, notes=record.notes + notes)
                 write_json(stage / "convert.json", record)

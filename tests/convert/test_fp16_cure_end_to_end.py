@@ -55,3 +55,15 @@ def test_cure_is_recorded_and_the_run_passes(eps_run):
     manifest = json.loads((eps_run.root / "manifest.json").read_text())
     assert manifest["tflite"]["fp16_cure"]["shipped"] is True
     assert "## fp16 cure" in (eps_run.root / "report.md").read_text()
+
+
+def test_tflite_side_lint_finds_the_flushed_epsilons_in_the_uncured_file_only(eps_run):
+    from pipeline.lint.context import LintContext
+    from pipeline.lint.rules import tflite_fp16_constants
+
+    convert = json.loads((eps_run.root / "convert.json").read_text())
+    assert [f for f in convert["tf_lint"]["findings"] if f["rule"] == "tflite_fp16_constants"] == []  # the shipped file
+    uncured = {"fp16": eps_run.root / "model_float16_uncured.tflite", "fp32": eps_run.root / "model_float32.tflite"}
+    found = list(tflite_fp16_constants.check(LintContext(None, tflite=uncured)))
+    assert [(f.severity, f.op_type) for f in found] == [("warning", "ADD"), ("warning", "ADD")]
+    assert all("(1e-12 in the float32 file), before RSQRT" in f.message for f in found)
