@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from pipeline.errors import first_line
 from pipeline.lint import Finding
 from pipeline.lint.fp16 import FP16_TINY, FP16_ZERO_BELOW
 
@@ -185,7 +186,7 @@ def run(job: CureJob) -> list[str]:
             os.replace(candidate, shipped)
             record["uncured_file"] = UNCURED
     except Exception as exc:  # the converter and the interpreter raise many types; the uncured file stays, and the record says why
-        record["reason"] = f"the cure was not completed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        record["reason"] = f"the cure was not completed ({type(exc).__name__}: {first_line(exc, 200)})"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (job.stage / RECORD).write_text(json.dumps(record, indent=2) + "\n")

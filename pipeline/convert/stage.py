@@ -179,11 +179,10 @@ def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: St
 
 def _fp16_findings(artifacts: ArtifactDir, onnx_path: Path):
     """fp16_underflow on the file converted (model.onnx or a rewrite of it), with the modules lint.json named."""
+    from pipeline.convert.fp16_cure import CURED_RULES
     from pipeline.lint import run_rules
     from pipeline.lint.context import LintContext
     from pipeline.model.onnx_import import load_onnx
-
-    from pipeline.convert.fp16_cure import CURED_RULES
 
     found = run_rules(LintContext(load_onnx(onnx_path)), only=list(CURED_RULES))
     lint = artifacts.read_if_any(LintRecord)
