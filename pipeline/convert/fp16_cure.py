@@ -3,8 +3,10 @@ file is made again from that copy, and it replaces model_float16.tflite only whe
 
 The fp16_underflow lint finds them (a LayerNorm epsilon of 1e-12, HF's default, is stored as 0, and
 Rsqrt(0) is Inf on a zero-variance row). Its warnings have a known cure: the constant raised to
-6.1035e-05 (float16's smallest normal, exact in float32 and float16), which float16 holds. Only that
-constant changes; the float32 files keep the model's own value.
+6.1035e-05 (float16's smallest normal, exact in float32 and float16), which float16 holds. Only epsilons
+are cured: a norm's `epsilon`, or the constant an Add, Sum, Max or Clip applies before Sqrt, Log, a
+denominator...; a constant Div denominator of 1e-12 is a scale, and raising it would change the model.
+Only that constant changes; the float32 files keep the model's own value.
 
 Overflowing constants (fp16_overflow) get no cure file: TensorFlow's converter already clamps them to
 +-65504 when it stores float16 (measured, TF 2.21), which is the cure's value.
@@ -35,7 +37,8 @@ CURED_ONNX = "model.fp16_cured.onnx"
 RECORD = "fp16_cure.json"
 UNCURED = "model_float16_uncured.tflite"
 CURED_RULES = ("fp16_underflow",)
-FILES = (RECORD, CURED_ONNX, UNCURED)  # what a cure leaves in the folder (a repair's winner replaces them)
+FILES = (RECORD, CURED_ONNX, UNCURED)
+EPSILON_READERS = ("Add", "Sum", "Max", "Clip")  # nodes whose small constant input is an epsilon (fp16_underflow's guards)  # what a cure leaves in the folder (a repair's winner replaces them)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def _cure_node(model: onnx.ModelProto, node: onnx.NodeProto, module: str | None)
         if attribute.name == "epsilon" and _zeroed(np.asarray(attribute.f)).any():
             changes.append(Change(node.name, node.op_type, module, "epsilon", float(attribute.f), FP16_TINY, 1))
             attribute.f = FP16_TINY
+    if node.op_type not in EPSILON_READERS:
+        return changes  # a constant Div denominator of 1e-12 is a scale, not an epsilon: raising it is no cure
     constants = _constants(model)
     for index, name in enumerate(node.input):
         value = constants.get(name)

@@ -60,6 +60,20 @@ def test_shared_constant_is_cured_for_its_guarded_reader_only(tmp_path):
     assert inputs["add_eps"] == ["sq", "eps__fp16_cured"] and inputs["scale"] == ["std", "eps"]
 
 
+def test_epsilon_from_a_constant_node_is_cured_and_a_constant_denominator_is_not(tmp_path):
+    source = tmp_path / "rms.onnx"
+    eps = numpy_helper.from_array(np.array(1e-12, np.float32), "eps_value")
+    nodes = [helper.make_node("Constant", [], ["eps"], name="eps_const", value=eps),
+             helper.make_node("Mul", ["x", "x"], ["sq"], name="sq"),
+             helper.make_node("Add", ["sq", "eps"], ["var"], name="add_eps"),
+             helper.make_node("Sqrt", ["var"], ["std"], name="sqrt"),
+             helper.make_node("Div", ["std", "tiny_scale"], ["y"], name="div")]
+    save(source, nodes, {"tiny_scale": np.float32(1e-12)})
+    assert {f.node for f in findings(source)} == {"add_eps", "div"}  # both flushed to 0 before Sqrt / as a denominator
+    (change,) = fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx")
+    assert (change.node, change.constant) == ("add_eps", "eps")
+
+
 def test_nothing_to_cure_writes_nothing(tmp_path):
     source = tmp_path / "ln.onnx"
     save(source, [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", epsilon=1e-6)],
