@@ -133,6 +133,7 @@ class ConvertRecord(Record):
     notes: list[str]
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
     tensor_layers: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> TF layer (TFLite tensor names)
+    fp16_onnx: str | None = None  # the ONNX file the fp16 TFLite file was made from, when the fp16 cure shipped one
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     try:
         results.update(fresh)
         oracle = _oracle(source, artifacts, export, feeds, results)
-        fp16_oracle = _fp16_oracle(artifacts, export, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
+        fp16_oracle = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
     finally:  # the worker's answer is always taken, so that no later call reads it instead of its own
         worker_fresh, worker_broken = in_worker()
     fresh.update(worker_fresh)
@@ -280,12 +280,20 @@ def _estimated_oracle(results: RunResults, why: str) -> Oracle:
                   dict(results["pytorch"]), floors, "estimate: PyTorch float32 against ONNX Runtime")
 
 
-def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, feeds: list, oracle: Oracle) -> Oracle:
+def _fp16_source(artifacts: ArtifactDir, convert: ConvertRecord) -> Path:
+    """The ONNX file the fp16 file was converted from: the fp16 cure's, a rewrite, or model.onnx."""
+    from pipeline.convert.layer_model import converted_file
+
+    return artifacts.root / convert.fp16_onnx if convert.fp16_onnx else converted_file(artifacts, convert)
+
+
+def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
+                 oracle: Oracle) -> Oracle:
     """The model as a TFLite fp16 file stores it, run in float64: what a correct fp16 file reaches. Its floor
     per sample is the larger of the model's float32 floor and how far ONNX Runtime's float32 run of the same
     stored model lands from it; a float64 run that lands further than the bound allows from that float32 run
     is not trusted (the float64 engine, not float16, would be measured)."""
-    runners = fp16_storage_runners(artifacts, export)
+    runners = fp16_storage_runners(_fp16_source(artifacts, convert), export)
     try:
         with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"):
             runs = run_all(runners, feeds)

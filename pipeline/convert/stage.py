@@ -99,10 +99,12 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
                 strategy_onnx.unlink(missing_ok=True)  # a failed rewrite is not shipped
             if outcome.result is not None:
                 _promote(stage / strategy.name, stage)
-                with profile.step("convert: TF-side lint"):
-                    tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
+                with profile.step("convert: fp16 cure"):
+                    notes += _cure_fp16(source, artifacts, stage, strategy, strategy_onnx, outcome, log_path)
+                with profile.step("convert: TF-side lint"):  # after the cure: the TFLite rules read the shipped files
+                    tf_lint = run_tf(source, artifacts, outcome.result.saved_model, outcome.result.tflite)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
-                record = dataclasses.replace(record, notes=record.notes + notes)
+                record = dataclasses.replace(record, notes=record.notes + notes, fp16_onnx=_fp16_source(stage))
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)
@@ -142,6 +144,57 @@ def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_
         log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
     return run_isolated(converter.convert, (onnx_path, out_dir, log_path, strategy.options), limits,
                         f"strategy '{strategy.name}'")
+
+
+def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: Strategy, onnx_path: Path,
+               outcome: "_Outcome", log_path: Path) -> list[str]:
+    """The fp16 cure (fp16_cure.py) for the fp16_underflow findings on the converted ONNX file, if any."""
+    from pipeline.convert import fp16_cure
+    from pipeline.runners.tensorflow import TFLiteRunner
+
+    if "fp16" not in outcome.result.tflite:
+        return []
+    findings = fp16_cure.curable(_fp16_findings(artifacts, onnx_path))
+    if not findings:
+        return []
+    export = artifacts.read(ExportRecord)
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
+    reference_name = "pytorch" if artifacts.output_file("pytorch").exists() else "onnxruntime"
+    fp16_only = dataclasses.replace(strategy, options=dataclasses.replace(strategy.options, outputs=("tflite_fp16",), int8=None))
+
+    def convert_fp16(cured: Path, out_dir: Path):
+        with log_path.open("a") as log:
+            log.write(f"\n===== fp16 cure: converting {cured.name} for the TFLite fp16 file =====\n")
+        return run_isolated(get_converter().convert, (cured, out_dir, log_path, fp16_only.options), limits_for(source), "the fp16 cure")
+
+    def run_tflite(path: Path) -> list[dict]:
+        with TFLiteRunner(path, outcome.io, export.inputs, export.outputs, "fp16") as runner:
+            return [runner.infer(feed) for feed in feeds]
+
+    reference = shared_inputs.load_npz(artifacts.require(artifacts.output_file(reference_name), "validate"))
+    job = fp16_cure.CureJob(onnx_path, stage, findings, convert_fp16, run_tflite, reference, reference_name)
+    with stage_status("fp16 cure: converting again with float16-safe constants"):
+        return fp16_cure.run(job)
+
+
+def _fp16_source(stage: Path) -> str | None:
+    """The ONNX file the shipped fp16 TFLite file was made from, when the cure swapped it in."""
+    from pipeline.convert.fp16_cure import CURED_ONNX, UNCURED
+
+    return CURED_ONNX if (stage / UNCURED).exists() else None
+
+
+def _fp16_findings(artifacts: ArtifactDir, onnx_path: Path):
+    """fp16_underflow on the file converted (model.onnx or a rewrite of it), with the modules lint.json named."""
+    from pipeline.convert.fp16_cure import CURED_RULES
+    from pipeline.lint import run_rules
+    from pipeline.lint.context import LintContext
+    from pipeline.model.onnx_import import load_onnx
+
+    found = run_rules(LintContext(load_onnx(onnx_path)), only=list(CURED_RULES))
+    lint = artifacts.read_if_any(LintRecord)
+    modules = {f.node: f.module for f in (lint.findings if lint else []) if f.module}
+    return [dataclasses.replace(f, module=modules.get(f.node)) for f in found]
 
 
 def start_early(source: Source, artifacts: ArtifactDir) -> HeadStart | None:

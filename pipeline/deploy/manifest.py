@@ -192,7 +192,9 @@ def tflite(root: Path, convert: dict, audit: dict) -> dict:
         backends = {file: backend for backend, file in convert["models"].items()}
         route["measured"] = {file: _approximation_error(root, backends.get(file), audit["reference"])
                              for file, entry in route["files"].items() if entry["standard"]}
-    return {"files": ops, "builtin_route": route}
+    cure_path = root / "fp16_cure.json"  # the fp16 cure (pipeline/convert/fp16_cure.py): what changed, errors before/after
+    cure = json.loads(cure_path.read_text()) if cure_path.exists() else None
+    return {"files": ops, "builtin_route": route, "fp16_cure": cure}
 
 
 def _approximation_error(root: Path, backend: str | None, reference: str) -> dict:

@@ -90,7 +90,17 @@ def _tflite(tflite: dict | None) -> list[str]:
         special = entry["select_tf_ops"] + entry["custom_ops"]
         lines.append(f"| `{file}` | {'yes' if entry['standard'] else 'no'} | {', '.join(special) or '-'} | "
                      f"{', '.join(entry['builtin_ops'])} |")
-    return lines + _builtin_route(tflite.get("builtin_route"))
+    return lines + _builtin_route(tflite.get("builtin_route")) + _fp16_cure(tflite.get("fp16_cure"))
+
+
+def _fp16_cure(cure: dict | None) -> list[str]:
+    """One line per constant the fp16 cure changed, and whether the cured file is the one shipped."""
+    if not cure:
+        return []
+    shipped = "is the cured file" if cure["shipped"] else f"is the uncured file: {cure['reason']}"
+    lines = ["", f"fp16 cure: `model_float16.tflite` {shipped}."]
+    return lines + [f"- {c['op_type']} `{c['node']}` ({c['module'] or 'module not named'}) {c['constant']}: "
+                    f"{c['old']:.3g} -> {c['new']:.4g}" for c in cure["changes"]]
 
 
 def _builtin_route(route: dict | None) -> list[str]:

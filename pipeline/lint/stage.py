@@ -29,15 +29,16 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -
     return record
 
 
-def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path) -> LintRecord:
-    """The TF-phase rules on a converted SavedModel. The convert stage calls this right after
-    conversion and keeps the result in its own record (convert.json's `tf_lint`)."""
+def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path, tflite: dict[str, Path] | None = None) -> LintRecord:
+    """The TF-phase rules on a converted SavedModel and its TFLite files (precision -> file). The convert
+    stage calls this right after conversion and keeps the result in its own record (convert.json's `tf_lint`)."""
     from pipeline.lint.tf_graph import TFGraph
     from pipeline.runners import remote
 
     start = time.perf_counter()
     context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
     context.tf_graph = remote.call(TFGraph.from_saved_model, saved_model)  # TensorFlow reads it, in the TF worker if any
+    context.tflite = tflite
     return LintRecord.of(str(artifacts.onnx), run_rules(context, phase="tf"), [], time.perf_counter() - start)
 
 

@@ -27,6 +27,7 @@ from pipeline.repair.candidates import Candidate, candidates
 from pipeline.repair.localize import first_departure
 from pipeline.artifacts.repair_record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
 from pipeline.convert.layer_model import FOLDER as LAYERS_FOLDER
+from pipeline.convert.fp16_cure import FILES as FP16_CURE_FILES
 from pipeline.convert.rewrite import REWRITTEN
 from pipeline.convert.stage import Strategy, strategies
 from pipeline.errors import PipelineError
@@ -283,7 +284,7 @@ def _rewrite_note(artifacts: ArtifactDir) -> str | None:
 def _promote(artifacts: ArtifactDir, trial: Path, candidate: Candidate, attempt: RepairAttempt) -> None:
     """The winner's TF models, convert and audit records replace the shipped ones."""
     old = artifacts.read(ConvertRecord)
-    for name in [*old.models.values(), "layers.keras", LAYERS_FOLDER, "tflite_builtin.json", REWRITTEN]:
+    for name in [*old.models.values(), "layers.keras", LAYERS_FOLDER, "tflite_builtin.json", REWRITTEN, *FP16_CURE_FILES]:
         _remove(artifacts.root / name)
     for entry in trial.iterdir():
         if entry.name in TRIAL_INPUTS[:-1] or entry.name.startswith(".staging-"):

@@ -225,3 +225,14 @@ def bert_small(vocab_size: int = 256, num_labels: int = 4, seed: int = 0) -> Tex
     )
     torch.manual_seed(seed)
     return TextLogits(transformers.BertForSequenceClassification(config)).eval()
+
+
+def beit_tiny(size: int = 32, num_labels: int = 10, seed: int = 0) -> ImageLogits:
+    """A tiny BEiT (issue 25): patch 8, hidden 32, 2 layers, 2 heads, MLP 64, and HF's default
+    layer_norm_eps=1e-12, which float16 stores as 0 (the fp16_underflow lint and the fp16 cure)."""
+    config = transformers.BeitConfig(
+        image_size=size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=num_labels, attn_implementation=ATTENTION,
+    )
+    assert config.layer_norm_eps == 1e-12  # the point of this model: HF's default, not set here
+    return _image_model(transformers.BeitForImageClassification, config, size, seed)

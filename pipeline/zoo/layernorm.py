@@ -54,3 +54,31 @@ def channels_last(in_channels: int = 3, channels: int = 24, size: int = 32, grou
 def chw(in_channels: int = 3, channels: int = 24, size: int = 32, groups: int = 4, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return LayerNormNet(in_channels, channels, size, "chw", groups).eval()
+
+
+class TinyEpsNet(nn.Module):
+    """Patch embedding -> LayerNorm(eps) -> Linear -> GELU -> LayerNorm(eps) -> token mean -> head (issue 25).
+
+    HF's BEiT, DeiT and ConvNeXt default to layer_norm_eps=1e-12, which float16 stores as 0. The patch
+    embedding has no bias, as HF's zero-initialised ones: an all-zeros image then gives all-zero tokens,
+    whose variance is 0, so the float16 file computes Rsqrt(0 + 0) = Inf and 0 * Inf = NaN.
+    """
+
+    def __init__(self, in_channels: int, channels: int, patch: int, num_labels: int, eps: float) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(in_channels, channels, patch, stride=patch, bias=False)
+        self.norm1 = nn.LayerNorm(channels, eps=eps)
+        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU())
+        self.norm2 = nn.LayerNorm(channels, eps=eps)
+        self.head = nn.Linear(channels, num_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = self.norm2(self.mlp(self.norm1(tokens)))
+        return self.head(tokens.mean(dim=1))
+
+
+def tiny_eps(in_channels: int = 3, channels: int = 32, patch: int = 8, num_labels: int = 10, eps: float = 1e-12,
+             seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return TinyEpsNet(in_channels, channels, patch, num_labels, eps).eval()

@@ -1,0 +1,210 @@
+"""The fp16 cure: constants float16 flushes to zero are raised to its smallest normal value, the TFLite fp16
+file is made again from that copy, and it replaces model_float16.tflite only when it is better.
+
+The fp16_underflow lint finds them (a LayerNorm epsilon of 1e-12, HF's default, is stored as 0, and
+Rsqrt(0) is Inf on a zero-variance row). Its warnings have a known cure: the constant raised to
+6.1035e-05 (float16's smallest normal, exact in float32 and float16), which float16 holds. Only epsilons
+are cured: a norm's `epsilon`, or the constant an Add, Sum, Max or Clip applies before Sqrt, Log, a
+denominator...; a constant Div denominator of 1e-12 is a scale, and raising it would change the model.
+Only that constant changes; the float32 files keep the model's own value.
+
+Overflowing constants (fp16_overflow) get no cure file: TensorFlow's converter already clamps them to
++-65504 when it stores float16 (measured, TF 2.21), which is the cure's value.
+
+The cured file is run on the audit's inputs beside the uncured one; it is shipped only when it holds no
+NaN or Inf where the float32 reference has none, and its largest error against that reference is no
+larger. Either way fp16_cure.json records what changed (constant, node, module, old and new value) and
+both errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from pipeline.errors import first_line
+from pipeline.lint import Finding
+from pipeline.lint.fp16 import FP16_TINY, FP16_ZERO_BELOW
+
+CURED_ONNX = "model.fp16_cured.onnx"
+RECORD = "fp16_cure.json"
+UNCURED = "model_float16_uncured.tflite"
+CURED_RULES = ("fp16_underflow",)
+FILES = (RECORD, CURED_ONNX, UNCURED)
+EPSILON_READERS = ("Add", "Sum", "Max", "Clip")  # nodes whose small constant input is an epsilon (fp16_underflow's guards)  # what a cure leaves in the folder (a repair's winner replaces them)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One constant the cure changed."""
+
+    node: str
+    op_type: str
+    module: str | None
+    constant: str  # "epsilon" (the attribute) or the input tensor's name
+    old: float  # the value float16 flushed to 0 (the smallest in magnitude, for a tensor)
+    new: float
+    values: int  # how many values of the constant changed
+
+    def describe(self) -> str:
+        where = f" ({self.module})" if self.module else ""
+        return f"{self.op_type} '{self.node}'{where} {self.constant}: {self.old:.3g} -> {self.new:.4g}"
+
+
+def curable(findings: list[Finding]) -> list[Finding]:
+    """The findings the cure knows how to mend: constants float16 stores as 0 (warnings of fp16_underflow)."""
+    return [f for f in findings if f.rule in CURED_RULES and f.severity == "warning"]
+
+
+def cure_onnx(onnx_path: Path, findings: list[Finding], out_path: Path) -> list[Change]:
+    """Write a copy of onnx_path with each cured constant raised to float16's smallest normal value
+    (sign kept); returns what changed (nothing written when nothing did). Findings name nodes of onnx_path."""
+    model = onnx.load(str(onnx_path))
+    nodes = {node.name: node for node in model.graph.node}
+    changes: list[Change] = []
+    for finding in curable(findings):
+        node = nodes.get(finding.node)
+        if node is not None:
+            changes += _cure_node(model, node, finding.module)
+    if changes:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(out_path))
+    return changes
+
+
+def _zeroed(values: np.ndarray) -> np.ndarray:
+    magnitude = np.abs(values.astype(np.float64))
+    return (magnitude > 0) & (magnitude < FP16_ZERO_BELOW)
+
+
+def _cure_node(model: onnx.ModelProto, node: onnx.NodeProto, module: str | None) -> list[Change]:
+    changes = []
+    for attribute in node.attribute:
+        if attribute.name == "epsilon" and _zeroed(np.asarray(attribute.f)).any():
+            changes.append(Change(node.name, node.op_type, module, "epsilon", float(attribute.f), FP16_TINY, 1))
+            attribute.f = FP16_TINY
+    if node.op_type not in EPSILON_READERS:
+        return changes  # a constant Div denominator of 1e-12 is a scale, not an epsilon: raising it is no cure
+    constants = _constants(model)
+    for index, name in enumerate(node.input):
+        value = constants.get(name)
+        if value is None or value.dtype.kind != "f" or not _zeroed(value).any():
+            continue
+        zeroed = _zeroed(value)
+        cured = np.where(zeroed, np.sign(value) * FP16_TINY, value).astype(value.dtype)
+        # A new initializer for this node alone: another reader of the same constant keeps its value.
+        cured_name = f"{name}__fp16_cured"
+        model.graph.initializer.append(numpy_helper.from_array(cured, cured_name))
+        node.input[index] = cured_name
+        old = float(value[zeroed].flat[np.argmin(np.abs(value[zeroed]))])
+        changes.append(Change(node.name, node.op_type, module, name, old, FP16_TINY, int(zeroed.sum())))
+    return changes
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            value = helper.get_attribute_value(node.attribute[0])
+            if isinstance(value, onnx.TensorProto):
+                values[node.output[0]] = numpy_helper.to_array(value)
+    return values
+
+
+@dataclass(frozen=True)
+class Errors:
+    """A TFLite fp16 file's outputs on the audit inputs against the float32 reference."""
+
+    max_abs: float  # inf when a sample holds NaN or Inf
+    non_finite_samples: list[int]  # samples with NaN or Inf where the reference is finite
+
+    def to_json(self) -> dict:
+        return {"max_abs": self.max_abs if np.isfinite(self.max_abs) else None,
+                "non_finite_samples": self.non_finite_samples}
+
+
+def measure(outputs: list[dict[str, np.ndarray]], reference: dict[str, np.ndarray]) -> Errors:
+    """`outputs` one dict per sample; `reference` stacked over samples (the convert stage's layout)."""
+    worst, broken = 0.0, []
+    for i, got in enumerate(outputs):
+        for name, expected in reference.items():
+            want, have = expected[i].astype(np.float64), np.asarray(got[name], dtype=np.float64).reshape(expected[i].shape)
+            if (~np.isfinite(have) & np.isfinite(want)).any():
+                broken.append(i)
+                worst = float("inf")
+                continue
+            both = np.isfinite(want) & np.isfinite(have)
+            if both.any():
+                worst = max(worst, float(np.abs(have[both] - want[both]).max()))
+    return Errors(worst, sorted(set(broken)))
+
+
+def better(before: Errors, after: Errors) -> tuple[bool, str]:
+    """Whether the cured file ships, and why (or why not)."""
+    if after.non_finite_samples:
+        return False, f"the cured file still holds NaN or Inf on sample(s) {after.non_finite_samples}"
+    if not after.max_abs <= before.max_abs:
+        return False, f"the cured file's error {after.max_abs:.3g} is larger than the uncured file's {before.max_abs:.3g}"
+    return True, "no NaN or Inf where the reference has none, and an error no larger than the uncured file's"
+
+
+@dataclass
+class CureJob:
+    """What the convert stage hands the cure: the file it converted, the stage folder, how to convert again
+    (a function of (onnx_path, out_dir) -> ConversionResult) and how to run a .tflite file on the audit inputs."""
+
+    onnx_path: Path
+    stage: Path
+    findings: list[Finding]
+    convert_fp16: object  # (onnx_path, out_dir) -> ConversionResult
+    run_tflite: object  # (tflite_path) -> list of per-sample output dicts
+    reference: dict[str, np.ndarray]
+    reference_name: str
+
+
+def run(job: CureJob) -> list[str]:
+    """Cure, convert, measure, swap if better; writes fp16_cure.json in the stage folder. Notes for convert.json."""
+    shipped = job.stage / "model_float16.tflite"
+    changes = cure_onnx(job.onnx_path, job.findings, job.stage / CURED_ONNX)
+    if not changes or not shipped.exists():
+        return []
+    record = {"onnx": CURED_ONNX, "changes": [dataclasses.asdict(c) for c in changes], "reference": job.reference_name,
+              "before": None, "after": None, "shipped": False, "reason": "", "uncured_file": None}
+    work = job.stage / ".fp16_cure"
+    try:
+        result = job.convert_fp16(job.stage / CURED_ONNX, work)
+        candidate = result.tflite.get("fp16")
+        if candidate is None:
+            raise FileNotFoundError("the converter wrote no fp16 TFLite file for the cured model")
+        before, after = measure(job.run_tflite(shipped), job.reference), measure(job.run_tflite(candidate), job.reference)
+        ok, why = better(before, after)
+        record.update(before=before.to_json(), after=after.to_json(), shipped=ok, reason=why)
+        if ok:
+            os.replace(shipped, job.stage / UNCURED)
+            os.replace(candidate, shipped)
+            record["uncured_file"] = UNCURED
+    except Exception as exc:  # the converter and the interpreter raise many types; the uncured file stays, and the record says why
+        record["reason"] = f"the cure was not completed ({type(exc).__name__}: {first_line(exc, 200)})"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (job.stage / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    return [note(record)]
+
+
+def note(record: dict) -> str:
+    """One line for convert.json's notes and the report."""
+    changed = "; ".join(Change(**c).describe() for c in record["changes"])
+    if record["shipped"]:
+        before, after = record["before"], record["after"]
+        was = (f"NaN/Inf on sample(s) {before['non_finite_samples']}" if before["non_finite_samples"]
+               else f"max_abs {before['max_abs']:.3g}")
+        return (f"model_float16.tflite is the fp16 cure ({RECORD}): {changed}; against {record['reference']}: {was} -> "
+                f"max_abs {after['max_abs']:.3g}, no NaN/Inf; the uncured file is kept as {record['uncured_file']}")
+    return f"fp16 cure not shipped ({RECORD}): {changed}: {record['reason']}"

@@ -1,0 +1,99 @@
+"""pipeline/convert/fp16_cure.py: the cured ONNX copy, and when a cured fp16 file may ship."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline.convert import fp16_cure
+from pipeline.lint import run_rules
+from pipeline.lint.context import LintContext
+from pipeline.lint.fp16 import FP16_TINY
+
+
+def save(path, nodes, constants) -> onnx.ModelProto:
+    inits = [numpy_helper.from_array(np.asarray(v, dtype=np.float32), name) for name, v in constants.items()]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, str(path))
+    return model
+
+
+def findings(path) -> list:
+    return run_rules(LintContext(onnx.load(str(path))), only=["fp16_underflow"])
+
+
+def run(path, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_layer_norm_epsilon_is_raised_to_the_smallest_normal(tmp_path):
+    source = tmp_path / "ln.onnx"
+    save(source, [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", epsilon=1e-12)],
+         {"s": np.ones(4), "b": np.zeros(4)})
+    (change,) = fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx")
+    assert (change.node, change.constant, change.new) == ("ln", "epsilon", FP16_TINY)
+    assert change.old == pytest.approx(1e-12)
+    cured = onnx.load(str(tmp_path / "cured.onnx"))
+    assert helper.get_attribute_value(cured.graph.node[0].attribute[0]) == pytest.approx(FP16_TINY)
+    assert np.float16(FP16_TINY) == FP16_TINY  # the new value survives float16 storage exactly
+    assert findings(tmp_path / "cured.onnx") == []
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(tmp_path / "cured.onnx", x), run(source, x), atol=1e-3)
+
+
+def test_shared_constant_is_cured_for_its_guarded_reader_only(tmp_path):
+    """eps feeds Add -> Sqrt (cured) and a Mul (left as it is: another initializer is made for the Add)."""
+    source = tmp_path / "rms.onnx"
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"], name="sq"),
+             helper.make_node("Add", ["sq", "eps"], ["var"], name="add_eps"),
+             helper.make_node("Sqrt", ["var"], ["std"], name="sqrt"),
+             helper.make_node("Mul", ["std", "eps"], ["y"], name="scale")]
+    save(source, nodes, {"eps": np.float32(1e-12)})
+    (change,) = fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx")
+    assert (change.node, change.constant, change.values) == ("add_eps", "eps", 1)
+    cured = onnx.load(str(tmp_path / "cured.onnx"))
+    inputs = {node.name: list(node.input) for node in cured.graph.node}
+    assert inputs["add_eps"] == ["sq", "eps__fp16_cured"] and inputs["scale"] == ["std", "eps"]
+
+
+def test_epsilon_from_a_constant_node_is_cured_and_a_constant_denominator_is_not(tmp_path):
+    source = tmp_path / "rms.onnx"
+    eps = numpy_helper.from_array(np.array(1e-12, np.float32), "eps_value")
+    nodes = [helper.make_node("Constant", [], ["eps"], name="eps_const", value=eps),
+             helper.make_node("Mul", ["x", "x"], ["sq"], name="sq"),
+             helper.make_node("Add", ["sq", "eps"], ["var"], name="add_eps"),
+             helper.make_node("Sqrt", ["var"], ["std"], name="sqrt"),
+             helper.make_node("Div", ["std", "tiny_scale"], ["y"], name="div")]
+    save(source, nodes, {"tiny_scale": np.float32(1e-12)})
+    assert {f.node for f in findings(source)} == {"add_eps", "div"}  # both flushed to 0 before Sqrt / as a denominator
+    (change,) = fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx")
+    assert (change.node, change.constant) == ("add_eps", "eps")
+
+
+def test_nothing_to_cure_writes_nothing(tmp_path):
+    source = tmp_path / "ln.onnx"
+    save(source, [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", epsilon=1e-6)],
+         {"s": np.ones(4), "b": np.zeros(4)})
+    assert [f.severity for f in findings(source)] == ["info"]  # a subnormal: no Inf, no cure
+    assert fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx") == []
+    assert not (tmp_path / "cured.onnx").exists()
+
+
+def test_measure_counts_non_finite_samples_where_the_reference_is_finite():
+    reference = {"y": np.array([[1.0, 2.0], [0.0, np.nan], [3.0, 3.0]])}
+    outputs = [{"y": np.array([1.5, 2.0])}, {"y": np.array([0.0, np.nan])}, {"y": np.array([np.nan, 3.0])}]
+    errors = fp16_cure.measure(outputs, reference)
+    assert errors.non_finite_samples == [2] and errors.max_abs == np.inf
+    assert fp16_cure.measure(outputs[:2], {"y": reference["y"][:2]}).max_abs == pytest.approx(0.5)
+
+
+def test_a_cured_file_ships_only_when_finite_and_no_worse():
+    nan, fine, worse = fp16_cure.Errors(np.inf, [4]), fp16_cure.Errors(0.01, []), fp16_cure.Errors(0.02, [])
+    assert fp16_cure.better(nan, fine)[0]
+    assert fp16_cure.better(fine, fine)[0]
+    assert fp16_cure.better(fine, worse) == (False, "the cured file's error 0.02 is larger than the uncured file's 0.01")
+    assert fp16_cure.better(nan, nan) == (False, "the cured file still holds NaN or Inf on sample(s) [4]")
