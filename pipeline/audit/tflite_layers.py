@@ -43,6 +43,7 @@ def run_tflite_layers(request, backends: list[str], module_of, order, shapes) ->
 def _compare(reference, runners: dict, request, module_of, order) -> list[dict]:
     sample_labels = _labels(request)
     totals = {b: {} for b in runners}  # backend -> tensor -> [signal, noise, first non-finite sample]
+    inside = {b: None for b in runners}  # backend -> the first non-finite TFLite tensor, on the first sample with one
     reference.activate()
     for runner in runners.values():
         runner.activate()
@@ -51,12 +52,23 @@ def _compare(reference, runners: dict, request, module_of, order) -> list[dict]:
             truth = reference.infer(feed)
             for backend, runner in runners.items():
                 _fold(totals[backend], truth, runner.infer(feed), sample_labels[index])
+                if inside[backend] is None and runner.first_non_finite is not None:
+                    inside[backend] = {**runner.first_non_finite, "sample": sample_labels[index]}
     finally:
         reference.deactivate()
         for runner in runners.values():
             runner.deactivate()
-    return [_record(backend, totals[backend], len(runners[backend].output_names), module_of, order)
-            for backend in runners]
+    return [{**_record(backend, totals[backend], len(runners[backend].output_names), module_of, order),
+             "first_non_finite_in_file": _in_file(inside[backend], module_of, order)} for backend in runners]
+
+
+def _in_file(found: dict | None, module_of, order) -> dict | None:
+    """The first non-finite TFLite tensor, with the ONNX node of the next aligned tensor (it is made on the way to it)."""
+    if found is None:
+        return None
+    node = order.producer.get(found["next_aligned"]) if found["next_aligned"] else None
+    return {**found, "node": node.name if node is not None else None, "op_type": node.op_type if node is not None else None,
+            "module": module_of(node) if node is not None else None}
 
 
 def _labels(request) -> list[str]:
@@ -124,5 +136,11 @@ def where_lines(records: list[dict]) -> list[str]:
             continue
         what = (f"first NaN/Inf (on sample '{first['non_finite_on']}')" if r["first_non_finite"]
                 else f"first below {r['budget_snr_db']:g} dB (SNR {first['snr_db']:.1f} dB)")
-        lines.append(f"{head}; {what} at node '{first['node']}' ({first['op_type']}, module {first['module'] or 'unknown'})")
+        line = f"{head}; {what} at node '{first['node']}' ({first['op_type']}, module {first['module'] or 'unknown'})"
+        inside = r.get("first_non_finite_in_file")
+        if inside:
+            line += (f"; in the file, the first NaN/Inf is {inside['tflite_op']} '{inside['tflite_tensor']}' (sample "
+                     f"'{inside['sample']}'), on the way to node '{inside['node']}' ({inside['op_type']}, module "
+                     f"{inside['module'] or 'unknown'})")
+        lines.append(line)
     return lines

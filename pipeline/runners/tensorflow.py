@@ -177,18 +177,24 @@ class TFLiteLayersRunner(TFLiteRunner):
         self.onnx_shapes = onnx_shapes
         self.bound: dict[str, tuple[int, object]] = {}  # ONNX tensor -> (TFLite tensor index, layout)
         self.details: dict[int, dict] = {}
+        self.written: list[tuple[int, str]] = []  # (tensor index, op) of every op output, in execution order
+        self.first_non_finite: dict | None = None  # of the last sample run
 
     def _activate_impl(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        # Without the default XNNPACK delegate: ops it takes over leave their output tensors unwritten
+        # (a Dequantize's reads as zeros or garbage), so every op runs in LiteRT's own kernels here.
         with warnings.catch_warnings():  # "intended for debugging": that is what it is for here
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True)
+            interpreter = Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True,
+                                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interpreter.allocate_tensors()
         self.model = interpreter
         self.details = {d["index"]: d for d in interpreter.get_tensor_details()}
-        written = [i for op in interpreter._get_ops_details() for i in op["outputs"]]  # noqa: SLF001 (LiteRT's own op list)
-        for index in written:
+        ops = interpreter._get_ops_details()  # noqa: SLF001 (LiteRT's own op list, in execution order)
+        self.written = [(i, op["op_name"]) for op in ops for i in op["outputs"] if i >= 0]
+        for index, _ in self.written:
             tensor = self.by_layer.get(_layer_of(self.details[index]["name"]))
             shape = self.onnx_shapes.get(tensor) if tensor else None
             if shape is None or tensor in self.bound or any(d <= 0 for d in shape):
@@ -203,8 +209,21 @@ class TFLiteLayersRunner(TFLiteRunner):
         for binding, detail in zip(sorted(self.io.inputs, key=lambda b: b.index), self.model.get_input_details()):
             self.model.set_tensor(detail["index"], _quantized(backend_feed[binding.tf_name], detail))
         self.model.invoke()
+        self.first_non_finite = self._first_non_finite()
         return {tensor: layout.to_logical(_dequantized(self.model.get_tensor(index), self.details[index]))
                 for tensor, (index, layout) in self.bound.items()}
+
+    def _first_non_finite(self) -> dict | None:
+        """The first tensor, in the file's execution order, that holds NaN or Inf (aligned with an ONNX
+        tensor or not: a decomposed LayerNorm's Rsqrt has no ONNX tensor of its own), and the next tensor
+        after it that is aligned."""
+        aligned = {index: tensor for tensor, (index, _) in self.bound.items()}
+        for position, (index, op) in enumerate(self.written):
+            value = self.model.get_tensor(index)
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                following = next((aligned[i] for i, _ in self.written[position:] if i in aligned), None)
+                return {"tflite_tensor": self.details[index]["name"], "tflite_op": op, "next_aligned": following}
+        return None
 
 
 def _layer_of(tensor_name: str) -> str:
