@@ -20,6 +20,7 @@ from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, Lin
 from pipeline.config import ARTIFACTS, Source
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
+from pipeline.convert import int8_step
 from pipeline.convert.head_start import HeadStart, relocated
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
@@ -103,6 +104,8 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
                     tf_lint = run_tf(source, artifacts, outcome.result.saved_model)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
                 record = dataclasses.replace(record, notes=record.notes + notes)
+                with profile.step("convert: int8 layers and selective int8"):
+                    record = int8_step.run(int8_step.Int8Step(source, artifacts, stage, int8, outcome.result, record))
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)

@@ -16,7 +16,7 @@ from pipeline import inputs as shared_inputs
 
 NO_CALIBRATION = ("no int8 TFLite: no calibration data was given (config key quantize.int8.calibration); "
                   "nothing is calibrated on random data")
-INT8_BACKENDS = ("tflite_int8", "tflite_int8_integer_io")
+INT8_BACKENDS = ("tflite_int8", "tflite_int8_integer_io", "tflite_int8_selective")
 
 
 def summary(root: Path, export: dict, convert: dict, audit: dict) -> dict:
@@ -35,7 +35,21 @@ def summary(root: Path, export: dict, convert: dict, audit: dict) -> dict:
             "vs_reference": _metrics(reference, outputs), "vs_tflite_fp32": _metrics(fp32, outputs) if fp32 else None,
         }
     calibration = {k: v for k, v in request.items() if k != "calibration"}
-    return {"int8": {**calibration, "files": files}, "note": None if files else "onnx2tf wrote no int8 file (see convert.log)"}
+    return {"int8": {**calibration, "files": files, **_layers(root)},
+            "note": None if files else "onnx2tf wrote no int8 file (see convert.log)"}
+
+
+def _layers(root: Path) -> dict:
+    """int8.json's per-layer table and selective file, as the convert stage recorded them (not measured again)."""
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.artifacts.records import Int8Record
+
+    record = ArtifactDir(root).read_if_any(Int8Record)
+    if record is None:
+        return {}
+    return {"layers": record.layers, "float_layers": record.float_layers, "selective": record.selective,
+            "before_after": {name: {k: v for k, v in entry.items() if k != "outputs"} for name, entry in record.files.items()},
+            "evaluated_on": record.evaluated_on, "min_snr_db": record.min_snr_db}
 
 
 def _outputs(root: Path, backend: str, export: dict, convert: dict) -> dict[str, np.ndarray] | str:

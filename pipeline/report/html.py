@@ -14,6 +14,7 @@ import math
 from typing import Any, Iterator
 
 from pipeline.convert.repair.render import html as repair_html
+from pipeline.report import int8 as int8_report
 
 import matplotlib
 
@@ -70,7 +71,8 @@ def render(report: dict) -> str:
     """The whole report as one HTML page that loads nothing from the network."""
     sections = [
         _header(report), _comparison_section(report), _histogram_section(report), _depth_section(report),
-        _localization_section(report), repair_html(report.get("repair")), _diagnose_html(report.get("diagnose")), _lint_section(report), _notes_section(report),
+        _localization_section(report), repair_html(report.get("repair")), _diagnose_html(report.get("diagnose")),
+        int8_report.html_section(report.get("int8")), _lint_section(report), _notes_section(report),
         _artifacts_section(report), _timings_section(report), _versions_section(report),
     ]
     title = _e(f"Conversion report: {report.get('model') or 'unnamed model'}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pipeline.convert.repair.render import markdown as repair_markdown
 from pipeline.names import label
+from pipeline.report import int8 as int8_report
 from pipeline.report.fmt import fmt_number
 from pipeline.report.table import HEADERS, rows
 
@@ -72,6 +73,7 @@ def markdown(report: dict) -> str:
     lines += _localization_markdown(report)
     lines += repair_markdown(report.get("repair"))
     lines += _diagnose_markdown(report.get("diagnose"))
+    lines += int8_report.markdown(report.get("int8"))
     lines += _lint_markdown(report.get("lint"))
     lines += ["", "## Artifacts", "", "| path | format | sha256 |", "|---|---|---|"]
     lines += [f"| `{a['path']}` | {a['format']} | `{a['sha256'][:16]}…` |" for a in report["artifacts"]]

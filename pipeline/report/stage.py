@@ -8,7 +8,8 @@ import json
 from importlib import metadata
 
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
-from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, LintRecord, ValidateRecord, merged_lint
+from pipeline.artifacts.records import (AuditRecord, ConvertRecord, ExportRecord, Int8Record, LintRecord, ValidateRecord,
+                                       merged_lint)
 from pipeline.report.markdown import markdown
 from pipeline.report.terminal import print_summary
 
@@ -16,6 +17,7 @@ VERSIONED = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "te
 ARTIFACT_FORMATS = {
     "model.onnx": "onnx", "saved_model": "tf_saved_model", "model.keras": "keras",
     "model_float32.tflite": "tflite_fp32", "model_float16.tflite": "tflite_fp16", "inputs.npz": "inputs",
+    "model_int8_selective.tflite": "tflite_int8_selective",
 }
 
 
@@ -38,6 +40,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "localization": audit.localization,
         "repair": _repair(artifacts),
         "diagnose": _diagnose(artifacts),
+        "int8": _int8(artifacts),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
@@ -55,6 +58,12 @@ def _diagnose(artifacts: ArtifactDir) -> dict | None:
     """diagnose.json's content when a hand-written Keras port was diagnosed into this folder."""
     path = artifacts.stage_record("diagnose")
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _int8(artifacts: ArtifactDir) -> dict | None:
+    """int8.json's content when the convert stage measured int8 per layer (pipeline/convert/int8_step.py)."""
+    record = artifacts.read_if_any(Int8Record)
+    return record.to_json() if record else None
 
 
 def _repair(artifacts: ArtifactDir) -> dict | None:
