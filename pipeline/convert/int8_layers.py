@@ -110,7 +110,7 @@ def _db(signal, noise):
 def _table(statistics: dict, graph: "_Graph") -> list[dict]:
     rows = []
     for name, metrics in statistics.items():
-        tensor = _verified_tensor(name)
+        tensor = _verified_tensor(name, graph.producer.keys())
         rows.append({**graph.layer(tensor),
                      "snr_db": round(float(_db(metrics["signal"], metrics["noise"])), 2),
                      "worst_channel_snr_db": round(float(metrics["worst_channel_snr_db"]), 2),
@@ -118,10 +118,13 @@ def _table(statistics: dict, graph: "_Graph") -> list[dict]:
     return sorted(rows, key=lambda r: (np.nan_to_num(r["worst_channel_snr_db"], nan=np.inf), r["snr_db"]))
 
 
-def _verified_tensor(name: str) -> str:
-    """The quantized tensor a NumericVerify output checks: "NumericVerify/<tensor>:<index>" (debugger.py's
-    _get_operand_name_and_index, which also drops a digit the converter appends to the name)."""
+def _verified_tensor(name: str, known=frozenset()) -> str:
+    """The quantized tensor a NumericVerify output checks: "NumericVerify/<tensor><digit>:<index>" (as
+    debugger.py's _get_operand_name_and_index reads it: the digit is the converter's); the name as it is
+    when that is a tensor of the model and the shorter one is not."""
     tensor = name.removeprefix(NUMERIC_VERIFY).rsplit(":", 1)[0]
+    if tensor in known and tensor[:-1] not in known:
+        return tensor
     return tensor[:-1] if tensor and tensor[-1].isdigit() else tensor
 
 

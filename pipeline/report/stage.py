@@ -40,7 +40,7 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "localization": audit.localization,
         "repair": _repair(artifacts),
         "diagnose": _diagnose(artifacts),
-        "int8": _int8(artifacts),
+        "int8": _int8(artifacts, convert),
         "validation": {"checker": validate.checker, "shape_inference": validate.shape_inference,
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
@@ -60,10 +60,11 @@ def _diagnose(artifacts: ArtifactDir) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _int8(artifacts: ArtifactDir) -> dict | None:
-    """int8.json's content when the convert stage measured int8 per layer (pipeline/convert/int8_step.py)."""
+def _int8(artifacts: ArtifactDir, convert: ConvertRecord) -> dict | None:
+    """int8.json's content when the convert stage measured int8 per layer (pipeline/convert/int8_step.py);
+    an int8.json left by an earlier conversion whose int8 file this one did not make is not shown."""
     record = artifacts.read_if_any(Int8Record)
-    return record.to_json() if record else None
+    return record.to_json() if record and "tflite_int8" in convert.models else None
 
 
 def _repair(artifacts: ArtifactDir) -> dict | None:

@@ -41,7 +41,14 @@ def test_numeric_verify_names_give_the_quantized_tensor():
     assert _verified_tensor("NumericVerify/PartitionedCall:02:29") == "PartitionedCall:0"
 
 
+def test_a_tensor_whose_own_name_ends_in_a_digit_keeps_it_when_the_model_has_it():
+    assert _verified_tensor("NumericVerify/model/add_3:7", known={"model/add_3"}) == "model/add_3"
+    assert _verified_tensor("NumericVerify/model/add_31:7", known={"model/add_3"}) == "model/add_3"
+
+
 class _OneOpGraph:
+    producer = {"a": "CONV_2D", "b": "CONV_2D", "c": "CONV_2D"}
+
     def layer(self, tensor: str) -> dict:
         return {"tensor": tensor, "op": "CONV_2D", "output": None}
 
