@@ -69,7 +69,7 @@ def run(step: Int8Step) -> ConvertRecord:
     int8 = Int8Record(
         calibration=request.origin, evaluated_on=f"{len(labels)} seeded random samples of inputs.npz (edge cases left out)",
         min_snr_db=budget, layers=[names.named(layer) for layer in found["layers"]],
-        float_layers=[names.named(layer) for layer in found["float_layers"]],
+        float_layers=[names.named(layer) for layer in found["float_layers"]] if selective else [],  # the shipped file's only
         files=_files(step, record, models, export, evaluation), selective=selective,
         notes=_notes(found, budget), seconds=round(time.perf_counter() - start, 3))
     write_json(step.stage / "int8.json", int8)
@@ -112,24 +112,32 @@ class _Names:
         model = onnx.load(str(step.artifacts.onnx))
         self.producers = {out: node for node in model.graph.node for out in node.output}
         self.order = {node.name: i for i, node in enumerate(model.graph.node)}
-        self.layers = step.result.tf_layers
+        self.layers, self.feeding = step.result.tf_layers, step.result.tf_layers_feeding
         self.outputs = {b.index: b.name for b in step.record.io.outputs}
         self.module_of = build_context(step.source, step.artifacts, model).module_namer()
 
     def named(self, layer: dict) -> dict:
-        nodes = sorted({n.name: n for t in self._onnx_tensors(layer) if (n := self.producers.get(t))}.values(),
-                       key=lambda n: self.order[n.name])
-        if not nodes:
-            return {**layer, "onnx_nodes": [], "onnx_ops": [], "module": UNMAPPED}
-        modules = list(dict.fromkeys(m for n in nodes if (m := self.module_of(n))))
-        return {**layer, "onnx_nodes": [n.name for n in nodes], "onnx_ops": [n.op_type for n in nodes],
-                "module": ", ".join(modules) or UNMAPPED}
+        """The layer with its ONNX nodes, ops and module; a layer that computes no ONNX tensor of its own is
+        "unmapped", with the node it feeds (`feeds`, `feeds_module`) when the converter told."""
+        nodes = self._nodes(self._onnx_tensors(layer, self.layers))
+        if nodes:
+            return {**layer, "onnx_nodes": [n.name for n in nodes], "onnx_ops": [n.op_type for n in nodes],
+                    "module": self._modules(nodes)}
+        fed = self._nodes(self._onnx_tensors(layer, self.feeding))
+        return {**layer, "onnx_nodes": [], "onnx_ops": [], "module": UNMAPPED, "feeds": [n.name for n in fed],
+                "feeds_module": self._modules(fed) if fed else None}
 
-    def _onnx_tensors(self, layer: dict) -> list[str]:
+    def _nodes(self, tensors: list[str]) -> list:
+        return sorted({n.name: n for t in tensors if (n := self.producers.get(t))}.values(), key=lambda n: self.order[n.name])
+
+    def _modules(self, nodes) -> str:
+        return ", ".join(dict.fromkeys(m for n in nodes if (m := self.module_of(n)))) or UNMAPPED
+
+    def _onnx_tensors(self, layer: dict, layers: dict[str, str]) -> list[str]:
         if layer.get("output") is not None:
-            return [self.outputs.get(layer["output"], "")]
+            return [self.outputs.get(layer["output"], "")] if layers is self.layers else []
         parts = [component for op in layer["tensor"].split(";") for component in op.split("/")]
-        return [self.layers[c] for c in parts if c in self.layers]
+        return [layers[c] for c in parts if c in layers]
 
 
 def _files(step: Int8Step, record: ConvertRecord, models: dict[str, str], export: ExportRecord,

@@ -59,6 +59,9 @@ class ConversionResult:
     # The SavedModel's layer names -> the ONNX tensor each computes, when the converter can tell
     # (kept for full-integer int8, whose per-layer errors are named by ONNX node: convert/int8_step.py).
     tf_layers: dict[str, str] = field(default_factory=dict)
+    # Layers that compute no ONNX tensor of their own (a step of a node's expansion) -> the first ONNX
+    # tensor they feed: shown as such, never as that node's own output.
+    tf_layers_feeding: dict[str, str] = field(default_factory=dict)
 
 
 class Converter(Protocol):

@@ -71,7 +71,8 @@ class Onnx2TFV1:
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
         if spy is not None:
-            result = dataclasses.replace(result, tf_layers=_layer_names(spy.tf_layers))
+            named = _layer_names(spy.tf_layers)
+            result = dataclasses.replace(result, tf_layers=named, tf_layers_feeding=_feeding(keras_model, named))
         if result.keras is None and "keras" in options.outputs:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
@@ -470,6 +471,26 @@ def _layer_names(tf_layers: dict | None) -> dict[str, str]:
         if history is not None and _is_symbolic(entry.get("tf_node")):
             names.setdefault(history.layer.name, onnx_name)
     return names
+
+
+def _feeding(keras_model, named: dict[str, str]) -> dict[str, str]:
+    """Each layer onnx2tf built for no ONNX tensor of its own (a step of its expansion of a node, such as
+    BatchNormalization's multiply before its add) -> the first ONNX tensor downstream of it."""
+    feeding = {}
+    for layer in getattr(keras_model, "layers", []):
+        if layer.name in named or type(layer).__name__ == "InputLayer":
+            continue
+        seen, queue = {layer.name}, [layer]
+        while queue and layer.name not in feeding:
+            for node in getattr(queue.pop(0), "_outbound_nodes", []):
+                nxt = node.outbound_layer
+                if nxt.name in named:
+                    feeding[layer.name] = named[nxt.name]
+                    break
+                if nxt.name not in seen:
+                    seen.add(nxt.name)
+                    queue.append(nxt)
+    return feeding
 
 
 # onnx2tf's names for its quantized files (written next to the float ones).

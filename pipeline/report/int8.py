@@ -16,7 +16,7 @@ SHOWN = 12  # the worst layers shown; int8.json holds them all
 
 def _rows(int8: dict) -> list[list[str]]:
     floats = {layer["tensor"] for layer in int8["float_layers"]} if int8["selective"] else set()
-    return [[_short(layer["tensor"]), ", ".join(layer["onnx_nodes"]) or "unmapped", layer["module"],
+    return [[_short(layer["tensor"]), ", ".join(layer["onnx_nodes"]) or _unmapped(layer), _module(layer),
              _db(layer["snr_db"]), _db(layer["worst_channel_snr_db"]), "yes" if layer["tensor"] in floats else ""]
             for layer in int8["layers"][:SHOWN]]
 
@@ -58,10 +58,20 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _unmapped(layer: dict) -> str:
+    feeds = layer.get("feeds")
+    return f"unmapped (feeds {', '.join(feeds)})" if feeds else "unmapped"
+
+
+def _module(layer: dict) -> str:
+    return f"unmapped (feeds {layer['feeds_module']})" if layer["module"] == "unmapped" and layer.get("feeds_module") else layer["module"]
+
+
 def _short(tensor: str) -> str:
-    """A fused tensor's first op ("model/tf.nn.relu_1/Relu;..." -> "tf.nn.relu_1/Relu"); int8.json has the full name."""
+    """A fused tensor's first op without the model's name ("model_3/tf.nn.relu_1/Relu;..." -> "tf.nn.relu_1/Relu");
+    int8.json has the full name."""
     first = tensor.split(";")[0]
-    return first.removeprefix("model/")
+    return first.split("/", 1)[1] if first.count("/") >= 2 else first
 
 
 def _db(value) -> str:
