@@ -163,22 +163,10 @@ def _select(selection: Selection, debugger, graph: _Graph, measure, min_snr_db: 
         model = debugger.get_nondebug_quantized_model()
         return model, measure(model)
 
-    denied: list[str] = []
-    best = None
-    for layer in selection.layers:
-        for step in ([layer["tensor"]], graph.reading(layer["tensor"])):
-            added = [t for t in step if t not in denied]
-            if not added or len(denied) + len(added) > MAX_FLOAT_LAYERS:
-                continue
-            denied += added
-            best = model_with(denied)
-            if best[1] >= min_snr_db:
-                break
-        if best is not None and best[1] >= min_snr_db:
-            break
+    denied, best = _grow(selection.layers, graph, model_with, min_snr_db)
+    selection.float_layers = [graph.layer(t) for t in denied]
     if best is None or best[1] < min_snr_db:
         selection.within_budget, selection.snr_after_db = False, best[1] if best else None
-        selection.float_layers = [graph.layer(t) for t in denied]
         return
     for tensor in list(denied):  # fewest: each float layer back in int8 while the budget holds
         trial = model_with([t for t in denied if t != tensor])
@@ -187,6 +175,23 @@ def _select(selection: Selection, debugger, graph: _Graph, measure, min_snr_db: 
     path.write_bytes(best[0])
     selection.snr_after_db = best[1]
     selection.float_layers = [graph.layer(t) for t in denied]
+
+
+def _grow(layers: list[dict], graph: _Graph, model_with, min_snr_db: float) -> tuple[list[str], tuple | None]:
+    """Float layers added worst first, each alone, then with the ops reading its output, until the budget holds
+    or MAX_FLOAT_LAYERS; the layers and the last (model, SNR) made."""
+    denied: list[str] = []
+    best = None
+    for layer in layers:
+        for step in ([layer["tensor"]], graph.reading(layer["tensor"])):
+            added = [t for t in step if t not in denied]
+            if not added or len(denied) + len(added) > MAX_FLOAT_LAYERS:
+                continue
+            denied += added
+            best = model_with(denied)
+            if best[1] >= min_snr_db:
+                return denied, best
+    return denied, best
 
 
 def _float_model(saved_model: Path) -> bytes:

@@ -117,21 +117,23 @@ class _Names:
         self.module_of = build_context(step.source, step.artifacts, model).module_namer()
 
     def named(self, layer: dict) -> dict:
-        """The layer with its ONNX nodes, ops and module; a layer that computes no ONNX tensor of its own is
-        "unmapped", with the node it feeds (`feeds`, `feeds_module`) when the converter told."""
+        """The layer with its ONNX nodes, ops and module (None: the nodes belong to no module); a layer that
+        computes no ONNX tensor of its own is "unmapped", with the node it feeds (`feeds`, `feeds_module`)
+        when the converter told."""
         nodes = self._nodes(self._onnx_tensors(layer, self.layers))
         if nodes:
             return {**layer, "onnx_nodes": [n.name for n in nodes], "onnx_ops": [n.op_type for n in nodes],
                     "module": self._modules(nodes)}
         fed = self._nodes(self._onnx_tensors(layer, self.feeding))
         return {**layer, "onnx_nodes": [], "onnx_ops": [], "module": UNMAPPED, "feeds": [n.name for n in fed],
-                "feeds_module": self._modules(fed) if fed else None}
+                "feeds_module": self._modules(fed)}
 
     def _nodes(self, tensors: list[str]) -> list:
         return sorted({n.name: n for t in tensors if (n := self.producers.get(t))}.values(), key=lambda n: self.order[n.name])
 
-    def _modules(self, nodes) -> str:
-        return ", ".join(dict.fromkeys(m for n in nodes if (m := self.module_of(n)))) or UNMAPPED
+    def _modules(self, nodes) -> str | None:
+        """The nodes' PyTorch modules; None for nodes of no module (an add in the model's own forward)."""
+        return ", ".join(dict.fromkeys(m for n in nodes if (m := self.module_of(n)))) or None
 
     def _onnx_tensors(self, layer: dict, layers: dict[str, str]) -> list[str]:
         if layer.get("output") is not None:
@@ -188,5 +190,5 @@ def _notes(found: dict, budget: float) -> list[str]:
 def _convert_notes(int8: Int8Record) -> list[str]:
     if int8.selective is None:
         return []
-    kept = ", ".join(f"{'+'.join(l['onnx_nodes']) or l['tensor']} ({l['module']})" for l in int8.float_layers)
+    kept = ", ".join(f"{'+'.join(l['onnx_nodes']) or l['tensor']} ({l['module'] or 'no module'})" for l in int8.float_layers)
     return [f"{SELECTIVE}: int8 with {len(int8.float_layers)} layer(s) kept in float: {kept} (int8.json)"]

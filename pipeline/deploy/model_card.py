@@ -81,7 +81,7 @@ def _float_layers(request: dict) -> list[str]:
     """The layers the selective int8 file keeps in float (int8.json)."""
     if not request.get("selective"):
         return []
-    kept = "; ".join(f"{', '.join(layer['onnx_nodes']) or layer['tensor']} (module {layer['module']})"
+    kept = "; ".join(f"{', '.join(layer['onnx_nodes']) or layer['tensor']} (module {layer['module'] or 'none'})"
                      for layer in request["float_layers"])
     return ["", f"`{request['selective']}` keeps {len(request['float_layers'])} layer(s) in float: {kept}."]
 

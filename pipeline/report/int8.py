@@ -64,6 +64,8 @@ def _unmapped(layer: dict) -> str:
 
 
 def _module(layer: dict) -> str:
+    if layer["module"] is None:
+        return "none (the model's own forward)"
     return f"unmapped (feeds {layer['feeds_module']})" if layer["module"] == "unmapped" and layer.get("feeds_module") else layer["module"]
 
 

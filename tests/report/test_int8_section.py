@@ -10,7 +10,8 @@ UNMAPPED = {**LAYER, "tensor": "PartitionedCall:0", "worst_channel_snr_db": 30.4
 FEEDS = {**LAYER, "tensor": "model_3/tf.math.multiply_8/Mul", "worst_channel_snr_db": 31.0, "onnx_nodes": [],
          "module": "unmapped", "feeds": ["node_bn_8"], "feeds_module": "blocks.8.2"}
 INT8 = {"calibration": "64 samples from calib.npz", "evaluated_on": "8 seeded random samples", "min_snr_db": 15.0,
-        "layers": [LAYER, UNMAPPED, FEEDS], "float_layers": [LAYER], "selective": "model_int8_selective.tflite",
+        "layers": [LAYER, UNMAPPED, FEEDS, {**LAYER, "tensor": "model/tf.math.add_2/Add", "onnx_nodes": ["node_add"],
+                                            "module": None, "worst_channel_snr_db": 40.0}], "float_layers": [LAYER], "selective": "model_int8_selective.tflite",
         "files": {"model_int8.tflite": {"size": 5200, "snr_db": 1.8, "top1_agreement": 0.41},
                   "model_int8_selective.tflite": {"size": 8304, "snr_db": 35.4, "top1_agreement": None}},
         "notes": ["int8 misses its budget <here>"], "seconds": 1.0}
@@ -24,6 +25,7 @@ def test_markdown_lists_files_and_layers_worst_first():
     assert "| tf.nn.relu_1/Relu | node_Conv_34, node_relu_1 | conv2, relu | 35.6 | 0.3 | yes |" in text
     assert "| PartitionedCall:0 | unmapped | unmapped | 35.6 | 30.4 |  |" in text
     assert "| tf.math.multiply_8/Mul | unmapped (feeds node_bn_8) | unmapped (feeds blocks.8.2) | 35.6 | 31.0 |  |" in text
+    assert "| tf.math.add_2/Add | node_add | none (the model's own forward) |" in text
     assert text.index("tf.nn.relu_1") < text.index("PartitionedCall")
 
 
