@@ -2,6 +2,7 @@
 failed analysis leaves (a note; model_int8.tflite stands). The analysis itself: test_int8_selective.py."""
 from __future__ import annotations
 
+import dataclasses
 import types
 from pathlib import Path
 
@@ -61,3 +62,19 @@ def test_the_analysis_gets_random_samples_only_in_the_tf_layout_and_the_default_
     assert record.notes == ["int8 per layer not measured (RuntimeError: stop here): no layer table and no selective "
                             "int8 file; model_int8.tflite is audited as it is"]
     assert record.models == step.record.models and not (tmp_path / "int8.json").exists()
+
+
+def test_the_configs_int8_budget_is_the_one_aimed_at(tmp_path, monkeypatch):
+    from pipeline.config import PrecisionBudgetConfig
+
+    seen = {}
+
+    def analyse(saved_model, calibration, evaluation, min_snr_db, path):
+        seen["budget"] = min_snr_db
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(int8_layers, "analyse", analyse)
+    step = _step(tmp_path)
+    config = types.SimpleNamespace(precision_budget={"int8": PrecisionBudgetConfig(min_snr_db=25.0)})
+    int8_step.run(dataclasses.replace(step, source=types.SimpleNamespace(config=config)))
+    assert seen["budget"] == 25.0
