@@ -42,6 +42,19 @@ DEFAULT_TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(1e-2, 1e-
                       "int8": Tolerance(1e-1, 1e-1)}
 
 
+@dataclass(frozen=True)
+class PrecisionBudget:
+    """What a user accepts to pay for a lower precision (the config's `precision_budget`)."""
+
+    min_snr_db: float | None = None
+    min_top1: float | None = None
+    min_top5: float | None = None
+
+
+# fp16 stores weights with 11 significant bits (relative rounding 4.9e-4); 30 dB means an
+# error of about 3% of the signal's RMS, far above what fp16 costs a healthy model and below
+# what a broken one shows. Top-1/top-5 are reported; a config can budget them too.
+DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_snr_db=30.0), "int8": PrecisionBudget(min_snr_db=15.0)}
 def tolerance_for(backend: str, overrides: dict[str, Tolerance] | None = None) -> Tolerance:
     """Override by backend name first, then by precision ('fp32'/'fp16'), then the default."""
     overrides = overrides or {}
@@ -283,3 +296,30 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     if na == 0 or nb == 0:
         return 0.0
     return float(np.dot(a.ravel(), b.ravel()) / (na * nb))
+
+
+# What a lower precision costs, for the int8 measurements (convert/int8_step.py) and the manifest (deploy/int8.py).
+def metrics(ref: np.ndarray, cand: np.ndarray) -> dict:
+    """max/mean absolute error, SNR (dB) and top-1/top-5 agreement of `cand` against `ref` (stacked by sample)."""
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    diff = np.abs(cand64 - ref64)
+    noise = float(np.sum(diff ** 2))
+    snr = float("inf") if noise == 0 else float(10 * np.log10(float(np.sum(ref64 ** 2)) / noise))
+    top1, top5 = agreement(ref64, cand64)
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "snr_db": snr,
+            "top1_agreement": top1, "top5_agreement": top5}
+
+
+def agreement(ref: np.ndarray, cand: np.ndarray) -> tuple[float | None, float | None]:
+    """Top-1 and top-5 agreement over the class axis; None for outputs with no such axis."""
+    if ref.ndim < 3 or ref.shape[2] < 2:
+        return None, None
+    axis = -1 if ref.ndim == 3 else 2  # (samples, batch, classes) or (samples, batch, C, ...)
+    ref_rows = np.moveaxis(ref, axis, -1).reshape(-1, ref.shape[axis])
+    cand_rows = np.moveaxis(cand, axis, -1).reshape(-1, ref.shape[axis])
+    ref_top1 = ref_rows.argmax(axis=1)
+    top1 = float(np.mean(ref_top1 == cand_rows.argmax(axis=1)))
+    k = min(5, ref_rows.shape[1])
+    cand_topk = np.argpartition(-cand_rows, k - 1, axis=1)[:, :k]
+    top5 = float(np.mean(np.any(cand_topk == ref_top1[:, None], axis=1)))
+    return top1, top5

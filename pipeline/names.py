@@ -22,6 +22,7 @@ class Backend(StrEnum):
     TFLITE_FP16 = "tflite_fp16"
     TFLITE_INT8 = "tflite_int8"
     TFLITE_INT8_INTEGER_IO = "tflite_int8_integer_io"  # int8 inputs and outputs too (quantize.int8.integer_io)
+    TFLITE_INT8_SELECTIVE = "tflite_int8_selective"  # int8 with the fewest layers kept in float (convert/int8_step.py)
 
 
 class Precision(StrEnum):
@@ -38,13 +39,14 @@ class Verdict(StrEnum):
 
 
 TF_BACKENDS = (Backend.TF_SAVED_MODEL, Backend.KERAS, Backend.TFLITE_FP32, Backend.TFLITE_FP16, Backend.TFLITE_INT8,
-              Backend.TFLITE_INT8_INTEGER_IO)
+              Backend.TFLITE_INT8_INTEGER_IO, Backend.TFLITE_INT8_SELECTIVE)
 ORACLES = (Backend.ORACLE, Backend.ORACLE_ONNX, Backend.ORACLE_FP16)
 
 PRECISION = {
     Backend.PYTORCH: Precision.FP32, Backend.ONNXRUNTIME: Precision.FP32, Backend.TF_SAVED_MODEL: Precision.FP32,
     Backend.KERAS: Precision.FP32, Backend.TFLITE_FP32: Precision.FP32, Backend.TFLITE_FP16: Precision.FP16,
     Backend.TFLITE_INT8: Precision.INT8, Backend.TFLITE_INT8_INTEGER_IO: Precision.INT8,
+    Backend.TFLITE_INT8_SELECTIVE: Precision.INT8,
     Backend.ORACLE: Precision.FP64, Backend.ORACLE_ONNX: Precision.FP64, Backend.ORACLE_FP16: Precision.FP64,
     Backend.FP16_STORAGE: Precision.FP32,
 }
@@ -53,8 +55,8 @@ LABELS = {
     Backend.PYTORCH: "PyTorch", Backend.ORACLE: "PyTorch float64", Backend.ORACLE_ONNX: "ONNX Runtime float64",
     Backend.ONNXRUNTIME: "ONNX Runtime", Backend.TF_SAVED_MODEL: "TF SavedModel", Backend.KERAS: "Keras",
     Backend.TFLITE_FP32: "TFLite fp32", Backend.TFLITE_FP16: "TFLite fp16", Backend.TFLITE_INT8: "TFLite int8",
-    Backend.TFLITE_INT8_INTEGER_IO: "TFLite int8 (int8 I/O)", Backend.ORACLE_FP16: "fp16 storage float64",
-    Backend.FP16_STORAGE: "fp16 storage float32",
+    Backend.TFLITE_INT8_INTEGER_IO: "TFLite int8 (int8 I/O)", Backend.TFLITE_INT8_SELECTIVE: "TFLite int8 (selective)",
+    Backend.ORACLE_FP16: "fp16 storage float64", Backend.FP16_STORAGE: "fp16 storage float32",
 }
 
 

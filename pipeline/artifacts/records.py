@@ -132,8 +132,26 @@ class ConvertRecord(Record):
     layers: dict | None
     notes: list[str]
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
-    tensor_layers: dict[str, str] = field(default_factory=dict)  # ONNX tensor -> TF layer (TFLite tensor names)
+    # TF layer -> the ONNX tensor it makes (TFLite names its tensors after these layers: audit/tflite_layers.py)
+    tf_layers: dict[str, str] = field(default_factory=dict)
     fp16_onnx: str | None = None  # the ONNX file the fp16 TFLite file was made from, when the fp16 cure shipped one
+
+
+@dataclass(frozen=True)
+class Int8Record(Record):
+    """What full-integer int8 costs each layer, and the file with the fewest layers kept in float that
+    brings it within budget (convert/int8_step.py); written by the convert stage when it made int8."""
+
+    STAGE: ClassVar[str] = "int8"
+    calibration: str  # where the calibration samples came from (the same ones model_int8.tflite was made on)
+    evaluated_on: str  # the in-distribution samples the model's SNR is measured on (never the edge cases)
+    min_snr_db: float  # the budget the selection aims at
+    layers: list[dict]  # per quantized tensor, worst channel SNR first: SNRs, ONNX nodes, op, PyTorch module
+    float_layers: list[dict]  # the layers model_int8_selective.tflite keeps in float; [] when none is needed
+    files: dict[str, dict]  # file name -> {"size", "snr_db", "top1_agreement", ...} against the reference
+    selective: str | None  # the selective file's name, or None (healthy int8, or no selection within budget)
+    notes: list[str]
+    seconds: float
 
 
 @dataclass(frozen=True)

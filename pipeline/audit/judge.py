@@ -22,24 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.compare import Comparison, Tolerance, compare_arrays, evidence_problem, tolerance_for
+from pipeline.compare import (DEFAULT_BUDGETS, Comparison, PrecisionBudget, Tolerance, compare_arrays, evidence_problem,
+                              tolerance_for)
 from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 
 
-@dataclass(frozen=True)
-class PrecisionBudget:
-    """What a user accepts to pay for a lower precision (the config's `precision_budget`)."""
-
-    min_snr_db: float | None = None
-    min_top1: float | None = None
-    min_top5: float | None = None
-
-
-# fp16 stores weights with 11 significant bits (relative rounding 4.9e-4); 30 dB means an
-# error of about 3% of the signal's RMS, far above what fp16 costs a healthy model and below
-# what a broken one shows. Top-1/top-5 are reported; a config can budget them too.
-DEFAULT_BUDGETS = {"fp16": PrecisionBudget(min_snr_db=30.0), "int8": PrecisionBudget(min_snr_db=15.0)}
 LOWER_PRECISION_RULE = ("an fp16 file is judged against the float64 run of the model as float16 storage holds it, by the "
                         "float32 noise bound; its precision cost (SNR, top-1/top-5 against PyTorch and TFLite fp32, on the "
                         "in-distribution samples) is a warning below the default budget and fails only below a budget the "

@@ -16,7 +16,7 @@ import numpy as np
 
 from pathlib import Path
 
-from pipeline.audit.judge import DEFAULT_BUDGETS
+from pipeline.compare import DEFAULT_BUDGETS
 from pipeline.names import PRECISION
 
 MAX_LISTED = 10  # worst tensors listed per file

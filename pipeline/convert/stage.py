@@ -20,6 +20,7 @@ from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, Lin
 from pipeline.config import ARTIFACTS, Source
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
+from pipeline.convert import int8_step
 from pipeline.convert.head_start import HeadStart, relocated
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
@@ -105,6 +106,8 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
                     tf_lint = run_tf(source, artifacts, outcome.result.saved_model, outcome.result.tflite)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
                 record = dataclasses.replace(record, notes=record.notes + notes, fp16_onnx=_fp16_source(stage))
+                with profile.step("convert: int8 layers and selective int8"):
+                    record = int8_step.run(int8_step.Int8Step(source, artifacts, stage, int8, outcome.result, record))
                 write_json(stage / "convert.json", record)
                 return record
         _keep_failed_log(log_path, artifacts)
@@ -313,5 +316,5 @@ def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: S
         models={fmt: path.name for fmt, path in formats.items() if path}, io=io,
         ambiguous_layouts=[b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
         layers=None,  # built on request since the layer model left the conversion (convert/layer_model.py)
-        notes=result.notes, tf_lint=tf_lint, tensor_layers=result.tensor_layers,
+        notes=result.notes, tf_lint=tf_lint, tf_layers=result.tf_layers,
     )

@@ -56,9 +56,12 @@ class ConversionResult:
     version: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
     notes: list[str] = field(default_factory=list)
-    # ONNX tensor -> the name of the TF layer that makes it: TFLite tensors are named after these layers
-    # (fused ops joined by ';'), so a TFLite file's intermediates align with the ONNX tensors
-    tensor_layers: dict[str, str] = field(default_factory=dict)
+    # The SavedModel's layer names -> the ONNX tensor each computes, when the converter can tell
+    # (kept for full-integer int8, whose per-layer errors are named by ONNX node: convert/int8_step.py).
+    tf_layers: dict[str, str] = field(default_factory=dict)
+    # Layers that compute no ONNX tensor of their own (a step of a node's expansion) -> the first ONNX
+    # tensor they feed: shown as such, never as that node's own output.
+    tf_layers_feeding: dict[str, str] = field(default_factory=dict)
 
 
 class Converter(Protocol):
@@ -73,6 +76,11 @@ class Converter(Protocol):
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         """Convert onnx_path into out_dir, logging the converter's output to log_path."""
+        ...
+
+    def int8_converter(self, saved_model: Path, representative):
+        """A tf.lite.TFLiteConverter for saved_model set up as this converter makes its full-integer int8
+        file, calibrated on `representative` (a generator of feeds keyed by signature input name)."""
         ...
 
     def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions):

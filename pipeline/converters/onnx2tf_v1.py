@@ -66,11 +66,13 @@ class Onnx2TFV1:
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
-        spy = _LayerMapSpy()
+        spy = _LayerMapSpy()  # which layer makes which ONNX tensor: TFLite tensors and int8 layers are named by it
         keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy)
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
-            result = dataclasses.replace(result, tensor_layers=_tensor_layers(spy.tf_layers, keras_model))
+        named = _layer_names(spy.tf_layers)
+        feeding = _feeding(keras_model, named) if _full_integer(options) else {}
+        result = dataclasses.replace(result, tf_layers=named, tf_layers_feeding=feeding)
         if result.keras is None and "keras" in options.outputs:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
@@ -105,6 +107,17 @@ class Onnx2TFV1:
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
+
+    def int8_converter(self, saved_model: Path, representative):
+        """TFLite's converter for saved_model set up as onnx2tf makes its full-integer file (onnx2tf.py,
+        "INT8 Quantization"): int8 builtins with Select TF ops allowed, per-channel weights, float I/O."""
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter.representative_dataset = representative
+        return converter
 
     def _builtin_route(self, onnx_path: Path, out_dir: Path, log_path: Path, result: ConversionResult) -> ConversionResult:
         """TFLite files that need Select TF ops are converted again with onnx2tf's builtin-only
@@ -441,19 +454,43 @@ def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerMod
     return LayerModel(path, tensors)
 
 
-def _tensor_layers(tf_layers: dict | None, keras_model) -> dict[str, str]:
-    """ONNX tensor -> the Keras layer that makes it (the names TFLite gives its tensors); inputs left out."""
-    inputs = {t.name.split(":")[0] for t in keras_model.inputs}
-    named = {}
-    for name, entry in (tf_layers or {}).items():
-        history = getattr(entry.get("tf_node"), "_keras_history", None)
-        if name not in inputs and history is not None and _is_symbolic(entry.get("tf_node")):
-            named[name] = history.layer.name
-    return named
-
-
 def _is_symbolic(node) -> bool:
     return node is not None and not hasattr(node, "numpy") and hasattr(node, "shape")
+
+
+def _full_integer(options: ConversionOptions) -> bool:
+    return options.int8 is not None and options.int8.mode == "full_integer" and not options.pseudo_ops
+
+
+def _layer_names(tf_layers: dict | None) -> dict[str, str]:
+    """Each Keras layer onnx2tf built for an ONNX tensor, by the layer's name (the SavedModel's op names,
+    and so the TFLite tensor names, start with "model/<layer name>/")."""
+    names = {}
+    for onnx_name, entry in (tf_layers or {}).items():
+        history = getattr(entry.get("tf_node"), "_keras_history", None)
+        if history is not None and _is_symbolic(entry.get("tf_node")):
+            names.setdefault(history.layer.name, onnx_name)
+    return names
+
+
+def _feeding(keras_model, named: dict[str, str]) -> dict[str, str]:
+    """Each layer onnx2tf built for no ONNX tensor of its own (a step of its expansion of a node, such as
+    BatchNormalization's multiply before its add) -> the first ONNX tensor downstream of it."""
+    feeding = {}
+    for layer in getattr(keras_model, "layers", []):
+        if layer.name in named or type(layer).__name__ == "InputLayer":
+            continue
+        seen, queue = {layer.name}, [layer]
+        while queue and layer.name not in feeding:
+            for node in getattr(queue.pop(0), "_outbound_nodes", []):
+                nxt = node.outbound_layer
+                if nxt.name in named:
+                    feeding[layer.name] = named[nxt.name]
+                    break
+                if nxt.name not in seen:
+                    seen.add(nxt.name)
+                    queue.append(nxt)
+    return feeding
 
 
 # onnx2tf's names for its quantized files (written next to the float ones).

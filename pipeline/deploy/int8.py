@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import inputs as shared_inputs
+from pipeline.compare import metrics
 
 NO_CALIBRATION = ("no int8 TFLite: no calibration data was given (config key quantize.int8.calibration); "
                   "nothing is calibrated on random data")
-INT8_BACKENDS = ("tflite_int8", "tflite_int8_integer_io")
+INT8_BACKENDS = ("tflite_int8", "tflite_int8_integer_io", "tflite_int8_selective")
 
 
 def summary(root: Path, export: dict, convert: dict, audit: dict) -> dict:
@@ -35,7 +36,21 @@ def summary(root: Path, export: dict, convert: dict, audit: dict) -> dict:
             "vs_reference": _metrics(reference, outputs), "vs_tflite_fp32": _metrics(fp32, outputs) if fp32 else None,
         }
     calibration = {k: v for k, v in request.items() if k != "calibration"}
-    return {"int8": {**calibration, "files": files}, "note": None if files else "onnx2tf wrote no int8 file (see convert.log)"}
+    return {"int8": {**calibration, "files": files, **_layers(root)},
+            "note": None if files else "onnx2tf wrote no int8 file (see convert.log)"}
+
+
+def _layers(root: Path) -> dict:
+    """int8.json's per-layer table and selective file, as the convert stage recorded them (not measured again)."""
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.artifacts.records import Int8Record
+
+    record = ArtifactDir(root).read_if_any(Int8Record)
+    if record is None:
+        return {}
+    return {"layers": record.layers, "float_layers": record.float_layers, "selective": record.selective,
+            "before_after": {name: {k: v for k, v in entry.items() if k != "outputs"} for name, entry in record.files.items()},
+            "evaluated_on": record.evaluated_on, "min_snr_db": record.min_snr_db}
 
 
 def _outputs(root: Path, backend: str, export: dict, convert: dict) -> dict[str, np.ndarray] | str:
@@ -62,32 +77,6 @@ def _metrics(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | 
     if isinstance(outputs, str):
         return {"error": outputs}
     return {name: metrics(ref, outputs[name]) for name, ref in reference.items() if name in outputs}
-
-
-def metrics(ref: np.ndarray, cand: np.ndarray) -> dict:
-    """max/mean absolute error, SNR (dB) and top-1/top-5 agreement of `cand` against `ref` (stacked by sample)."""
-    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
-    diff = np.abs(cand64 - ref64)
-    noise = float(np.sum(diff ** 2))
-    snr = float("inf") if noise == 0 else float(10 * np.log10(float(np.sum(ref64 ** 2)) / noise))
-    top1, top5 = agreement(ref64, cand64)
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "snr_db": snr,
-            "top1_agreement": top1, "top5_agreement": top5}
-
-
-def agreement(ref: np.ndarray, cand: np.ndarray) -> tuple[float | None, float | None]:
-    """Top-1 and top-5 agreement over the class axis; None for outputs with no such axis."""
-    if ref.ndim < 3 or ref.shape[2] < 2:
-        return None, None
-    axis = -1 if ref.ndim == 3 else 2  # (samples, batch, classes) or (samples, batch, C, ...)
-    ref_rows = np.moveaxis(ref, axis, -1).reshape(-1, ref.shape[axis])
-    cand_rows = np.moveaxis(cand, axis, -1).reshape(-1, ref.shape[axis])
-    ref_top1 = ref_rows.argmax(axis=1)
-    top1 = float(np.mean(ref_top1 == cand_rows.argmax(axis=1)))
-    k = min(5, ref_rows.shape[1])
-    cand_topk = np.argpartition(-cand_rows, k - 1, axis=1)[:, :k]
-    top5 = float(np.mean(np.any(cand_topk == ref_top1[:, None], axis=1)))
-    return top1, top5
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:

@@ -73,7 +73,17 @@ def _quantization(quantization: dict | None) -> list[str]:
                     continue
                 lines.append(f"| `{file}` | {against[3:]} | {output} | {_num(m['max_abs'])} | {_num(m['mean_abs'])} | "
                              f"{_num(m['snr_db'])} | {_num(m['top1_agreement'])} | {_num(m['top5_agreement'])} | {entry['audit_verdict']} |")
+    lines += _float_layers(request)
     return lines + ([f"", quantization["note"]] if quantization.get("note") else [])
+
+
+def _float_layers(request: dict) -> list[str]:
+    """The layers the selective int8 file keeps in float (int8.json)."""
+    if not request.get("selective"):
+        return []
+    kept = "; ".join(f"{', '.join(layer['onnx_nodes']) or layer['tensor']} (module {layer['module'] or 'none'})"
+                     for layer in request["float_layers"])
+    return ["", f"`{request['selective']}` keeps {len(request['float_layers'])} layer(s) in float: {kept}."]
 
 
 def _num(value) -> str:

@@ -16,6 +16,7 @@ VERSIONED = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "te
 ARTIFACT_FORMATS = {
     "model.onnx": "onnx", "saved_model": "tf_saved_model", "model.keras": "keras",
     "model_float32.tflite": "tflite_fp32", "model_float16.tflite": "tflite_fp16", "inputs.npz": "inputs",
+    "model_int8_selective.tflite": "tflite_int8_selective",
 }
 
 

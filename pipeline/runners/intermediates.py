@@ -116,8 +116,8 @@ def tflite_layers_runner(path: Path, convert, specs: list[TensorSpec], precision
                          onnx_shapes: dict[str, list[int]]) -> Runner | None:
     """A TFLite file's intermediates aligned with ONNX tensors, or None when the converter recorded no
     tensor-to-layer names (another converter, a folder converted before they were recorded)."""
-    if not convert.tensor_layers:
+    if not convert.tf_layers:
         return None
     from pipeline.runners.tensorflow import TFLiteLayersRunner
 
-    return TFLiteLayersRunner(path, convert.io, specs, precision, convert.tensor_layers, onnx_shapes)
+    return TFLiteLayersRunner(path, convert.io, specs, precision, convert.tf_layers, onnx_shapes)

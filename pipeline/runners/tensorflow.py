@@ -170,10 +170,10 @@ class TFLiteLayersRunner(TFLiteRunner):
     partial_outputs = True
 
     def __init__(self, path: Path, io: TFModelIO, input_specs: list[TensorSpec], precision: str,
-                 tensor_layers: dict[str, str], onnx_shapes: dict[str, list[int]]) -> None:
+                 tf_layers: dict[str, str], onnx_shapes: dict[str, list[int]]) -> None:
         super().__init__(path, io, input_specs, [], precision)
         self.name = f"tflite_{precision}_layers"
-        self.by_layer = {layer: tensor for tensor, layer in tensor_layers.items()}
+        self.by_layer = tf_layers  # TF layer -> the ONNX tensor it makes
         self.onnx_shapes = onnx_shapes
         self.bound: dict[str, tuple[int, object]] = {}  # ONNX tensor -> (TFLite tensor index, layout)
         self.details: dict[int, dict] = {}

@@ -56,3 +56,17 @@ def test_without_calibration_the_notes_say_no_int8_was_made():
     request = Int8Request(Path("c.npz"), "full_integer", True, 4, "4 samples from c.npz")
     assert _int8_notes(request, {"int8": Path("m.tflite"), "int8_integer_io": None}) == [
         "int8 (full_integer) calibrated on 4 samples from c.npz", "onnx2tf wrote no int8_integer_io TFLite file (see convert.log)"]
+
+
+def test_a_layer_of_no_onnx_tensor_is_known_by_the_first_one_it_feeds():
+    import tf_keras
+
+    from pipeline.converters.onnx2tf_v1 import _feeding
+
+    x = tf_keras.Input((4,), name="x")
+    scaled = tf_keras.layers.Lambda(lambda t: t * 2.0, name="tf.math.multiply_1")(x)
+    shifted = tf_keras.layers.Lambda(lambda t: t + 1.0, name="tf.math.add_1")(scaled)
+    out = tf_keras.layers.Lambda(lambda t: t * 3.0, name="tf.math.multiply_2")(shifted)
+    model = tf_keras.Model(x, out)
+    named = {"tf.math.add_1": "bn_out", "tf.math.multiply_2": "scale_out"}
+    assert _feeding(model, named) == {"tf.math.multiply_1": "bn_out"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.deploy.int8 import NO_CALIBRATION, agreement, metrics, summary
+from pipeline.compare import agreement, metrics
+from pipeline.deploy.int8 import NO_CALIBRATION, summary
 
 
 def test_agreement_on_logits_uses_the_last_axis():
