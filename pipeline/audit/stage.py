@@ -15,7 +15,7 @@ from typing import Callable
 
 from rich.progress import Progress
 
-from pipeline import inputs as shared_inputs
+from pipeline import inputs as shared_inputs, profile
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
@@ -229,7 +229,7 @@ def _tflite_layers(request: LayerRequest, backends: list[str]) -> list[dict] | N
     module_of = ModelContext(model, reference_model(request.source, request.export)).module_namer()
     try:
         with stage_status(f"reading {', '.join(backends)} layer by layer"), \
-                capture_output(request.artifacts.root / "audit.log"):
+                capture_output(request.artifacts.root / "audit.log"), profile.step("audit: TFLite files layer by layer"):
             return with_where(run_tflite_layers(request, backends, module_of, TensorOrder.of(model), static_shapes(model)))
     except RunnerError as exc:  # an explanation step never takes the audit down: it says why it could not run
         return [{"backend": b, "aligned": 0, "note": f"could not be read layer by layer ({exc})",
@@ -295,7 +295,8 @@ def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertR
     is not trusted (the float64 engine, not float16, would be measured)."""
     runners = fp16_storage_runners(_fp16_source(artifacts, convert), export)
     try:
-        with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"):
+        with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"), \
+                profile.step("audit: fp16 storage simulation"):
             runs = run_all(runners, feeds)
     except RunnerError as exc:
         return Oracle(None, False, f"the model as float16 storage holds it could not run ({exc}); the fp16 file is "

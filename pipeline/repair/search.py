@@ -210,15 +210,19 @@ def _try(source: Source, artifacts: ArtifactDir, candidate: Candidate, base: Str
         return _attempt(candidate, False, False, start, f"{type(exc).__name__}: {_short(str(exc))}"), trial.root
     errors = backend_errors(result)
     worst = _worst(errors)
-    # Each precision is judged on its own: a candidate that mends the float32 backends is accepted even
-    # while fp16 or int8 still fails for a reason of their own (float16 storage, calibration), which no
-    # layout candidate can change; the report says which files are shippable.
-    passed = not any(c.verdict == "fail" for c in result.comparisons if PRECISION.get(c.candidate, "fp32") == "fp32")
+    passed = float32_passed(result)
     failing = next((e for e in sorted(errors, key=lambda e: -(e.noise_ratio or 0)) if e.verdict == "fail" and e.backend in TF_FP32), None)
     error = None if passed else (f"audit: {failing.backend} '{failing.output}' still off by {failing.max_abs:.3g}"
                                  + (f" ({failing.noise_ratio:.3g}x its noise floor)" if failing.noise_ratio else "")
                                  if failing else "audit: failed")
     return dataclasses.replace(_attempt(candidate, True, passed, start, error), max_abs=worst, errors=errors), trial.root
+
+
+def float32_passed(audit: AuditRecord) -> bool:
+    """Whether a candidate mended the model: no float32 backend fails. Each precision is judged on its own:
+    fp16 or int8 may still fail for a reason of their own (float16 storage, calibration) that no layout
+    candidate can change; the report says which files are shippable."""
+    return not any(c.verdict == "fail" for c in audit.comparisons if PRECISION.get(c.candidate, "fp32") == "fp32")
 
 
 def _attempt(candidate: Candidate, converted: bool, passed: bool, start: float, error: str | None) -> RepairAttempt:

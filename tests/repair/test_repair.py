@@ -218,3 +218,27 @@ def test_the_same_bug_twice_is_repaired_one_fix_at_a_time(two_blocks):
     assert last["name"].startswith(first["name"] + "+")  # the first fix was kept, the second added to it
     assert len({e["op_name"] for e in repair["entries"]}) == 4
     assert _read(two_blocks.root, "audit.json")["verdict"] == "pass"
+
+
+def test_a_candidate_is_accepted_when_the_float32_backends_pass_whatever_fp16_and_int8_do():
+    mended = _audit({"onnxruntime": "pass", "tf_saved_model": "pass", "keras": "pass", "tflite_fp32": "pass",
+                     "tflite_fp16": "fail", "tflite_int8": "fail"})
+    assert search.float32_passed(mended)
+    assert not search.float32_passed(_audit({"keras": "pass", "tflite_fp32": "fail", "tflite_fp16": "pass"}))
+
+
+@pytest.fixture(scope="module")
+def channels_last_fp16_over_budget(tmp_path_factory, no_network):
+    """The channels-last LayerNorm bug, with an fp16 budget no fp16 file can meet: fp16 fails for its own reason."""
+    return _converted(tmp_path_factory, "cl_ln_fp16", "channels_last", CHANNELS_LAST, 20,
+                      {"precision_budget": {"fp16": {"min_snr_db": 200.0}}})
+
+
+@pytest.mark.slow
+def test_a_float32_converter_bug_is_repaired_even_while_fp16_fails(channels_last_fp16_over_budget):
+    root = channels_last_fp16_over_budget.root
+    repair = _read(root, "repair.json")
+    assert repair["winner"] and repair["attempts"][0]["passed"]  # the first candidate, as without the fp16 budget
+    verdicts = {c["candidate"]: c["verdict"] for c in _read(root, "audit.json")["comparisons"]}
+    assert verdicts.pop("tflite_fp16") == "fail" and set(verdicts.values()) == {"pass"}
+    assert channels_last_fp16_over_budget.code == 1  # fp16 still fails the run, for its own reason
