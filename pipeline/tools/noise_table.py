@@ -41,7 +41,14 @@ def row(model: str, report: dict) -> str:
     floor = max(floors.values()) if floors else None
     cells = [f"{ratios[b]:.3g}" if b in ratios else "n/a" for b in BACKENDS]
     shown_floor = "n/a" if floor is None else f"{floor:.3g}"
-    return f"| {model} | {report.get('verdict', 'no report')} | {shown_floor} | " + " | ".join(cells) + " |"
+    return (f"| {model} | {report.get('verdict', 'no report')} | {shown_floor} | " + " | ".join(cells)
+            + f" | {_fp16_cost(report)} |")
+
+
+def _fp16_cost(report: dict) -> str:
+    """The fp16 file's precision cost: its lowest SNR against the reference on the in-distribution samples."""
+    snrs = [c["snr_db"] for c in report.get("comparisons", []) if c["candidate"] == "tflite_fp16" and c.get("snr_db") is not None]
+    return f"{min(snrs):.1f}" if snrs else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", help="config names, or tampered.onnx@config")
     parser.add_argument("--output", default=str(REPO_ROOT / "NOISE.md"))
     args = parser.parse_args(argv)
-    lines = ["| model | verdict | noise floor | " + " | ".join(BACKENDS) + " |", "|---|---|---|" + "---|" * len(BACKENDS)]
+    lines = ["| model | verdict | noise floor | " + " | ".join(BACKENDS) + " | fp16 SNR dB |",
+             "|---|---|---|" + "---|" * (len(BACKENDS) + 1)]
     with tempfile.TemporaryDirectory(prefix="noise-") as tmp:
         for index, model in enumerate(args.models):
             lines.append(row(model, run_one(model, Path(tmp) / str(index))))
