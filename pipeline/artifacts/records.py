@@ -69,6 +69,7 @@ class Attempt(Record):
     ok: bool
     seconds: float
     error: str | None = None
+    converter: str | None = None  # "onnx2tf 1.29.24": which converter a conversion attempt ran
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class ConvertRecord(Record):
     layers: dict | None
     notes: list[str]
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
+    # format -> the converter, version and backend that wrote the shipped file ({} in older folders)
+    made_by: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
