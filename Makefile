@@ -81,13 +81,13 @@ batch: $(ENVS)
 zoo: $(ENVS)
 	$(BIN)/python -m pipeline batch configs/zoo $(BATCH_ARGS) --out $(if $(OUT),$(OUT),artifacts/zoo)
 
-package: $(ENVS)
+package: $(STAMP)
 	$(BIN)/python -m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)
 
-verify: $(ENVS)
+verify: $(STAMP)
 	$(BIN)/python -m pipeline.deploy.verify $(MODEL) $(OUT_ARG)
 
-diagnose: $(ENVS)
+diagnose: $(STAMP)
 	@test -n "$(KERAS)" || { echo "error: KERAS is empty; e.g. make diagnose MODEL=seed_ym KERAS=port.keras [FIX=fixed.keras]"; exit 2; }
 	$(BIN)/python -m pipeline diagnose $(MODEL) --keras $(KERAS) $(if $(FIX),--fix $(FIX),) $(OUT_ARG)
 

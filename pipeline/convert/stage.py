@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,7 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
         with profile.step("convert: bind inputs and outputs (layout probe)"):
             io = bind(result, *binding_args)
     except ConversionError as exc:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a failed attempt's half-written files are not shipped; its log is kept
         return _Outcome(Attempt(strategy.name, False, round(elapsed(), 3), str(exc), made_by))
     seconds = elapsed()
     result = relocated(result, out_dir, stage)

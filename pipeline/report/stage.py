@@ -48,7 +48,9 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
         "notes": export.notes + _made_by_note(convert) + convert.notes + _layout_notes(convert),
         "artifacts": _artifacts(artifacts),
         "timings": timings or _stage_seconds(validate, convert, audit),
-        "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
+        "versions": {**{name: _version(dist) for name, dist in VERSIONED.items()},
+                     # the converter that made the shipped files, when it is not the onnx2tf installed here (2.x)
+                     **({"converter": f"{convert.converter} {convert.version}"} if convert.version != _version("onnx2tf") else {})},
     }
 
 

@@ -80,6 +80,7 @@ def test_a_later_strategy_is_used_and_recorded(seed_copy, monkeypatch, no_networ
     assert record["strategy"] == "no-onnxsim"
     assert [(a["strategy"], a["ok"]) for a in record["attempts"]] == [("default", False), ("no-onnxsim", True)]
     assert "simulated" in record["attempts"][0]["error"]
+    assert not (seed_copy / "default").exists()  # the failed attempt's folder is not shipped
     assert run_cli("audit", "seed_ym", "--out", str(seed_copy)) == 0  # a fallback never hides a wrong model: the audit decides
 
 

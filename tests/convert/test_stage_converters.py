@@ -102,3 +102,7 @@ def test_a_wrong_1x_model_is_replaced_by_2x_before_any_layout_candidate(tmp_path
     report = json.loads((run.root / "report.json").read_text())
     assert report["conversion"]["made_by"] == convert_record["made_by"]
     assert any(note.startswith("files made by: tf_saved_model: onnx2tf 2.") for note in report["notes"])
+    assert report["versions"]["converter"] == f"onnx2tf2 {convert_record['version']}"
+    manifest = json.loads((run.root / "manifest.json").read_text())
+    shipped = {m["backend"]: m.get("made_by") for m in manifest["models"]}
+    assert shipped["tflite_fp32"] == convert_record["made_by"]["tflite_fp32"] and shipped["onnxruntime"] is None
