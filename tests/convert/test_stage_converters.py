@@ -3,9 +3,13 @@ says which converter failed, on which node, and what the other one made of the m
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.artifacts.records import Attempt
 from pipeline.convert import stage as convert
@@ -18,6 +22,8 @@ from pipeline.runners.tensorflow import _output_key
 from pipeline.runners.tf_io import TensorBinding
 from pipeline.runners.layout import Layout
 from tests.convert.test_repair import CHANNELS_LAST, _channels_last_graph, _converted
+from tests.converters.test_onnx2tf_v2 import gather_elements
+from tests.support import run_cli
 
 SPECS = [TensorSpec("x", (1, 3, 8, 8), "float32")]
 V1, V2 = "onnx2tf 1.29.24", "onnx2tf 2.6.9"
@@ -106,3 +112,41 @@ def test_a_wrong_1x_model_is_replaced_by_2x_before_any_layout_candidate(tmp_path
     manifest = json.loads((run.root / "manifest.json").read_text())
     shipped = {m["backend"]: m.get("made_by") for m in manifest["models"]}
     assert shipped["tflite_fp32"] == convert_record["made_by"]["tflite_fp32"] and shipped["onnxruntime"] is None
+
+
+def _with_dft(path: Path) -> Path:
+    """The GatherElements model (1.29 fails on it) with a DFT on its output, which 2.6.9 writes as a custom op its
+    SavedModel export refuses: neither converter handles this one."""
+    model = onnx.load(str(gather_elements(path.with_name("gather.onnx"))))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 72, 1], np.int64), "seq"))
+    model.graph.node.extend([helper.make_node("Reshape", ["y", "seq"], ["f"], name="to_signal"),
+                             helper.make_node("DFT", ["f"], ["spectrum"], name="dft_scores")])
+    del model.graph.output[:]
+    model.graph.output.extend([helper.make_tensor_value_info("spectrum", TensorProto.FLOAT, [1, 72, 2])])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(Onnx2TFV2().available() is not None, reason=str(Onnx2TFV2().available()))
+def test_a_model_1x_cannot_convert_is_converted_by_2x_and_audited(tmp_path, no_network):
+    out = tmp_path / "out"
+    assert run_cli("convert", str(gather_elements(tmp_path / "gather.onnx")), "--out", str(out)) == 0
+    record = json.loads((out / "convert.json").read_text())
+    assert (record["converter"], record["strategy"]) == ("onnx2tf2", SECOND_CONVERTER)
+    failed = [a for a in record["attempts"] if a["converter"] and a["converter"].startswith("onnx2tf 1.")]
+    assert failed and all("on node 'c2p_gather' (GatherElements)" in a["error"] for a in failed)
+    assert any(note.startswith("onnx2tf 1.") and "converted the model (strategy 'onnx2tf-2')" in note for note in record["notes"])
+    assert set(record["made_by"]) == {"tf_saved_model", "tflite_fp32", "tflite_fp16"}
+    assert json.loads((out / "audit.json").read_text())["verdict"] == "pass"
+    assert not [p.name for p in out.iterdir() if p.is_dir() and p.name in {s.name for s in strategies(SPECS)}]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(Onnx2TFV2().available() is not None, reason=str(Onnx2TFV2().available()))
+def test_when_both_converters_fail_the_error_names_each_ones_node(tmp_path, capsys, no_network):
+    assert run_cli("convert", str(_with_dft(tmp_path / "dft.onnx")), "--out", str(tmp_path / "out")) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert re.search(r"the cause: onnx2tf 1\.\d+\.\d+ failed on node 'c2p_gather' \(GatherElements\): .*; onnx2tf 2\.\d+\.\d+ "
+                     r"fails on it too \(onnx2tf 2\.\d+\.\d+ failed on node 'dft_scores' \(DFT\): .*\); try another exporter", err[0])
