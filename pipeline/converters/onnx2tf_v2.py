@@ -163,8 +163,9 @@ def failure_message(version: str, error: str | None, log_path: Path) -> str:
     """One line: where onnx2tf 2.x failed (its flatbuffer_direct backend names the op and node) and why."""
     error = error or "no error reported"
     found = re.search(NAMES_NODE, error)
-    where = f"on node '{found.group(2)}' ({found.group(1)})" if found else "before reaching any node"
-    return f"onnx2tf {version} failed {where}: {error[:300]}; full log: {log_path}"
+    # Without a node: 2.6.9's SavedModel export names op types only (unsupported_op_types=['GELU']).
+    where = f" on node '{found.group(2)}' ({found.group(1)})" if found else ""
+    return f"onnx2tf {version} failed{where}: {error[:300]}; full log: {log_path}"
 
 
 def _not_written(options: ConversionOptions, moved: dict, dropped: list[str]) -> list[str]:

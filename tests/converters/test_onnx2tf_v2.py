@@ -104,7 +104,9 @@ def test_a_2x_failure_names_version_node_and_op(tmp_path):
     exported = ("ModelIRSavedModelExportError: flatbuffer_direct_output_saved_model does not support CUSTOM ops. Found 1 "
                 "CUSTOM node(s): customCode=ONNX_UNIQUE onnxOp=Unique onnxNodeName=uniq_1")
     assert failure_message("2.6.9", exported, tmp_path / "l").startswith("onnx2tf 2.6.9 failed on node 'uniq_1' (Unique): ")
-    assert failure_message("2.6.9", "RuntimeError: boom", tmp_path / "l").startswith("onnx2tf 2.6.9 failed before reaching any node")
+    gelu = ("ModelIRSavedModelExportError: ModelIR->SavedModel exporter does not support some op types in this model. "
+            "unsupported_op_types=['GELU']")
+    assert failure_message("2.6.9", gelu, tmp_path / "l") == f"onnx2tf 2.6.9 failed: {gelu}; full log: {tmp_path / 'l'}"
 
 
 def test_the_child_imports_only_the_standard_library_at_its_top():
