@@ -69,6 +69,7 @@ class Attempt(Record):
     ok: bool
     seconds: float
     error: str | None = None
+    converter: str | None = None  # "onnx2tf 1.29.24": which converter a conversion attempt ran
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ class ConvertRecord(Record):
     # TF layer -> the ONNX tensor it makes (TFLite names its tensors after these layers: audit/tflite_layers.py)
     tf_layers: dict[str, str] = field(default_factory=dict)
     fp16_onnx: str | None = None  # the ONNX file the fp16 TFLite file was made from, when the fp16 cure shipped one
+    # format -> the converter, version and backend that wrote the shipped file ({} in older folders)
+    made_by: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pipeline.runners.factory import available_tf_backends, fp16_storage_runners
 from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
-from pipeline.errors import RunnerError
+from pipeline.errors import RunnerError, first_line
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors
@@ -287,12 +287,29 @@ def _fp16_source(artifacts: ArtifactDir, convert: ConvertRecord) -> Path:
     return artifacts.root / convert.fp16_onnx if convert.fp16_onnx else converted_file(artifacts, convert)
 
 
+def _fp16_compute_type(path: Path) -> str:
+    """What an fp16 TFLite file computes in, read from its inputs: onnx2tf 1.x's take float32 (float16 constants,
+    dequantized), onnx2tf 2.x's flatbuffer_direct files take float16 and compute in it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        inputs = Interpreter(model_path=str(path)).get_input_details()
+    except (ValueError, RuntimeError) as exc:
+        return f"an unreadable type ({first_line(exc)})"
+    return "float16" if any(d["dtype"] == np.float16 for d in inputs) else "float32"
+
+
 def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
                  oracle: Oracle) -> Oracle:
     """The model as a TFLite fp16 file stores it, run in float64: what a correct fp16 file reaches. Its floor
     per sample is the larger of the model's float32 floor and how far ONNX Runtime's float32 run of the same
     stored model lands from it; a float64 run that lands further than the bound allows from that float32 run
     is not trusted (the float64 engine, not float16, would be measured)."""
+    computes_in = _fp16_compute_type(artifacts.root / convert.models[Backend.TFLITE_FP16])
+    if computes_in != "float32":
+        return Oracle(None, False, f"the fp16 file computes in {computes_in} (its inputs are {computes_in}), not in "
+                                   "float32 after dequantizing its constants: the storage simulation does not describe it; "
+                                   "it is judged by its precision budget alone")
     runners = fp16_storage_runners(_fp16_source(artifacts, convert), export)
     try:
         with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"), \

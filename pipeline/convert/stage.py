@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class Strategy:
     options: ConversionOptions
     why: str
     rewrite: bool = False  # convert onnx's expansion of function ops (pipeline/convert/rewrite.py), not model.onnx
+    converter: str = "onnx2tf"  # the registry's name (pipeline/converters/__init__.py)
 
     def with_int8(self, int8) -> "Strategy":
         return dataclasses.replace(self, options=dataclasses.replace(self.options, int8=int8))
@@ -62,8 +64,20 @@ def strategies(specs: list[TensorSpec], outputs: tuple[str, ...] = ARTIFACTS) ->
         Strategy("auto-replacement-json", ConversionOptions(auto_replacement=True, outputs=outputs),
                  "onnx2tf generates a parameter-replacement file for the failing op and converts again with it"),
         Strategy("rewrite-function-ops", ConversionOptions(outputs=outputs), REWRITE_WHY, rewrite=True),
+        second_converter(outputs),
     ]
     return [s for s in listed if s.name != "keep-nchw-inputs" or names]
+
+
+SECOND_CONVERTER = "onnx2tf-2"
+
+
+def second_converter(outputs: tuple[str, ...] = ARTIFACTS) -> Strategy:
+    """onnx2tf 2.x with its defaults: a converter of its own (flatbuffer_direct), tried when every 1.x strategy
+    failed, and by the repair search before its layout candidates when the audit caught a 1.x model wrong."""
+    return Strategy(SECOND_CONVERTER, ConversionOptions(outputs=outputs),
+                    "onnx2tf 2.x lowers ONNX to TFLite and the SavedModel by its own route (flatbuffer_direct), "
+                    "without 1.x's TF graph", converter="onnx2tf2")
 
 
 def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
@@ -81,19 +95,19 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
     specs = export.inputs
     reference = _reference_outputs(artifacts)
     first_feed = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))[0]
-    converter = get_converter()
     int8 = calibration.request(source, artifacts, specs)  # None unless the config asks for int8
     attempts: list[Attempt] = []
     with artifacts.staging() as stage:
         log_path = stage / "convert.log"
-        for strategy in [s.with_int8(int8) for s in (chosen or strategies(specs, outputs_for(source))) if only is None or s.name in only]:
+        listed = chosen or strategies(specs, outputs_for(source))
+        for strategy in [s.with_int8(int8) for s in listed if only is None or s.name in only]:
             try:
                 strategy_onnx, notes = prepared(strategy, onnx_path, artifacts, stage)
             except ConversionError as exc:
                 attempts.append(Attempt(strategy.name, False, 0.0, str(exc)))
                 continue
             served = head if head is not None and head.serves(strategy.name, strategy_onnx) else None
-            outcome = _attempt(converter, strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed),
+            outcome = _attempt(get_converter(strategy.converter), strategy, strategy_onnx, stage, log_path, (specs, export.outputs, reference, first_feed),
                                limits_for(source), served)
             attempts.append(outcome.summary)
             if outcome.result is None and strategy_onnx != onnx_path:
@@ -105,7 +119,8 @@ def run(source: Source, artifacts: ArtifactDir, only: list[str] | None = None,
                 with profile.step("convert: TF-side lint"):  # after the cure: the TFLite rules read the shipped files
                     tf_lint = run_tf(source, artifacts, outcome.result.saved_model, outcome.result.tflite)
                 record = _record(outcome.result, outcome.io, outcome.seconds, strategy, attempts, tf_lint)
-                record = dataclasses.replace(record, notes=record.notes + notes, fp16_onnx=_fp16_source(stage))
+                record = dataclasses.replace(record, notes=record.notes + notes + _other_converter_note(attempts)
+                                             + _unavailable_notes(listed), fp16_onnx=_fp16_source(stage))
                 with profile.step("convert: int8 layers and selective int8"):
                     record = int8_step.run(int8_step.Int8Step(source, artifacts, stage, int8, outcome.result, record))
                 write_json(stage / "convert.json", record)
@@ -126,22 +141,27 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
              limits: Limits, head: HeadStart | None = None) -> _Outcome:
     out_dir = stage / strategy.name
     start = time.perf_counter()
+    made_by = f"{converter.label} {converter.version()}"
     # A head start's conversion began before this stage: its own duration, not the wait for it.
     elapsed = lambda: head.seconds if head is not None else time.perf_counter() - start  # noqa: E731
     try:
-        with stage_status(f"converting with {converter.name} {converter.version()}, strategy '{strategy.name}'"):
+        with stage_status(f"converting with {made_by}, strategy '{strategy.name}'"):
             result = (head.take(out_dir, log_path) if head is not None
                       else _convert(converter, strategy, onnx_path, out_dir, log_path, limits))
         with profile.step("convert: bind inputs and outputs (layout probe)"):
             io = bind(result, *binding_args)
     except ConversionError as exc:
-        return _Outcome(Attempt(strategy.name, False, round(elapsed(), 3), str(exc)))
+        shutil.rmtree(out_dir, ignore_errors=True)  # a failed attempt's half-written files are not shipped; its log is kept
+        return _Outcome(Attempt(strategy.name, False, round(elapsed(), 3), str(exc), made_by))
     seconds = elapsed()
     result = relocated(result, out_dir, stage)
-    return _Outcome(Attempt(strategy.name, True, round(seconds, 3)), result, io, seconds)
+    return _Outcome(Attempt(strategy.name, True, round(seconds, 3), converter=made_by), result, io, seconds)
 
 
 def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_path: Path, limits: Limits) -> ConversionResult:
+    missing = converter.available()
+    if missing:  # said in the attempt, and so in the report; no child process for it
+        raise ConversionError(missing)
     out_dir.mkdir()
     with log_path.open("a") as log:
         log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
@@ -206,7 +226,7 @@ def start_early(source: Source, artifacts: ArtifactDir) -> HeadStart | None:
     if source.config is not None and source.config.quantize.int8 is not None:
         return None
     first = strategies(artifacts.read(ExportRecord).inputs, outputs_for(source))[0]
-    return HeadStart(get_converter(), first.name, first.options, artifacts, limits_for(source), first.why)
+    return HeadStart(get_converter(first.converter), first.name, first.options, artifacts, limits_for(source), first.why)
 
 
 def prewarm(source: Source) -> None:
@@ -214,7 +234,7 @@ def prewarm(source: Source) -> None:
     is no export: the parent leaves a core idle, so the converter's helpers start before its imports."""
     from pipeline.convert import isolate
 
-    isolate.prewarm(get_converter().warm_up, source.kind == "onnx")
+    isolate.prewarm(get_converter(strategies([])[0].converter).warm_up, source.kind == "onnx")
 
 
 def outputs_for(source: Source) -> tuple[str, ...]:
@@ -249,13 +269,47 @@ def _keep_failed_log(log_path: Path, artifacts: ArtifactDir) -> None:
 
 
 def _all_failed(attempts: list[Attempt], log: Path) -> str:
-    """One line: what was tried, the failure that names a node (the most telling one, else the last), what to try."""
-    errors = [a.error for a in attempts if a.error]
-    cause = next((e for e in errors if "on node '" in e), errors[-1] if errors else "no strategy was tried")
+    """One line: what was tried, the failure that names a node (the most telling one, else the last), what each
+    other converter made of the model, and what to try. The orchestrator adds the node's PyTorch module."""
+    errors = [a for a in attempts if a.error]
+    named = next((a for a in errors if "on node '" in a.error), errors[-1] if errors else None)
+    cause = named.error.split("; full log:")[0] if named else "no strategy was tried"
     tried = ", ".join(a.strategy for a in attempts)
-    return (f"every conversion strategy failed ({tried}); the cause: {cause.split('; full log:')[0]}; try another exporter "
-            f"or opset in the config (exporter: torchscript, opset: 17), or replace that node's parameters with onnx2tf's "
-            f"parameter-replacement file; every attempt's log: {log}")
+    return (f"every conversion strategy failed ({tried}); the cause: {cause}{_other_converters(attempts, named)}; try another "
+            f"exporter or opset in the config (exporter: torchscript, opset: 17), or replace that node's parameters with "
+            f"onnx2tf's parameter-replacement file; every attempt's log: {log}")
+
+
+def _other_converters(attempts: list[Attempt], named: Attempt | None) -> str:
+    """Whether the converters other than the one quoted handle the model: not available, or failed too (where)."""
+    if named is None or named.converter is None:
+        return ""
+    last: dict[str, Attempt] = {}
+    for attempt in attempts:
+        if attempt.converter and attempt.converter != named.converter:
+            last[attempt.converter] = attempt
+    if not last:
+        return f"; no other converter than {named.converter} was tried"
+    said = [a.error.split("; full log:")[0] if " is not available" in (a.error or "")
+            else f"{converter} fails on it too ({(a.error or '').split('; full log:')[0]})" for converter, a in last.items()]
+    return "; " + "; ".join(said)
+
+
+def _unavailable_notes(listed: list[Strategy]) -> list[str]:
+    """A converter the strategy list holds but this machine cannot run, said once (it was not tried)."""
+    names = dict.fromkeys(s.converter for s in listed)
+    return [f"{why}: it cannot stand in when another converter fails or is caught wrong" for why in (get_converter(n).available() for n in names) if why]
+
+
+def _other_converter_note(attempts: list[Attempt]) -> list[str]:
+    """When a converter made the files after another failed, say which failed where and which made them."""
+    made = attempts[-1]
+    failed = [a for a in attempts[:-1] if a.converter and a.converter != made.converter and a.error]
+    if not failed:
+        return []
+    named = next((a for a in failed if "on node '" in a.error), failed[-1])
+    return [f"{named.converter} failed ({named.error.split('; full log:')[0][:300]}); {made.converter} converted the model "
+            f"(strategy '{made.strategy}'): its files are shipped and audited like any other"]
 
 
 def _reference_outputs(artifacts: ArtifactDir) -> dict[str, np.ndarray]:
@@ -316,5 +370,5 @@ def _record(result: ConversionResult, io: TFModelIO, seconds: float, strategy: S
         models={fmt: path.name for fmt, path in formats.items() if path}, io=io,
         ambiguous_layouts=[b.name for b in io.inputs + io.outputs if b.layout.ambiguous],
         layers=None,  # built on request since the layer model left the conversion (convert/layer_model.py)
-        notes=result.notes, tf_lint=tf_lint, tf_layers=result.tf_layers,
+        notes=result.notes, tf_lint=tf_lint, tf_layers=result.tf_layers, made_by=dict(result.made_by),
     )

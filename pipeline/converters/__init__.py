@@ -7,8 +7,9 @@ from pipeline.converters.base import ConversionOptions, ConversionResult, Conver
 def get_converter(name: str = "onnx2tf") -> Converter:
     """The converter registered under `name`."""
     from pipeline.converters.onnx2tf_v1 import Onnx2TFV1
+    from pipeline.converters.onnx2tf_v2 import Onnx2TFV2
 
-    known = {"onnx2tf": Onnx2TFV1}
+    known = {"onnx2tf": Onnx2TFV1, "onnx2tf2": Onnx2TFV2}
     if name not in known:
         raise KeyError(f"unknown converter '{name}'; available: {', '.join(known)}")
     return known[name]()

@@ -62,10 +62,13 @@ class ConversionResult:
     # Layers that compute no ONNX tensor of their own (a step of a node's expansion) -> the first ONNX
     # tensor they feed: shown as such, never as that node's own output.
     tf_layers_feeding: dict[str, str] = field(default_factory=dict)
+    # format ("tf_saved_model", "keras", "tflite_fp32", ...) -> which converter, version and backend wrote it
+    made_by: dict[str, str] = field(default_factory=dict)
 
 
 class Converter(Protocol):
-    name: str
+    name: str  # the registry's name (pipeline/converters/__init__.py), recorded in convert.json
+    label: str  # the package as users know it; "<label> <version>" names the converter in messages
     # `module` or `module:function` a conversion child imports (and calls) ahead of its job, while the
     # parent exports: the converter's libraries and any helper process a conversion will need. The
     # function takes one flag: True when the parent leaves a core idle (the ONNX route has no export),
@@ -73,6 +76,10 @@ class Converter(Protocol):
     warm_up: str
 
     def version(self) -> str: ...
+
+    def available(self) -> str | None:
+        """None when this converter can run here, else why not and what to do (one line)."""
+        ...
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         """Convert onnx_path into out_dir, logging the converter's output to log_path."""

@@ -56,12 +56,16 @@ def warm_up(idle_core: bool = False) -> None:
 
 class Onnx2TFV1:
     name = "onnx2tf"
+    label = "onnx2tf"
 
     # What a conversion child does while the parent exports (pipeline/convert/isolate.py).
     warm_up = f"{__name__}:warm_up"
 
     def version(self) -> str:
         return metadata.version("onnx2tf")
+
+    def available(self) -> str | None:
+        return None  # installed with the pipeline's own environment
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
@@ -80,7 +84,7 @@ class Onnx2TFV1:
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
                 result = self._builtin_route(onnx_path, out_dir, log_path, result)
-        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite))
+        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result))
 
     def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> LayerModel:
         """A Keras model with every ONNX tensor onnx2tf mapped as an output, for layer-by-layer audits:
@@ -233,6 +237,17 @@ def _inside(work: Path) -> Iterator[None]:
         os.environ["PATH"] = previous_path
 
 
+# How onnx2tf 1.x writes each file: one TF graph (Keras model) is built, everything else comes from it.
+BACKENDS = {"tf_saved_model": "TF graph, tf.saved_model", "keras": "TF graph, Keras v3 save",
+            "tflite": "TF graph, TFLiteConverter"}
+
+
+def _made_by(result: ConversionResult) -> dict[str, str]:
+    made = {"tf_saved_model": result.saved_model, "keras": result.keras, **{f"tflite_{p}": f for p, f in result.tflite.items()}}
+    return {fmt: f"{result.converter} {result.version} ({BACKENDS[fmt.split('_')[0] if fmt.startswith('tflite') else fmt]})"
+            for fmt, path in made.items() if path}
+
+
 def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str:
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     log = re.sub(r"\x1b\[[0-9;]*m", "", log)
@@ -241,7 +256,7 @@ def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str
     # onnx2tf names the nodes of its own simplified copy; its progress lines give each one's op type.
     op_types = dict((name, op) for op, name in re.findall(r"onnx_op_type: (\S+)\s+onnx_op_name: (\S+)", log))
     where = f"on node '{node}' ({op_types.get(node) or _op_type(onnx_path, node)})" if node else "before reaching any node"
-    return f"onnx2tf failed {where}: {cause[:300]}; full log: {log_path}"
+    return f"onnx2tf {metadata.version('onnx2tf')} failed {where}: {cause[:300]}; full log: {log_path}"
 
 
 # Keras wraps the real error in a generic one ("Exception encountered when calling layer ...");

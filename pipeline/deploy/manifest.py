@@ -128,6 +128,7 @@ def models(root: Path, export: dict, convert: dict, audit: dict) -> list[dict]:
         listed.append({
             "backend": backend, "path": relative, "format": MODEL_FORMATS.get(backend, "tflite"),
             "precision": "int8" if "int8" in backend else str(PRECISION.get(backend, "fp32")), "size": _size(path), "sha256": sha256(path),
+            **({"made_by": convert["made_by"][backend]} if backend in convert.get("made_by", {}) else {}),
             **outcome,
         })
     return listed

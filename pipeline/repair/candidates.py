@@ -5,6 +5,7 @@ unaligned nodes between it and the last agreeing tensors (`span`). A layout bug 
 lives there: a Transpose whose perm it adapted to its NHWC bookkeeping wrongly, or an op whose
 output it left in the wrong layout. Candidates, in order:
 
+0. the other converter (onnx2tf 2.x when 1.x made the model): its own route, no layout patch;
 1. every Transpose in the span (or within a few nodes of the divergence) with the identity perm
    at once (the layout transposes cancel against onnx2tf's own), then each alone;
 2. the divergent node's output transposed after it, or its input before it (onnx2tf's
@@ -52,8 +53,8 @@ def candidates(model: onnx.ModelProto, divergences: list[Divergence], base: Stra
     divergent = [n for d in divergences for n in nodes if n.name == d.node]  # the finer localization first
     pair = _round_trip(model, divergent)
     transposes = [n for n in model.graph.node if n.op_type == "Transpose" and (n in nodes or n in pair)][:MAX_TRANSPOSES]
-    listed = (_identity_perms(pair, transposes) + _output_transposes(divergent, model) + _rewrites(nodes, model, base)
-              + _other_perms(transposes) + _strategies(base, specs, failed))
+    listed = (_second_converter(base, specs, failed) + _identity_perms(pair, transposes) + _output_transposes(divergent, model)
+              + _rewrites(nodes, model, base) + _other_perms(transposes) + _strategies(base, specs, failed))
     seen, unique = set(), []
     for candidate in listed:
         key = (repr(candidate.entries), candidate.strategy.name if candidate.strategy else None)
@@ -192,6 +193,11 @@ def _rank(model: onnx.ModelProto, tensor: str) -> int | None:
         if value.name == tensor and value.type.tensor_type.HasField("shape"):
             return len(value.type.tensor_type.shape.dim)
     return None
+
+
+def _second_converter(base: Strategy, specs: list[TensorSpec], failed: tuple[str, ...]) -> list[Candidate]:
+    """onnx2tf 2.x first: a converter of its own, not a patch of 1.x's layout bookkeeping (one conversion)."""
+    return [c for c in _strategies(base, specs, failed) if c.strategy.converter != base.converter]
 
 
 def _strategies(base: Strategy, specs: list[TensorSpec], failed: tuple[str, ...]) -> list[Candidate]:

@@ -44,13 +44,23 @@ def build(name: str, artifacts: ArtifactDir, timings: dict[str, float] | None = 
                        "passed": validate.passed} if validate else {"checker": None, "shape_inference": None, "passed": None},
         "conversion": {"converter": convert.converter, "version": convert.version, "strategy": convert.strategy,
                        "attempts": [a.to_json() for a in convert.attempts], "options": convert.options,
-                       "io": convert.io.to_json(), "ambiguous_layouts": convert.ambiguous_layouts},
+                       "io": convert.io.to_json(), "ambiguous_layouts": convert.ambiguous_layouts,
+                       "made_by": convert.made_by},
         "lint": {"findings": [f.to_json() for f in lint.findings], "counts": lint.counts, "notes": lint.notes} if lint else None,
-        "notes": export.notes + convert.notes + _layout_notes(convert),
+        "notes": export.notes + _made_by_note(convert) + convert.notes + _layout_notes(convert),
         "artifacts": _artifacts(artifacts),
         "timings": timings or _stage_seconds(validate, convert, audit),
-        "versions": {name: _version(dist) for name, dist in VERSIONED.items()},
+        "versions": {**{name: _version(dist) for name, dist in VERSIONED.items()},
+                     # the converter that made the shipped files, when it is not the onnx2tf installed here (2.x)
+                     **({"converter": f"{convert.converter} {convert.version}"} if convert.version != _version("onnx2tf") else {})},
     }
+
+
+def _made_by_note(convert: ConvertRecord) -> list[str]:
+    """Which converter, version and backend wrote each shipped file (convert.json `made_by`)."""
+    if not convert.made_by:
+        return []
+    return ["files made by: " + "; ".join(f"{fmt}: {made}" for fmt, made in convert.made_by.items())]
 
 
 def _verdict(audit: AuditRecord, lint: LintRecord | None) -> str:

@@ -42,7 +42,7 @@ class _TFRunner(Runner):
 
 
 class TFSavedModelRunner(_TFRunner):
-    """The SavedModel's serving_default signature; its outputs are keyed output_0, output_1, ..."""
+    """The SavedModel's serving_default signature; its outputs keyed output_0, output_1, ... or by name."""
 
     name = "tf_saved_model"
 
@@ -53,7 +53,14 @@ class TFSavedModelRunner(_TFRunner):
         import tensorflow as tf
 
         result = self.model(**{k: tf.constant(v) for k, v in self._backend_feed(feed).items()})
-        return self._logical_outputs(lambda b: result[f"output_{b.index}"].numpy())
+        return self._logical_outputs(lambda b: result[_output_key(result, b)].numpy())
+
+
+def _output_key(result: dict, binding) -> str:
+    """onnx2tf 1.x's signature keys outputs by position (output_0, output_1, ...); 2.x's (flatbuffer_direct's
+    SavedModel) by the ONNX output names, which the binding's tf_name holds."""
+    positional = set(result) == {f"output_{i}" for i in range(len(result))}
+    return f"output_{binding.index}" if positional else binding.tf_name
 
 
 # SavedModels this process loaded, by the identity of their saved_model.pb (device, inode, size,
@@ -153,11 +160,11 @@ class TFLiteRunner(_TFRunner):
     def _infer_by_position(self, backend_feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         details = self.model.get_input_details()
         for binding, detail in zip(sorted(self.io.inputs, key=lambda b: b.index), details):
-            self.model.set_tensor(detail["index"], backend_feed[binding.tf_name])
+            self.model.set_tensor(detail["index"], _quantized(backend_feed[binding.tf_name], detail))
         self.model.invoke()
         # Outputs are named "<function>:<n>"; n is the position in the Keras model's outputs.
         outputs = sorted(self.model.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[-1]) if ":" in d["name"] else 0)
-        return self._logical_outputs(lambda b: self.model.get_tensor(outputs[b.index]["index"]))
+        return self._logical_outputs(lambda b: _dequantized(self.model.get_tensor(outputs[b.index]["index"]), None))
 
 
 class TFLiteLayersRunner(TFLiteRunner):
@@ -233,7 +240,10 @@ def _layer_of(tensor_name: str) -> str:
 
 
 def _quantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
-    """A float feed for an integer input (an int8-I/O file), with the input's own scale and zero point."""
+    """A float feed for an integer input (an int8-I/O file), with the input's own scale and zero point; for a
+    float16 input (onnx2tf 2.x's fp16 file computes in float16 throughout, its I/O too), the feed in float16."""
+    if detail is not None and np.issubdtype(detail["dtype"], np.floating) and np.issubdtype(array.dtype, np.floating):
+        return array.astype(detail["dtype"], copy=False)
     if detail is None or not np.issubdtype(detail["dtype"], np.integer) or np.issubdtype(array.dtype, np.integer):
         return array
     scale, zero_point = detail["quantization"]
@@ -242,6 +252,8 @@ def _quantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
 
 
 def _dequantized(array: np.ndarray, detail: dict | None) -> np.ndarray:
+    if np.asarray(array).dtype == np.float16:  # compared in float32, as every other backend's outputs
+        return np.asarray(array).astype(np.float32)
     if detail is None or not np.issubdtype(np.asarray(array).dtype, np.integer) or not detail["quantization"][0]:
         return array
     scale, zero_point = detail["quantization"]

@@ -1,6 +1,7 @@
 """pipeline/converters/onnx2tf_v1.py: a failed conversion names the op and quotes the root cause."""
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 from pipeline.converters.onnx2tf_v1 import _failure_message, root_cause
@@ -27,5 +28,6 @@ def test_the_message_names_the_op_from_onnx2tfs_own_progress_lines(tmp_path: Pat
     log = tmp_path / "convert.log"
     log.write_text(LOG)
     message = _failure_message(SystemExit(1), log, tmp_path / "absent.onnx")
-    assert message.startswith("onnx2tf failed on node 'wa/ln/LayerNormalization' (LayerNormalization): TypeError: Eager")
+    assert message.startswith(f"onnx2tf {metadata.version('onnx2tf')} failed on node 'wa/ln/LayerNormalization' "
+                              "(LayerNormalization): TypeError: Eager")
     assert message.endswith(f"; full log: {log}")

@@ -57,5 +57,5 @@ def test_conversion_failure_names_node_op_and_log(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(ConversionError, match=r"onnx2tf failed on node 'bern_1' \(Bernoulli\): .*; full log: .*convert.log"):
+    with pytest.raises(ConversionError, match=r"onnx2tf 1\.\d+\.\d+ failed on node 'bern_1' \(Bernoulli\): .*; full log: .*convert.log"):
         get_converter().convert(source, out, out / "convert.log", ConversionOptions())

@@ -39,3 +39,11 @@ def test_a_pair_that_compared_nothing_says_why_in_one_line():
               "notes": ["keras vs pytorch_fp64: no intermediate tensor compared: none of its tensors has a PyTorch module output"]}
     lines = localization_lines({"localization": [], "layers": layers})
     assert lines[-1].startswith("layer by layer: keras vs pytorch_fp64: no intermediate tensor compared")
+
+
+def test_no_layer_model_claims_nothing_about_departures():
+    layers = {"ran": True, "judged_by": "noise floor", "pairs": [{"reference": "pytorch_fp64", "candidate": "onnxruntime", "tensors": []}],
+              "notes": ["no layer model: onnx2tf 2.6.9 (flatbuffer_direct) ..."]}
+    lines = localization_lines({"localization": [], "layers": layers})
+    assert lines[0] == "layer by layer: no intermediate tensor was compared, so nothing is said about where an error starts"
+    assert not any("departs" in line for line in lines)

@@ -1,0 +1,141 @@
+"""One onnx2tf 2.x conversion, run as a script by the side environment's Python 3.12 (.venv312).
+
+Run by path (`python3.12 onnx2tf_v2_child.py request.json`), not as `pipeline.…`: the side
+environment has onnx2tf and TensorFlow only, not the pipeline's own dependencies, so this file
+imports the standard library at the top and onnx2tf/TensorFlow inside its functions.
+
+The request (written by onnx2tf_v2.py) holds onnx2tf's keyword arguments; the answer, written to
+the request's `answer` path, names the files written, the SavedModel's inputs and outputs in the
+ONNX graph's order, and notes, or why the conversion failed. onnx2tf's own output goes to stdout
+and stderr, which the parent sends to convert.log.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+
+WORK_NAME = "model"  # onnx2tf names its files after the input file's stem
+
+
+def main(request_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    answer = Path(request["answer"])
+    try:
+        _convert(request)
+        result = _describe(Path(request["kwargs"]["output_folder_path"]), request)
+    except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; the parent turns it into one line
+        traceback.print_exc()
+        answer.write_text(json.dumps({"ok": False, "error": _cause(exc)}))
+        return 1
+    answer.write_text(json.dumps({"ok": True, **result}))
+    return 0
+
+
+def _convert(request: dict) -> None:
+    import onnx2tf
+
+    onnx2tf.convert(**request["kwargs"])
+
+
+# How onnx2tf 2.x's flatbuffer_direct backend names the op and node it cannot lower ("op=Foo node=n") or
+# export ("onnxOp=Foo onnxNodeName=n"); onnx2tf_v2.py reads the same two.
+NAMES_NODE = r"\b(?:op|onnxOp)=(\S+) (?:node|onnxNodeName)=(\S+)"
+
+
+def _cause(exc: BaseException) -> str:
+    """One line: the exception in onnx2tf's chain that names an op and node, else the innermost one."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    if isinstance(exc, SystemExit):
+        return f"onnx2tf exited with code {exc.code}"
+    lines = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in chain]
+    return next((line for line in lines if re.search(NAMES_NODE, line)), lines[-1])[:600]
+
+
+def _describe(folder: Path, request: dict) -> dict:
+    files = {
+        "saved_model": folder if (folder / "saved_model.pb").exists() else None,
+        "keras": _present(folder / f"{WORK_NAME}_float32_v3.keras"),
+        "tflite_fp32": _present(folder / f"{WORK_NAME}_float32.tflite"),
+        "tflite_fp16": _present(folder / f"{WORK_NAME}_float16.tflite"),
+    }
+    if files["saved_model"] is None:
+        raise RuntimeError(f"onnx2tf wrote no SavedModel in {folder}")
+    inputs, outputs = _signature(folder, request["onnx_inputs"], request["onnx_outputs"])
+    notes, dropped = [], []
+    if files["keras"] is not None:
+        why = _keras_fails_to_load(files["keras"])
+        if why:
+            files["keras"].unlink()
+            files["keras"] = None
+            dropped.append("keras")
+            notes.append(f"onnx2tf's Keras v3 file (built from its SavedModel) does not load back ({why}); no Keras file "
+                         "from this converter, so Keras is not audited")
+    return {"files": {k: str(v) if v else None for k, v in files.items()}, "inputs": inputs, "outputs": outputs,
+            "notes": notes, "dropped": dropped, "version": _version()}
+
+
+def _present(path: Path) -> Path | None:
+    return path if path.exists() and path.stat().st_size > 0 else None
+
+
+def _signature(folder: Path, onnx_inputs: list[str], onnx_outputs: list[str]) -> tuple[list, list]:
+    """[[name, shape]] of the serving signature's inputs and outputs, in the ONNX graph's order: the
+    signature keys them by name (a dict has no position)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    given = signature.structured_input_signature[1]
+    returned = signature.structured_outputs
+    return _ordered(given, onnx_inputs, "input"), _ordered(returned, onnx_outputs, "output")
+
+
+def _ordered(specs: dict, onnx_names: list[str], kind: str) -> list:
+    keys = list(specs)
+    if len(keys) != len(onnx_names):
+        raise RuntimeError(f"the SavedModel has {len(keys)} {kind}s ({', '.join(keys)}), the ONNX model {len(onnx_names)}")
+    missing = [n for n in onnx_names if _key(n) not in specs]
+    if missing:
+        raise RuntimeError(f"the SavedModel's {kind}s ({', '.join(keys)}) do not name the ONNX {kind}s {missing}")
+    return [[_key(n), [d if d is not None else -1 for d in specs[_key(n)].shape]] for n in onnx_names]
+
+
+def _key(onnx_name: str) -> str:
+    return onnx_name  # onnx2tf 2.x keys the signature by the ONNX names (checked in _ordered)
+
+
+# Loads a Keras file as the audit does (safe mode, no compile) and prints why it fails, if it does.
+LOAD_CHECK = """
+import sys, tf_keras
+try:
+    tf_keras.models.load_model(sys.argv[1], safe_mode=True, compile=False)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}")
+"""
+
+
+def _keras_fails_to_load(path: Path) -> str | None:
+    """Why the Keras file does not load, or None. Checked in a fresh process: in this one, the classes
+    onnx2tf defined while building the model are still registered, and a file that needs them loads here
+    but nowhere else (seen with 2.6.9's SavedModel bridge)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", LOAD_CHECK, str(path)], capture_output=True, text=True, check=False)
+    said = done.stdout.strip().splitlines()
+    if done.returncode != 0:
+        return f"the load check exited with code {done.returncode}"
+    return said[-1] if said else None
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    return metadata.version("onnx2tf")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
