@@ -51,6 +51,8 @@ class Oracle:
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     sample_floors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # output -> floor per input sample
     floor_source: str = ""  # how the floors were measured
+    rejected: dict | None = None  # a float64 run that was not used: why, and where it parts from float32
+
 
     @property
     def floors(self) -> dict[str, float]:
@@ -60,14 +62,15 @@ class Oracle:
     def to_json(self) -> dict:
         return {"backend": self.backend, "available": self.available, "reason": self.reason,
                 "floor_source": self.floor_source, "floors": self.floors, "bound": NOISE_RATIO_BOUND,
-                "lower_precision": LOWER_PRECISION_RULE}
+                "lower_precision": LOWER_PRECISION_RULE, "rejected": self.rejected}
 
 
 def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, oracle: Oracle, overrides: dict,
           budgets: dict[str, PrecisionBudget]) -> Comparison:
     """The comparison with its oracle error, noise ratio and the verdict of the rule that applies.
-    A pass needs evidence: agreement with an output that carries no signal stays inconclusive."""
-    if c.error is not None or c.verdict == "inconclusive" or candidate is None:
+    A pass needs evidence: agreement with an output that carries no signal stays inconclusive, while a
+    disagreement beyond the rule fails even there (a constant output that comes out wrong is evidence)."""
+    if c.error is not None or candidate is None:
         return c
     measured = _noise(c, candidate, oracle)
     precision = PRECISION.get(c.candidate, "fp32")
