@@ -62,3 +62,27 @@ def test_an_opset13_softmax_is_left_as_it_is(tmp_path):
     (low, high), _ = both(old_opset_head(tmp_path / "m.onnx", "Softmax", None, opset=13))
     np.testing.assert_allclose(high.sum(axis=-1), 1.0)
     np.testing.assert_allclose(high, low, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_light_squeezenets_float64_graph_agrees_with_onnx_runtime(onnx_test_data):
+    """onnx's own opset-9 SqueezeNet, whose Softmax has no axis: 0.001 per class, as ONNX Runtime gives."""
+    from pipeline.audit.oracle_check import RoundingBound, check
+
+    path = onnx_test_data / "light" / "light_squeezenet.onnx"
+    model = onnx.load(str(path))
+    initializers = {i.name for i in model.graph.initializer}
+    name = next(i.name for i in model.graph.input if i.name not in initializers)
+    specs, output = [TensorSpec(name, (1, 3, 224, 224), "float32")], model.graph.output[0].name
+    feed = {name: np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)}
+    runs = {}
+    for runner in (OnnxRuntimeRunner(path, specs, [output]), OnnxFloat64Runner(path, specs, [output])):
+        runner.activate()
+        try:
+            runs[runner.name] = {output: runner.infer(feed)[output][None]}
+        finally:
+            runner.deactivate()
+    truth = runs["onnxruntime_fp64"][output]
+    np.testing.assert_allclose(truth.sum(axis=(1, 2, 3, 4)), 1.0)
+    assert truth.max() < 0.1  # spread over the 1000 classes, not 1.0 each
+    assert check("ONNX Runtime", runs["onnxruntime"], {output: truth}, RoundingBound.of(model)) is None
