@@ -29,6 +29,9 @@ import numpy as np
 from pipeline.audit.noise import MIN_ULPS, NOISE_ATOL, NOISE_RATIO_BOUND, UNIT_ROUNDOFF, sample_errors
 
 
+SUMMING_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul")
+
+
 @dataclass(frozen=True)
 class RoundingBound:
     """How far, relative to an output's scale, float32 rounding can take a program from float64."""
@@ -42,9 +45,20 @@ class RoundingBound:
 
     @classmethod
     def of(cls, model) -> "RoundingBound":
-        """From an ONNX model: its node count and the largest reduction a weight implies."""
+        """From an ONNX model: its node count and the largest reduction a weight implies: the stored
+        weights' shapes, and the inferred shape of every summing op's second input (a weight made by
+        ConstantOfShape, as in onnx's light test models, or an activation in attention)."""
+        from pipeline.model.graph import static_shapes
+
         tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
-        fan_in = max([_fan_in(list(t.dims)) for t in tensors] + [1])
+        shapes = [list(t.dims) for t in tensors]
+        try:
+            inferred = static_shapes(model)
+        except Exception:  # noqa: BLE001 - shape inference is a refinement here; the stored weights still count
+            inferred = {}
+        shapes += [inferred[n.input[1]] for n in model.graph.node
+                   if n.op_type in SUMMING_OPS and len(n.input) > 1 and n.input[1] in inferred]
+        fan_in = max([_fan_in(dims) for dims in shapes if all(d > 0 for d in dims)] + [1])
         return cls(max(1, len(model.graph.node)), fan_in)
 
     def describe(self) -> str:

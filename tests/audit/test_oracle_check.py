@@ -91,3 +91,16 @@ def test_where_it_parts_names_the_first_node_in_graph_order(onnx_route, monkeypa
     monkeypatch.setattr(onnxrt, "with_2d_softmax", lambda model: model)
     where = oracle_check.first_divergence(artifacts.onnx, export.inputs, feeds[0], artifacts.root)
     assert (where["tensor"], where["op_type"]) == ("y", "Softmax")
+
+
+def test_the_fan_in_is_read_from_weights_made_at_run_time_too():
+    """onnx's light test models make their weights with ConstantOfShape: no stored tensor has their shape."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([4, 8, 3, 3], np.int64), "w_shape")
+    nodes = [helper.make_node("ConstantOfShape", ["w_shape"], ["w"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.1])),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])], [shape])
+    bound = RoundingBound.of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert (bound.nodes, bound.fan_in) == (2, 72)
