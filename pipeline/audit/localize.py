@@ -34,6 +34,7 @@ def localize(pair: dict, order: TensorOrder, module_of: Callable, lint_findings:
     node = order.producer[first["tensor"]]
     upstream, span, complete = _upstream(node, order, by_name)
     error_in = max((by_name[u]["max_abs"] for u in upstream), default=None)  # None: no input was compared
+    scale_in = max((by_name[u].get("ref_max_abs") or 0.0 for u in upstream), default=0.0)
     if any(by_name[u]["exceeds"] for u in upstream):
         origin = "inherited"
     else:
@@ -50,7 +51,8 @@ def localize(pair: dict, order: TensorOrder, module_of: Callable, lint_findings:
         "unaligned_span": span, "span_complete": complete, "diverging_node": node.name,
         "lint_findings": _linked(lint_findings, suspects, {module_of(nodes[n]) for n in suspects}),
         "noise_ratio": first.get("noise_ratio"),
-        "explanation": _explain(node, place, module_of, attributes, error_in, first, origin, span, complete, base),
+        "explanation": _explain(node, place, module_of, attributes, (error_in, scale_in), first, origin, span, complete,
+                                base),
     }
 
 
@@ -99,8 +101,11 @@ def _what(node, module_of) -> str:
     return f"{node.op_type} node '{node.name}'" + (f" (module {module})" if module else " (module not attributed)")
 
 
-def _explain(node, place, module_of, attributes, error_in, first: dict, origin, span, complete, pair) -> str:
+def _explain(node, place, module_of, attributes, inputs: tuple, first: dict, origin, span, complete, pair) -> str:
     error_out = first["max_abs"]
+    error_in, scale_in = inputs
+    # "agree" means within the rule each tensor is judged by: the scale shows why a large max_abs still agrees
+    of_scale = f" at a scale of {scale_in:.3g}" if error_in and scale_in else ""
     ratio = first.get("noise_ratio")
     times = f" ({ratio:.3g}x its float32 noise floor {first['noise_floor']:.3g})" if ratio is not None else ""
     what = _what(node, module_of)
@@ -110,11 +115,11 @@ def _explain(node, place, module_of, attributes, error_in, first: dict, origin, 
                 f"(max_abs {error_in:.3g}): the error comes from earlier, unaligned nodes")
     departs = f"{pair['candidate']} first departs from {pair['reference']} at {what}: its output is off by {error_out:.3g}{times}"
     if origin == "own":
-        inputs = f"its inputs agree (max_abs {error_in:.3g})" if error_in is not None else "its inputs are the model inputs"
-        return (f"{departs}; {inputs}, so the error appears at this node"
+        agree = f"its inputs agree (max_abs {error_in:.3g}{of_scale})" if error_in is not None else "its inputs are the model inputs"
+        return (f"{departs}; {agree}, so the error appears at this node"
                 + (f" [{attrs}]" if attrs else ""))
     count = f"{len(span)}" + ("" if complete else f" or more (the search stopped after {MAX_SPAN})")
-    before = (f"the nearest aligned tensors before them agree (max_abs {error_in:.3g})" if error_in is not None
+    before = (f"the nearest aligned tensors before them agree (max_abs {error_in:.3g}{of_scale})" if error_in is not None
               else "no aligned tensor before them was compared")
     return (f"{departs}; the {count} nodes before it, {_what(place, module_of)} .. '{span[-1]}', have no aligned tensor "
             f"and were not compared ({before}): the error appears in that span, from its first node '{place.name}', "

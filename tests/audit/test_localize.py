@@ -89,3 +89,9 @@ def test_lint_findings_on_the_same_node_are_linked():
     other = {"rule": "pads", "severity": "info", "node": "conv", "module": "block.conv", "message": "note"}
     result = localize(pair(tensor("b", "bn_b", "BatchNormalization", 0.08, True, 1)), ORDER, names, [finding, other])
     assert result["lint_findings"] == [finding]
+
+
+def test_inputs_that_agree_with_a_large_max_abs_say_at_what_scale():
+    large = {**tensor("a", "relu_a", "Relu", 2e4, False, 0), "ref_max_abs": 9.2e9}  # within rtol of a huge activation
+    result = localize(pair(large, tensor("b", "bn_b", "BatchNormalization", 0.9, True, 1)), ORDER, names, [])
+    assert "its inputs agree (max_abs 2e+04 at a scale of 9.2e+09)" in result["explanation"]
