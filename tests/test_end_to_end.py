@@ -155,6 +155,7 @@ def test_onnx_route_on_old_opset_backend_test_data(case, onnx_test_data, tmp_pat
     assert report["reference"] == "onnxruntime" and report["route"] == "onnx"
     assert any("upgraded from opset 6" in note for note in report["notes"])
     assert report["verdict"] == "pass"
+    assert report["oracle"]["available"] and report["oracle"]["rejected"] is None  # the float64 graph passed its check
 
 
 def test_config_outside_configs_with_model_file_next_to_it(tmp_path, no_network):
