@@ -25,7 +25,7 @@ from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.guard import fresh_folder, raise_if_interrupted
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
-from pipeline.config import Source
+from pipeline.config import CONFIGS_DIR, Source
 from pipeline.console import console
 from pipeline.errors import (
     EXIT_AUDIT_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS, ConversionError, PipelineError, UsageError,
@@ -150,7 +150,9 @@ def _has_report(artifacts: ArtifactDir) -> bool:
 
 def _stale_report_line(name: str, request: RunRequest) -> str:
     """What a stage run alone leaves behind in an existing report, and the command that refreshes it."""
-    model = request.source.path if request.source.kind == "onnx" else request.source.name
+    source = request.source
+    named = source.kind == "config" and source.path == (CONFIGS_DIR / f"{source.name}.yaml").resolve()
+    model = source.name if named else source.path  # what resolve_source reads back as the same model
     out = request.artifacts.shown(request.artifacts.root)
     if name in ("export", "convert-tf"):
         command, what = f"python -m pipeline audit {model} --out {out}", "an audit of the previous files"
