@@ -25,7 +25,7 @@ from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir, finite
 from pipeline.artifacts.guard import fresh_folder, raise_if_interrupted
 from pipeline.artifacts.records import ExportRecord, ValidateRecord
-from pipeline.config import Source
+from pipeline.config import CONFIGS_DIR, Source
 from pipeline.console import console
 from pipeline.errors import (
     EXIT_AUDIT_FAILED, EXIT_INCONCLUSIVE, EXIT_PASS, ConversionError, PipelineError, UsageError,
@@ -134,11 +134,31 @@ def _stage_audit(request: RunRequest) -> int:
     record = audit.run(request.source, request.artifacts, samples=request.samples, inputs_file=request.inputs,
                        layers=request.layers)
     console.print(f"audit: verdict {record.verdict} over {record.samples} samples")
+    if not request.full_run and _has_report(request.artifacts):  # the old report would show the old verdict
+        console.print("audit: re-rendering report.json, report.md and report.html from this audit")
+        return _stage_report(request)
     if not request.full_run:  # run alone, the audit says where backends part ways (a full run's report does)
         from pipeline.report.terminal import print_where
 
         print_where({"localization": record.localization, "layers": record.layers, "tflite_layers": record.tflite_layers})
     return VERDICT_EXIT[record.verdict]
+
+
+def _has_report(artifacts: ArtifactDir) -> bool:
+    return (artifacts.root / "report.json").exists()
+
+
+def _stale_report_line(name: str, request: RunRequest) -> str:
+    """What a stage run alone leaves behind in an existing report, and the command that refreshes it."""
+    source = request.source
+    named = source.kind == "config" and source.path == (CONFIGS_DIR / f"{source.name}.yaml").resolve()
+    model = source.name if named else source.path  # what resolve_source reads back as the same model
+    out = request.artifacts.shown(request.artifacts.root)
+    if name in ("export", "convert-tf"):
+        command, what = f"python -m pipeline audit {model} --out {out}", "an audit of the previous files"
+    else:
+        command, what = f"python -m pipeline report {model} --out {out}", f"the previous {name} record"
+    return f"note: report.json, report.md and report.html are stale (they show {what}); refresh them with: {command}"
 
 
 def _stage_report(request: RunRequest, timings: dict | None = None) -> int:
@@ -157,8 +177,12 @@ STAGES: dict[str, Callable[[RunRequest], int]] = {
 
 
 def run_stage(name: str, request: RunRequest) -> int:
-    """One stage alone, on what earlier stages wrote."""
-    return STAGES[name](request)
+    """One stage alone, on what earlier stages wrote. The audit re-renders an existing report; any other
+    stage but the report says in one line that the report no longer shows what the folder holds."""
+    code = STAGES[name](request)
+    if not request.full_run and name not in ("audit", "report") and _has_report(request.artifacts):
+        console.print(_stale_report_line(name, request))
+    return code
 
 
 def run_all(request: RunRequest) -> int:

@@ -1,6 +1,7 @@
 """End to end through the CLI: real exports and onnx2tf conversions, offline."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -116,17 +117,34 @@ def test_report_stage_reruns_alone_with_the_same_numbers(seed_copy):
     assert after["comparisons"] == before["comparisons"]
 
 
-def test_tampered_onnx_fails_the_audit(seed_copy, no_network):
+def test_tampered_onnx_fails_the_audit_and_the_report_follows(seed_copy, no_network, capfd, monkeypatch):
+    from rich.console import Console
+
+    from pipeline import orchestrate
+
+    progress = io.StringIO()  # the terminal's progress lines (they bypass pytest's capture)
+    monkeypatch.setattr(orchestrate, "console", Console(file=progress, width=400))
+    assert json.loads((seed_copy / "report.json").read_text())["verdict"] == "pass"
     model = onnx.load(str(seed_copy / "model.onnx"))
     bias = next(init for init in model.graph.initializer if init.dims == [32])  # the folded BatchNorm bias
     bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(0.05), bias.name))
     onnx.save(model, str(seed_copy / "model.onnx"))
     assert run_cli("validate", "seed_ym", "--out", str(seed_copy)) == 1
+    assert "report.json, report.md and report.html are stale" in progress.getvalue()
     assert run_cli("convert-tf", "seed_ym", "--out", str(seed_copy)) == 0
+    assert f"refresh them with: python -m pipeline audit seed_ym --out {seed_copy}" in progress.getvalue()
+    progress.truncate(0)
     assert run_cli("audit", "seed_ym", "--out", str(seed_copy)) == 1
     audit = json.loads((seed_copy / "audit.json").read_text())
     assert audit["verdict"] == "fail"
     assert all(not c["passed"] for c in audit["comparisons"] if c["candidate"] in FP32_BACKENDS)
+    # run alone, the audit re-renders the report the earlier run left: it no longer shows the old verdict
+    printed = capfd.readouterr()
+    report = json.loads((seed_copy / "report.json").read_text())
+    assert report["verdict"] == "fail" and report["comparisons"] == audit["comparisons"]
+    assert "verdict: FAIL" in printed.out and "stale" not in progress.getvalue()
+    assert "audit: re-rendering report.json, report.md and report.html" in progress.getvalue()
+    assert "FAIL" in (seed_copy / "report.md").read_text()
 
 
 @pytest.mark.parametrize("case", ["test_Conv2d_strided", "test_BatchNorm2d_eval"])
@@ -137,6 +155,7 @@ def test_onnx_route_on_old_opset_backend_test_data(case, onnx_test_data, tmp_pat
     assert report["reference"] == "onnxruntime" and report["route"] == "onnx"
     assert any("upgraded from opset 6" in note for note in report["notes"])
     assert report["verdict"] == "pass"
+    assert report["oracle"]["available"] and report["oracle"]["rejected"] is None  # the float64 graph passed its check
 
 
 def test_config_outside_configs_with_model_file_next_to_it(tmp_path, no_network):

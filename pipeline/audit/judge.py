@@ -46,6 +46,8 @@ class Oracle:
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     sample_floors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # output -> floor per input sample
     floor_source: str = ""  # how the floors were measured
+    rejected: dict | None = None  # a float64 run that was not used: why, and where it parts from float32
+
 
     @property
     def floors(self) -> dict[str, float]:
@@ -55,7 +57,7 @@ class Oracle:
     def to_json(self) -> dict:
         return {"backend": self.backend, "available": self.available, "reason": self.reason,
                 "floor_source": self.floor_source, "floors": self.floors, "bound": NOISE_RATIO_BOUND,
-                "lower_precision": LOWER_PRECISION_RULE}
+                "lower_precision": LOWER_PRECISION_RULE, "rejected": self.rejected}
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,10 @@ class Evidence:
 
 def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, evidence: Evidence) -> Comparison:
     """The comparison with its oracle error, noise ratio and the verdict of the rule that applies.
-    A pass needs evidence: agreement with an output that carries no signal stays inconclusive."""
+    A pass needs evidence: agreement with an output that carries no signal stays inconclusive, while a
+    disagreement beyond the rule fails even there (a constant output that comes out wrong is evidence)."""
     precision = PRECISION.get(c.candidate, "fp32")
-    if c.error is not None or c.verdict == "inconclusive" or candidate is None:
+    if c.error is not None or candidate is None:
         return _explain_non_finite(c, evidence) if precision == "fp16" else c
     oracle = evidence.fp16_oracle if precision == "fp16" and evidence.fp16_oracle else evidence.oracle
     measured = _noise(c, candidate, oracle)

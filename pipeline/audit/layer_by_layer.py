@@ -45,15 +45,23 @@ def run_layers(request: LayerRequest) -> dict:
         pairs = _oracle_pairs(runners) if with_oracle else _pairs(export.reference, runners)
         stats = collect(runners, pairs, request.feeds, request.overrides)
     if with_oracle:
-        bands = [p for p in stats if (p.reference, p.candidate) in (BAND, PERTURBED_BAND)]
-        apply_floors([p for p in stats if p not in bands], bands)
-        stats = [p for p in stats if (p.reference, p.candidate) != PERTURBED_BAND]
+        stats = judged_by_floors(stats)
     module_of = context.module_namer()
     records = [layers_json(pair, order, module_of) for pair in stats]
     return {"layers": {"ran": True, "reason": "a comparison failed or --layers was given", "pairs": records,
                        "judged_by": "noise floor" if with_oracle else "tolerance",
                        "notes": notes + _empty_pair_notes(records, with_oracle)},
             "localization": _localize(request, records, order, module_of)}
+
+
+def judged_by_floors(stats: list) -> list:
+    """Every oracle pair judged by the floor the bands measured, the perturbed band left out. PyTorch
+    float32 itself is judged so too (its ratio is at most 1 by construction), never by the fixed atol,
+    which would paint its own rounding on a deep model as a divergence."""
+    bands = [p for p in stats if (p.reference, p.candidate) in (BAND, PERTURBED_BAND)]
+    kept = [p for p in stats if (p.reference, p.candidate) != PERTURBED_BAND]
+    apply_floors(kept, bands)
+    return kept
 
 
 def _runners(request: LayerRequest, model, torch_model, shapes, context, workdir: Path, with_oracle: bool) -> dict:

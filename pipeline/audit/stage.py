@@ -7,6 +7,7 @@ first divergence is localized. Writes outputs/<backend>.npz and audit.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError, first_line
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
+from pipeline.audit import oracle_check
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import PRECISION, Backend
@@ -248,6 +250,11 @@ def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds:
     except RunnerError as exc:
         return _estimated_oracle(results, str(exc))
     truth = runs.pop(Backend.ORACLE)
+    rejected = oracle_check.check("PyTorch", results["pytorch"], truth, _rounding_bound(artifacts),
+                                  {name: [run[name] for run in runs.values()] for name in truth})
+    if rejected is not None:
+        return dataclasses.replace(_estimated_oracle(results, f"the float64 oracle was not used: {rejected.reason}"),
+                                   rejected=rejected.to_json())
     floors = {name: sample_floors(results["pytorch"][name], truth[name], [run[name] for run in runs.values()], NOISE_ATOL)
               for name in truth}
     return Oracle(Backend.ORACLE, True, "a float64 copy of the PyTorch model, on the same inputs", truth, floors,
@@ -265,9 +272,37 @@ def _onnx_oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, f
     except RunnerError as exc:
         return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({exc}); the allclose tolerances "
                                    "against ONNX Runtime decide")
+    rejected = oracle_check.check("ONNX Runtime", results["onnxruntime"], truth, _rounding_bound(artifacts))
+    if rejected is not None:
+        where = _first_divergence(artifacts, export, feeds)
+        why = rejected.reason + (f"; the first tensor where they part: '{where['tensor']}' (node {where['node']}, "
+                                 f"{where['op_type']}, {where['max_abs']:.3g})" if where else "")
+        return Oracle(None, False, f"ONNX route: the float64 oracle ({runner.engine}) was not used: {why}; the allclose "
+                      "tolerances against ONNX Runtime decide", rejected={**rejected.to_json(), "first_divergence": where})
     floors = {name: sample_floors(results["onnxruntime"][name], truth[name], [], NOISE_ATOL) for name in truth}
     return Oracle(Backend.ORACLE_ONNX, True, f"ONNX route: the ONNX graph with every float32 tensor made float64, run by "
                   f"{runner.engine}", truth, floors, "ONNX Runtime float32 against the float64 oracle")
+
+
+def _rounding_bound(artifacts: ArtifactDir) -> oracle_check.RoundingBound:
+    import onnx
+
+    return oracle_check.RoundingBound.of(onnx.load(str(artifacts.onnx), load_external_data=False))
+
+
+def _first_divergence(artifacts: ArtifactDir, export: ExportRecord, feeds: list) -> dict | None:
+    """Where the rejected float64 graph first parts from ONNX Runtime float32 (one sample); None when
+    no intermediate does, or when the search itself cannot run (the rejection stands either way)."""
+    import tempfile
+
+    try:
+        with capture_output(artifacts.root / "audit.log"), stage_status("finding where the float64 oracle parts"), \
+                tempfile.TemporaryDirectory() as workdir:
+            return oracle_check.first_divergence(artifacts.onnx, export.inputs, feeds[0], Path(workdir))
+    except Exception as exc:  # noqa: BLE001 - only the where is lost: the rejection and its reason stand, and this says why
+        console.print(f"[yellow]the first tensor where the float64 oracle parts was not found: {type(exc).__name__}: "
+                      f"{str(exc)[:200]}[/yellow]")
+        return None
 
 
 def _estimated_oracle(results: RunResults, why: str) -> Oracle:

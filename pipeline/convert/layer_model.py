@@ -39,9 +39,14 @@ def layer_model(source: Source, artifacts: ArtifactDir, onnx_path: Path | None =
     return _build(source, artifacts, onnx_path, convert, stamp)
 
 
+# Raised when what a layer model records changes: one kept under another version is built again
+# (2: tensors named as the ONNX file names them, not as onnx2tf's map does).
+FORMAT = 2
+
+
 def _stamp(artifacts: ArtifactDir, onnx_path: Path) -> str:
-    """Which conversion a kept layer model belongs to: its record and its ONNX file."""
-    return f"{sha256(artifacts.stage_record(ConvertRecord.STAGE))[:16]}:{sha256(onnx_path)[:16]}"
+    """Which conversion a kept layer model belongs to: its record and its ONNX file, and the format."""
+    return f"{sha256(artifacts.stage_record(ConvertRecord.STAGE))[:16]}:{sha256(onnx_path)[:16]}:v{FORMAT}"
 
 
 def _build(source: Source, artifacts: ArtifactDir, onnx_path: Path, convert: ConvertRecord, stamp: str) -> dict:

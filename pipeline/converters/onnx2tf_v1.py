@@ -94,7 +94,7 @@ class Onnx2TFV1:
         spy = _LayerMapSpy()
         keras_model = self._converted(onnx_path, work, log_path, options, save=False, spy=spy)
         with capture_output(log_path), profile.step("convert: layer model"):
-            made = _save_layers(keras_model, spy.tf_layers, out_dir)
+            made = _save_layers(keras_model, spy.tf_layers, out_dir, onnx_names(onnx_path, work / f"{WORK_NAME}.onnx"))
         shutil.rmtree(work, ignore_errors=True)
         return made
 
@@ -446,8 +446,59 @@ class LayerModel:
     note: str | None = None
 
 
-def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerModel:
-    """Save a Keras model with every mapped intermediate tensor as an output (best effort)."""
+def onnx_names(onnx_path: Path, simplified_path: Path | None = None) -> dict[str, str]:
+    """onnx2tf's name of each tensor it mapped -> the ONNX tensor of onnx_path that holds the same value.
+
+    - onnx2tf writes ':' as '__' and, when it writes signatures (always, here), a leading '/' as 'wa/'
+      (onnx2tf.py, where it sanitizes node and tensor names): a TorchScript export's
+      '/body/body.0/Conv_output_0' is 'wa/body/body.0/Conv_output_0' in its tensor map;
+    - onnxsim (run by onnx2tf on its copy, `simplified_path` afterwards) fuses a BatchNormalization
+      into the Conv before it: the Conv's output name then holds the BatchNormalization's output (see
+      fused_outputs).
+    Read as is, a 34-block Conv+BN+ReLU chain aligned 1 of ONNX Runtime's 68 tensors, then 34."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    names = [v.name for v in model.graph.input] + [o for n in model.graph.node for o in n.output if o]
+    fused = {}
+    if simplified_path is not None and simplified_path.exists():
+        fused = fused_outputs(model, onnx.load(str(simplified_path), load_external_data=False))
+    mapped: dict[str, str] = {}
+    for name in names:
+        plain = name.replace(":", "__")
+        for renamed in (re.sub("^/", "wa/", plain), plain, name):
+            mapped.setdefault(renamed, name)
+    for name in names:  # a name that is itself an ONNX tensor's stays that tensor's
+        mapped[name] = name
+    return {renamed: fused.get(name, name) for renamed, name in mapped.items()}
+
+
+def fused_outputs(original, simplified) -> dict[str, str]:
+    """Tensor T -> O where a node O = f(T, constants) of `original` is gone from `simplified`, and the
+    nodes that read O there read T here: T now holds O's value (onnxsim's fuse_bn_into_conv keeps the
+    Conv's output name for the fused result)."""
+    kept = {v.name for v in simplified.graph.input} | {o for n in simplified.graph.node for o in n.output}
+    readers: dict[str, set[str]] = {}
+    for node in simplified.graph.node:
+        for tensor in node.input:
+            readers.setdefault(tensor, set()).add(node.name)
+    fused = {}
+    for node in original.graph.node:
+        if not node.input or len(node.output) != 1:
+            continue
+        source, result = node.input[0], node.output[0]
+        if result in kept or source not in kept:
+            continue
+        before = {n.name for n in original.graph.node if result in n.input}
+        if before and before <= readers.get(source, set()):
+            fused[source] = result
+    return fused
+
+
+def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path, names: dict[str, str] | None = None) -> LayerModel:
+    """Save a Keras model with every mapped intermediate tensor as an output (best effort), each
+    named after its ONNX tensor (`names`: onnx2tf's name -> the ONNX name)."""
+    names = names or {}
     import tf_keras
 
     if not tf_layers:
@@ -464,7 +515,7 @@ def _save_layers(keras_model, tf_layers: dict | None, out_dir: Path) -> LayerMod
         print(f"layer model not saved: {type(exc).__name__}: {exc}")  # the detail goes to convert.log
         return LayerModel(None, [], f"layer model not saved ({type(exc).__name__}: {first_line(exc, 160)}; see the log): "
                                     "TF intermediates are not compared layer by layer")
-    tensors = [{"tensor": name, "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
+    tensors = [{"tensor": names.get(name, name), "tf_shape": [d if d is not None else -1 for d in entry["tf_node"].shape],
                 "channel_last": entry.get("nhwc")} for name, entry in picked]
     return LayerModel(path, tensors)
 

@@ -35,6 +35,7 @@ PASS_COLOUR, FAIL_COLOUR, REF_COLOUR = "#1f6feb", "#cf222e", "#8c959f"
 ORIGIN_TEXT = {
     "own": "own: this node introduces the error (its inputs still agree)",
     "inherited": "inherited: the error was already present in this node's inputs",
+    "span": "span: the error appears between this node and the node that diverged, whose tensors were not compared",
 }
 FINDING_HEADERS = ["severity", "rule", "node", "op", "module", "expected", "actual", "message"]
 OPTIONAL_METRICS = (("top-1", "top1_agreement"), ("top-5", "top5_agreement"))
@@ -395,7 +396,8 @@ def _depth_caption(pair: dict) -> str:
     tensors = pair.get("tensors") or []
     first = _first_divergence(tensors)
     if first is None:
-        return f"{len(tensors)} intermediate tensors compared; none exceeds tolerance."
+        limit = "the noise bound" if any(_finite(t.get("noise_floor")) for t in tensors) else "tolerance"
+        return f"{len(tensors)} intermediate tensors compared; none exceeds {limit}."
     where = f"{first.get('node') or '?'} ({first.get('op_type') or '?'}, module {first.get('module') or 'unknown'})"
     return (f"{len(tensors)} intermediate tensors compared; first divergence at index {first['index']}, "
             f"{where}, max_abs {_fmt(first.get('max_abs'))}.")

@@ -77,7 +77,7 @@ class OnnxFloat64Runner(Runner):
         except Exception:  # noqa: BLE001 - no double kernel for some op: the reference evaluator has one
             from onnx.reference import ReferenceEvaluator
 
-            evaluator = ReferenceEvaluator(model)
+            evaluator = ReferenceEvaluator(with_2d_softmax(model))
             self._run, self.engine = (lambda feeds: evaluator.run(self.output_names, feeds)), "onnx's reference evaluator"
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
@@ -89,6 +89,44 @@ class OnnxFloat64Runner(Runner):
 
     def _deactivate_impl(self) -> None:
         self._run = None
+
+
+# Ops whose opset-1..12 form coerces the input to 2-D at `axis` (default 1) and normalizes over
+# everything from `axis` on; opset 13 normalizes over `axis` alone (default -1).
+COERCED_TO_2D = ("Softmax", "LogSoftmax", "Hardmax")
+
+
+def with_2d_softmax(model):
+    """The model with each opset < 13 Softmax/LogSoftmax/Hardmax written as Flatten(axis) -> op(axis=1)
+    -> Reshape(original shape), which means the same under every opset.
+
+    onnx's reference evaluator has a single implementation of these ops, the opset-13 one, and it
+    takes the attribute defaults from the newest schema: an opset-9 Softmax with no axis runs over
+    axis -1, not over axes 1.. (light_squeezenet's [N, 1000, 1, 1] output became 1.0 per class instead
+    of 0.001). ONNX Runtime implements each opset as written and needs no rewrite."""
+    import onnx
+    from onnx import helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    coerced = lambda node: node.op_type in COERCED_TO_2D and node.domain in ("", "ai.onnx")  # noqa: E731
+    if opset >= 13 or opset < 5 or not any(coerced(n) for n in model.graph.node):  # Reshape's shape input: opset 5
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    nodes = []
+    for node in copy.graph.node:
+        if not coerced(node):
+            nodes.append(node)
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        x, y, stem = node.input[0], node.output[0], f"{node.name or node.output[0]}__2d"
+        nodes += [helper.make_node("Shape", [x], [f"{stem}_shape"], name=f"{stem}_shape"),
+                  helper.make_node("Flatten", [x], [f"{stem}_flat"], name=f"{stem}_flatten", axis=axis),
+                  helper.make_node(node.op_type, [f"{stem}_flat"], [f"{stem}_out"], name=node.name, axis=1),
+                  helper.make_node("Reshape", [f"{stem}_out", f"{stem}_shape"], [y], name=f"{stem}_reshape")]
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
 
 
 def as_float64(model):

@@ -153,3 +153,19 @@ def test_an_ill_conditioned_sample_gets_a_floor_of_its_own():
     buggy[0] *= 1 + 4e-5  # tens of floors on a well-conditioned sample
     c = judged(buggy.astype(np.float32), oracle=oracle)
     assert c.verdict == "fail" and c.noise_floor == pytest.approx(floors[0])
+
+
+def test_a_disagreement_with_a_constant_output_fails_while_agreement_with_it_stays_inconclusive():
+    constant = np.repeat(TRUTH[:1], len(TRUTH), axis=0)  # the inputs never reach the output
+    fp32 = (constant + RNG.normal(scale=1e-6, size=constant.shape)).astype(np.float32)
+    oracle = Oracle("pytorch_fp64", True, "test", {"y": constant}, {"y": sample_floors(fp32, constant, [])}, "test")
+    fp32 = np.repeat(fp32[:1], len(fp32), axis=0)
+
+    def verdict(candidate):
+        raw = compare_arrays(fp32, candidate, Tolerance(1e-4, 1e-4), ("pytorch", "keras", "y"))
+        return judge(raw, fp32, candidate, Evidence(oracle))
+
+    assert verdict(fp32.copy()).verdict == "inconclusive"
+    off = (constant * (1 + 4e-5)).astype(np.float32)  # within atol + rtol*|ref|, tens of floors from the oracle
+    c = verdict(off)
+    assert c.verdict == "fail" and c.noise_ratio > NOISE_RATIO_BOUND

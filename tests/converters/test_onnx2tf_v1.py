@@ -15,11 +15,11 @@ from pipeline.errors import ConversionError
 pytestmark = pytest.mark.slow
 
 
-def _conv_relu(path: Path) -> Path:
+def _conv_relu(path: Path, middle: str = "c") -> Path:
     weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     nodes = [
-        helper.make_node("Conv", ["x", "w"], ["c"], name="conv_0", pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c"], ["y"], name="relu_1"),
+        helper.make_node("Conv", ["x", "w"], [middle], name="conv_0", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", [middle], ["y"], name="relu_1"),
     ]
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
@@ -59,3 +59,14 @@ def test_conversion_failure_names_node_op_and_log(tmp_path):
     out.mkdir()
     with pytest.raises(ConversionError, match=r"onnx2tf 1\.\d+\.\d+ failed on node 'bern_1' \(Bernoulli\): .*; full log: .*convert.log"):
         get_converter().convert(source, out, out / "convert.log", ConversionOptions())
+
+
+def test_the_layer_model_names_each_tensor_as_onnx_does_even_where_onnx2tf_renames_it(tmp_path, no_network):
+    """A TorchScript export names tensors '/body/body.0/Conv_output_0'; onnx2tf's map calls it
+    'wa/body/...'. The layer model must say the ONNX name, or nothing aligns with ONNX Runtime."""
+    source = _conv_relu(tmp_path / "tiny.onnx", middle="/body/body.0/Conv_output_0")
+    out = tmp_path / "layers"
+    out.mkdir()
+    made = get_converter().layer_model(source, out, out / "layers.log", ConversionOptions(outputs=("saved_model",)))
+    assert made.path is not None, made.note
+    assert "/body/body.0/Conv_output_0" in [t["tensor"] for t in made.tensors]
