@@ -7,6 +7,10 @@ Conv's `pads`. So the pass watches the torch functions themselves (a TorchFuncti
 constant zero pad (F.pad, ZeroPad2d, ConstantPad2d(0)) is remembered on the tensor it returns,
 and every conv and pool call is recorded, for the innermost module running it, as its own
 padding argument plus the pads its very input tensor received just before.
+
+A mode sees every torch call; what that costs is lost in the noise: on the zoo's ResNet-50 (quarter
+width, 64 px) the fastest of 40 passes took 0.014 s with it and 0.018 s without (a loaded machine:
+no difference to measure).
 """
 from __future__ import annotations
 

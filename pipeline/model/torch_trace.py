@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pipeline.errors import first_line
 from pipeline.model.torch_padding import AppliedPadding, PaddingWatch
 
 
@@ -20,6 +21,7 @@ class ModuleTrace:
     # The padding each module's conv or pool call applied, its own plus pads done just before
     # (model/torch_padding.py); a module that runs no such call has no entry.
     padding: dict[str, AppliedPadding] = field(default_factory=dict)
+    padding_unmeasured: str = ""  # why `padding` is empty, when the watch could not run
 
 
 def trace_modules(model: torch.nn.Module, example_args: tuple) -> ModuleTrace:
@@ -57,10 +59,26 @@ def trace_modules(model: torch.nn.Module, example_args: tuple) -> ModuleTrace:
             hooks += [module.register_forward_pre_hook(enter(path)), module.register_forward_hook(leave)]
     watch = PaddingWatch(running)
     try:
-        with torch.no_grad(), watch:
-            model(*example_args)
+        _forward(model, example_args, watch, trace)
     finally:
         for hook in hooks:
             hook.remove()
     trace.padding = watch.applied
     return trace
+
+
+def _forward(model: torch.nn.Module, example_args: tuple, watch: PaddingWatch, trace: ModuleTrace) -> None:
+    """One forward pass under the padding watch; if it fails there, once more without it (the padding then
+    stays unmeasured, and says why), so that the watch never costs a model its lint."""
+    try:
+        with torch.no_grad(), watch:
+            model(*example_args)
+        return
+    except Exception as exc:  # the model's own error is raised again by the plain pass below
+        trace.padding_unmeasured = f"the forward pass failed under the padding watch: {type(exc).__name__}: {first_line(exc)}"
+    trace.edges.clear()
+    trace.input_shapes.clear()
+    watch.applied.clear()
+    watch.stack.clear()  # the failed pass left the modules it was in
+    with torch.no_grad():
+        model(*example_args)

@@ -63,3 +63,22 @@ def test_an_op_between_the_pad_and_the_conv_ends_the_pad():
 def test_pools_are_measured_too():
     seen = applied(PadThen(nn.Identity(), nn.AvgPool2d(3, 2, padding=1)))
     assert seen.own == (1, 1, 1, 1) and seen.total == [1, 1, 1, 1]
+
+
+class RefusesTheWatch(nn.Module):
+    """Stands for a model whose forward cannot run under a TorchFunctionMode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.overrides._get_current_function_mode() is not None:
+            raise RuntimeError("no function modes here")
+        return self.layer(x)
+
+
+def test_a_forward_that_fails_under_the_watch_is_traced_without_it_and_says_why():
+    trace = trace_modules(RefusesTheWatch().eval(), (X,))
+    assert trace.padding == {} and trace.input_shapes == {"layer": (1, 3, 8, 8)}
+    assert trace.padding_unmeasured == "the forward pass failed under the padding watch: RuntimeError: no function modes here"

@@ -71,8 +71,8 @@ def _against_module(ctx: LintContext, node, attrs: dict, pads: list[int], kernel
         yield _padded_before(ctx, node, where, pads, expected, applied)
         return
     if truth is None and (why or _runs_own_code(ctx.modules[where.module])):
-        why = why or (f"{type(ctx.modules[where.module]).__name__} runs forward code of its own, and the forward pass "
-                      "saw no conv or pool call of it")
+        why = why or ctx.trace.padding_unmeasured or (f"{type(ctx.modules[where.module]).__name__} runs forward code "
+                                                      "of its own, and the forward pass saw no conv or pool call of it")
         yield Finding(NAME, "warning", node.name, node.op_type, where.module, str(expected), str(pads),
                       f"pads {pads} differ from {where.module}'s padding {expected}, and the padding PyTorch really "
                       f"applies there could not be measured ({why}): this lint cannot tell whether they are right; "
