@@ -1,8 +1,10 @@
 """What the pipeline does to its own process: only when it owns it (`python -m pipeline`), never when a
-test or another program calls it in theirs; and a helper process started ahead of its job (`Spare`)."""
+test or another program calls it in theirs; what a helper process does with Ctrl-C; and a helper
+process started ahead of its job (`Spare`)."""
 from __future__ import annotations
 
 import gc
+import signal
 from typing import Callable, Generic, Protocol, TypeVar
 
 _owned = False
@@ -21,6 +23,18 @@ def settle() -> None:
     2.0 s with torch, torch.export and onnxscript settled). Nothing in a process the pipeline does not own."""
     if _owned:
         gc.freeze()
+
+
+def leave_interrupts_to_parent() -> None:
+    """In a helper process (the conversion child, which becomes the TF worker): ignore SIGINT, as its own
+    helpers then do (the ignored disposition is inherited: onnx2tf's onnxsim worker).
+
+    Ctrl-C in a terminal sends SIGINT to the whole process group, SIGTERM from `kill` reaches the parent
+    alone. The parent turns either into one clean stop and stops its helpers itself (artifacts/guard.py,
+    convert/isolate.py). A helper that took the SIGINT too would print a KeyboardInterrupt traceback over
+    the parent's one line, or, in the middle of a TensorFlow call that catches it, swallow it and go on
+    with its job; ignoring it makes Ctrl-C end a run exactly as SIGTERM does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Stoppable(Protocol):

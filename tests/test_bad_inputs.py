@@ -220,23 +220,47 @@ def test_disk_full_while_writing_keeps_the_last_good_artifacts(seed_copy, monkey
     assert not list(seed_copy.parent.glob(".seed_ym.run-*"))
 
 
+def _kill(process: subprocess.Popen) -> None:
+    """SIGTERM as `kill PID` sends it: to the run's own process only."""
+    process.send_signal(signal.SIGTERM)
+
+
+def _ctrl_c(process: subprocess.Popen) -> None:
+    """SIGINT as Ctrl-C in a terminal sends it: to every process of the foreground group, the run's helpers too."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def _group_is_gone(group: int, seconds: float = 10.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.slow
-def test_sigterm_mid_conversion_leaves_the_previous_artifacts_intact(seed_copy):
+@pytest.mark.parametrize("interrupt", [_kill, _ctrl_c], ids=["sigterm", "sigint-to-the-group"])
+def test_an_interrupt_mid_conversion_leaves_the_previous_artifacts_intact(seed_copy, interrupt):
     before = _digests(seed_copy)
+    # in a session of its own, as a shell starts a job: its process group is the run and its helpers
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "convert", "seed_ym", "--out", str(seed_copy)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     # The first conversion's log appears in its head-start folder when it starts, right after the export.
     while time.time() < deadline and not list(seed_copy.parent.glob(".seed_ym.run-*/.convert-head-start/convert.log")):
         time.sleep(0.2)
     assert process.poll() is None, "the run ended before conversion started"
-    process.send_signal(signal.SIGTERM)
+    interrupt(process)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "interrupted: nothing was committed from this run; earlier artifacts are intact"
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err[-3000:]  # not the run's, nor a helper's
     assert _digests(seed_copy) == before
     assert not list(seed_copy.parent.glob(".seed_ym.run-*"))
+    assert _group_is_gone(process.pid), "a helper process of the run outlived it"
 
 
 @pytest.mark.slow

@@ -94,15 +94,19 @@ def supervise(command: list[str], log, timeout_s: float, memory_limit_bytes: int
                 _stop_group(child)
             else:
                 time.sleep(SAMPLE_SECONDS)
+    except BaseException:  # the worker itself is being interrupted: take the child down with it, undisturbed
+        _ignore_further_interrupts()
+        raise
     finally:
-        if child.poll() is None:  # the worker itself is being interrupted: take the child down with it
-            _ignore_further_interrupts()
+        if child.poll() is None:  # interrupted, or killed by us a moment ago and not reaped yet
             _stop_group(child)
     return Ended(child.wait(), killed_for, peak)
 
 
 def _ignore_further_interrupts() -> None:
-    """A second Ctrl-C (the terminal's, then the driver's) must not cut the child's clean-up short."""
+    """A second Ctrl-C (the terminal's, then the driver's) must not cut the child's clean-up short.
+    Only on an interrupt: after our own kill (memory, timeout) the worker, a Ray worker that runs more
+    tasks or a test's process, keeps its Ctrl-C (it used to be ignored for good after a memory kill)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

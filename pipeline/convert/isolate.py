@@ -83,7 +83,7 @@ class Child:
     def __init__(self, warm: str | None = None, warm_args: tuple = ()) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, warm, warm_args), daemon=True)
+        self._process = context.Process(target=_child_main, args=(child_end, warm, warm_args), daemon=True)
         self._process.start()
         child_end.close()
 
@@ -150,6 +150,12 @@ def stop_running() -> None:
     """Kill the children of conversions still running (a run that ends before it needs them)."""
     for child in list(_running):
         _stop(child._process)  # noqa: SLF001 (the watcher then reports the child as dead)
+
+
+def _child_main(conn, warm: str | None, warm_args: tuple) -> None:
+    """The child process: Ctrl-C is its parent's to handle (process.leave_interrupts_to_parent), then `_serve`."""
+    process.leave_interrupts_to_parent()
+    _serve(conn, warm, warm_args)
 
 
 def _serve(conn, warm: str | None, warm_args: tuple = ()) -> None:

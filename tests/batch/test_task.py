@@ -15,11 +15,13 @@ def _running(marker: str) -> list[psutil.Process]:
 
 def test_an_impossible_memory_limit_kills_the_run_with_its_reason(tmp_path):
     (spec,) = specs_for([write_config(tmp_path / "cfg", "tiny_budget")], tmp_path / "batch", memory=50 * 2**20)
+    on_sigint = signal.getsignal(signal.SIGINT)
     result = run_task(spec)
     assert result.verdict == OUT_OF_MEMORY and not result.has_report
     assert "over the 0.05 GB memory limit" in result.reason
     assert result.peak_rss_mb > 50
     assert not _running(str(spec.artifacts))
+    assert signal.getsignal(signal.SIGINT) == on_sigint  # our own kill is no interrupt of this process
 
 
 def test_a_timeout_stops_the_whole_process_group(tmp_path):

@@ -1,6 +1,10 @@
 """pipeline/convert/isolate.py: a conversion attempt that runs away is stopped, and says how far it got."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -48,6 +52,24 @@ def test_a_conversion_error_in_the_child_keeps_its_message():
 
 def test_a_result_comes_back():
     assert run_isolated(answer, (21,), Limits(8 * 2**30, 60), "strategy 'default'") == 42
+
+
+def answer_after_ctrl_c(value: int) -> int:
+    """Ctrl-C in a terminal reaches the child too: the whole process group gets SIGINT."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # a KeyboardInterrupt would be raised here
+    return value * 2
+
+
+def its_helpers_ignore_sigint() -> bool:
+    code = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip() == "True"
+
+
+def test_a_child_leaves_ctrl_c_to_its_parent_as_its_helpers_do():
+    """The parent stops the run and its children on SIGINT as on SIGTERM (process.leave_interrupts_to_parent)."""
+    assert run_isolated(answer_after_ctrl_c, (21,), Limits(8 * 2**30, 60), "strategy 'default'") == 42
+    assert run_isolated(its_helpers_ignore_sigint, (), Limits(8 * 2**30, 60), "strategy 'default'")
 
 
 def test_a_kept_child_collects_garbage_after_long_jobs_only(monkeypatch):

@@ -1,8 +1,12 @@
 """Explicit pads of Conv, ConvTranspose, MaxPool and AveragePool against the source module.
 
 Expected pads are the module's padding ('same'/'valid' included) plus any ZeroPad
-module the exporter fused into the node. Pads in TF 'SAME' placement where PyTorch
-pads symmetrically are called out by name: that is the classic porting bug.
+module the exporter fused into the node. Where they differ, the rule judges the padding
+PyTorch really applied there, measured in a forward pass (model/torch_padding.py): a
+dynamic 'SAME' pad in the module's forward (transformers' BiT) or F.pad in a parent's,
+folded into the node by the exporter, is correct. Pads in TF 'SAME' placement where
+PyTorch pads symmetrically are called out by name: that is the classic porting bug.
+Where the applied padding cannot be known, the finding is a warning that says so.
 """
 from __future__ import annotations
 
@@ -57,13 +61,60 @@ def _against_module(ctx: LintContext, node, attrs: dict, pads: list[int], kernel
         return
     rank = len(kernel)
     expected = _expected_pads(ctx, where.module, rank)
-    if pads == expected:
+    applied = ctx.trace.padding.get(where.module)
+    truth, why = _applied_pads(ctx, node, applied, rank)
+    if pads == (expected if truth is None else truth):
+        if pads != expected:
+            yield _padded_before(ctx, node, where, pads, expected, applied)
         return
-    if _padded_in_forward_code(ctx, node, where.module, pads, expected, rank):
-        yield Finding(NAME, "info", node.name, node.op_type, where.module, str(expected), str(pads),
-                      f"pads {pads} include padding done in the model's forward code before {where.module} "
-                      "(e.g. F.pad), which the exporter folded into this node; the sizes match PyTorch", where.describe())
+    if truth is None and _padded_in_forward_code(ctx, node, where.module, pads, expected, rank):
+        yield _padded_before(ctx, node, where, pads, expected, applied)
         return
+    if truth is None and (why or _runs_own_code(ctx.modules[where.module])):
+        why = why or ctx.trace.padding_unmeasured or (f"{type(ctx.modules[where.module]).__name__} runs forward code "
+                                                      "of its own, and the forward pass saw no conv or pool call of it")
+        yield Finding(NAME, "warning", node.name, node.op_type, where.module, str(expected), str(pads),
+                      f"pads {pads} differ from {where.module}'s padding {expected}, and the padding PyTorch really "
+                      f"applies there could not be measured ({why}): this lint cannot tell whether they are right; "
+                      "the audit's numbers can", where.describe())
+        return
+    yield _wrong(ctx, node, attrs, pads, kernel, where, expected if truth is None else truth, truth not in (None, expected))
+
+
+def _applied_pads(ctx: LintContext, node, applied, rank: int) -> tuple[list[int] | None, str]:
+    """The pads this node must have by the padding PyTorch was measured to apply (model/torch_padding.py), or
+    None and why not. The node's input size tells whether the pad done just before the call is in the node's
+    pads (the exporter folded it in) or before the node (a Pad node, or whatever the exporter made of it)."""
+    if applied is None or applied.unknown:
+        return None, applied.unknown if applied is not None else ""
+    sizes = _input_sizes(ctx, node, rank)
+    folded = sizes is not None and tuple(sizes) == applied.unpadded_sizes
+    if (sizes is not None and tuple(sizes) == applied.sizes) or (sizes is None and _after_pad_node(ctx, node)):
+        return list(applied.own), ""
+    if applied.total is not None and (folded or sizes is None):
+        return applied.total, ""
+    if folded or sizes is None:
+        return None, ("its input was padded just before the call, with a pad its pads cannot hold (not constant "
+                      "zeros, or before a pool, whose pads are left out of its window)")
+    return None, (f"the node's input {sizes} is neither the {list(applied.sizes)} PyTorch's call received nor the "
+                  "size before the pads done just before it")
+
+
+def _padded_before(ctx: LintContext, node, where, pads: list[int], expected: list[int], applied) -> Finding:
+    """The note for pads that differ from the module's own because of padding done before its conv or pool call."""
+    if applied is None or applied.before is None or not any(applied.before):
+        message = (f"pads {pads} include padding done in the model's forward code before {where.module} "
+                   "(e.g. F.pad), which the exporter folded into this node; the sizes match PyTorch")
+    else:
+        message = (f"pads {pads} are the padding PyTorch applies at {where.module}, measured in a forward pass: its "
+                   f"call's own {list(applied.own)} plus {list(applied.before)} padded just before it (in forward "
+                   "code or by a pad module), which the exporter folded into this node")
+    return Finding(NAME, "info", node.name, node.op_type, where.module, str(expected), str(pads), message, where.describe())
+
+
+def _wrong(ctx: LintContext, node, attrs: dict, pads: list[int], kernel: list[int], where, expected: list[int],
+           measured: bool) -> Finding:
+    rank = len(kernel)
     stride = list(attrs.get("strides", [1] * rank))
     dilation = list(attrs.get("dilations", [1] * rank))
     sizes = _input_sizes(ctx, node, rank)
@@ -71,9 +122,25 @@ def _against_module(ctx: LintContext, node, attrs: dict, pads: list[int], kernel
     if tf_same is not None and pads == tf_same and is_symmetric(expected):
         message = (f"pads {pads} are TF 'SAME' placement (extra row/column at the bottom/right), but {where.module} pads "
                    f"symmetrically {expected}: restore the module's pads, never 'SAME', when converting")
+    elif measured:
+        message = (f"pads {pads} differ from the padding PyTorch applies at {where.module}, {expected} (measured in a "
+                   "forward pass, with what its forward code pads): re-export, or fix the node's pads")
     else:
         message = f"pads {pads} differ from {where.module}'s padding {expected}: re-export, or fix the node's pads"
-    yield Finding(NAME, "error", node.name, node.op_type, where.module, str(expected), str(pads), message, where.describe())
+    return Finding(NAME, "error", node.name, node.op_type, where.module, str(expected), str(pads), message, where.describe())
+
+
+def _after_pad_node(ctx: LintContext, node) -> bool:
+    producer = next((n for n in ctx.nodes if node.input[0] in n.output), None)
+    return producer is not None and producer.op_type == "Pad"
+
+
+def _runs_own_code(module) -> bool:
+    """True when the module's forward is not PyTorch's own (or it has submodules): it may pad in forward."""
+    import torch
+
+    base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn.") or c is torch.nn.Module)
+    return type(module).forward is not base.forward or any(True for _ in module.children())
 
 
 def _expected_pads(ctx: LintContext, module_path: str, rank: int) -> list[int]:

@@ -225,4 +225,103 @@ def test_padding_done_in_forward_code_is_not_an_error(tmp_path):
     assert errors(findings) == []
     conv = only_node(onnx_model, "Conv")
     if attribute(conv, "pads") == [0, 0, 1, 1]:  # the exporter folded the pad into the conv
-        assert any("padding done in the model's forward code" in f.message for f in findings)
+        assert any("measured in a forward pass: its call's own [0, 0, 0, 0] plus [0, 0, 1, 1] padded just before it"
+                   in f.message for f in findings)
+
+
+# --- padding PyTorch applies in forward, measured (transformers' BiT) ---------------------------
+
+BIT_X = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))  # even: TF 'SAME' pads the end more
+
+
+@pytest.fixture(scope="module")
+def bit():
+    """A tiny BiT from transformers' own classes (random weights, nothing downloaded): global_padding 'SAME'
+    makes its stride-2 convs WeightStandardizedConv2d with padding 0 and a DynamicPad2d run in forward."""
+    import transformers
+
+    from pipeline.zoo.hf import ImageLogits
+
+    torch.manual_seed(0)
+    config = transformers.BitConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_groups=2,
+                                    global_padding="SAME", layer_type="bottleneck", embedding_dynamic_padding=True,
+                                    num_labels=3)
+    return ImageLogits(transformers.BitForImageClassification(config)).eval()  # GroupNorm only: nothing to calibrate
+
+
+@pytest.fixture(scope="module")
+def bit_file(bit, tmp_path_factory):
+    return export(bit, (BIT_X,), tmp_path_factory.mktemp("pads_bit") / "bit.onnx", "dynamo")
+
+
+STEM = "model.bit.embedder.convolution"
+
+
+def only_node_named(model, name: str):
+    (node,) = [n for n in model.graph.node if n.name == name]
+    return node
+
+
+def test_bits_padding_in_forward_is_what_the_fused_pads_say(bit, bit_file):
+    """The premise, and the numbers: the exporter folded BiT's dynamic pads into the Conv, and ONNX Runtime
+    computes what PyTorch does with them."""
+    import onnxruntime
+
+    model = load(bit_file)
+    findings = lint(model, bit, (BIT_X,), rule="pads")
+    stem = next(f for f in findings if f.module == STEM)
+    assert attribute(only_node_named(model, stem.node), "pads") == [2, 2, 3, 3]  # kernel 7, stride 2, 32 px: TF 'SAME'
+    session = onnxruntime.InferenceSession(str(bit_file), providers=["CPUExecutionProvider"])
+    (ours,) = session.run(None, {session.get_inputs()[0].name: BIT_X.numpy()})
+    with torch.no_grad():
+        reference = bit(BIT_X).numpy()
+    assert abs(ours - reference).max() <= 1e-4 * max(1.0, abs(reference).max())
+
+
+def test_bits_padding_in_forward_is_not_an_error(bit, bit_file):
+    model = load(bit_file)
+
+    findings = lint(model, bit, (BIT_X,), rule="pads")
+
+    assert [f for f in findings if f.severity != "info"] == []
+    assert errors(lint(model, bit, (BIT_X,))) == []  # no rule errs: the numbers agree
+    measured = [f for f in findings if "measured in a forward pass" in f.message]
+    assert {f.module for f in measured} == {STEM, "model.bit.encoder.stages.1.layers.0.conv2"}
+    stem = next(f for f in measured if f.module == STEM)
+    assert stem.actual == "[2, 2, 3, 3]" and "its call's own [0, 0, 0, 0] plus [2, 2, 3, 3] padded just before it" in stem.message
+
+
+@pytest.mark.parametrize("tampered", [[3, 3, 2, 2], [2, 2, 2, 2], [0, 0, 0, 0]])
+def test_bits_pads_changed_from_what_pytorch_applies_are_an_error(bit, bit_file, tampered):
+    model = load(bit_file)
+    stem = next(f for f in lint(model, bit, (BIT_X,), rule="pads") if f.module == STEM)
+    set_attribute(only_node_named(model, stem.node), "pads", tampered)
+
+    (finding,) = errors(lint(model, bit, (BIT_X,), rule="pads"))
+
+    assert (finding.module, finding.expected, finding.actual) == (STEM, "[2, 2, 3, 3]", str(tampered))
+    assert finding.message == (f"pads {tampered} differ from the padding PyTorch applies at {STEM}, [2, 2, 3, 3] (measured "
+                               "in a forward pass, with what its forward code pads): re-export, or fix the node's pads")
+
+
+class TwoPaddingsConv2d(nn.Conv2d):
+    """Runs its weight twice in forward, with two different paddings: which one a Conv node is cannot be measured."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.conv2d(nn.functional.pad(x, (0, 1, 0, 1)), self.weight, self.bias, 2)
+        return padded + nn.functional.conv2d(x, self.weight, self.bias, 2, 1)
+
+
+def test_padding_that_cannot_be_measured_is_a_warning_that_says_so(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(TwoPaddingsConv2d(3, 4, 3)).eval()
+    onnx_model = load(export(model, (X,), tmp_path / "two.onnx", "dynamo"))
+
+    findings = [f for f in lint(onnx_model, model, (X,), rule="pads") if f.severity != "info"]
+
+    assert findings and {f.severity for f in findings} == {"warning"}
+    assert all("the padding PyTorch really applies there could not be measured (it runs more than one conv or pool "
+               "call, with different padding or input sizes): this lint cannot tell whether they are right; the audit's "
+               "numbers can" in f.message for f in findings)
+    assert {f.actual for f in findings} == {"[0, 0, 1, 1]", "[1, 1, 1, 1]"}
+
