@@ -9,6 +9,7 @@ what the fp16 file is trying to reach, and the file's distance from it is measur
 float32 noise floor, like any float32 backend's. What storage itself costs (the distance from
 the original model) is the precision cost, reported apart.
 
+Values beyond ±65504 are clamped to it, as the converter clamps them (a -1e9 attention mask still masks).
 Attributes that are not tensors in TFLite (LeakyRelu's alpha, Clip bounds kept as op options,
 shapes and indices) are not rounded. Normalization epsilons are tensors there (`variance + eps`)
 and are rounded: an epsilon of 1e-12 is stored as 0, as in the file.
@@ -20,10 +21,16 @@ import numpy as np
 NORM_EPSILON_OPS = {"LayerNormalization", "InstanceNormalization", "GroupNormalization", "BatchNormalization"}
 
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
+
+
 def round_to_float16(values: np.ndarray) -> np.ndarray:
-    """float32 values as float16 storage returns them (round to nearest even; out of range -> inf)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(values, np.float32).astype(np.float16).astype(np.float32)
+    """float32 values as a TFLite fp16 file stores them: rounded to nearest even, subnormals kept, and
+    finite values beyond ±65504 clamped to it, as TF's converter does (measured, TF 2.21: a -1e9 mask is
+    stored as -65504, where a plain float16 cast would make it -inf)."""
+    values = np.asarray(values, np.float32)
+    clamped = np.where(np.isfinite(values), np.clip(values, -FLOAT16_MAX, FLOAT16_MAX), values)
+    return clamped.astype(np.float16).astype(np.float32)
 
 
 def fp16_storage_copy(model):

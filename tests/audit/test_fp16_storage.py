@@ -69,3 +69,11 @@ def test_a_correct_fp16_file_passes_and_one_weight_scaled_by_1_02_fails_on_tflit
     fp16 = next(c for c in audit["comparisons"] if c["candidate"] == "tflite_fp16")
     assert fp16["rule"] == "fp16 storage floor" and fp16["snr_db"] > 30  # the old budget would have passed it
     assert audit["fp16_oracle"]["available"] is True
+
+
+def test_values_beyond_float16_are_clamped_as_the_converter_stores_them_and_tiny_ones_flush_or_go_subnormal():
+    values = np.array([-1e9, np.finfo(np.float32).min, 1e5, 1e-12, 1e-6, -np.inf], np.float32)
+    stored = round_to_float16(values)
+    assert stored[:3].tolist() == [-65504.0, -65504.0, 65504.0]
+    assert stored[3] == 0.0 and stored[5] == -np.inf
+    assert stored[4] != values[4] and abs(stored[4] - values[4]) < 6e-8  # a subnormal: one step is 5.96e-08
