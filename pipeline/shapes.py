@@ -46,6 +46,16 @@ def label(sizes: Sizes) -> str:
     return "_".join(f"{name}{size}" for name, size in sizes.items())
 
 
+def inputs_name(sizes: Sizes) -> str:
+    """The input set of an extra audited shape, beside inputs.npz: inputs_batch3_height49.npz."""
+    return f"inputs_{label(sizes)}.npz"
+
+
+def describe(sizes: Sizes, example: Sizes) -> str:
+    """'batch 3, height 49, width 64' with every dynamic dimension; the example's own sizes fill the rest."""
+    return ", ".join(f"{name} {sizes.get(name, size)}" for name, size in example.items())
+
+
 def export_sizes(specs: list[TensorSpec], dims: dict[str, dict]) -> Sizes:
     """Sizes for the example the export traces: a dimension of size 0 or 1 is specialized by torch.export
     (it cannot tell a broadcast from a batch of one), so it is traced at the smallest allowed size >= 2."""

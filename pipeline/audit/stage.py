@@ -7,6 +7,7 @@ first divergence is localized. Writes outputs/<backend>.npz and audit.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from typing import Callable
 from rich.progress import Progress
 
 from pipeline import inputs as shared_inputs
+from pipeline import shapes
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
@@ -55,6 +57,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
                         results.get(Backend.TFLITE_FP32))
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
+    comparisons = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
     request = LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle, comparisons)
@@ -88,6 +91,39 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
               for c in compare(results, reference, ran, overrides, _classification(source))]
     return judged + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
                      for backend, reason in broken.items() for output in results[reference]]
+
+
+def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
+                    backends: list[str], at_example: list) -> list:
+    """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
+    set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
+    failure's reason names it."""
+    if not export.shapes:
+        return at_example
+    example = shapes.example_sizes(export.inputs)
+    comparisons = [dataclasses.replace(c, shape={}) for c in at_example]
+    for sizes in export.shapes:
+        where = shapes.describe(sizes, example)
+        path = artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")
+        feeds = shared_inputs.feeds(shared_inputs.load_npz(path))
+        with stage_status(f"running every backend at {where}"):
+            results, broken, in_worker = _run(backends, source, artifacts, export, convert, feeds)
+            try:
+                oracle = _oracle(source, artifacts, export, feeds, results)
+                fp16 = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
+            finally:
+                worker_results, worker_broken = in_worker()
+        results.update(worker_results)
+        broken.update(worker_broken)
+        labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
+        evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
+        reference = export.reference
+        if reference in broken:
+            raise RunnerError(f"{reference} could not run at {where}: {broken[reference]}")
+        for c in _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence):
+            reason = f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason
+            comparisons.append(dataclasses.replace(c, shape=dict(sizes), reason=reason))
+    return comparisons
 
 
 def _write(artifacts: ArtifactDir, record: AuditRecord, outputs: RunResults) -> None:

@@ -185,7 +185,7 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
     for sizes in extra:  # one input set per extra shape; inputs.npz keeps the example shape
         sized = [spec.at(sizes) for spec in specs]
         at_shape = shared_inputs.with_edge_cases(shared_inputs.generate(sized, config.samples, config.seed), sized)
-        shared_inputs.save_npz(stage / shape_inputs_name(sizes), at_shape)
+        shared_inputs.save_npz(stage / shapes.inputs_name(sizes), at_shape)
     return ExportRecord(
         route="pytorch", source=str(source.path), exporter=attempts[-1].strategy, attempts=attempts,
         opset=default_opset(onnx.load(str(request.path), load_external_data=False)), inputs=specs, outputs=names,
@@ -193,11 +193,6 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
         notes=[f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
         dims=dims if shapes.is_dynamic(specs) else {}, shapes=extra,
     )
-
-
-def shape_inputs_name(sizes: dict[str, int]) -> str:
-    """The input set of an extra audited shape, beside inputs.npz: inputs_batch3_height49.npz."""
-    return f"inputs_{shapes.label(sizes)}.npz"
 
 
 def _dynamic_request(model, args: tuple, specs: list[TensorSpec], dims: dict, seed: int) -> DynamicRequest | None:
