@@ -51,6 +51,11 @@ def inputs_name(sizes: Sizes) -> str:
     return f"inputs_{label(sizes)}.npz"
 
 
+def outputs_key(backend: str, sizes: Sizes) -> str:
+    """A backend's outputs at an extra shape, in outputs/: 'tflite_fp32@batch3' (the example's: 'tflite_fp32')."""
+    return f"{backend}@{label(sizes)}" if sizes else backend
+
+
 def describe(sizes: Sizes, example: Sizes) -> str:
     """'batch 3, height 49, width 64' with every dynamic dimension; the example's own sizes fill the rest."""
     return ", ".join(f"{name} {sizes.get(name, size)}" for name, size in example.items())

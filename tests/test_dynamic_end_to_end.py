@@ -99,3 +99,20 @@ def test_a_model_that_bakes_batch_one_into_a_reshape_ends_with_one_line(tmp_path
     assert len(err) == 1 and err[0].startswith("error: input 'x' axis 0 ('batch') cannot be dynamic: torch.export says: ")
     assert "at fcn.py:" in err[0] and "reshape(1, 4 * 8 * 8)" in err[0]
     assert not out.exists()
+
+
+def test_the_manifest_and_card_record_the_dynamic_dims_and_verify_reruns_every_shape(fcn_run, capsys):
+    manifest = json.loads((fcn_run.root / "manifest.json").read_text())
+    dynamic = manifest["dynamic"]
+    assert dynamic["inputs"] == {"x": {"0": "batch", "2": "height", "3": "width"}}
+    assert dynamic["dims"]["height"] == {"min": 8, "max": 512, "multiple_of": 4, "example": 32}
+    assert dynamic["audited_shapes"] == [{"batch": 1, "height": 32, "width": 32}, {"batch": 3, "height": 32, "width": 32},
+                                         {"batch": 2, "height": 24, "width": 40}]
+    card = (fcn_run.root / "MODEL_CARD.md").read_text()
+    assert "## Dynamic dimensions" in card and "| height | `x` (2) | 8 | 512 | 4 | 32 |" in card
+    assert (fcn_run.root / "outputs" / "tflite_fp32@batch2_height24_width40.npz").is_file()
+    capsys.readouterr()
+    assert run_cli("verify", str(fcn_run.root)) == 0
+    out = capsys.readouterr().out
+    assert "PASS    tflite_fp32 (model_float32.tflite): 'output' max_abs" in out
+    assert "'output at batch 2, height 24, width 40' max_abs" in out

@@ -57,7 +57,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
                         results.get(Backend.TFLITE_FP32))
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
-    comparisons = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
+    comparisons, at_shapes = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
     request = LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle, comparisons)
@@ -77,7 +77,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         tflite_layers=tflite,
     )
     oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
-    _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}})
+    _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}, **at_shapes})
     return record
 
 
@@ -94,14 +94,15 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
 
 
 def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-                    backends: list[str], at_example: list) -> list:
+                    backends: list[str], at_example: list) -> tuple[list, RunResults]:
     """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
     set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
-    failure's reason names it."""
+    failure's reason names it. Also returns each backend's outputs there (outputs/<backend>@<shape>.npz)."""
     if not export.shapes:
-        return at_example
+        return at_example, {}
     example = shapes.example_sizes(export.inputs)
     comparisons = [dataclasses.replace(c, shape={}) for c in at_example]
+    outputs: RunResults = {}
     for sizes in export.shapes:
         where = shapes.describe(sizes, example)
         path = artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")
@@ -115,6 +116,9 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
                 worker_results, worker_broken = in_worker()
         results.update(worker_results)
         broken.update(worker_broken)
+        oracles = [o for o in (oracle, fp16) if o is not None and o.available and o.backend]
+        outputs.update({shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()})
+        outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in oracles})
         labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
         evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
         reference = export.reference
@@ -123,7 +127,7 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
         for c in _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence):
             reason = f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason
             comparisons.append(dataclasses.replace(c, shape=dict(sizes), reason=reason))
-    return comparisons
+    return comparisons, outputs
 
 
 def _write(artifacts: ArtifactDir, record: AuditRecord, outputs: RunResults) -> None:
