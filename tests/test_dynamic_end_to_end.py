@@ -22,7 +22,7 @@ BACKENDS = {"onnxruntime", "tf_saved_model", "keras", "tflite_fp32", "tflite_fp1
 @pytest.fixture(scope="session")
 def fcn_run(tmp_path_factory, no_network) -> Run:
     root = tmp_path_factory.mktemp("fcn_dynamic")
-    return Run(run_cli("convert", str(REPO / "configs/zoo/fcn_dynamic.yaml"), "--out", str(root)), root)
+    return Run(run_cli("convert", str(REPO / "configs/dynamic/fcn_dynamic.yaml"), "--out", str(root)), root)
 
 
 def test_every_backend_passes_at_every_shape(fcn_run):
@@ -83,11 +83,12 @@ def test_a_backend_right_at_the_example_and_wrong_at_another_shape_fails_naming_
         return {k: v + 0.01 for k, v in outputs.items()} if feed["x"].shape[0] == 3 and self.precision == "fp32" else outputs
 
     monkeypatch.setattr(TFLiteRunner, "_infer_impl", wrong_at_batch_three)
-    record = audit.run(load_config(REPO / "configs/zoo/fcn_dynamic.yaml"), ArtifactDir(root))
+    record = audit.run(load_config(REPO / "configs/dynamic/fcn_dynamic.yaml"), ArtifactDir(root))
     assert record.verdict == "fail"
     failed = [c for c in record.comparisons if c.verdict == "fail"]
     assert [(c.candidate, c.shape) for c in failed] == [("tflite_fp32", {"batch": 3})]
     assert failed[0].reason.startswith("at batch 3, height 32, width 32: ")
+    assert record.layers["ran"] and record.layers["shape"] == {"batch": 3}  # localized at the shape that failed
 
 
 def test_a_model_that_bakes_batch_one_into_a_reshape_ends_with_one_line(tmp_path, capsys, no_network):

@@ -57,11 +57,14 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
                         results.get(Backend.TFLITE_FP32))
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
-    comparisons, at_shapes = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
+    comparisons, at_shapes, failing = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
-    request = LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle, comparisons)
-    layer_pass = _layer_by_layer(request, run_it=layers or verdict == "fail")
+    # Localized where it failed: at the example shape, or else at the first shape where a backend failed.
+    at = failing if failing and not any(c.verdict == "fail" and not c.shape for c in comparisons) else None
+    request = LayerRequest(source, artifacts, export, convert, at.feeds if at else feeds, _overrides(source),
+                           at.oracle if at else oracle, at.comparisons if at else comparisons)
+    layer_pass = _at_shape(_layer_by_layer(request, run_it=layers or verdict == "fail"), at)
     tflite = _tflite_layers(request, _tflite_to_inspect(comparisons, layers))
     record = AuditRecord(
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
@@ -94,15 +97,16 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
 
 
 def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-                    backends: list[str], at_example: list) -> tuple[list, RunResults]:
+                    backends: list[str], at_example: list) -> tuple[list, RunResults, "FailedShape | None"]:
     """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
     set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
     failure's reason names it. Also returns each backend's outputs there (outputs/<backend>@<shape>.npz)."""
     if not export.shapes:
-        return at_example, {}
+        return at_example, {}, None
     example = shapes.example_sizes(export.inputs)
     comparisons = [dataclasses.replace(c, shape={}) for c in at_example]
     outputs: RunResults = {}
+    failing = None
     for sizes in export.shapes:
         where = shapes.describe(sizes, example)
         path = artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")
@@ -124,10 +128,33 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
         reference = export.reference
         if reference in broken:
             raise RunnerError(f"{reference} could not run at {where}: {broken[reference]}")
-        for c in _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence):
-            reason = f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason
-            comparisons.append(dataclasses.replace(c, shape=dict(sizes), reason=reason))
-    return comparisons, outputs
+        here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
+                for c in _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)]
+        comparisons += here
+        if failing is None and any(c.verdict == "fail" for c in here):
+            failing = FailedShape(dict(sizes), where, feeds, oracle, here)
+    return comparisons, outputs, failing
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedShape:
+    """The first extra shape where a backend failed: where the layer-by-layer pass localizes it."""
+
+    sizes: dict
+    where: str
+    feeds: list
+    oracle: Oracle
+    comparisons: list
+
+
+def _at_shape(layer_pass: dict, at: FailedShape | None) -> dict:
+    """The layer-by-layer result says which shape it ran at when that is not the example."""
+    if at is None:
+        return layer_pass
+    layers = {**layer_pass["layers"], "shape": at.sizes}
+    localization = [{**entry, "explanation": f"at {at.where}: {entry['explanation']}"} if entry.get("explanation") else entry
+                    for entry in layer_pass["localization"] or []] or layer_pass["localization"]
+    return {"layers": layers, "localization": localization}
 
 
 def _write(artifacts: ArtifactDir, record: AuditRecord, outputs: RunResults) -> None:
@@ -242,8 +269,11 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
                            "pairs": []}, "localization": None}
     from pipeline.audit.layer_by_layer import run_layers
 
-    with stage_status("comparing intermediate tensors layer by layer"), capture_output(request.artifacts.root / "audit.log"):
-        return run_layers(request)
+    try:
+        with stage_status("comparing intermediate tensors layer by layer"), capture_output(request.artifacts.root / "audit.log"):
+            return run_layers(request)
+    except RunnerError as exc:  # an explanation step never takes the audit down: it says why it could not run
+        return {"layers": {"ran": False, "reason": f"could not run ({exc})", "pairs": []}, "localization": None}
 
 
 
