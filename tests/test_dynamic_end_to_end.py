@@ -117,3 +117,17 @@ def test_the_manifest_and_card_record_the_dynamic_dims_and_verify_reruns_every_s
     out = capsys.readouterr().out
     assert "PASS    tflite_fp32 (model_float32.tflite): 'output' max_abs" in out
     assert "'output at batch 2, height 24, width 40' max_abs" in out
+
+
+def test_audit_samples_redraws_every_shapes_inputs(fcn_run, tmp_path):
+    import shutil
+
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.audit import stage as audit
+    from pipeline.inputs import load_npz
+
+    root = tmp_path / "copy"
+    shutil.copytree(fcn_run.root, root)
+    record = audit.run(load_config(REPO / "configs/dynamic/fcn_dynamic.yaml"), ArtifactDir(root), samples=2)
+    assert record.verdict == "pass"
+    assert load_npz(root / "inputs.npz")["x"].shape[0] == load_npz(root / "inputs_batch3.npz")["x"].shape[0] == 2 + 3
