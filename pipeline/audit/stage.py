@@ -109,31 +109,36 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
     failing = None
     for sizes in export.shapes:
         where = shapes.describe(sizes, example)
-        path = artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")
-        feeds = shared_inputs.feeds(shared_inputs.load_npz(path))
-        with stage_status(f"running every backend at {where}"):
-            results, broken, in_worker = _run(backends, source, artifacts, export, convert, feeds)
-            try:
-                oracle = _oracle(source, artifacts, export, feeds, results)
-                fp16 = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
-            finally:
-                worker_results, worker_broken = in_worker()
-        results.update(worker_results)
-        broken.update(worker_broken)
-        oracles = [o for o in (oracle, fp16) if o is not None and o.available and o.backend]
+        feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")))
+        results, broken, oracle, fp16 = _backends_at(where, source, artifacts, export, convert, backends, feeds)
         outputs.update({shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()})
-        outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in oracles})
+        outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in (oracle, fp16) if o and o.available and o.backend})
         labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
         evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
-        reference = export.reference
-        if reference in broken:
-            raise RunnerError(f"{reference} could not run at {where}: {broken[reference]}")
+        candidates = [b for b in backends if b != export.reference]
         here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
-                for c in _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)]
+                for c in _comparisons(source, export.reference, candidates, results, broken, evidence)]
         comparisons += here
         if failing is None and any(c.verdict == "fail" for c in here):
             failing = FailedShape(dict(sizes), where, feeds, oracle, here)
     return comparisons, outputs, failing
+
+
+def _backends_at(where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
+                 backends: list[str], feeds: list) -> tuple[RunResults, dict[str, str], Oracle, Oracle | None]:
+    """Every backend and the oracles on one shape's feeds (the TF worker's backends there, as at the example)."""
+    with stage_status(f"running every backend at {where}"):
+        results, broken, in_worker = _run(backends, source, artifacts, export, convert, feeds)
+        try:
+            oracle = _oracle(source, artifacts, export, feeds, results)
+            fp16 = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
+        finally:  # the worker's answer is always taken (see run)
+            worker_results, worker_broken = in_worker()
+    results.update(worker_results)
+    broken.update(worker_broken)
+    if export.reference in broken:
+        raise RunnerError(f"{export.reference} could not run at {where}: {broken[export.reference]}")
+    return results, broken, oracle, fp16
 
 
 @dataclasses.dataclass(frozen=True)
