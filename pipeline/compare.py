@@ -95,12 +95,15 @@ class Comparison:
     # fp16/int8: SNR and top-k on the in-distribution samples (also in snr_db/top*_agreement), against
     # TFLite fp32 (`vs_tflite_fp32`), and each edge case's SNR apart (`edge_cases_snr_db`)
     precision_cost: dict | None = None
+    # Dynamic models: the sizes of the dynamic dimensions this comparison ran at ({} the example shape)
+    shape: dict | None = None
 
     def __bool__(self) -> bool:
         return self.passed
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "histogram"}
+        # `shape` only where the model has dynamic dimensions, so static records keep their keys
+        return {k: v for k, v in asdict(self).items() if k != "histogram" and (k != "shape" or v is not None)}
 
     @classmethod
     def from_json(cls, raw: dict) -> "Comparison":

@@ -29,6 +29,9 @@ class InputSpec(BaseModel):
     dtype: DType = "float32"
     low: float = 0.0
     high: float = 1.0
+    # Axes that stay dynamic in every converted model, by name: {0: batch, 2: height}. A name shared
+    # across inputs is one size. `shape` stays the example shape the export traces.
+    dynamic: dict[int, str] = Field(default_factory=dict)
 
     @field_validator("shape")
     @classmethod
@@ -36,6 +39,48 @@ class InputSpec(BaseModel):
         if any(d <= 0 for d in shape):
             raise ValueError(f"every dimension must be a positive integer, got {shape}")
         return shape
+
+    @field_validator("dynamic", mode="before")
+    @classmethod
+    def _one_name_per_axis(cls, raw: object) -> object:
+        if isinstance(raw, dict):
+            axes = [int(a) if isinstance(a, str) and a.lstrip("-").isdigit() else a for a in raw]
+            repeated = sorted({a for a in axes if isinstance(a, int) and axes.count(a) > 1})
+            if repeated:
+                raise ValueError(f"axis {repeated[0]} is listed twice; give each axis one name")
+        return raw
+
+    @model_validator(mode="after")
+    def _dynamic_axes_in_range(self) -> "InputSpec":
+        bad = sorted(a for a in self.dynamic if not 0 <= a < len(self.shape))
+        if bad:
+            raise ValueError(f"axis {bad[0]} is out of range for input '{self.name}' of shape {self.shape} "
+                             f"(axes 0 to {len(self.shape) - 1})")
+        if any(not name.isidentifier() for name in self.dynamic.values()):
+            raise ValueError(f"dimension names must be identifiers (letters, digits, _), got {sorted(self.dynamic.values())}")
+        return self
+
+
+class DimConstraint(BaseModel):
+    """The sizes a named dynamic dimension may take: min <= size <= max, a multiple of `multiple_of`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min: int = Field(default=1, ge=1)
+    max: int | None = Field(default=None, ge=1)
+    multiple_of: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DimConstraint":
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+    def allows(self, size: int) -> bool:
+        return size >= self.min and (self.max is None or size <= self.max) and size % self.multiple_of == 0
+
+    def describe(self) -> str:
+        parts = [f"min {self.min}"] + ([f"max {self.max}"] if self.max is not None else [])
+        return ", ".join(parts + ([f"multiple of {self.multiple_of}"] if self.multiple_of > 1 else []))
 
 
 class Tolerance(BaseModel):
@@ -139,6 +184,10 @@ class ModelConfig(BaseModel):
     preprocess: PreprocessConfig | None = None
     repair: RepairConfig = Field(default_factory=RepairConfig)
     artifacts: list[Literal[ARTIFACTS]] = Field(default_factory=lambda: list(ARTIFACTS))  # type: ignore[valid-type]
+    # Constraints per dynamic dimension name (inputs[*].dynamic), and the extra shapes the audit runs
+    # ({name: size} each; names left out keep the example size).
+    dims: dict[str, DimConstraint] = Field(default_factory=dict)
+    audit_shapes: list[dict[str, int]] | None = None
 
     @field_validator("artifacts")
     @classmethod
@@ -147,6 +196,41 @@ class ModelConfig(BaseModel):
             raise ValueError("must list saved_model: the SavedModel is always written (the layout probe, the TF-side "
                              "lint and the int8 route read it); e.g. artifacts: [saved_model, tflite_fp32]")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _dynamic_dims_agree(self) -> "ModelConfig":
+        sizes = self.dynamic_sizes()
+        for where, names in [("dims", list(self.dims))] + [(f"audit_shapes[{i}]", list(s)) for i, s in enumerate(self.audit_shapes or [])]:
+            for name in names:
+                if name not in sizes:
+                    hint = _did_you_mean(name, sorted(sizes)) or f"the inputs' dynamic names are {sorted(sizes) or 'none'}"
+                    raise ValueError(f"'{where}' names '{name}', which no input's 'dynamic' declares; {hint}")
+        for name, size in sizes.items():
+            self._check_size(name, size, "the example shape")
+        for i, shape in enumerate(self.audit_shapes or []):
+            for name, size in shape.items():
+                self._check_size(name, size, f"audit_shapes[{i}]")
+        return self
+
+    def dynamic_sizes(self) -> dict[str, int]:
+        """Each dynamic dimension name and its size in the example shapes; one size per name."""
+        sizes: dict[str, int] = {}
+        where: dict[str, str] = {}
+        for spec in self.inputs:
+            for axis, name in spec.dynamic.items():
+                here = f"{spec.name} axis {axis}"
+                if sizes.setdefault(name, spec.shape[axis]) != spec.shape[axis]:
+                    raise ValueError(f"dimension '{name}' is {sizes[name]} at {where[name]} but {spec.shape[axis]} at {here} "
+                                     "in the example shapes; one name is one size")
+                where.setdefault(name, here)
+        return sizes
+
+    def constraint(self, name: str) -> "DimConstraint":
+        return self.dims.get(name) or DimConstraint()
+
+    def _check_size(self, name: str, size: int, where: str) -> None:
+        if not self.constraint(name).allows(size):
+            raise ValueError(f"dimension '{name}' is {size} in {where}, outside its constraints ({self.constraint(name).describe()})")
 
 
 @dataclass(frozen=True)
@@ -228,6 +312,9 @@ def _explain(path: Path, exc: PydanticError) -> str:
         return f"{path}: unknown key '{loc}'; {hint}"
     if kind == "missing":
         return f"{path}: missing required key '{loc}'; see configs/seed_ym.yaml for an example"
+    if kind == "value_error":  # our own validators: the message says it all
+        message = err["msg"].removeprefix("Value error, ")
+        return f"{path}: key '{loc}': {message}" if loc else f"{path}: {message}"
     return f"{path}: key '{loc}': {err['msg']} (got {err.get('input')!r})"
 
 
@@ -241,7 +328,7 @@ def _format_loc(loc: tuple) -> str:
 def _allowed_keys(loc: tuple) -> list[str]:
     schema = (InputSpec if "inputs" in loc else Tolerance if "tolerances" in loc
               else PrecisionBudgetConfig if "precision_budget" in loc else ModelConfig)
-    nested = {"int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig, "repair": RepairConfig, "convert": ConvertLimitsConfig}
+    nested = {"dims": DimConstraint, "int8": Int8Config, "quantize": QuantizeConfig, "preprocess": PreprocessConfig, "repair": RepairConfig, "convert": ConvertLimitsConfig}
     schema = next((nested[key] for key in reversed(loc[:-1]) if key in nested), schema)
     return sorted(schema.model_fields)
 

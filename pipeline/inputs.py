@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +28,26 @@ class TensorSpec:
     dtype: str
     low: float = 0.0
     high: float = 1.0
+    dynamic: dict[int, str] = field(default_factory=dict)  # axis -> dimension name; `shape` is the example
 
     @classmethod
     def from_config(cls, spec: InputSpec) -> "TensorSpec":
-        return cls(spec.name, tuple(spec.shape), spec.dtype, spec.low, spec.high)
+        return cls(spec.name, tuple(spec.shape), spec.dtype, spec.low, spec.high, dict(spec.dynamic))
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+        raw = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "low": self.low, "high": self.high}
+        # Written only when there is one, so static records keep their shape.
+        return {**raw, "dynamic": {str(a): n for a, n in sorted(self.dynamic.items())}} if self.dynamic else raw
 
     @classmethod
     def from_json(cls, raw: dict) -> "TensorSpec":
-        return cls(raw["name"], tuple(raw["shape"]), raw["dtype"], raw.get("low", 0.0), raw.get("high", 1.0))
+        dynamic = {int(a): n for a, n in raw.get("dynamic", {}).items()}
+        return cls(raw["name"], tuple(raw["shape"]), raw["dtype"], raw.get("low", 0.0), raw.get("high", 1.0), dynamic)
+
+    def at(self, sizes: dict[str, int]) -> "TensorSpec":
+        """This input with its dynamic axes set to `sizes` (names left out keep the example size)."""
+        shape = tuple(sizes.get(self.dynamic[a], d) if a in self.dynamic else d for a, d in enumerate(self.shape))
+        return TensorSpec(self.name, shape, self.dtype, self.low, self.high, dict(self.dynamic))
 
 
 def generate(specs: list[TensorSpec], samples: int, seed: int) -> dict[str, np.ndarray]:

@@ -309,3 +309,13 @@ def test_a_backend_that_could_not_run_fails_with_its_reason():
     c = not_run("pytorch", "tflite_fp32", "y", Tolerance(1e-4, 1e-4), "tflite_fp32: uses Select TF ops ['FlexAvgPool3D']")
     assert (c.passed, c.verdict) == (False, "fail")
     assert c.reason == "could not run: tflite_fp32: uses Select TF ops ['FlexAvgPool3D']"
+
+
+def test_a_comparisons_shape_is_written_only_for_dynamic_models():
+    from pipeline.compare import Comparison
+
+    static = Comparison("pytorch", "keras", "output", 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1e-4, 1e-4, True)
+    assert "shape" not in static.to_json()
+    dynamic = Comparison("pytorch", "keras", "output", 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1e-4, 1e-4, True, shape={"batch": 3})
+    assert dynamic.to_json()["shape"] == {"batch": 3}
+    assert Comparison.from_json(dynamic.to_json()).shape == {"batch": 3}

@@ -240,3 +240,91 @@ def test_resolve_a_model_onnx_is_named_after_its_folder(tmp_path):
     path.parent.mkdir()
     path.write_bytes(b"")
     assert resolve_source(str(path)).name == "test_Conv2d"
+
+
+# --- dynamic dimensions -----------------------------------------------------
+
+DYNAMIC = """\
+model: pipeline.zoo.seed:build
+inputs:
+  - name: x
+    shape: [1, 3, 8, 8]
+    dynamic: {0: batch, 2: height, 3: width}
+dims:
+  height: {min: 4, max: 64, multiple_of: 2}
+"""
+
+
+def test_dynamic_axes_constraints_and_audit_shapes_load(tmp_path):
+    path = write_yaml(tmp_path, DYNAMIC + "audit_shapes:\n  - {batch: 3}\n  - {height: 12, width: 10}\n")
+    config = load_config(path).config
+    assert config.inputs[0].dynamic == {0: "batch", 2: "height", 3: "width"}
+    assert config.dynamic_sizes() == {"batch": 1, "height": 8, "width": 8}
+    height = config.constraint("height")
+    assert (height.min, height.max, height.multiple_of) == (4, 64, 2)
+    assert config.constraint("batch").allows(1000) and not height.allows(9)
+    assert config.audit_shapes == [{"batch": 3}, {"height": 12, "width": 10}]
+
+
+def test_static_configs_have_no_dynamic_dims(tmp_path):
+    config = load_config(write_yaml(tmp_path, MINIMAL)).config
+    assert config.inputs[0].dynamic == {} and config.dims == {} and config.audit_shapes is None
+
+
+def test_a_misspelt_constraint_key_suggests_the_right_one(tmp_path):
+    path = write_yaml(tmp_path, DYNAMIC.replace("multiple_of", "mutliple_of"))
+    with pytest.raises(ConfigError, match=config_error(path, r"unknown key 'dims\.height\.mutliple_of'; did you mean 'multiple_of'\?")):
+        load_config(path)
+
+
+def test_a_misspelt_dynamic_key_suggests_the_right_one(tmp_path):
+    path = write_yaml(tmp_path, DYNAMIC.replace("dynamic:", "dynamc:"))
+    with pytest.raises(ConfigError, match=r"unknown key 'inputs\[0\]\.dynamc'; did you mean 'dynamic'\?"):
+        load_config(path)
+
+
+def test_constraints_for_an_undeclared_name_suggest_the_declared_one(tmp_path):
+    path = write_yaml(tmp_path, DYNAMIC.replace("  height: {", "  heigth: {"))
+    with pytest.raises(ConfigError, match=config_error(path, r"'dims' names 'heigth', which no input's 'dynamic' declares; did you mean 'height'\?$")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("dynamic, message", [
+    ("{4: batch}", r"key 'inputs\[0\]': axis 4 is out of range for input 'x' of shape \[1, 3, 8, 8\] \(axes 0 to 3\)$"),
+    ("{-1: width}", r"key 'inputs\[0\]': axis -1 is out of range"),
+    ("{0: batch, '0': b}", r"key 'inputs\[0\]\.dynamic': axis 0 is listed twice; give each axis one name$"),
+    ("{0: 2batch}", r"key 'inputs\[0\]': dimension names must be identifiers"),
+])
+def test_a_bad_axis_gets_one_line(tmp_path, dynamic, message):
+    path = write_yaml(tmp_path, DYNAMIC.replace("{0: batch, 2: height, 3: width}", dynamic).replace("dims:\n  height: {min: 4, max: 64, multiple_of: 2}\n", ""))
+    with pytest.raises(ConfigError, match=config_error(path, message)) as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_one_name_is_one_size_across_inputs(tmp_path):
+    text = DYNAMIC.replace("dims:", "  - {name: y, shape: [2, 4], dynamic: {0: batch}}\ndims:")
+    path = write_yaml(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"dimension 'batch' is 1 at x axis 0 but 2 at y axis 0 in the example shapes"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("", r"dimension 'height' is 8 in the example shape, outside its constraints \(min 16, max 64, multiple of 2\)"),
+    ("audit_shapes: [{height: 17}]", r"dimension 'height' is 17 in audit_shapes\[0\], outside its constraints"),
+])
+def test_sizes_outside_the_constraints_are_refused(tmp_path, extra, message):
+    text = DYNAMIC.replace("min: 4", "min: 16" if not extra else "min: 4") + extra + "\n"
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_yaml(tmp_path, text))
+
+
+def test_audit_shapes_with_an_unknown_name_suggest_the_close_one(tmp_path):
+    path = write_yaml(tmp_path, DYNAMIC + "audit_shapes: [{batc: 3}]\n")
+    with pytest.raises(ConfigError, match=r"'audit_shapes\[0\]' names 'batc', which no input's 'dynamic' declares; did you mean 'batch'\?"):
+        load_config(path)
+
+
+def test_max_below_min_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"key 'dims\.height': max 2 is below min 4$"):
+        load_config(write_yaml(tmp_path, DYNAMIC.replace("max: 64", "max: 2")))

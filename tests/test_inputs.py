@@ -178,3 +178,12 @@ def test_user_inputs_file_missing_or_unreadable(tmp_path, x_spec):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="not a readable .npz file"):
         load_user_inputs(tmp_path / "junk.npz", x_spec)
+
+
+def test_a_dynamic_spec_round_trips_and_resizes_only_its_dynamic_axes():
+    spec = TensorSpec("x", (1, 3, 8, 8), "float32", dynamic={0: "batch", 2: "height"})
+    assert spec.to_json()["dynamic"] == {"0": "batch", "2": "height"}
+    assert TensorSpec.from_json(spec.to_json()) == spec
+    assert spec.at({"batch": 3, "height": 5, "width": 9}).shape == (3, 3, 5, 8)
+    static = TensorSpec("x", (1, 3), "float32")
+    assert "dynamic" not in static.to_json() and static.at({"batch": 3}).shape == (1, 3)

@@ -13,7 +13,7 @@ from tests.support import REPO
 
 # Shared by every stage, importing no stage: the schema, names, errors, the artifact folder and its
 # records, models, runners, converter adapters, inputs, comparison metrics and lint findings.
-INFRASTRUCTURE = {"__init__", "config", "errors", "names", "console", "profile", "process", "patching", "keras_io", "inputs",
+INFRASTRUCTURE = {"__init__", "config", "errors", "names", "console", "profile", "process", "patching", "keras_io", "inputs", "shapes",
                   "artifacts", "model", "runners", "converters", "compare", "findings"}
 STAGES = ["export", "validate", "lint", "convert", "audit", "repair", "diagnose", "report", "deploy"]
 # Drivers and examples: they may import any stage, and nothing in the pipeline imports them.

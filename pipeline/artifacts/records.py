@@ -85,6 +85,8 @@ class ExportRecord(Record):
     reference: str  # the backend every other is compared with
     seed: int
     notes: list[str] = field(default_factory=list)
+    dims: dict[str, dict] = field(default_factory=dict)  # dynamic dimension name -> {min, max, multiple_of}
+    shapes: list[dict[str, int]] = field(default_factory=list)  # extra audited shapes ({name: size}), inputs_<label>.npz
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Callable
 from rich.progress import Progress
 
 from pipeline import inputs as shared_inputs, profile
+from pipeline import shapes
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
@@ -57,10 +58,14 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
                         results.get(Backend.TFLITE_FP32))
     comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
+    comparisons, at_shapes, failing = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
-    request = LayerRequest(source, artifacts, export, convert, feeds, _overrides(source), oracle, comparisons)
-    layer_pass = _layer_by_layer(request, run_it=layers or verdict == "fail")
+    # Localized where it failed: at the example shape, or else at the first shape where a backend failed.
+    at = failing if failing and not any(c.verdict == "fail" and not c.shape for c in comparisons) else None
+    request = LayerRequest(source, artifacts, export, convert, at.feeds if at else feeds, _overrides(source),
+                           at.oracle if at else oracle, at.comparisons if at else comparisons)
+    layer_pass = _at_shape(_layer_by_layer(request, run_it=layers or verdict == "fail"), at)
     tflite = _tflite_layers(request, _tflite_to_inspect(comparisons, layers))
     record = AuditRecord(
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
@@ -76,7 +81,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         tflite_layers=tflite,
     )
     oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
-    _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}})
+    _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}, **at_shapes})
     return record
 
 
@@ -90,6 +95,72 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
               for c in compare(results, reference, ran, overrides, _classification(source))]
     return judged + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
                      for backend, reason in broken.items() for output in results[reference]]
+
+
+def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
+                    backends: list[str], at_example: list) -> tuple[list, RunResults, "FailedShape | None"]:
+    """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
+    set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
+    failure's reason names it. Also returns each backend's outputs there (outputs/<backend>@<shape>.npz)."""
+    if not export.shapes:
+        return at_example, {}, None
+    example = shapes.example_sizes(export.inputs)
+    comparisons = [dataclasses.replace(c, shape={}) for c in at_example]
+    outputs: RunResults = {}
+    failing = None
+    for sizes in export.shapes:
+        where = shapes.describe(sizes, example)
+        feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")))
+        results, broken, oracle, fp16 = _backends_at(where, source, artifacts, export, convert, backends, feeds)
+        outputs.update({shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()})
+        outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in (oracle, fp16) if o and o.available and o.backend})
+        labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
+        evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
+        candidates = [b for b in backends if b != export.reference]
+        here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
+                for c in _comparisons(source, export.reference, candidates, results, broken, evidence)]
+        comparisons += here
+        if failing is None and any(c.verdict == "fail" for c in here):
+            failing = FailedShape(dict(sizes), where, feeds, oracle, here)
+    return comparisons, outputs, failing
+
+
+def _backends_at(where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
+                 backends: list[str], feeds: list) -> tuple[RunResults, dict[str, str], Oracle, Oracle | None]:
+    """Every backend and the oracles on one shape's feeds (the TF worker's backends there, as at the example)."""
+    with stage_status(f"running every backend at {where}"):
+        results, broken, in_worker = _run(backends, source, artifacts, export, convert, feeds)
+        try:
+            oracle = _oracle(source, artifacts, export, feeds, results)
+            fp16 = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
+        finally:  # the worker's answer is always taken (see run)
+            worker_results, worker_broken = in_worker()
+    results.update(worker_results)
+    broken.update(worker_broken)
+    if export.reference in broken:
+        raise RunnerError(f"{export.reference} could not run at {where}: {broken[export.reference]}")
+    return results, broken, oracle, fp16
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedShape:
+    """The first extra shape where a backend failed: where the layer-by-layer pass localizes it."""
+
+    sizes: dict
+    where: str
+    feeds: list
+    oracle: Oracle
+    comparisons: list
+
+
+def _at_shape(layer_pass: dict, at: FailedShape | None) -> dict:
+    """The layer-by-layer result says which shape it ran at when that is not the example."""
+    if at is None:
+        return layer_pass
+    layers = {**layer_pass["layers"], "shape": at.sizes}
+    localization = [{**entry, "explanation": f"at {at.where}: {entry['explanation']}"} if entry.get("explanation") else entry
+                    for entry in layer_pass["localization"] or []] or layer_pass["localization"]
+    return {"layers": layers, "localization": localization}
 
 
 def _write(artifacts: ArtifactDir, record: AuditRecord, outputs: RunResults) -> None:
@@ -142,6 +213,11 @@ def _prepare_inputs(artifacts: ArtifactDir, export: ExportRecord, samples: int |
         arrays = shared_inputs.generate(specs, samples, export.seed)
     with artifacts.staging() as stage:
         shared_inputs.save_npz(stage / "inputs.npz", shared_inputs.with_edge_cases(arrays, specs))
+        if samples is not None:  # the extra shapes of a dynamic model get the same count (--inputs: the example's only)
+            for sizes in export.shapes:
+                sized = [spec.at(sizes) for spec in specs]
+                at_shape = shared_inputs.generate(sized, samples, export.seed)
+                shared_inputs.save_npz(stage / shapes.inputs_name(sizes), shared_inputs.with_edge_cases(at_shape, sized))
 
 
 def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunResults, list[str]]:
@@ -204,8 +280,11 @@ def _layer_by_layer(request: LayerRequest, run_it: bool) -> dict:
                            "pairs": []}, "localization": None}
     from pipeline.audit.layer_by_layer import run_layers
 
-    with stage_status("comparing intermediate tensors layer by layer"), capture_output(request.artifacts.root / "audit.log"):
-        return run_layers(request)
+    try:
+        with stage_status("comparing intermediate tensors layer by layer"), capture_output(request.artifacts.root / "audit.log"):
+            return run_layers(request)
+    except RunnerError as exc:  # an explanation step never takes the audit down: it says why it could not run
+        return {"layers": {"ran": False, "reason": f"could not run ({exc})", "pairs": []}, "localization": None}
 
 
 

@@ -328,6 +328,7 @@ def bind(
         TensorBinding(spec.name, tf.name, i, decide(spec.shape, tf.shape, prefer_channel_last=spec.name not in keep))
         for i, (spec, tf) in enumerate(zip(specs, result.inputs))
     ]
+    check_still_dynamic(specs, inputs, result.inputs)
     outputs = [
         TensorBinding(name, tf.name, i, decide(tuple(reference[name].shape[1:]), tf.shape, prefer_channel_last=True))
         for i, (name, tf) in enumerate(zip(output_names, result.outputs))
@@ -336,6 +337,19 @@ def bind(
     if any(b.layout.ambiguous for b in outputs):
         io = _probe_outputs(result, io, specs, reference, first_feed)
     return io
+
+
+def check_still_dynamic(specs: list[TensorSpec], bindings: list[TensorBinding], tf_inputs: list) -> None:
+    """Each axis the config keeps dynamic must be None in the converted model's input: never a silently
+    static model (this strategy failed; the next one gets its turn)."""
+    fixed = []
+    for spec, binding, tf in zip(specs, bindings, tf_inputs):
+        for axis, name in sorted(spec.dynamic.items()):
+            at = binding.layout.perm.index(axis) if binding.layout.perm else axis
+            if at < len(tf.shape) and tf.shape[at] is not None:
+                fixed.append(f"input '{spec.name}' axis {axis} ('{name}') is fixed at {tf.shape[at]} in the TF model")
+    if fixed:
+        raise ConversionError(f"the conversion came out static where the config asks for dynamic: {'; '.join(fixed)}")
 
 
 def _check_counts(result: ConversionResult, specs: list[TensorSpec], output_names: list[str]) -> None:

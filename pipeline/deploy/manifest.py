@@ -45,6 +45,7 @@ def build(source: Source | None, artifacts: ArtifactDir) -> dict:
         "reference": audit["reference"],
         "models": models(root, export, convert, audit),
         "signature": signature(root, export, convert, audit["reference"]),
+        "dynamic": dynamic(export),
         "preprocessing": preprocessing(source),
         "quantization": _best_effort(int8.summary, root, export, convert, audit),
         "tflite": _best_effort(tflite, root, convert, audit),
@@ -162,6 +163,24 @@ def signature(root: Path, export: dict, convert: dict, reference: str) -> dict:
         shape = list(array.shape[1:])
         outputs.append({"name": name, "shape": shape, "dtype": str(array.dtype), **_tf_side(tf_out.get(name), shape)})
     return {"inputs": inputs, "outputs": outputs}
+
+
+def dynamic(export: dict) -> dict | None:
+    """The dimensions that stay dynamic in every shipped model: per input, axis -> name; each name's
+    constraints; and the shapes the audit ran (and verify reruns). None for a static model."""
+    from pipeline import shapes
+    from pipeline.inputs import TensorSpec
+
+    specs = [TensorSpec.from_json(raw) for raw in export["inputs"]]
+    if not shapes.is_dynamic(specs):
+        return None
+    example = shapes.example_sizes(specs)
+    return {
+        "inputs": {s.name: {str(a): n for a, n in sorted(s.dynamic.items())} for s in specs if s.dynamic},
+        "dims": {name: {**shapes.constraint_of(export.get("dims", {}), name).model_dump(), "example": size}
+                 for name, size in example.items()},
+        "audited_shapes": [example] + [{**example, **sizes} for sizes in export.get("shapes", [])],
+    }
 
 
 def _tf_side(binding: dict | None, shape: list[int]) -> dict:

@@ -19,6 +19,7 @@ def render(manifest: dict) -> str:
     lines += [f"- {reason}" for reason in verdict["reasons"]]
     lines += _models(manifest["models"])
     lines += _signature(manifest["signature"])
+    lines += _dynamic(manifest.get("dynamic"))
     lines += _preprocessing(manifest.get("preprocessing"))
     lines += _quantization(manifest.get("quantization"))
     lines += _tflite(manifest.get("tflite"))
@@ -46,6 +47,18 @@ def _signature(signature: dict) -> list[str]:
             lines.append(f"| {direction[:-1]} | `{t['name']}` | {t['shape']} | {t['dtype']} | `{t['tf_name']}` | "
                          f"{t['tf_shape']} | {t['layout']} |")
     return lines
+
+
+def _dynamic(dynamic: dict | None) -> list[str]:
+    """Which dimensions every shipped model takes at any size, their constraints, and the shapes audited."""
+    if not dynamic:
+        return []
+    lines = ["", "## Dynamic dimensions", "", "| name | inputs (axis) | min | max | multiple of | example |", "|---|---|---|---|---|---|"]
+    for name, c in dynamic["dims"].items():
+        where = ", ".join(f"`{i}` ({a})" for i, axes in dynamic["inputs"].items() for a, n in axes.items() if n == name)
+        lines.append(f"| {name} | {where} | {c['min']} | {c['max'] if c['max'] is not None else 'none'} | {c['multiple_of']} | {c['example']} |")
+    audited = "; ".join(", ".join(f"{n} {v}" for n, v in shape.items()) for shape in dynamic["audited_shapes"])
+    return lines + ["", f"Audited (and rerun by `verify`) at: {audited}. The signature's shapes above are the example's."]
 
 
 def _preprocessing(preprocess: dict | None) -> list[str]:

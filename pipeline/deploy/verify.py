@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import inputs as shared_inputs
+from pipeline import shapes
 from pipeline.artifacts.folder import sha256
 from pipeline.deploy.manifest import MANIFEST, artifact_root, digest, load
 from pipeline.deploy.rerun import runner
@@ -79,30 +80,45 @@ def check_model(root: Path, manifest: dict, model: dict, changed: set[str]) -> M
     if any(p == path or p.startswith(f"{path}/") for p in changed):
         return ModelCheck(backend, path, "fail", "not rerun: its bytes changed")
     records = {stage: json.loads((root / f"{stage}.json").read_text()) for stage in ("export", "convert", "audit")}
-    try:
-        outputs = _run(root, backend, records)
-    except RunnerError as exc:
-        return ModelCheck(backend, path, "fail", str(exc))
-    return _judge(backend, path, outputs, _reference(root, manifest["reference"]), root)
+    failures, max_abs = [], {}
+    # A dynamic model is rerun at every shape the audit ran: the example's (inputs.npz), then each extra one.
+    for sizes in [{}] + records["export"].get("shapes", []):
+        inputs = root / (shapes.inputs_name(sizes) if sizes else "inputs.npz")
+        where = f" at {shapes.describe(sizes, shapes.example_sizes(_specs(records)))}" if sizes else ""
+        try:
+            outputs = _run(root, backend, records, inputs)
+        except RunnerError as exc:
+            failures.append(f"{exc}{where}")
+            continue
+        reference = _reference(root, shapes.outputs_key(manifest["reference"], sizes))
+        shape_failures, shape_max_abs = _judge(backend, outputs, reference, root / "outputs" / f"{shapes.outputs_key(backend, sizes)}.npz")
+        failures += [f"{line}{where}" for line in shape_failures]
+        max_abs.update({f"{name}{where}" if where else name: value for name, value in shape_max_abs.items()})
+    if failures:
+        return ModelCheck(backend, path, "fail", "; ".join(failures), max_abs)
+    return ModelCheck(backend, path, "pass", None, max_abs)
 
 
-def _run(root: Path, backend: str, records: dict) -> dict[str, np.ndarray]:
+def _specs(records: dict) -> list:
+    return [shared_inputs.TensorSpec.from_json(raw) for raw in records["export"]["inputs"]]
+
+
+def _run(root: Path, backend: str, records: dict, inputs: Path) -> dict[str, np.ndarray]:
     from pipeline.compare import run_all
 
-    feeds = shared_inputs.feeds(shared_inputs.load_npz(root / "inputs.npz"))
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(inputs))
     return run_all([runner(root, backend, records)], feeds)[backend]
 
 
-def _reference(root: Path, reference: str) -> dict[str, np.ndarray]:
-    return shared_inputs.load_npz(root / "outputs" / f"{reference}.npz")
+def _reference(root: Path, key: str) -> dict[str, np.ndarray]:
+    return shared_inputs.load_npz(root / "outputs" / f"{key}.npz")
 
 
-def _judge(backend: str, path: str, outputs: dict, reference: dict, root: Path) -> ModelCheck:
+def _judge(backend: str, outputs: dict, reference: dict, saved_path: Path) -> tuple[list[str], dict[str, float]]:
     """The rerun must reproduce the outputs the audit judged (outputs/<backend>.npz), within the
     audit's tolerance for that precision; its error against the saved reference is reported."""
     from pipeline.compare import compare_arrays, tolerance_for
 
-    saved_path = root / "outputs" / f"{backend}.npz"
     saved = shared_inputs.load_npz(saved_path) if saved_path.exists() else reference
     tolerance = tolerance_for(backend)
     failures, max_abs = [], {}
@@ -113,9 +129,7 @@ def _judge(backend: str, path: str, outputs: dict, reference: dict, root: Path) 
         if rerun.error or rerun.fraction_beyond_tol > 0:
             failures.append(f"'{name}': the rerun differs from the audited outputs "
                             f"({rerun.error or f'max_abs {rerun.max_abs:.3g}'})")
-    if failures:
-        return ModelCheck(backend, path, "fail", "; ".join(failures), max_abs)
-    return ModelCheck(backend, path, "pass", None, max_abs)
+    return failures, max_abs
 
 
 def lines(result: VerifyResult) -> list[str]:

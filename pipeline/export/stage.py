@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Callable
 import onnx
 
 from pipeline import inputs as shared_inputs
-from pipeline import process, profile
+from pipeline import process, profile, shapes
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ExportRecord
 from pipeline.config import Source
 from pipeline.console import capture_output
 from pipeline.errors import ConfigError, ExportError, first_line
+from pipeline.export.dynamic import DynamicRequest, DynamicShapeError, capture, static_axes
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, input_specs, output_names
 from pipeline.model.torch_model import build_model
@@ -43,6 +44,7 @@ class ExportRequest:
     output_names: list[str]
     opset: int | None
     path: Path
+    dynamic: DynamicRequest | None = None  # the dimensions that stay dynamic, with the traced example
 
 
 def _export_dynamo(request: ExportRequest) -> None:
@@ -52,21 +54,39 @@ def _export_dynamo(request: ExportRequest) -> None:
         import onnxscript  # noqa: F401
         import torch.export  # noqa: F401
         process.settle()
+    model, args = request.model, request.args
+    if request.dynamic is not None:
+        with profile.step("export: torch.export with dynamic dimensions"):
+            model, args = capture(request.dynamic), request.dynamic.args
     with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"):
         program = torch.onnx.export(
-            request.model, request.args, dynamo=True, input_names=request.input_names,
+            model, args, dynamo=True, input_names=request.input_names,
             output_names=request.output_names, opset_version=request.opset,
         )
+    if request.dynamic is not None:  # torch.export's symbols (s77) become the config's names (batch)
+        program.rename_axes(_axis_names(program, request.dynamic))
     with profile.step("export: save model.onnx"):
         program.save(str(request.path))
+
+
+def _axis_names(program, dynamic: DynamicRequest) -> dict:
+    mapping = {}
+    for value, axes in zip(program.model.graph.inputs, dynamic.dynamic):
+        for axis, name in axes.items():
+            if not isinstance(value.shape[axis], int):
+                mapping[value.shape[axis]] = name
+    return mapping
 
 
 def _export_torchscript(request: ExportRequest) -> None:
     import torch
 
+    dynamic = request.dynamic
+    axes = {name: {a: n for a, n in ax.items()} for name, ax in zip(request.input_names, dynamic.dynamic) if ax} if dynamic else None
     torch.onnx.export(
-        request.model, request.args, str(request.path), dynamo=False, input_names=request.input_names,
-        output_names=request.output_names, opset_version=request.opset or TORCHSCRIPT_DEFAULT_OPSET,
+        request.model, dynamic.args if dynamic else request.args, str(request.path), dynamo=False,
+        input_names=request.input_names, output_names=request.output_names,
+        opset_version=request.opset or TORCHSCRIPT_DEFAULT_OPSET, dynamic_axes=axes,
     )
 
 
@@ -155,16 +175,36 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
     if len(names) != count:
         raise ConfigError(f"{source.path}: key 'outputs' names {len(names)} outputs but the model returns {count}; list one name per output")
     opset = choice.opset if choice else config.opset
-    request = ExportRequest(model, args, [s.name for s in specs], names, opset, stage / "model.onnx")
+    dims = {name: c.model_dump() for name, c in config.dims.items()}
+    request = ExportRequest(model, args, [s.name for s in specs], names, opset, stage / "model.onnx",
+                            _dynamic_request(model, args, specs, dims, config.seed))
     order = [choice.exporter] if choice else _strategy_order(config.exporter)
     attempts = _try_strategies(request, order, stage / "export.log")
     shared_inputs.save_npz(stage / "inputs.npz", samples)
+    extra = shapes.audit_shapes(specs, dims, config.audit_shapes)
+    for sizes in extra:  # one input set per extra shape; inputs.npz keeps the example shape
+        sized = [spec.at(sizes) for spec in specs]
+        at_shape = shared_inputs.with_edge_cases(shared_inputs.generate(sized, config.samples, config.seed), sized)
+        shared_inputs.save_npz(stage / shapes.inputs_name(sizes), at_shape)
     return ExportRecord(
         route="pytorch", source=str(source.path), exporter=attempts[-1].strategy, attempts=attempts,
         opset=default_opset(onnx.load(str(request.path), load_external_data=False)), inputs=specs, outputs=names,
         reference="pytorch", seed=config.seed,
         notes=[f"re-exported with {choice.exporter} (opset {opset or 'default'}): {choice.why}"] if choice else [],
+        dims=dims if shapes.is_dynamic(specs) else {}, shapes=extra,
     )
+
+
+def _dynamic_request(model, args: tuple, specs: list[TensorSpec], dims: dict, seed: int) -> DynamicRequest | None:
+    import torch
+
+    if not shapes.is_dynamic(specs):
+        return None
+    traced = shapes.export_sizes(specs, dims)
+    sized = [spec.at(traced) for spec in specs]
+    first = shared_inputs.feeds(shared_inputs.generate(sized, 1, seed))[0]
+    traced_args = tuple(torch.from_numpy(first[spec.name]) for spec in sized) if traced else args
+    return DynamicRequest(model, traced_args, args, [s.name for s in specs], [dict(s.dynamic) for s in specs], dims)
 
 
 def _count_outputs(model: torch.nn.Module, args: tuple, source: Source) -> int:
@@ -207,6 +247,9 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> Attempt:
         with capture_output(log_path):
             STRATEGIES[name](request)
             onnx.checker.check_model(str(request.path))
+        _check_still_dynamic(request)
+    except DynamicShapeError:
+        raise  # the model, not the exporter: no other exporter can keep the axis dynamic either
     except Exception as exc:  # an exporter may fail in many ways; the next strategy gets its turn
         with log_path.open("a") as log:
             log.write(f"\n--- {name} exporter failed ---\n{traceback.format_exc()}\n")
@@ -214,6 +257,14 @@ def _attempt(name: str, request: ExportRequest, log_path: Path) -> Attempt:
         op = f" [unsupported op: {', '.join(ops)}]" if ops else ""
         return Attempt(name, False, time.perf_counter() - start, f"{type(exc).__name__}: {first_line(exc)}{op}")
     return Attempt(name, True, time.perf_counter() - start)
+
+
+def _check_still_dynamic(request: ExportRequest) -> None:
+    if request.dynamic is None:
+        return
+    fixed = static_axes(request.path, request.input_names, request.dynamic.dynamic)
+    if fixed:  # never a silently static model: this exporter failed, the next gets its turn
+        raise ExportError(f"model.onnx came out static where the config asks for dynamic: {'; '.join(fixed)}")
 
 
 def unsupported_ops(text: str) -> list[str]:

@@ -13,10 +13,17 @@ def rows(report: dict) -> list[list[str]]:
         if verdict == "pass" and c.get("warning"):
             result = "pass (precision cost: see warning)"
         rows.append([
-            label(c["candidate"]), c["output"], fmt_number(c["max_abs"]), _ratio(c.get("noise_ratio")),
+            label(c["candidate"]) + _at(c.get("shape")), c["output"], fmt_number(c["max_abs"]), _ratio(c.get("noise_ratio")),
             fmt_number(c["mean_abs"]), fmt_number(c["cosine"]), _snr(c.get("snr_db")), _rule(c), result,
         ])
     return rows
+
+
+def _at(shape: dict | None) -> str:
+    """A dynamic model's row names its shape: the example's, or the sizes that differ from it."""
+    if shape is None:
+        return ""
+    return " @ example" if not shape else " @ " + ", ".join(f"{name} {size}" for name, size in shape.items())
 
 
 def _ratio(value: float | None) -> str:

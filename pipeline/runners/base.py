@@ -75,8 +75,8 @@ class Runner(abc.ABC):
             array = feed.get(spec.name)
             if array is None:
                 raise RunnerError(f"{self.name}: missing input '{spec.name}'; got {sorted(feed)}")
-            if tuple(array.shape) != tuple(spec.shape):
-                raise RunnerError(f"{self.name}: input '{spec.name}' has shape {list(array.shape)}, expected {list(spec.shape)}")
+            if not _shape_fits(tuple(array.shape), spec):
+                raise RunnerError(f"{self.name}: input '{spec.name}' has shape {list(array.shape)}, expected {_expected(spec)}")
 
     @abc.abstractmethod
     def _activate_impl(self) -> None: ...
@@ -87,3 +87,11 @@ class Runner(abc.ABC):
     def _deactivate_impl(self) -> None:
         """Release the backend's resources; most runners only drop references."""
 
+
+def _shape_fits(shape: tuple, spec) -> bool:
+    """The example shape, except on the input's dynamic axes, which take any size."""
+    return len(shape) == len(spec.shape) and all(a in spec.dynamic or n == d for a, (n, d) in enumerate(zip(shape, spec.shape)))
+
+
+def _expected(spec) -> list:
+    return [spec.dynamic[a] if a in spec.dynamic else d for a, d in enumerate(spec.shape)]

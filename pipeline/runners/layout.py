@@ -53,18 +53,23 @@ AS_IS = Layout(None, "rank")
 def candidates(logical: tuple[int, ...], backend: tuple[int, ...]) -> list[Layout]:
     """Every layout consistent with the two shapes."""
     fits = []
-    if tuple(logical) == tuple(backend):
+    if _fits(tuple(logical), tuple(backend)):
         fits.append(Layout(None, "shape"))
     if len(logical) in CHANNEL_LAST_RANKS:
         perm = channel_last_perm(len(logical))
-        if tuple(logical[i] for i in perm) == tuple(backend):
+        if _fits(tuple(logical[i] for i in perm), tuple(backend)):
             fits.append(Layout(perm, "shape"))
     return fits
 
 
+def _fits(logical: tuple, backend: tuple) -> bool:
+    """A dynamic backend dimension (None or -1) takes any size; the others must be equal."""
+    return len(logical) == len(backend) and all(b in (None, -1) or a == b for a, b in zip(logical, backend))
+
+
 def decide(logical: tuple[int, ...], backend: tuple[int, ...], prefer_channel_last: bool) -> Layout:
     """Pick a layout from shapes; fall back to onnx2tf's convention and flag ambiguity."""
-    if len(logical) not in CHANNEL_LAST_RANKS and tuple(logical) == tuple(backend):
+    if len(logical) not in CHANNEL_LAST_RANKS and _fits(tuple(logical), tuple(backend)):
         return AS_IS
     fits = candidates(logical, backend)
     if len(fits) == 1:

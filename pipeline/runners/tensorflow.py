@@ -159,7 +159,13 @@ class TFLiteRunner(_TFRunner):
 
     def _infer_by_position(self, backend_feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         details = self.model.get_input_details()
-        for binding, detail in zip(sorted(self.io.inputs, key=lambda b: b.index), details):
+        pairs = list(zip(sorted(self.io.inputs, key=lambda b: b.index), details))
+        resized = [(d, backend_feed[b.tf_name].shape) for b, d in pairs if tuple(d["shape"]) != backend_feed[b.tf_name].shape]
+        for detail, shape in resized:  # a dynamic input at another size (the signature runner resizes by itself)
+            self.model.resize_tensor_input(detail["index"], list(shape))
+        if resized:
+            self.model.allocate_tensors()
+        for binding, detail in pairs:
             self.model.set_tensor(detail["index"], _quantized(backend_feed[binding.tf_name], detail))
         self.model.invoke()
         # Outputs are named "<function>:<n>"; n is the position in the Keras model's outputs.

@@ -94,3 +94,17 @@ def test_probe_is_not_decisive_when_both_candidates_are_about_as_wrong():
     unrelated = rng.standard_normal((2, 3, 3, 3))
     layout = resolve_by_probe(reference, unrelated, candidates(reference.shape, reference.shape))
     assert layout.decided_by == "unresolved"
+
+
+@pytest.mark.parametrize("backend, perm, ambiguous", [
+    ((None, None, None, 3), (0, 2, 3, 1), False),  # dynamic batch, height and width: only channel-last fits
+    ((None, 3, 64, 64), None, False),
+    ((None, None, None, None), (0, 2, 3, 1), True),  # anything fits: ambiguous, the probe decides
+])
+def test_a_dynamic_tf_dimension_fits_any_size(backend, perm, ambiguous):
+    layout = decide((1, 3, 64, 64), backend, prefer_channel_last=True)
+    assert (layout.perm, layout.ambiguous) == (perm, ambiguous)
+
+
+def test_a_dynamic_dimension_still_needs_the_same_rank():
+    assert candidates((1, 10), (None, 10, 1)) == []
