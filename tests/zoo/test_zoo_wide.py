@@ -93,3 +93,20 @@ def test_a_wide_model_is_seeded(no_network):
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(wide.build("levit", seed=1).state_dict()[next(iter(first))], first[next(iter(first))])
+
+
+FP32_BACKENDS = {"onnxruntime", "tf_saved_model", "keras", "tflite_fp32"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilevit", "gpt2"])
+def test_a_hybrid_and_a_decoder_convert_correctly_in_float32(name, tmp_path, no_network):
+    """End to end: MobileViT (convs with calibrated BatchNorm around attention) and GPT-2 (token ids in,
+    logits for every position out). Every float32 backend lands within the noise bound of the float64
+    oracle. fp16 is judged by its own rules (the lower-precision work), not here."""
+    run = Run(run_cli("convert", str(WIDE / f"{name}.yaml"), "--out", str(tmp_path / name)), tmp_path / name)
+    report = run.report
+    fp32 = [c for c in report["comparisons"] if c["candidate"] in FP32_BACKENDS]
+    assert {c["candidate"] for c in fp32} == FP32_BACKENDS
+    assert all(c["passed"] and c["noise_ratio"] <= report["oracle"]["bound"] for c in fp32), report["verdict_reasons"]
+    assert all(c["ref_max_abs"] > 0.1 for c in fp32)  # the outputs carry signal
