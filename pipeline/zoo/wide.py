@@ -354,7 +354,8 @@ _ENTRIES: list[Arch] = [
       lambda: tf.MPNetConfig(**TEXT, num_labels=4), tf.MPNetForSequenceClassification, tokens()),
     # decoder-only language models: logits for every position, no cache
     A("gpt2", "decoder", "GPT-2: 64 wide, 2 layers, 4 heads, vocabulary 256, 32 tokens; logits, no cache.",
-      lambda: tf.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, initializer_range=INIT_RANGE, bos_token_id=0, eos_token_id=0,
+      lambda: tf.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64, initializer_range=INIT_RANGE,
+                            bos_token_id=0, eos_token_id=0,
                             use_cache=False, attn_implementation=ATTENTION), tf.GPT2LMHeadModel, tokens(mask=False)),
     A("opt", "decoder", "OPT: hidden 64, 2 layers, 4 heads, vocabulary 256, 32 tokens; logits, no cache.",
       lambda: tf.OPTConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
@@ -405,8 +406,8 @@ _ENTRIES: list[Arch] = [
       lambda: tf.WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128,
                                decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=128, num_mel_bins=16,
                                max_source_positions=50, vocab_size=VOCAB, pad_token_id=0, bos_token_id=0,
-                               eos_token_id=0, decoder_start_token_id=1, begin_suppress_tokens=None, init_std=INIT_RANGE, use_cache=False,
-                               num_labels=4, attn_implementation=ATTENTION),
+                               eos_token_id=0, decoder_start_token_id=1, begin_suppress_tokens=None, init_std=INIT_RANGE,
+                               use_cache=False, num_labels=4, attn_implementation=ATTENTION),
       tf.WhisperForAudioClassification, (Input("input_features", (1, 16, 100)),)),
 ]
 ARCHS: dict[str, Arch] = {entry.name: entry for entry in _ENTRIES}
