@@ -24,13 +24,14 @@ JOBS     ?=
 EXECUTOR ?= local
 BATCH_ARGS := --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS),) $(if $(RESUME),--resume,)
 
-.PHONY: venv venv312 convert test test-fast bench suite batch zoo package verify diagnose clean help
+.PHONY: venv venv312 convert test test-fast bench suite batch zoo zoo-wide package verify diagnose clean help
 
 help:
 	@echo "make convert [MODEL=seed_ym|configs name|path.yaml|path.onnx] [OUT=dir]  run every stage"
 	@echo "make test                                                            run the test suite"
 	@echo "make batch MODELS='seed_ym configs/zoo' [JOBS=2] [EXECUTOR=local|ray] [RESUME=1] [OUT=dir]  many models, one batch report"
 	@echo "make zoo [JOBS=2] [EXECUTOR=local|ray] [RESUME=1]                   every config under configs/zoo/; report in artifacts/zoo/batch.html"
+	@echo "make zoo-wide [JOBS=2] [EXECUTOR=local|ray] [RESUME=1]              54 tiny transformers architectures (configs/zoo_wide/); report in artifacts/zoo_wide/batch.md"
 	@echo "make package [MODEL=...] [OUT=dir]                                  dist/<name>-<short sha>.tar.gz from the artifact folder (reproducible)"
 	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
 	@echo "make diagnose MODEL=... KERAS=port.keras [FIX=fixed.keras] [OUT=dir]    check a hand-written Keras port against the PyTorch model"
@@ -80,6 +81,10 @@ batch: $(ENVS)
 
 zoo: $(ENVS)
 	$(BIN)/python -m pipeline batch configs/zoo $(BATCH_ARGS) --out $(if $(OUT),$(OUT),artifacts/zoo)
+
+# Two jobs unless JOBS says otherwise: the batch's models-per-hour figure (BENCHMARKS.md) is at 2.
+zoo-wide: $(ENVS)
+	$(BIN)/python -m pipeline batch configs/zoo_wide --executor $(EXECUTOR) --jobs $(if $(JOBS),$(JOBS),2) $(if $(RESUME),--resume,) --out $(if $(OUT),$(OUT),artifacts/zoo_wide)
 
 package: $(STAMP)
 	$(BIN)/python -m pipeline.deploy.package $(MODEL) $(OUT_ARG) --dist $(DIST)

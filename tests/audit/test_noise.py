@@ -44,15 +44,15 @@ def test_the_perturbed_oracle_moves_a_norm_over_a_constant_group_by_its_centring
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.normal_()
     model = nn.Sequential(conv, norm).eval()
-    x = torch.ones(1, 1, 400, dtype=torch.float64)
+    x = torch.ones(1, 1, 4000, dtype=torch.float64)  # 799 frames, as wav2vec 2.0 on 4000 samples
     with torch.no_grad():
         truth = float64_copy(model)(x)
         moved = perturbed(float64_copy(model), seed=1)(x)
         signal = float64_copy(conv)(x).abs().max()
     assert torch.allclose(truth, norm.bias.double()[None, :, None].expand_as(truth))  # exactly beta
     centring = np.sqrt(truth.shape[-1]) * UNIT_ROUNDOFF * float(signal) / np.sqrt(norm.eps) * 1.5
-    # without the centring term the move is a few roundings of beta (~1e-7), 100x below this
-    assert 0.05 * centring < float((moved - truth).abs().max()) < 2 * centring
+    # moving each element by its own roundings alone (the conv's sqrt(10)) reaches a tenth of it
+    assert 0.5 * centring < float((moved - truth).abs().max()) < 2 * centring
 
 
 def test_a_layernorm_subclass_normalising_other_axes_keeps_the_relative_move_only():
