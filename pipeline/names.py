@@ -11,10 +11,8 @@ class Backend(StrEnum):
     PYTORCH = "pytorch"
     ORACLE = "pytorch_fp64"  # the float64 copy of the PyTorch model: the truth float32 aims at
     ORACLE_ONNX = "onnxruntime_fp64"  # ONNX Runtime on a float64 copy of the graph (ONNX route)
-    # The graph as a TFLite fp16 file stores it (BatchNorm folded, float constants rounded through
-    # float16): in float64, the truth an fp16 file aims at; in float32, a correct program of it (its floor).
-    ORACLE_FP16 = "fp16_storage_fp64"
-    FP16_STORAGE = "fp16_storage_fp32"
+    # The float32 TFLite file with its constants rounded through float16: what a correct fp16 file computes
+    FP16_STORAGE = "fp16_storage"
     ONNXRUNTIME = "onnxruntime"
     TF_SAVED_MODEL = "tf_saved_model"
     KERAS = "keras"
@@ -40,14 +38,14 @@ class Verdict(StrEnum):
 
 TF_BACKENDS = (Backend.TF_SAVED_MODEL, Backend.KERAS, Backend.TFLITE_FP32, Backend.TFLITE_FP16, Backend.TFLITE_INT8,
               Backend.TFLITE_INT8_INTEGER_IO, Backend.TFLITE_INT8_SELECTIVE)
-ORACLES = (Backend.ORACLE, Backend.ORACLE_ONNX, Backend.ORACLE_FP16)
+ORACLES = (Backend.ORACLE, Backend.ORACLE_ONNX, Backend.FP16_STORAGE)
 
 PRECISION = {
     Backend.PYTORCH: Precision.FP32, Backend.ONNXRUNTIME: Precision.FP32, Backend.TF_SAVED_MODEL: Precision.FP32,
     Backend.KERAS: Precision.FP32, Backend.TFLITE_FP32: Precision.FP32, Backend.TFLITE_FP16: Precision.FP16,
     Backend.TFLITE_INT8: Precision.INT8, Backend.TFLITE_INT8_INTEGER_IO: Precision.INT8,
     Backend.TFLITE_INT8_SELECTIVE: Precision.INT8,
-    Backend.ORACLE: Precision.FP64, Backend.ORACLE_ONNX: Precision.FP64, Backend.ORACLE_FP16: Precision.FP64,
+    Backend.ORACLE: Precision.FP64, Backend.ORACLE_ONNX: Precision.FP64,
     Backend.FP16_STORAGE: Precision.FP32,
 }
 
@@ -56,7 +54,7 @@ LABELS = {
     Backend.ONNXRUNTIME: "ONNX Runtime", Backend.TF_SAVED_MODEL: "TF SavedModel", Backend.KERAS: "Keras",
     Backend.TFLITE_FP32: "TFLite fp32", Backend.TFLITE_FP16: "TFLite fp16", Backend.TFLITE_INT8: "TFLite int8",
     Backend.TFLITE_INT8_INTEGER_IO: "TFLite int8 (int8 I/O)", Backend.TFLITE_INT8_SELECTIVE: "TFLite int8 (selective)",
-    Backend.ORACLE_FP16: "fp16 storage float64", Backend.FP16_STORAGE: "fp16 storage float32",
+    Backend.FP16_STORAGE: "fp16 storage (TFLite fp32 file, constants as float16)",
 }
 
 

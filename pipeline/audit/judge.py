@@ -3,9 +3,10 @@
 Two questions, kept apart:
 - conversion correctness: did the converter keep the model? The candidate's error against its
   oracle, as a multiple of the noise floor, must stay within NOISE_RATIO_BOUND. A float32
-  backend's oracle is the float64 model; an fp16 file's is the float64 run of the model as
-  float16 storage holds it (pipeline/model/fp16_storage.py), so a correct fp16 file passes at
-  any depth and an fp16-only bug (one weight tensor scaled by 1.02) fails;
+  backend's oracle is the float64 model; an fp16 file's is what a correct fp16 file computes: the
+  converter's own float32 TFLite file with its constants rounded through float16
+  (pipeline/model/fp16_storage.py), so a correct fp16 file passes at any depth and an fp16-only bug
+  (one weight tensor scaled by 1.02) fails;
 - precision cost (fp16, int8): what the lower precision costs a user, as SNR and top-1/top-5
   agreement against PyTorch (and against TFLite fp32), measured on the in-distribution samples
   (the seeded or user's samples, not the edge cases, which are reported apart). Against the
@@ -28,7 +29,7 @@ from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 
 
-LOWER_PRECISION_RULE = ("an fp16 file is judged against the float64 run of the model as float16 storage holds it, by the "
+LOWER_PRECISION_RULE = ("an fp16 file is judged against the fp32 TFLite file with its constants stored as float16, by the "
                         "float32 noise bound; its precision cost (SNR, top-1/top-5 against PyTorch and TFLite fp32, on the "
                         "in-distribution samples) is a warning below the default budget and fails only below a budget the "
                         "config sets; an int8 file is judged by its precision budget on the in-distribution samples, "
@@ -65,7 +66,7 @@ class Evidence:
     """What every comparison of one audit is judged with."""
 
     oracle: Oracle
-    fp16_oracle: Oracle | None = None  # the fp16 storage simulation, when there is an fp16 file
+    fp16_oracle: Oracle | None = None  # what a correct fp16 file computes (fp16_storage), when there is an fp16 file
     overrides: dict = field(default_factory=dict)  # config tolerances
     budgets: dict[str, PrecisionBudget] = field(default_factory=dict)  # config-set budgets: a miss fails
     labels: tuple[str, ...] = ()  # what each sample is (random_0, ..., zeros, constant, max_magnitude)
@@ -101,8 +102,8 @@ def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, ev
 
 def _lower_precision(c: Comparison, reference: np.ndarray, candidate: np.ndarray, precision: str,
                      evidence: Evidence) -> Comparison:
-    """fp16 with its storage simulation: correctness by the noise bound, the cost beside it (a warning,
-    or a failure against a budget the config set). int8, or fp16 without a simulation: the budget decides."""
+    """fp16 with its storage reference: correctness by the noise bound, the cost beside it (a warning,
+    or a failure against a budget the config set). int8, or fp16 without such a reference: the budget decides."""
     c = _with_cost(c, reference, candidate, evidence)
     set_budget = evidence.budgets.get(precision)
     over = _over_budget(c, set_budget or DEFAULT_BUDGETS[precision])
@@ -157,10 +158,10 @@ def _explain_non_finite(c: Comparison, evidence: Evidence) -> Comparison:
     if c.error != "candidate output holds NaN or Inf" or sim is None or c.output not in sim.outputs:
         return c
     if np.all(np.isfinite(sim.outputs[c.output])):
-        why = ("candidate output holds NaN or Inf, while the model as float16 storage holds it stays finite: the "
+        why = ("candidate output holds NaN or Inf, while the fp32 file with float16 constants stays finite: the "
                "conversion, not float16, made them")
     else:
-        why = ("candidate output holds NaN or Inf, and so does the model as float16 storage holds it: a constant "
+        why = ("candidate output holds NaN or Inf, and so does the fp32 file with float16 constants: a constant "
                "float16 cannot hold (see the fp16 lint findings: an epsilon stored as 0, a mask beyond 65504)")
     return dataclasses.replace(c, reason=why)
 

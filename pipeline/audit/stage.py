@@ -8,6 +8,7 @@ first divergence is localized. Writes outputs/<backend>.npz and audit.json.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from pipeline import shapes
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
-from pipeline.runners.factory import available_tf_backends, fp16_storage_runners, make_runner, perturbed_oracle
+from pipeline.model.fp16_storage import stored_as_fp16
+from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
 from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
@@ -29,7 +31,7 @@ from pipeline.errors import RunnerError, first_line
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
 from pipeline.audit import oracle_check
 from pipeline.audit.layer_request import LayerRequest
-from pipeline.audit.noise import NOISE_ATOL, NOISE_RATIO_BOUND, PERTURBATION_SEEDS, sample_floors
+from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import PRECISION, Backend
 
 Waiting = Callable[[], tuple[RunResults, dict[str, str]]]  # waits for the TF worker's backends: results, broken
@@ -394,13 +396,6 @@ def _estimated_oracle(results: RunResults, why: str) -> Oracle:
                   dict(results["pytorch"]), floors, "estimate: PyTorch float32 against ONNX Runtime")
 
 
-def _fp16_source(artifacts: ArtifactDir, convert: ConvertRecord) -> Path:
-    """The ONNX file the fp16 file was converted from: the fp16 cure's, a rewrite, or model.onnx."""
-    from pipeline.convert.layer_model import converted_file
-
-    return artifacts.root / convert.fp16_onnx if convert.fp16_onnx else converted_file(artifacts, convert)
-
-
 def _fp16_compute_type(path: Path) -> str:
     """What an fp16 TFLite file computes in, read from its inputs: onnx2tf 1.x's take float32 (float16 constants,
     dequantized), onnx2tf 2.x's flatbuffer_direct files take float16 and compute in it."""
@@ -415,38 +410,37 @@ def _fp16_compute_type(path: Path) -> str:
 
 def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
                  oracle: Oracle) -> Oracle:
-    """The model as a TFLite fp16 file stores it, run in float64: what a correct fp16 file reaches. Its floor
-    per sample is the larger of the model's float32 floor and how far ONNX Runtime's float32 run of the same
-    stored model lands from it; a float64 run that lands further than the bound allows from that float32 run
-    is not trusted (the float64 engine, not float16, would be measured)."""
-    computes_in = _fp16_compute_type(artifacts.root / convert.models[Backend.TFLITE_FP16])
-    if computes_in != "float32":
-        return Oracle(None, False, f"the fp16 file computes in {computes_in} (its inputs are {computes_in}), not in "
-                                   "float32 after dequantizing its constants: the storage simulation does not describe it; "
-                                   "it is judged by its precision budget alone")
-    runners = fp16_storage_runners(_fp16_source(artifacts, convert), export)
+    """What a correct fp16 file computes: the converter's own float32 TFLite file with its float constants
+    rounded through float16 (pipeline/model/fp16_storage.py), run by LiteRT. Both are float32 programs on the
+    same constants, so the floor is the model's float32 noise floor, sample by sample."""
+    fp16_file = artifacts.root / convert.models[Backend.TFLITE_FP16]
+    computes_in = _fp16_compute_type(fp16_file)
+    why_not = (f"the fp16 file computes in {computes_in} (its inputs are {computes_in}), not in float32 after "
+               "dequantizing its constants" if computes_in != "float32" else
+               "there is no TFLite fp32 file to round" if Backend.TFLITE_FP32 not in convert.models else None)
+    if why_not:
+        return Oracle(None, False, f"{why_not}: no storage reference; the fp16 file is judged by its precision budget alone")
+    from pipeline.runners.tensorflow import TFLiteRunner
+
     try:
-        with capture_output(artifacts.root / "audit.log"), stage_status("simulating float16 storage in float64"), \
-                profile.step("audit: fp16 storage simulation"):
-            runs = run_all(runners, feeds)
-    except RunnerError as exc:
-        return Oracle(None, False, f"the model as float16 storage holds it could not run ({exc}); the fp16 file is "
-                                   "judged by its precision budget alone")
-    truth, fp32 = runs[Backend.ORACLE_FP16], runs[Backend.FP16_STORAGE]
-    floors = {}
-    for name, values in truth.items():
-        spread = sample_floors(fp32[name], values, [], NOISE_ATOL)
-        base = oracle.sample_floors.get(name)
-        if base is not None and np.any(spread > NOISE_RATIO_BOUND * base):
-            return Oracle(None, False, f"the float64 run of the model as float16 storage holds it departs from its "
-                                       f"float32 run on '{name}' by {float(np.max(spread)):.3g}, more than "
-                                       f"{NOISE_RATIO_BOUND:g}x the float32 noise floor: not trusted; the fp16 file is "
-                                       "judged by its precision budget alone")
-        floors[name] = spread if base is None else np.maximum(spread, base)
-    return Oracle(Backend.ORACLE_FP16, True, "the model with every float constant as a TFLite fp16 file stores it "
-                  "(BatchNorm folded, then rounded through float16), run in float64", truth, floors,
-                  "per sample, the larger of the model's float32 noise floor and ONNX Runtime float32's error on "
-                  "the same stored model")
+        with tempfile.TemporaryDirectory(prefix="fp16-storage-") as tmp, capture_output(artifacts.root / "audit.log"), \
+                stage_status("rounding the float32 TFLite file's constants as float16 storage does"), \
+                profile.step("audit: fp16 storage reference"):
+            stored = Path(tmp) / "stored_as_fp16.tflite"
+            stored_as_fp16(artifacts.root / convert.models[Backend.TFLITE_FP32], stored, cured=bool(convert.fp16_onnx))
+            runner = TFLiteRunner(stored, convert.io, export.inputs, export.outputs, "fp32")
+            runner.name = Backend.FP16_STORAGE
+            truth = run_all([runner], feeds)[Backend.FP16_STORAGE]
+    except (RunnerError, ValueError, OSError) as exc:
+        return Oracle(None, False, f"the fp16 storage reference could not be made or run ({first_line(exc)}); the fp16 "
+                                   "file is judged by its precision budget alone")
+    floors = {name: np.maximum(sample_floors(values, values, [], NOISE_ATOL), oracle.sample_floors[name])
+              if name in oracle.sample_floors else sample_floors(values, values, [], NOISE_ATOL)
+              for name, values in truth.items()}
+    cured = " (the fp16 cure's epsilons raised as in the shipped file)" if convert.fp16_onnx else ""
+    return Oracle(Backend.FP16_STORAGE, True, "the converter's own float32 TFLite file with every float constant "
+                  f"rounded through float16 as the fp16 file stores it{cured}, run by LiteRT", truth, floors,
+                  "per sample, the model's float32 noise floor (at least 16 roundings of the output's scale)")
 
 
 def _budgets(source: Source) -> dict[str, PrecisionBudget]:

@@ -1,7 +1,6 @@
 """Which runner serves which backend, built from what the earlier stages wrote."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.artifacts.folder import ArtifactDir
@@ -48,16 +47,6 @@ def _tf_runner(backend: str, artifacts: ArtifactDir, convert: ConvertRecord, spe
         return wrap(tf_runners.KerasRunner(path, io, specs, outputs))
     precision = backend.removeprefix("tflite_")
     return tf_runners.TFLiteRunner(path, io, specs, outputs, precision)
-
-
-def fp16_storage_runners(onnx_path: Path, export: ExportRecord) -> list[Runner]:
-    """The graph the fp16 file was converted from, as a TFLite fp16 file stores it, run in float64 (what an
-    fp16 file aims at) and by ONNX Runtime in float32 (how far a correct float32 program of it lands: its floor)."""
-    from pipeline.model.fp16_storage import fp16_storage_copy
-    from pipeline.runners.onnxrt import OnnxFloat64Runner, OnnxRuntimeRunner
-
-    return [OnnxFloat64Runner(onnx_path, export.inputs, export.outputs, fp16_storage_copy, Backend.ORACLE_FP16),
-            OnnxRuntimeRunner(onnx_path, export.inputs, export.outputs, fp16_storage_copy, Backend.FP16_STORAGE)]
 
 
 def available_tf_backends(convert: ConvertRecord) -> list[str]:

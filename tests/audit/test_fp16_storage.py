@@ -1,74 +1,17 @@
-"""The fp16 file judged against the model as float16 storage holds it (pipeline/model/fp16_storage.py)."""
+"""The fp16 file judged against the converter's own float32 TFLite file with its constants rounded through
+float16 (pipeline/model/fp16_storage.py)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.model.fp16_storage import fp16_storage_copy, round_to_float16
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import ArtifactDir
+from pipeline.artifacts.records import ConvertRecord, ExportRecord
+from pipeline.model.fp16_storage import round_to_float16, stored_as_fp16
 from tests.support import run_cli, scale_fp16_weights
-
-
-def _conv_bn(eps: float = 1e-5) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b"),
-             numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np.float32), "gamma"),
-             numpy_helper.from_array(rng.normal(size=4).astype(np.float32) * 0.1, "beta"),
-             numpy_helper.from_array(rng.normal(size=4).astype(np.float32) * 0.1, "mean"),
-             numpy_helper.from_array(rng.uniform(0.5, 1.5, 4).astype(np.float32), "var")]
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"], epsilon=eps),
-             helper.make_node("LayerNormalization", ["y", "gamma4", "beta4"], ["z"], axis=-1, epsilon=1e-12)]
-    inits += [numpy_helper.from_array(np.ones(8, np.float32), "gamma4"), numpy_helper.from_array(np.zeros(8, np.float32), "beta4")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def test_batchnorm_is_folded_into_the_conv_then_every_constant_is_rounded_through_float16():
-    model = _conv_bn()
-    stored = fp16_storage_copy(model)
-    ops = [n.op_type for n in stored.graph.node]
-    assert ops == ["Conv", "LayerNormalization"]
-    inits = {i.name: numpy_helper.to_array(i) for i in stored.graph.initializer}
-    assert not {"gamma", "beta", "mean", "var"} & set(inits)  # unused after the fold
-    original = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    scale = original["gamma"] / np.sqrt(original["var"] + np.float32(1e-5))
-    weight = next(v for k, v in inits.items() if k.endswith("folded_weight"))
-    np.testing.assert_array_equal(weight, round_to_float16(original["w"] * scale.reshape(-1, 1, 1, 1)))
-    assert all(np.array_equal(v, round_to_float16(v)) for v in inits.values())
-    epsilon = next(a.f for a in stored.graph.node[1].attribute if a.name == "epsilon")
-    assert epsilon == 0.0  # 1e-12 is below float16's smallest subnormal, as the file stores it
-
-
-def test_the_stored_model_runs_like_the_original_within_float16_rounding():
-    import onnxruntime as ort
-
-    model = _conv_bn()
-    x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
-    original, stored = run(model), run(fp16_storage_copy(model))
-    assert not np.array_equal(original, stored)
-    np.testing.assert_allclose(stored, original, rtol=0, atol=0.05)
-
-
-@pytest.mark.slow
-def test_a_correct_fp16_file_passes_and_one_weight_scaled_by_1_02_fails_on_tflite_fp16_alone(seed_copy):
-    first = run_cli("audit", "seed_ym", "--out", str(seed_copy))
-    assert first == 0
-    scale_fp16_weights(seed_copy / "model_float16.tflite", 1.02)
-    code = run_cli("audit", "seed_ym", "--out", str(seed_copy))
-    import json
-
-    audit = json.loads((seed_copy / "audit.json").read_text())
-    verdicts = {c["candidate"]: c["verdict"] for c in audit["comparisons"]}
-    assert code == 1 and verdicts.pop("tflite_fp16") == "fail"
-    assert set(verdicts.values()) == {"pass"}
-    fp16 = next(c for c in audit["comparisons"] if c["candidate"] == "tflite_fp16")
-    assert fp16["rule"] == "fp16 storage floor" and fp16["snr_db"] > 30  # the old budget would have passed it
-    assert audit["fp16_oracle"]["available"] is True
 
 
 def test_values_beyond_float16_are_clamped_as_the_converter_stores_them_and_tiny_ones_flush_or_go_subnormal():
@@ -77,3 +20,40 @@ def test_values_beyond_float16_are_clamped_as_the_converter_stores_them_and_tiny
     assert stored[:3].tolist() == [-65504.0, -65504.0, 65504.0]
     assert stored[3] == 0.0 and stored[5] == -np.inf
     assert stored[4] != values[4] and abs(stored[4] - values[4]) < 6e-8  # a subnormal: one step is 5.96e-08
+
+
+def _outputs(root, file, precision):
+    from pipeline.runners.tensorflow import TFLiteRunner
+
+    artifacts = ArtifactDir(root)
+    export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))
+    with TFLiteRunner(file, convert.io, export.inputs, export.outputs, precision) as runner:
+        return np.stack([runner.infer(feed)["output"] for feed in feeds])
+
+
+@pytest.mark.slow
+def test_the_float32_file_with_float16_constants_computes_what_the_fp16_file_computes(seed_run, tmp_path):
+    stored = tmp_path / "stored.tflite"
+    assert stored_as_fp16(seed_run.root / "model_float32.tflite", stored) == 2  # the conv's weights and bias
+    reference = _outputs(seed_run.root, stored, "fp32")
+    fp16 = _outputs(seed_run.root, seed_run.root / "model_float16.tflite", "fp16")
+    fp32 = _outputs(seed_run.root, seed_run.root / "model_float32.tflite", "fp32")
+    scale = np.abs(fp32).max()
+    assert np.abs(fp16 - reference).max() <= 1e-6 * scale  # float32 rounding at most (bit for bit here)
+    assert np.abs(fp16 - fp32).max() > 1e-5 * scale  # what float16 storage itself moves
+
+
+@pytest.mark.slow
+def test_a_correct_fp16_file_passes_and_one_weight_scaled_by_1_02_fails_on_tflite_fp16_alone(seed_copy):
+    first = run_cli("audit", "seed_ym", "--out", str(seed_copy))
+    assert first == 0
+    scale_fp16_weights(seed_copy / "model_float16.tflite", 1.02)
+    code = run_cli("audit", "seed_ym", "--out", str(seed_copy))
+    audit = json.loads((seed_copy / "audit.json").read_text())
+    verdicts = {c["candidate"]: c["verdict"] for c in audit["comparisons"]}
+    assert code == 1 and verdicts.pop("tflite_fp16") == "fail"
+    assert set(verdicts.values()) == {"pass"}
+    fp16 = next(c for c in audit["comparisons"] if c["candidate"] == "tflite_fp16")
+    assert fp16["rule"] == "fp16 storage floor" and fp16["snr_db"] > 30  # the old budget would have passed it
+    assert audit["fp16_oracle"]["available"] is True and audit["fp16_oracle"]["backend"] == "fp16_storage"
