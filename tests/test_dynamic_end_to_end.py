@@ -80,7 +80,7 @@ def test_a_backend_right_at_the_example_and_wrong_at_another_shape_fails_naming_
 
     def wrong_at_batch_three(self, feed):  # a conversion that only holds at the traced batch
         outputs = real(self, feed)
-        return {k: v + 0.01 for k, v in outputs.items()} if feed["x"].shape[0] == 3 and self.precision == "fp32" else outputs
+        return {k: v + 0.01 for k, v in outputs.items()} if feed["x"].shape[0] == 3 and self.name == "tflite_fp32" else outputs
 
     monkeypatch.setattr(TFLiteRunner, "_infer_impl", wrong_at_batch_three)
     record = audit.run(load_config(REPO / "configs/dynamic/fcn_dynamic.yaml"), ArtifactDir(root))

@@ -27,7 +27,9 @@ def test_a_deep_correct_network_passes_within_the_noise_floor(deep_run):
     fp32 = [c for c in report["comparisons"] if c["candidate"] != "tflite_fp16"]
     assert all(c["rule"] == "noise floor" and c["noise_ratio"] <= report["oracle"]["bound"] for c in fp32)
     fp16 = next(c for c in report["comparisons"] if c["candidate"] == "tflite_fp16")
-    assert fp16["rule"] == "precision budget" and fp16["snr_db"] > 30
+    # judged against what a correct fp16 file computes, within the float32 bound, with its cost beside it
+    assert fp16["rule"] == "fp16 storage floor" and fp16["noise_ratio"] <= report["oracle"]["bound"]
+    assert fp16["snr_db"] > 30 and fp16["warning"] is None
     assert (root / "art" / "outputs" / "pytorch_fp64.npz").exists()
 
 
@@ -109,8 +111,10 @@ def test_mobilenet_v2_at_another_width_and_size_passes_and_reports_its_fp16_cost
     report = json.loads((tmp_path / "art" / "report.json").read_text())
     assert code == 0 and report["verdict"] == "pass", report["verdict_reasons"]
     fp16 = next(c for c in report["comparisons"] if c["candidate"] == "tflite_fp16")
-    assert fp16["rule"] == "precision budget"
+    assert fp16["rule"] == "fp16 storage floor" and fp16["noise_ratio"] <= report["oracle"]["bound"]
     assert fp16["top1_agreement"] is not None and fp16["snr_db"] > 30
+    assert fp16["precision_cost"]["samples"] == 4 and set(fp16["precision_cost"]["edge_cases_snr_db"]) == {
+        "zeros", "constant", "max_magnitude"}
     fp32 = [c for c in report["comparisons"] if c["candidate"] != "tflite_fp16"]
     assert all(c["noise_ratio"] <= report["oracle"]["bound"] for c in fp32)
 
