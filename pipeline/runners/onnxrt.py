@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -11,32 +10,18 @@ from pipeline.inputs import Feed, TensorSpec
 from pipeline.runners.base import Runner
 
 
-Transform = Callable[["onnx.ModelProto"], "onnx.ModelProto"]  # noqa: F821 - a model rewritten before it runs
-
-
 class OnnxRuntimeRunner(Runner):
-    """ONNX Runtime on the file; with `transform` (and a `name`), on that rewrite of it instead
-    (the fp16-storage copy, say)."""
-
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, input_specs: list[TensorSpec], output_names: list[str],
-                 transform: Transform | None = None, name: str | None = None) -> None:
+    def __init__(self, onnx_path: Path, input_specs: list[TensorSpec], output_names: list[str]) -> None:
         super().__init__(input_specs, output_names)
         self.onnx_path = onnx_path
-        self.transform = transform
-        self.name = name or self.name
         self.session: ort.InferenceSession | None = None
 
     def _activate_impl(self) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: opset warnings are reported by the pipeline itself
-        model = str(self.onnx_path)
-        if self.transform is not None:
-            import onnx
-
-            model = self.transform(onnx.load(model)).SerializeToString()
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         values = self.session.run(self.output_names, {spec.name: feed[spec.name] for spec in self.input_specs})
@@ -55,20 +40,16 @@ class OnnxFloat64Runner(Runner):
     name = "onnxruntime_fp64"
     precision = "fp64"
 
-    def __init__(self, onnx_path: Path, input_specs: list[TensorSpec], output_names: list[str],
-                 transform: Transform | None = None, name: str | None = None) -> None:
+    def __init__(self, onnx_path: Path, input_specs: list[TensorSpec], output_names: list[str]) -> None:
         super().__init__(input_specs, output_names)
         self.onnx_path = onnx_path
-        self.transform = transform
-        self.name = name or self.name
         self.engine = ""
         self._run = None
 
     def _activate_impl(self) -> None:
         import onnx
 
-        model = onnx.load(str(self.onnx_path))
-        model = as_float64(self.transform(model) if self.transform is not None else model)
+        model = as_float64(onnx.load(str(self.onnx_path)))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
