@@ -8,12 +8,12 @@ PYTHON ?= python3.11
 PYTHON312 ?= $(shell for c in python3.12 "$$(pyenv prefix 3.12.1 2>/dev/null)/bin/python3.12" \
 	"$$(pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep '^3\.12\.' | tail -1) 2>/dev/null)/bin/python3.12"; do \
 	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { command -v "$$c"; break; }; done)
-VENV312  := .venv312
-STAMP312 := $(VENV312)/.installed
-ENVS     := $(STAMP) venv312
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VENV312  := .venv312
+STAMP312 := $(VENV312)/.installed
+ENVS     := $(STAMP) venv312  # after STAMP: := expands it here
 MODEL  ?= seed_ym
 BENCH  ?=
 OUT    ?=
