@@ -118,6 +118,23 @@ def _lower_precision(c: Comparison, reference: np.ndarray, candidate: np.ndarray
     return dataclasses.replace(c, verdict="pass", passed=True, reason=None, rule="precision budget")
 
 
+def with_storage_reference_checked(comparisons: list[Comparison]) -> list[Comparison]:
+    """An fp16 file judged against its storage reference is only as right as the float32 TFLite file that
+    reference was rounded from: where that file fails for the same output, an fp16 pass would bless the
+    conversion error both files share, so it fails too, saying so."""
+    failed_fp32 = {c.output: c for c in comparisons if c.candidate == "tflite_fp32" and c.verdict == "fail"}
+    return [_inherits(c, failed_fp32[c.output])
+            if c.rule == "fp16 storage floor" and c.verdict == "pass" and c.output in failed_fp32 else c
+            for c in comparisons]
+
+
+def _inherits(c: Comparison, fp32: Comparison) -> Comparison:
+    ratio = f" ({fp32.noise_ratio:.3g}x its noise floor)" if fp32.noise_ratio is not None else ""
+    return dataclasses.replace(c, verdict="fail", passed=False, reason=(
+        f"agrees with its fp16 storage reference, but that reference is the float32 TFLite file, which fails the "
+        f"audit{ratio}: the fp16 file carries the same conversion error"))
+
+
 def _failed_budget(c: Comparison, over: list[str]) -> Comparison:
     return dataclasses.replace(c, verdict="fail", passed=False, reason="precision cost over budget: " + "; ".join(over),
                                rule="precision budget")

@@ -28,7 +28,7 @@ from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_ve
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError, first_line
-from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
+from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge, with_storage_reference_checked
 from pipeline.audit import oracle_check
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
@@ -95,7 +95,7 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
     ran = [b for b in candidates if b not in broken]
     judged = [judge(c, results[reference][c.output], results[c.candidate].get(c.output), evidence)
               for c in compare(results, reference, ran, overrides, _classification(source))]
-    return judged + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
+    return with_storage_reference_checked(judged) + [not_run(reference, backend, output, tolerance_for(backend, overrides), reason)
                      for backend, reason in broken.items() for output in results[reference]]
 
 

@@ -188,7 +188,7 @@ def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: St
     def convert_fp16(cured: Path, out_dir: Path):
         with log_path.open("a") as log:
             log.write(f"\n===== fp16 cure: converting {cured.name} for the TFLite fp16 file =====\n")
-        return run_isolated(get_converter().convert, (cured, out_dir, log_path, fp16_only.options), limits_for(source), "the fp16 cure")
+        return run_isolated(get_converter(strategy.converter).convert, (cured, out_dir, log_path, fp16_only.options), limits_for(source), "the fp16 cure")
 
     def run_tflite(path: Path) -> list[dict]:
         with TFLiteRunner(path, outcome.io, export.inputs, export.outputs, "fp16") as runner:

@@ -64,11 +64,12 @@ class TinyEpsNet(nn.Module):
     whose variance is 0, so the float16 file computes Rsqrt(0 + 0) = Inf and 0 * Inf = NaN.
     """
 
-    def __init__(self, in_channels: int, channels: int, patch: int, num_labels: int, eps: float) -> None:
+    def __init__(self, in_channels: int, channels: int, patch: int, num_labels: int, eps: float,
+                 activation: str = "gelu") -> None:
         super().__init__()
         self.embed = nn.Conv2d(in_channels, channels, patch, stride=patch, bias=False)
         self.norm1 = nn.LayerNorm(channels, eps=eps)
-        self.mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU())
+        self.mlp = nn.Sequential(nn.Linear(channels, channels), {"gelu": nn.GELU, "relu": nn.ReLU}[activation]())
         self.norm2 = nn.LayerNorm(channels, eps=eps)
         self.head = nn.Linear(channels, num_labels)
 
@@ -79,6 +80,7 @@ class TinyEpsNet(nn.Module):
 
 
 def tiny_eps(in_channels: int = 3, channels: int = 32, patch: int = 8, num_labels: int = 10, eps: float = 1e-12,
-             seed: int = 0) -> nn.Module:
+             seed: int = 0, activation: str = "gelu") -> nn.Module:
+    """`activation: relu` for onnx2tf 2.x's SavedModel route, which has no GELU."""
     torch.manual_seed(seed)
-    return TinyEpsNet(in_channels, channels, patch, num_labels, eps).eval()
+    return TinyEpsNet(in_channels, channels, patch, num_labels, eps, activation).eval()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.compare import Tolerance, compare_arrays
-from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge
+from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge, with_storage_reference_checked
 from pipeline.audit.noise import NOISE_RATIO_BOUND, sample_floors
 
 RNG = np.random.default_rng(0)
@@ -75,6 +75,18 @@ def test_an_fp16_only_bug_fails_against_the_storage_simulation_though_its_snr_is
     c = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(good))
     assert c.snr_db > 30
     assert (c.verdict, c.rule) == ("fail", "fp16 storage floor") and "noise floor" in c.reason
+
+
+def test_an_fp16_file_that_matches_a_wrong_fp32_file_fails_with_it():
+    wrong = (TRUTH + 0.5).astype(np.float32)  # a conversion error the fp32 and fp16 files share
+    fp32 = judged(wrong, backend="tflite_fp32")
+    fp16 = judged(wrong, backend="tflite_fp16", fp16_oracle=storage_oracle(wrong.astype(np.float64)))
+    assert fp32.verdict == "fail" and (fp16.verdict, fp16.rule) == ("pass", "fp16 storage floor")
+    checked = with_storage_reference_checked([fp32, fp16])
+    assert checked[0] is fp32 and checked[1].verdict == "fail"
+    assert "float32 TFLite file, which fails the audit" in checked[1].reason
+    right = judged(PYTORCH, backend="tflite_fp32")
+    assert with_storage_reference_checked([right, fp16])[1] is fp16  # a passing fp32 file leaves it alone
 
 
 def test_a_budget_the_config_sets_fails_a_correct_fp16_file_that_misses_it():

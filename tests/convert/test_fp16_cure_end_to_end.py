@@ -11,7 +11,8 @@ from pipeline import inputs as shared_inputs
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.artifacts.records import ConvertRecord, ExportRecord
 from pipeline.runners.tensorflow import TFLiteRunner
-from tests.support import REPO, Run, run_cli
+from tests.converters.test_onnx2tf_v2 import needs_side_environment
+from tests.support import REPO, Run, run_cli, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +68,27 @@ def test_tflite_side_lint_finds_the_flushed_epsilons_in_the_uncured_file_only(ep
     found = list(tflite_fp16_constants.check(LintContext(None, tflite=uncured)))
     assert [(f.severity, f.op_type) for f in found] == [("warning", "ADD"), ("warning", "ADD")]
     assert all("(1e-12 in the float32 file), before RSQRT" in f.message for f in found)
+
+
+@needs_side_environment
+def test_the_cure_converts_again_with_the_converter_that_made_the_file(tmp_path, no_network):
+    """A cure made by another converter than the shipped files' would ship that converter's bugs: on ALBERT,
+    onnx2tf 1.29's GatherElements error came back in a cured fp16 file beside onnx2tf 2.x's right ones."""
+    import yaml
+    from ai_edge_litert.interpreter import Interpreter
+
+    from pipeline.config import resolve_source
+    from pipeline.convert import stage as convert_stage
+
+    out = tmp_path / "out"
+    keys = yaml.safe_load((REPO / "configs" / "layernorm_eps_fp16.yaml").read_text())
+    config = str(write_config(tmp_path / "eps.yaml", keys["model"], keys["inputs"], name="eps_relu",
+                              model_args={**keys["model_args"], "activation": "relu"}))  # 2.x's SavedModel has no GELU
+    for stage in ("export", "validate", "lint"):
+        assert run_cli(stage, config, "--out", str(out)) == 0
+    record = convert_stage.run(resolve_source(config), ArtifactDir(out), only=[convert_stage.SECOND_CONVERTER])
+    assert record.made_by["tflite_fp16"].startswith("onnx2tf 2.")
+    assert json.loads((out / "fp16_cure.json").read_text())["shipped"]
+    # onnx2tf 2.x's fp16 files take float16 inputs; 1.x's (through TF's converter) take float32
+    for name in ("model_float16.tflite", "model_float16_uncured.tflite"):
+        assert {d["dtype"] for d in Interpreter(model_path=str(out / name)).get_input_details()} == {np.float16}, name
