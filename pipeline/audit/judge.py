@@ -120,19 +120,39 @@ def _lower_precision(c: Comparison, reference: np.ndarray, candidate: np.ndarray
 
 def with_storage_reference_checked(comparisons: list[Comparison]) -> list[Comparison]:
     """An fp16 file judged against its storage reference is only as right as the float32 TFLite file that
-    reference was rounded from: where that file fails for the same output, an fp16 pass would bless the
-    conversion error both files share, so it fails too, saying so."""
-    failed_fp32 = {c.output: c for c in comparisons if c.candidate == "tflite_fp32" and c.verdict == "fail"}
-    return [_inherits(c, failed_fp32[c.output])
-            if c.rule == "fp16 storage floor" and c.verdict == "pass" and c.output in failed_fp32 else c
+    reference was rounded from. Where that file fails for the same output and the fp16 file sits nearer to
+    it than to PyTorch, the two share a conversion error, and an fp16 pass would bless it: it fails too,
+    saying so. An fp16 file nearer to PyTorch than to the failing file keeps its pass (the fp32 file's
+    error is its own, say a runtime fault at one shape); where there is no measurement to tell, it is
+    inconclusive."""
+    failed_fp32 = {(c.output, _shape_key(c)): c for c in comparisons
+                   if c.candidate == "tflite_fp32" and c.verdict == "fail"}
+    return [_storage_reference_checked(c, failed_fp32.get((c.output, _shape_key(c))))
+            if c.rule == "fp16 storage floor" and c.verdict == "pass" else c
             for c in comparisons]
 
 
-def _inherits(c: Comparison, fp32: Comparison) -> Comparison:
+def _shape_key(c: Comparison) -> tuple:
+    return tuple(sorted((c.shape or {}).items()))
+
+
+def _storage_reference_checked(c: Comparison, fp32: Comparison | None) -> Comparison:
+    if fp32 is None:
+        return c
+    cost = c.precision_cost or {}
+    to_fp32 = (cost.get("vs_tflite_fp32") or {}).get("snr_db")
+    to_reference = cost.get("snr_db")
     ratio = f" ({fp32.noise_ratio:.3g}x its noise floor)" if fp32.noise_ratio is not None else ""
+    if to_fp32 is None or to_reference is None:
+        return dataclasses.replace(c, verdict="inconclusive", passed=False, reason=(
+            f"agrees with its fp16 storage reference, but that reference is the float32 TFLite file, which fails the "
+            f"audit{ratio}, and there is no measurement of which of the two the fp16 file follows"))
+    if to_fp32 < to_reference:
+        return c
     return dataclasses.replace(c, verdict="fail", passed=False, reason=(
         f"agrees with its fp16 storage reference, but that reference is the float32 TFLite file, which fails the "
-        f"audit{ratio}: the fp16 file carries the same conversion error"))
+        f"audit{ratio}, and the fp16 file follows it (SNR {to_fp32:.1f} dB against it, {to_reference:.1f} dB against "
+        f"PyTorch): the fp16 file carries the same conversion error"))
 
 
 def _failed_budget(c: Comparison, over: list[str]) -> Comparison:

@@ -25,6 +25,7 @@ from pipeline.config import ARTIFACTS, RepairConfig, Source
 from pipeline.console import console
 from pipeline.repair.candidates import Candidate, candidates
 from pipeline.repair.localize import first_departure
+from pipeline.repair.screen import SCREENS, screen
 from pipeline.artifacts.repair_record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
 from pipeline.convert.layer_model import FOLDER as LAYERS_FOLDER
 from pipeline.convert.fp16_cure import FILES as FP16_CURE_FILES
@@ -74,6 +75,7 @@ class _Search:
     queue: list[Candidate]
     best_error: float
     position: int = -1  # graph position of the current first departure
+    departure_error: float = float("inf")  # the TF model's error at that departure
     kept: Candidate | None = None
     tried: int = 0
 
@@ -88,7 +90,8 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     raised = tuple(a.strategy for a in convert.attempts if not a.ok)
     listed = candidates(onnx.load(str(_converted(artifacts.root, base))), [d for d in (fine, divergence) if d], base, specs, raised)
     state = _Search(base, specs, raised, listed, _worst(backend_errors(audit)) or float("inf"),
-                    _position(onnx.load(str(_converted(artifacts.root, base))), fine))
+                    _position(onnx.load(str(_converted(artifacts.root, base))), fine),
+                    _error_at(fine))
     attempts: list[RepairAttempt] = []
     winner, gave_up = None, None
     while state.queue:
@@ -98,6 +101,8 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
             break
         candidate = _on_top_of(state.kept, state.queue.pop(0))
         console.print(f"repair: candidate {state.tried + 1}/{state.tried + 1 + len(state.queue)} '{candidate.name}' ({candidate.why})")
+        if candidate.strategy is None and _screened_out(source, artifacts, state, candidate, attempts):
+            continue
         attempt, trial = _try(source, artifacts, candidate, base, state.tried)
         attempts.append(attempt)
         state.tried += 1
@@ -109,6 +114,21 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     else:
         gave_up = f"all {state.tried} candidates tried; none passed the audit" if attempts else "no candidate to try"
     return _record(artifacts, audit, why, (divergence, fine), attempts, winner, gave_up, bounds, time.perf_counter() - start)
+
+
+def _screened_out(source: Source, artifacts: ArtifactDir, state: _Search, candidate: Candidate,
+                  attempts: list[RepairAttempt]) -> bool:
+    """A layout candidate that leaves the TF layer model departing where it did (screen.py) is turned down
+    for one graph build, and recorded as tried; one that moves the departure on is converted for real."""
+    start = time.perf_counter()
+    onnx_path = _converted(artifacts.root, state.base)
+    screened = screen(source, artifacts, candidate, onnx_path, artifacts.root / TRIALS / SCREENS)
+    if not screened.turned_down(state.position, state.departure_error / IMPROVEMENT):
+        return False
+    attempts.append(_attempt(candidate, False, False, start, screened.reason()))
+    state.tried += 1
+    console.print(f"repair: '{candidate.name}' -> {screened.reason()}")
+    return True
 
 
 IMPROVEMENT = 100.0  # a candidate that cuts the worst error this much fixed one bug
@@ -127,10 +147,14 @@ def _keep_if_better(source: Source, state: _Search, candidate: Candidate, attemp
             following = [c for c in candidates(model, [departure], state.base, state.specs, state.raised) if c.strategy is None]
             console.print(f"repair: keeping '{candidate.name}' (worst error {state.best_error:.3g} -> {attempt.max_abs:.3g}); "
                           f"the TF model now departs later, at {departure.op_type} '{departure.node}'")
-            state.kept, state.position = candidate, position
+            state.kept, state.position, state.departure_error = candidate, position, _error_at(departure)
             state.best_error = min(state.best_error, attempt.max_abs or state.best_error)
             state.queue = following + state.queue
     shutil.rmtree(trial, ignore_errors=True)
+
+
+def _error_at(departure: Divergence | None) -> float:
+    return departure.error_out if departure is not None and departure.error_out is not None else float("inf")
 
 
 def _position(model: onnx.ModelProto, departure: Divergence | None) -> int:

@@ -20,9 +20,11 @@ LABELS = ("random_0", "random_1", "random_2", "random_3")
 
 
 def judged(candidate: np.ndarray, backend: str = "onnxruntime", overrides: dict | None = None, budgets=None,
-           oracle: Oracle = ORACLE, fp16_oracle: Oracle | None = None, labels=LABELS, reference=PYTORCH):
+           oracle: Oracle = ORACLE, fp16_oracle: Oracle | None = None, labels=LABELS, reference=PYTORCH,
+           tflite_fp32: np.ndarray | None = None):
     raw = compare_arrays(reference, candidate, Tolerance(1e-4, 1e-4), ("pytorch", backend, "y"), logits=True)
-    evidence = Evidence(oracle, fp16_oracle, overrides or {}, budgets or {}, labels)
+    fp32 = {"y": tflite_fp32} if tflite_fp32 is not None else None
+    evidence = Evidence(oracle, fp16_oracle, overrides or {}, budgets or {}, labels, fp32)
     return judge(raw, reference, candidate, evidence)
 
 
@@ -80,13 +82,25 @@ def test_an_fp16_only_bug_fails_against_the_storage_simulation_though_its_snr_is
 def test_an_fp16_file_that_matches_a_wrong_fp32_file_fails_with_it():
     wrong = (TRUTH + 0.5).astype(np.float32)  # a conversion error the fp32 and fp16 files share
     fp32 = judged(wrong, backend="tflite_fp32")
-    fp16 = judged(wrong, backend="tflite_fp16", fp16_oracle=storage_oracle(wrong.astype(np.float64)))
+    fp16 = judged(wrong, backend="tflite_fp16", fp16_oracle=storage_oracle(wrong.astype(np.float64)), tflite_fp32=wrong)
     assert fp32.verdict == "fail" and (fp16.verdict, fp16.rule) == ("pass", "fp16 storage floor")
     checked = with_storage_reference_checked([fp32, fp16])
     assert checked[0] is fp32 and checked[1].verdict == "fail"
-    assert "float32 TFLite file, which fails the audit" in checked[1].reason
+    assert "float32 TFLite file, which fails the audit" in checked[1].reason and "follows it" in checked[1].reason
     right = judged(PYTORCH, backend="tflite_fp32")
     assert with_storage_reference_checked([right, fp16])[1] is fp16  # a passing fp32 file leaves it alone
+
+
+def test_an_fp16_file_nearer_pytorch_than_a_failing_fp32_file_keeps_its_pass():
+    stored = TRUTH * (1 + RNG.normal(scale=1e-4, size=TRUTH.shape))  # what float16 storage costs
+    file = stored.astype(np.float32)
+    faulty = (TRUTH + 0.01).astype(np.float32)  # the fp32 file's own fault (say, at one runtime shape only)
+    fp32 = judged(faulty, backend="tflite_fp32")
+    fp16 = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(stored), tflite_fp32=faulty)
+    assert fp32.verdict == "fail" and fp16.verdict == "pass"
+    assert with_storage_reference_checked([fp32, fp16])[1] is fp16
+    unmeasured = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(stored))  # no fp32 outputs to compare
+    assert with_storage_reference_checked([fp32, unmeasured])[1].verdict == "inconclusive"
 
 
 def test_a_budget_the_config_sets_fails_a_correct_fp16_file_that_misses_it():

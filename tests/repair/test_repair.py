@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from pipeline.config import load_config
 from pipeline.repair import search
 from pipeline.repair.candidates import candidates
+from pipeline.repair.screen import Screened
 from pipeline.artifacts.repair_record import Divergence
 from pipeline.convert.stage import strategies
 from pipeline.errors import ConfigError
@@ -205,6 +206,7 @@ def test_no_passing_candidate_keeps_the_failure_visible(tmp_path_factory, no_net
     wrong = {"op_name": "node_permute_1", "param_target": "attributes", "param_name": "perm", "values": [0, 2, 3, 1]}
     only_wrong = lambda *args: [search.Candidate("wrong-perm", "transpose-perm", "a deliberately wrong perm", [wrong])]  # noqa: E731
     monkeypatch.setattr(search, "candidates", only_wrong)
+    monkeypatch.setattr(search, "screen", lambda *args: Screened(None, -1))  # converted for real: what the report says then
     run = _converted(tmp_path_factory, "cl_ln_fail", "channels_last", CHANNELS_LAST, 20, {"repair": {"max_candidates": 1}})
     assert run.code == 1
     repair = _read(run.root, "repair.json")
@@ -218,6 +220,24 @@ def test_no_passing_candidate_keeps_the_failure_visible(tmp_path_factory, no_net
     text = (run.root / "report.md").read_text()
     assert f"not repaired ({repair['gave_up']}); the closest candidate, `wrong-perm`, is still off by" in text
     assert not (run.root / "repair.prf.json").exists()
+
+
+@pytest.mark.slow
+def test_a_candidate_that_leaves_the_departure_in_place_is_screened_out_unconverted(tmp_path_factory, no_network, monkeypatch):
+    wrong = {"op_name": "node_permute_1", "param_target": "attributes", "param_name": "perm", "values": [0, 2, 3, 1]}
+    only_wrong = lambda *args: [search.Candidate("wrong-perm", "transpose-perm", "a deliberately wrong perm", [wrong])]  # noqa: E731
+    monkeypatch.setattr(search, "candidates", only_wrong)
+    with _without_second_converter(tmp_path_factory):
+        run = _converted(tmp_path_factory, "cl_ln_screen", "channels_last", CHANNELS_LAST, 20)
+    assert run.code == 1
+    first, attempt = _read(run.root, "repair.json")["attempts"]
+    # The first moves the departure on (past the node it replaced), so it is converted for real, and kept;
+    # the same entries again leave the departure where that left it: turned down without a conversion.
+    assert first["name"] == "wrong-perm" and first["converted"]
+    assert attempt["name"] == "wrong-perm+wrong-perm" and not attempt["converted"] and not attempt["passed"]
+    assert attempt["error"].startswith("screened out: with it, the TF layer model still departs from ONNX Runtime at ")
+    assert "| screened out |" in (run.root / "report.md").read_text()
+    assert not (run.root / ".repair").exists()
 
 
 @pytest.fixture(scope="module")

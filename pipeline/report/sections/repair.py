@@ -38,7 +38,7 @@ def section(repair: dict | None) -> dict | None:
         changed = repair.get("rewrite") or f"onnx2tf parameter replacement (`repair.prf.json`): {_entries(repair['entries'])}"
         if repair.get("rewrite") and repair["entries"]:
             changed += f"; then parameter replacement: {_entries(repair['entries'])}"
-        outcome = f"repaired by candidate `{repair['winner']}` after {len(repair['attempts'])} candidate conversion(s)"
+        outcome = f"repaired by candidate `{repair['winner']}` after {_tried(repair['attempts'])}"
     else:
         best = _best(repair["attempts"])
         changed = "nothing: no candidate passed the audit, the shipped models are the original conversion"
@@ -46,6 +46,16 @@ def section(repair: dict | None) -> dict | None:
                    f"{fmt_number(best['max_abs'])}" if best else f"not repaired ({repair['gave_up']})")
     return {"trigger": repair["trigger"], "wrong": wrong, "finer": finer, "changed": changed, "outcome": outcome,
             "before": _errors(repair["before"]), "after": _errors(repair["after"]), "attempts": _attempts(repair["attempts"])}
+
+
+def _tried(attempts: list[dict]) -> str:
+    screened = sum(1 for a in attempts if _screened(a))
+    return f"{len(attempts) - screened} candidate conversion(s)" + (
+        f" and {screened} candidate(s) screened out on the layer model" if screened else "")
+
+
+def _screened(attempt: dict) -> bool:
+    return (attempt.get("error") or "").startswith("screened out")
 
 
 def _entries(entries: list[dict]) -> str:
@@ -63,7 +73,7 @@ def _errors(errors: list[dict]) -> list[list[str]]:
 
 
 def _attempts(attempts: list[dict]) -> list[list[str]]:
-    return [[str(i + 1), a["name"], a["kind"], "pass" if a["passed"] else ("converted" if a["converted"] else "failed"),
+    return [[str(i + 1), a["name"], a["kind"], "pass" if a["passed"] else ("converted" if a["converted"] else "screened out" if _screened(a) else "failed"),
              fmt_number(a.get("max_abs")), f"{a['seconds']:.1f}", a.get("error") or ""] for i, a in enumerate(attempts)]
 
 

@@ -1,0 +1,79 @@
+"""A layout candidate screened before its full conversion (issue #27: repairs that finish).
+
+A full candidate costs a conversion (every file), an audit and, when it fails, the layer model the
+search reads its next departure from. The screen builds only that layer model, with the candidate's
+replacement entries, and compares it with ONNX Runtime over every tensor (localize.first_departure).
+A candidate after which the TF model still departs at the same place, or earlier, cannot change what
+failed: it is turned down there, for one graph build. One that moves the departure later, or removes
+it, goes on to the real conversion and audit, which alone can pass it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from pipeline import inputs as shared_inputs
+from pipeline.artifacts.folder import ArtifactDir, write_json
+from pipeline.artifacts.records import ConvertRecord
+from pipeline.artifacts.repair_record import PRF_FILE, Divergence
+from pipeline.config import Source
+from pipeline.console import console
+from pipeline.repair.candidates import Candidate
+from pipeline.repair.localize import first_departure
+
+SCREENS = "screen"  # under the search's trial folder
+
+
+@dataclass(frozen=True)
+class Screened:
+    departure: Divergence | None  # with the candidate applied; None: no tensor departs, or no layer model
+    position: int  # its graph position (-1: none)
+
+    def turned_down(self, before: int, fixed_below: float) -> bool:
+        """Whether the candidate moved the first departure earlier, or left it where it was without cutting
+        the error there below `fixed_below` (a hundredfold drop: one of two bugs at that node fixed)."""
+        d = self.departure
+        return d is not None and (self.position < before or (self.position == before and not (d.error_out or 0.0) <= fixed_below))
+
+    def reason(self) -> str:
+        d = self.departure
+        return (f"screened out: with it, the TF layer model still departs from ONNX Runtime at {d.op_type} "
+                f"'{d.node}' (error {d.error_in:.3g} -> {d.error_out:.3g}), no later than before; not converted")
+
+
+def screen(source: Source, artifacts: ArtifactDir, candidate: Candidate, onnx_path: Path, folder: Path) -> Screened:
+    """The first departure of the layer model built with `candidate`'s entries, in `folder`."""
+    screen_dir = _prepared(artifacts, candidate, folder)
+    skip = frozenset(e["op_name"] for e in candidate.entries)
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))
+    try:
+        departure = first_departure(source, screen_dir, onnx_path, feeds, skip)
+    except Exception as exc:  # noqa: BLE001 (a screen that cannot run only costs time: the candidate is converted)
+        console.print(f"repair: could not screen '{candidate.name}' ({type(exc).__name__}: {str(exc)[:200]}); converting it")
+        departure = None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    names = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node]
+    position = names.index(departure.node) if departure is not None and departure.node in names else -1
+    return Screened(departure, position)
+
+
+def _prepared(artifacts: ArtifactDir, candidate: Candidate, folder: Path) -> ArtifactDir:
+    """A folder whose convert.json holds the shipped conversion with the candidate's replacement file:
+    what the layer model is built from, beside the inputs and records the comparison reads."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in ("inputs.npz", "export.json", "validate.json"):
+        if (artifacts.root / name).exists():
+            shutil.copy2(artifacts.root / name, folder / name)
+    (folder / PRF_FILE).write_text(json.dumps({"format_version": 1, "operations": candidate.entries}, indent=2) + "\n")
+    convert = artifacts.read(ConvertRecord)
+    options = {**convert.options, "param_replacement_file": PRF_FILE, "auto_replacement": False}
+    screened = ArtifactDir(folder)
+    write_json(screened.stage_record(ConvertRecord.STAGE), dataclasses.replace(convert, options=options, layers=None).to_json())
+    return screened

@@ -1,0 +1,22 @@
+"""pipeline/repair/screen.py: which layout candidates the layer-model screen turns down before a conversion."""
+from __future__ import annotations
+
+from pipeline.artifacts.repair_record import Divergence
+from pipeline.repair.screen import Screened
+
+
+def departure(error_out: float | None) -> Divergence:
+    return Divergence("saved_model", "node_transpose_3", "Transpose", "model.block.0", 1e-7, error_out, "own")
+
+
+def test_a_departure_left_in_place_or_moved_earlier_is_turned_down():
+    assert Screened(departure(0.5), 12).turned_down(12, 0.5 / 100)
+    assert Screened(departure(0.5), 7).turned_down(12, 0.5 / 100)
+    assert "screened out" in Screened(departure(0.5), 12).reason() and "node_transpose_3" in Screened(departure(0.5), 12).reason()
+
+
+def test_a_departure_moved_later_removed_or_cut_a_hundredfold_goes_on_to_a_real_conversion():
+    assert not Screened(departure(0.5), 13).turned_down(12, 0.5 / 100)  # later in the graph
+    assert not Screened(None, -1).turned_down(12, 0.5 / 100)  # no tensor departs any more
+    assert not Screened(departure(0.004), 12).turned_down(12, 0.5 / 100)  # one of two bugs at that node fixed
+    assert not Screened(departure(None), 12).turned_down(12, 0.5 / 100)  # unmeasured: converted, not guessed
