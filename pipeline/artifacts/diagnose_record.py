@@ -89,6 +89,29 @@ class OutputError:
 
 
 @dataclass(frozen=True)
+class ShapeCheck:
+    """A model with dynamic dimensions: the port's outputs at one more shape, against PyTorch there."""
+
+    shape: dict  # {dimension name: size}, the dimensions that differ from the example
+    where: str  # every dynamic dimension with its size, e.g. "batch 2, height 24, width 40"
+    before: OutputError | None  # None: not compared (note says why)
+    note: str = ""
+
+    @property
+    def faithful(self) -> bool:
+        return self.before is not None and self.before.within_floor
+
+    def to_json(self) -> dict:
+        return {"shape": self.shape, "where": self.where, "before": self.before.to_json() if self.before else None,
+                "note": self.note}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "ShapeCheck":
+        before = OutputError.from_json(raw["before"]) if raw.get("before") else None
+        return cls(raw["shape"], raw["where"], before, raw.get("note", ""))
+
+
+@dataclass(frozen=True)
 class DiagnoseRecord:
     STAGE: ClassVar[str] = "diagnose"  # diagnose.json, for ArtifactDir.read
 
@@ -105,6 +128,7 @@ class DiagnoseRecord:
     all_corrections: dict | None = None
     fixed: dict | None = None  # path, the rerun's OutputError and its verdict
     noise_ratio_bound: float = 10.0
+    shapes: tuple[ShapeCheck, ...] = ()  # dynamic dimensions: the comparison at each shape besides the example
 
     @property
     def errors(self) -> list[Finding]:
@@ -128,6 +152,7 @@ class DiagnoseRecord:
             "fixed": self.fixed, "layout": self.layout, "samples": self.samples,
             "counts": {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES},
             "layers": [row.to_json() for row in self.layers], "mapping": self.mapping, "before": self.before.to_json(),
+            "shapes": [check.to_json() for check in self.shapes],
         }
 
     @classmethod
@@ -139,4 +164,5 @@ class DiagnoseRecord:
             layers=tuple(LayerRow.from_json(r) for r in raw["layers"]), first_divergent=raw.get("first_divergent_layer"),
             mapping=raw.get("mapping") or {}, all_corrections=raw.get("all_corrections"), fixed=raw.get("fixed"),
             noise_ratio_bound=raw.get("noise_ratio_bound", 10.0),
+            shapes=tuple(ShapeCheck.from_json(c) for c in raw.get("shapes", [])),
         )

@@ -17,6 +17,7 @@ from pipeline.config import Source
 from pipeline.diagnose.compare import (
     Reference, check_outputs, first_divergent, layer_rows, output_error, reference_run,
 )
+from pipeline.diagnose.dynamic import at_other_shapes, fixed_axes
 from pipeline.diagnose.explain import explain
 from pipeline.diagnose.fix import check_fix_path, write_fixed
 from pipeline.diagnose.load import load_port
@@ -71,18 +72,19 @@ def diagnose(request: DiagnoseRequest) -> DiagnoseRecord:
     if request.fix:
         check_fix_path(request.fix, request.keras)
     subject = prepare(request)
-    findings = check_attributes(subject)
+    findings = check_attributes(subject) + fixed_axes(subject.port, subject.specs, subject.layout)
     outputs, rows = layer_rows(subject.port, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
     before = output_error(outputs, subject.reference, subject.layout)
     findings, together = explain(subject.port, findings, before, subject.evaluate)
     fixed = _fix(request, subject, findings) if request.fix else None
+    checks = tuple(at_other_shapes(subject.port, subject.model, subject.specs, subject.layout, request.source.config))
     errors = [f for f in findings if f.severity == "error"]
-    verdict = FAITHFUL if not errors and before.within_floor else NOT_FAITHFUL
+    verdict = FAITHFUL if not errors and before.within_floor and all(c.faithful for c in checks) else NOT_FAITHFUL
     return DiagnoseRecord(
         model=request.source.name, port=str(request.keras), layout=subject.layout.name,
         samples=len(next(iter(subject.samples.values()))), verdict=verdict, findings=tuple(_sorted(findings)),
         before=before, layers=tuple(rows), first_divergent=first_divergent(rows), mapping=subject.mapping.to_json(),
-        all_corrections=together, fixed=fixed, noise_ratio_bound=NOISE_RATIO_BOUND,
+        all_corrections=together, fixed=fixed, noise_ratio_bound=NOISE_RATIO_BOUND, shapes=checks,
     )
 
 

@@ -86,6 +86,9 @@ def headline(record: DiagnoseRecord) -> str:
             f"{fmt(b.ratio)}x the float32 noise floor ({fmt(b.floor)}); {len(record.errors)} error finding(s)")
     if record.first_divergent:
         line += f"; first layer off the floor: {record.first_divergent}"
+    off = [c.where for c in record.shapes if not c.faithful]
+    if off:
+        line += f"; not faithful at {'; '.join(off)} (the numbers above are the example shape's)"
     return line
 
 
@@ -97,6 +100,20 @@ def fix_line(record: DiagnoseRecord) -> str | None:
     after = record.fixed["after"]
     return (f"fixed port {record.fixed['path']}: max |port - PyTorch| {fmt(after['max_abs'])}, "
             f"{fmt(after['ratio'])}x the noise floor: {record.fixed['verdict'].replace('_', ' ')}")
+
+
+def shape_lines(record: DiagnoseRecord) -> list[str]:
+    """Dynamic dimensions: the port against PyTorch at each shape besides the example."""
+    lines = []
+    for check in record.shapes:
+        b = check.before
+        if b is None:
+            lines.append(f"at {check.where}: {check.note}")
+        else:
+            state = "faithful" if b.within_floor else "NOT faithful"
+            lines.append(f"at {check.where}: {state}: max |port - PyTorch| {fmt(b.max_abs)}, {fmt(b.ratio)}x the noise "
+                         f"floor ({fmt(b.floor)})")
+    return lines
 
 
 def mapping_lines(record: DiagnoseRecord) -> list[str]:
@@ -114,7 +131,7 @@ def mapping_lines(record: DiagnoseRecord) -> list[str]:
 
 def print_summary(record: DiagnoseRecord, folder: Path, console) -> None:
     console.print(headline(record))
-    for line in mapping_lines(record):
+    for line in shape_lines(record) + mapping_lines(record):
         console.print(f"  {line}", soft_wrap=True)
     if record.findings:
         table = Table(*HEADERS, title="culprits, by error explained")
@@ -136,6 +153,9 @@ def print_summary(record: DiagnoseRecord, folder: Path, console) -> None:
 def markdown_section(record: DiagnoseRecord) -> list[str]:
     """The diagnosis as Markdown lines (a '## Diagnose' section)."""
     lines = ["## Diagnose: hand-written Keras port", "", headline(record), ""]
+    if record.shapes:
+        lines += ["At the example shape above, and at the other shapes of its dynamic dimensions:", ""]
+        lines += [f"- {line}" for line in shape_lines(record)] + [""]
     if record.findings:
         lines += ["| " + " | ".join(HEADERS + ["message"]) + " |", "|" + "---|" * (len(HEADERS) + 1)]
         for finding in culprits(record):
@@ -167,6 +187,8 @@ def html_section(record: DiagnoseRecord) -> str:
     """The diagnosis as one self-contained HTML <section> (the plot is an embedded PNG)."""
     e = lambda v: escape(str(v), quote=True)  # noqa: E731
     parts = [f"<section id=\"diagnose\"><h2>Diagnose: hand-written Keras port</h2><p>{e(headline(record))}</p>"]
+    if record.shapes:
+        parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in shape_lines(record)) + "</ul>")
     if record.findings:
         head = "".join(f"<th>{e(h)}</th>" for h in HEADERS + ["message"])
         body = "".join(
