@@ -397,15 +397,17 @@ def _estimated_oracle(results: RunResults, why: str) -> Oracle:
 
 
 def _fp16_compute_type(path: Path) -> str:
-    """What an fp16 TFLite file computes in, read from its inputs: onnx2tf 1.x's take float32 (float16 constants,
-    dequantized), onnx2tf 2.x's flatbuffer_direct files take float16 and compute in it."""
+    """What an fp16 TFLite file computes in, read from its float inputs and outputs: onnx2tf 1.x's take and give
+    float32 (float16 constants, dequantized), onnx2tf 2.x's flatbuffer_direct files take and give float16 and
+    compute in it. A model with integer inputs only (token ids) shows it at its outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        inputs = Interpreter(model_path=str(path)).get_input_details()
+        interpreter = Interpreter(model_path=str(path))
+        details = interpreter.get_input_details() + interpreter.get_output_details()
     except (ValueError, RuntimeError) as exc:
         return f"an unreadable type ({first_line(exc)})"
-    return "float16" if any(d["dtype"] == np.float16 for d in inputs) else "float32"
+    return "float16" if any(d["dtype"] == np.float16 for d in details) else "float32"
 
 
 def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
@@ -415,7 +417,7 @@ def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertR
     same constants, so the floor is the model's float32 noise floor, sample by sample."""
     fp16_file = artifacts.root / convert.models[Backend.TFLITE_FP16]
     computes_in = _fp16_compute_type(fp16_file)
-    why_not = (f"the fp16 file computes in {computes_in} (its inputs are {computes_in}), not in float32 after "
+    why_not = (f"the fp16 file computes in {computes_in} (its float inputs or outputs are {computes_in}), not in float32 after "
                "dequantizing its constants" if computes_in != "float32" else
                "there is no TFLite fp32 file to round" if Backend.TFLITE_FP32 not in convert.models else None)
     if why_not:
