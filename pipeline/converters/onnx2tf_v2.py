@@ -119,8 +119,8 @@ class Onnx2TFV2:
         return ConversionResult(
             saved_model=saved_model, keras=moved.get("keras"),
             tflite={p.removeprefix("tflite_"): f for p, f in moved.items() if p.startswith("tflite_")},
-            inputs=[TFTensor(name, tuple(shape)) for name, shape in answer["inputs"]],
-            outputs=[TFTensor(name, tuple(shape)) for name, shape in answer["outputs"]],
+            inputs=[TFTensor(name, _dims(shape)) for name, shape in answer["inputs"]],
+            outputs=[TFTensor(name, _dims(shape)) for name, shape in answer["outputs"]],
             converter=self.name, version=version, options=options,
             notes=answer["notes"] + _not_written(options, moved, answer.get("dropped", [])),
             made_by={fmt: f"onnx2tf {version} ({BACKENDS[fmt]})" for fmt in made},
@@ -185,3 +185,8 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _dims(shape: list[int]) -> tuple[int | None, ...]:
+    """The child writes a free dimension as -1 (JSON from a TensorSpec); the stages read None, as from 1.x."""
+    return tuple(None if d == -1 else d for d in shape)

@@ -153,3 +153,10 @@ def test_a_2x_failure_is_one_line_naming_the_node(tmp_path):
     with pytest.raises(ConversionError, match=r"^onnx2tf 2\.\d+\.\d+ failed on node 'uniq_1' \(Unique\): .*CUSTOM ops.*; "
                                               r"full log: .*convert.log$"):
         SIDE.convert(source, out, out / "convert.log", ConversionOptions())
+
+
+def test_a_free_dimension_the_child_writes_as_minus_one_reads_as_none():
+    from pipeline.converters.onnx2tf_v2 import _dims
+
+    # as 1.x's adapter gives it: the convert stage's check that a dynamic axis stayed dynamic reads None
+    assert _dims([-1, 3, -1, -1]) == (None, 3, None, None) and _dims([1, 4]) == (1, 4)

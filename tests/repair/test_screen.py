@@ -5,8 +5,9 @@ from pipeline.artifacts.repair_record import Divergence
 from pipeline.repair.screen import Screened
 
 
-def departure(error_out: float | None) -> Divergence:
-    return Divergence("saved_model", "node_transpose_3", "Transpose", "model.block.0", 1e-7, error_out, "own")
+def departure(error_out: float | None, outputs_error: float | None = None) -> Divergence:
+    return Divergence("saved_model", "node_transpose_3", "Transpose", "model.block.0", 1e-7, error_out, "own",
+                      outputs_error=outputs_error)
 
 
 def test_a_departure_left_in_place_or_moved_earlier_is_turned_down():
@@ -20,3 +21,12 @@ def test_a_departure_moved_later_removed_or_cut_a_hundredfold_goes_on_to_a_real_
     assert not Screened(None, -1).turned_down(12, 0.5 / 100)  # no tensor departs any more
     assert not Screened(departure(0.004), 12).turned_down(12, 0.5 / 100)  # one of two bugs at that node fixed
     assert not Screened(departure(None), 12).turned_down(12, 0.5 / 100)  # unmeasured: converted, not guessed
+
+
+def test_a_later_departure_with_the_outputs_exactly_as_far_off_is_turned_down():
+    # the nodes a candidate replaced are passed over in the comparison: a later departure alone proves nothing
+    moved = Screened(departure(0.5, outputs_error=0.5730636), 13)
+    assert moved.turned_down(12, 0.5 / 100, outputs_before=0.5730636)
+    assert "outputs stay as far from ONNX Runtime as before" in moved.reason(0.5730636)
+    assert not moved.turned_down(12, 0.5 / 100, outputs_before=0.61)  # the outputs changed: converted
+    assert not moved.turned_down(12, 0.5 / 100, outputs_before=None)  # not measured: converted
