@@ -32,7 +32,7 @@ NUMERIC_VERIFY = "NumericVerify/"
 class Selection:
     """The layer table, the model's SNR before, and the float layers that bring it within budget."""
 
-    # {"tensor", "op", "output" (its position among the model's outputs, or None), "snr_db",
+    # {"tensor", "op", "output" (the signature key of the model output it is, or None), "snr_db",
     # "worst_channel_snr_db", "max_abs_error"}, worst first
     layers: list[dict]
     snr_before_db: float
@@ -134,8 +134,8 @@ class _Graph:
     def __init__(self, interpreter) -> None:
         details = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
         signature = interpreter._get_full_signature_list()["serving_default"]["outputs"]  # noqa: SLF001
-        # The model's outputs, by position ("output_<n>"): onnx2tf's signature keys, and the runners'.
-        self.outputs = {details[i]: int(key.rsplit("_", 1)[-1]) for key, i in signature.items() if key.rsplit("_", 1)[-1].isdigit()}
+        # The model's outputs, by signature key: the output names (the SavedModel's; output_<n> in older folders).
+        self.outputs = {details[i]: key for key, i in signature.items()}
         self.producer, self.readers = {}, {}
         for op in interpreter._get_ops_details():  # noqa: SLF001 (the debugger itself reads ops this way)
             for index in op["outputs"]:

@@ -102,7 +102,7 @@ def _tf_feeds(arrays: dict[str, np.ndarray], record: ConvertRecord) -> list[dict
 class _Names:
     """TFLite tensor names -> ONNX nodes and PyTorch modules. A TFLite tensor is named after the SavedModel
     ops fused into it ("model/<layer>/Relu;model/<layer>/convolution"); the converter told which ONNX tensor
-    each layer computes; the SavedModel's outputs are the model's outputs by position."""
+    each layer computes; the SavedModel's outputs are the model's outputs by signature key."""
 
     def __init__(self, step: Int8Step, export: ExportRecord) -> None:
         import onnx
@@ -113,7 +113,9 @@ class _Names:
         self.producers = {out: node for node in model.graph.node for out in node.output}
         self.order = {node.name: i for i, node in enumerate(model.graph.node)}
         self.layers, self.feeding = step.result.tf_layers, step.result.tf_layers_feeding
-        self.outputs = {b.index: b.name for b in step.record.io.outputs}
+        # signature key -> ONNX output: by name, or by position (output_<n>) in a SavedModel keyed that way
+        self.outputs = {**{f"output_{b.index}": b.name for b in step.record.io.outputs},
+                        **{b.tf_name: b.name for b in step.record.io.outputs}}
         self.module_of = build_context(step.source, step.artifacts, model).module_namer()
 
     def named(self, layer: dict) -> dict:

@@ -8,7 +8,10 @@ onnx2tf's quirks are contained here:
 - it calls sys.exit(1) on failure and names the failing node only in its log;
 - its map from ONNX tensors to TF tensors (`tf_layers_dict`) is a local of convert();
   a stand-in for `tf_keras.Model` picks it up when convert() builds the model, so a
-  Keras model of every intermediate tensor can be saved for layer-by-layer audits.
+  Keras model of every intermediate tensor can be saved for layer-by-layer audits;
+- its SavedModel's serving_default returns output_0, output_1, ... (it has no option to name them),
+  where its Keras model and TFLite files say the ONNX output names: its save is given a signature
+  function that returns them by those names (_named_signature).
 """
 from __future__ import annotations
 
@@ -106,7 +109,8 @@ class Onnx2TFV1:
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         clock = _OutputClock()
         try:
-            with _inside(work), capture_output(log_path), clock.running(), (spy or _NoSpy()).installed(), \
+            # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
+            with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
                     _tflite_only(options.outputs), onnxsim_worker(options.use_onnxsim), fast_save():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
@@ -306,6 +310,55 @@ class _LayerMapSpy:
 
         with replaced(module, "tf_keras", _Proxy()):
             yield
+
+
+@contextlib.contextmanager
+def _named_signature() -> Iterator[None]:
+    """During convert(), onnx2tf's SavedModel export archive keys serving_default's outputs by the Keras model's
+    output names (the ONNX output names as onnx2tf writes them, ':' as '__'), which its Keras model and TFLite
+    files carry, instead of output_0, output_1, ...: a TF Serving client sees the config's names everywhere.
+    The inputs keep onnx2tf's TensorSpecs (names, None at dynamic dims, its layouts). Done inside onnx2tf's
+    own save, which traces the model once: a second save would cost as much again (seconds on a large model)."""
+    import onnx2tf.onnx2tf as module
+
+    real = module.tf_keras
+    built: list = []  # the Keras models onnx2tf built, its last one being the model it saves
+
+    class _Archive(real.export.ExportArchive):
+        def add_endpoint(self, name, fn, input_signature=None):
+            return super().add_endpoint(name, _keyed_by_name(fn, built), input_signature)
+
+    class _Export:
+        ExportArchive = _Archive
+
+        def __getattr__(self, name):
+            return getattr(real.export, name)
+
+    class _Proxy:
+        export = _Export()
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def Model(self, *args, **kwargs):  # noqa: N802 (mirrors tf_keras.Model)
+            built.append(real.Model(*args, **kwargs))
+            return built[-1]
+
+    with replaced(module, "tf_keras", _Proxy()):
+        yield
+
+
+def _keyed_by_name(fn, built: list):
+    """fn (onnx2tf's `lambda *inputs: model(inputs)`) returning a dict keyed by the saved model's output names;
+    its own result when the names cannot key it (no model seen, or not one distinct name per output),
+    which the runners read by position as before."""
+    def named(*inputs):
+        returned = fn(*inputs)
+        outputs = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+        names = list(built[-1].output_names) if built else []
+        return dict(zip(names, outputs)) if len(set(names)) == len(names) == len(outputs) else returned
+
+    return named
 
 
 def _not_asked(outputs: tuple[str, ...]) -> list[str]:

@@ -42,7 +42,7 @@ class _TFRunner(Runner):
 
 
 class TFSavedModelRunner(_TFRunner):
-    """The SavedModel's serving_default signature; its outputs keyed output_0, output_1, ... or by name."""
+    """The SavedModel's serving_default signature; its outputs keyed by name (or by position: _output_key)."""
 
     name = "tf_saved_model"
 
@@ -57,10 +57,10 @@ class TFSavedModelRunner(_TFRunner):
 
 
 def _output_key(result: dict, binding) -> str:
-    """onnx2tf 1.x's signature keys outputs by position (output_0, output_1, ...); 2.x's (flatbuffer_direct's
-    SavedModel) by the ONNX output names, which the binding's tf_name holds."""
-    positional = set(result) == {f"output_{i}" for i in range(len(result))}
-    return f"output_{binding.index}" if positional else binding.tf_name
+    """Signatures key outputs by the config's output names, as the binding's tf_name holds them (the Keras
+    model's output names; onnx2tf 2.x's ONNX names). Older folders' 1.x SavedModels and int8 files, made with
+    onnx2tf's own keys, key them by position (output_0, output_1, ...): still read, e.g. by a rerun `audit`."""
+    return binding.tf_name if binding.tf_name in result else f"output_{binding.index}"
 
 
 # SavedModels this process loaded, by the identity of their saved_model.pb (device, inode, size,
@@ -152,8 +152,8 @@ class TFLiteRunner(_TFRunner):
         if callable(self.model):
             inputs, outputs = self.model.get_input_details(), self.model.get_output_details()
             result = self.model(**{k: _quantized(v, inputs.get(k)) for k, v in backend_feed.items()})
-            # Files converted from the SavedModel (onnx2tf's int8 ones) name outputs output_<n>.
-            key = lambda b: b.tf_name if b.tf_name in result else f"output_{b.index}"  # noqa: E731
+            # Files converted from an older folder's SavedModel (onnx2tf's int8 ones) name outputs output_<n>.
+            key = lambda b: _output_key(result, b)  # noqa: E731
             return self._logical_outputs(lambda b: _dequantized(result[key(b)], outputs.get(key(b))))
         return self._infer_by_position(backend_feed)
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from ai_edge_litert.interpreter import Interpreter
 
 from pipeline.zoo import int8_outlier
 from tests.support import Run, run_cli, write_config
@@ -52,6 +53,9 @@ def test_a_healthy_int8_gets_its_layer_table_and_no_selective_file(healthy):
     assert not (healthy.root / "model_int8_selective.tflite").exists()
     assert "tflite_int8_selective" not in json.loads((healthy.root / "convert.json").read_text())["models"]
     assert int8["files"]["model_int8.tflite"]["snr_db"] > 30  # measured 34.7 dB on the 8 random samples
+    # converted from the SavedModel, so its signature has the config's names too (onnx2tf's own: output_0)
+    signature = Interpreter(model_path=str(healthy.root / "model_int8.tflite")).get_signature_list()["serving_default"]
+    assert signature == {"inputs": ["x"], "outputs": ["output"]}
     assert "## int8: each quantized layer" in (healthy.root / "report.md").read_text()
 
 

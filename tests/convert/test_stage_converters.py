@@ -81,10 +81,12 @@ def test_an_unavailable_converter_is_said_once(monkeypatch, tmp_path):
     assert notes[0].endswith("it cannot stand in when another converter fails or is caught wrong")
 
 
-def test_saved_model_outputs_are_read_by_position_or_by_name():
+def test_saved_model_outputs_are_read_by_name_or_by_position_in_older_folders():
     binding = TensorBinding("logits", "logits", 1, Layout(None, "shape"))
-    assert _output_key({"output_0": 0, "output_1": 1}, binding) == "output_1"  # onnx2tf 1.x's keys
-    assert _output_key({"hidden": 0, "logits": 1}, binding) == "logits"  # 2.x keys them by the ONNX names
+    assert _output_key({"hidden": 0, "logits": 1}, binding) == "logits"  # both converters' keys: the config's names
+    assert _output_key({"output_0": 0, "output_1": 1}, binding) == "output_1"  # onnx2tf 1.x's own keys, older folders
+    named_by_default = TensorBinding("output_1", "output_1", 1, Layout(None, "shape"))  # `outputs:` left out, two outputs
+    assert _output_key({"output_0": 0, "output_1": 1}, named_by_default) == "output_1"
 
 
 # --- end to end: a 1.x model the audit catches wrong, repaired by onnx2tf 2.x ---------------------
