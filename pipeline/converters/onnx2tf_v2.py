@@ -122,8 +122,8 @@ class Onnx2TFV2:
             inputs=[TFTensor(name, _dims(shape)) for name, shape in answer["inputs"]],
             outputs=[TFTensor(name, _dims(shape)) for name, shape in answer["outputs"]],
             converter=self.name, version=version, options=options,
-            notes=answer["notes"] + _not_written(options, moved, answer.get("dropped", [])),
-            made_by={fmt: f"onnx2tf {version} ({BACKENDS[fmt]})" for fmt in made},
+            notes=answer["notes"] + _not_written(options, moved, answer.get("dropped", []), answer.get("fp16")),
+            made_by={fmt: f"onnx2tf {version} ({_backend(fmt, answer.get('fp16'))})" for fmt in made},
         )
 
 
@@ -168,17 +168,32 @@ def failure_message(version: str, error: str | None, log_path: Path) -> str:
     return f"onnx2tf {version} failed{where}: {error[:300]}; full log: {log_path}"
 
 
-def _not_written(options: ConversionOptions, moved: dict, dropped: list[str]) -> list[str]:
-    """Asked-for files there are none of (a file the child dropped has its own note)."""
+def _not_written(options: ConversionOptions, moved: dict, dropped: list[str], fp16: dict | None) -> list[str]:
+    """Asked-for files there are none of (a file the child dropped has its own note), and how the fp16 file was made."""
     notes = [f"onnx2tf 2.x wrote no {name} file for this model (see convert.log)"
              for name in ("keras", "tflite_fp32", "tflite_fp16") if name in options.outputs and name not in {*moved, *dropped}]
     if "tflite_fp16" in moved:
-        notes.append("model_float16.tflite (flatbuffer_direct) holds every float tensor in float16, activations and its "
-                     "inputs and outputs too (onnx2tf 1.x's keeps float32 activations and I/O with float16 weights): the "
-                     "runners feed it float16 and the audit judges its outputs like any fp16 file's")
+        notes.append(_fp16_note(fp16 or {"made_by": "flatbuffer_direct", "why": "the child did not say"}))
     if options.int8 is not None:
         notes.append("no int8 TFLite from onnx2tf 2.x: this adapter does not map int8 quantization yet; int8 is not audited")
     return notes
+
+
+def _backend(fmt: str, fp16: dict | None) -> str:
+    if fmt == "tflite_fp16" and (fp16 or {}).get("made_by") == "tf_converter":
+        return "its SavedModel, float16 weights by TensorFlow's TFLite converter"
+    return BACKENDS[fmt]
+
+
+def _fp16_note(fp16: dict) -> str:
+    if fp16["made_by"] == "tf_converter":
+        return ("model_float16.tflite is TensorFlow's float16 quantization of onnx2tf 2.x's SavedModel (float16 weights, "
+                "float32 activations and I/O, as onnx2tf 1.x's): flatbuffer_direct's own fp16 file computes in float16 "
+                "throughout, which LiteRT's CPU kernels refuse for some ops (RESIZE_BILINEAR, SIGN)")
+    return ("model_float16.tflite (flatbuffer_direct) holds every float tensor in float16, activations and its inputs and "
+            "outputs too (onnx2tf 1.x's keeps float32 activations and I/O with float16 weights): the runners feed it "
+            f"float16 and the audit judges its outputs like any fp16 file's (TensorFlow's float16 quantization of the "
+            f"SavedModel failed: {fp16['why']})")
 
 
 def _remove_tree(path: Path) -> None:

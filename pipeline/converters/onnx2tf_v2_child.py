@@ -67,6 +67,9 @@ def _describe(folder: Path, request: dict) -> dict:
         raise RuntimeError(f"onnx2tf wrote no SavedModel in {folder}")
     inputs, outputs = _signature(folder, request["onnx_inputs"], request["onnx_outputs"])
     notes, dropped = [], []
+    fp16 = None
+    if files["tflite_fp16"] is not None:
+        fp16 = _weights_only_fp16(folder, files["tflite_fp16"])
     if files["keras"] is not None:
         why = _keras_fails_to_load(files["keras"])
         if why:
@@ -76,7 +79,25 @@ def _describe(folder: Path, request: dict) -> dict:
             notes.append(f"onnx2tf's Keras v3 file (built from its SavedModel) does not load back ({why}); no Keras file "
                          "from this converter, so Keras is not audited")
     return {"files": {k: str(v) if v else None for k, v in files.items()}, "inputs": inputs, "outputs": outputs,
-            "notes": notes, "dropped": dropped, "version": _version()}
+            "notes": notes, "dropped": dropped, "version": _version(), "fp16": fp16}
+
+
+def _weights_only_fp16(saved_model: Path, target: Path) -> dict:
+    """flatbuffer_direct's fp16 file computes in float16 throughout, its I/O too, and LiteRT's CPU kernels
+    refuse some of its ops (RESIZE_BILINEAR, SIGN with a float16 output). TensorFlow's own float16
+    quantization of the SavedModel stores the weights as float16 and computes in float32, as onnx2tf 1.x's
+    file does: that file replaces it. Where TensorFlow's converter fails, flatbuffer_direct's file stays."""
+    import tensorflow as tf
+
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        data = converter.convert()
+    except Exception as exc:  # noqa: BLE001 (TensorFlow's converter raises many types; the answer carries the reason)
+        return {"made_by": "flatbuffer_direct", "why": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"}
+    target.write_bytes(data)
+    return {"made_by": "tf_converter", "why": None}
 
 
 def _present(path: Path) -> Path | None:

@@ -133,6 +133,13 @@ def test_onnx2tf_2x_converts_what_1x_cannot(tmp_path):
     assert [(t.name, t.shape) for t in result.inputs] == [("x", (1, 6, 8))]
     assert [(t.name, t.shape) for t in result.outputs] == [("y", (1, 2, 6, 6))]
     assert result.made_by["tflite_fp32"] == f"onnx2tf {result.version} (flatbuffer_direct)"
+    # its fp16 file: float16 weights, float32 compute and I/O (flatbuffer_direct's computes in float16 throughout)
+    from ai_edge_litert.interpreter import Interpreter
+
+    fp16 = Interpreter(model_path=str(result.tflite["fp16"]))
+    assert [d["dtype"] for d in fp16.get_input_details() + fp16.get_output_details()] == [np.float32, np.float32]
+    assert "float16 weights by TensorFlow's TFLite converter" in result.made_by["tflite_fp16"]
+    assert any(note.startswith("model_float16.tflite is TensorFlow's float16 quantization") for note in result.notes)
     assert "-fdosm" in result.made_by["tf_saved_model"]
     assert any("int8" in note and "not audited" in note for note in result.notes)
     assert result.keras is not None or any("Keras v3 file" in note for note in result.notes)
