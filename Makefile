@@ -36,6 +36,7 @@ help:
 	@echo "make verify [MODEL=...] [OUT=dir]                                   re-check manifest hashes and rerun the shipped models"
 	@echo "make diagnose MODEL=... KERAS=port.keras [FIX=fixed.keras] [OUT=dir]    check a hand-written Keras port against the PyTorch model"
 	@echo "make bench [BENCH='seed_ym zoo/resnet50']                           time the pipeline vs bare onnx2tf (default: seed_ym, every zoo model, resnet50_full)"
+	@echo "make bench BENCH=steps                                              this round's audit steps as ratios (dynamic shapes, fp16 reference, --layers); also after the default models"
 
 venv: $(ENVS)
 

@@ -51,14 +51,14 @@ def begin() -> None:
     _steps[:] = [s for s in _steps if s["step"].startswith("startup:")]
 
 
-def write(folder: Path, end: float) -> None:
+def write(folder: Path, end: float, file_name: str = PROFILE_FILE) -> None:
     """profile.json: every step relative to the first one (the process start under `python -m
     pipeline`, else the run's first step), sorted by start."""
     from pipeline.artifacts.folder import write_json
 
     steps = sorted(_steps, key=lambda s: s["start"])
     origin = steps[0]["start"] if steps else end
-    write_json(folder / PROFILE_FILE, {
+    write_json(folder / file_name, {
         "wall_seconds": round(end - origin, 3),
         "steps": [{**s, "start": round(s["start"] - origin, 3), "child": s["pid"] != os.getpid()} for s in steps],
     })

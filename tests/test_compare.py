@@ -319,3 +319,19 @@ def test_a_comparisons_shape_is_written_only_for_dynamic_models():
     dynamic = Comparison("pytorch", "keras", "output", 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1e-4, 1e-4, True, shape={"batch": 3})
     assert dynamic.to_json()["shape"] == {"batch": 3}
     assert Comparison.from_json(dynamic.to_json()).shape == {"batch": 3}
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_snr_and_topk_are_compare_arrays_own_numbers_without_the_rest(logits):
+    from pipeline.compare import snr_and_topk
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4, 2, 10)).astype(np.float32)
+    cand = (ref + rng.normal(scale=0.3, size=ref.shape)).astype(np.float32)
+    full = compare_arrays(ref, cand, Tolerance(0.0, 0.0), ("", "", ""), logits)
+    assert snr_and_topk(ref, cand, logits) == {"snr_db": full.snr_db, "top1_agreement": full.top1_agreement,
+                                               "top5_agreement": full.top5_agreement}
+    assert (snr_and_topk(ref, cand, logits)["top1_agreement"] is None) is not logits
+    cand[0, 0, 0] = np.nan  # a structural problem: compare_arrays records no SNR, and neither does this
+    assert snr_and_topk(ref, cand, logits) == {"snr_db": None, "top1_agreement": None, "top5_agreement": None}
+    assert compare_arrays(ref, cand, Tolerance(0.0, 0.0), ("", "", ""), logits).snr_db is None

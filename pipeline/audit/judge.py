@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.compare import (DEFAULT_BUDGETS, Comparison, PrecisionBudget, Tolerance, compare_arrays, evidence_problem,
+from pipeline.compare import (DEFAULT_BUDGETS, Comparison, PrecisionBudget, evidence_problem, snr_and_topk,
                               tolerance_for)
 from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
@@ -185,8 +185,7 @@ def _with_cost(c: Comparison, reference: np.ndarray, candidate: np.ndarray, evid
 
 
 def _metrics(reference: np.ndarray, candidate: np.ndarray, logits: bool) -> dict:
-    m = compare_arrays(reference, candidate, Tolerance(0.0, 0.0), ("", "", ""), logits)
-    return {"snr_db": m.snr_db, "top1_agreement": m.top1_agreement, "top5_agreement": m.top5_agreement}
+    return snr_and_topk(reference, candidate, logits)
 
 
 def _explain_non_finite(c: Comparison, evidence: Evidence) -> Comparison:

@@ -8,7 +8,6 @@ first divergence is localized. Writes outputs/<backend>.npz and audit.json.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from pipeline import shapes
 from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
-from pipeline.model.fp16_storage import stored_as_fp16
+from pipeline.model.fp16_storage import stored_file
 from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
 from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
 from pipeline.config import Source
@@ -73,7 +72,8 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
         sample_labels=labels, inputs_sha256=sha256(artifacts.inputs),
         comparisons=comparisons,
-        histograms=[{"reference": c.reference, "candidate": c.candidate, "output": c.output, **c.histogram}
+        histograms=[{"reference": c.reference, "candidate": c.candidate, "output": c.output,
+                     **({"shape": c.shape} if c.shape is not None else {}), **c.histogram}
                     for c in comparisons if c.histogram],
         verdict=verdict, verdict_reasons=_reasons(comparisons, signal), signal=signal,
         layers=layer_pass["layers"], localization=layer_pass["localization"],
@@ -100,7 +100,7 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
 
 
 def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-                    backends: list[str], at_example: list) -> tuple[list, RunResults, "FailedShape | None"]:
+                    backends: list[str], at_example: list) -> tuple[list, RunResults, "ShapeAudit | None"]:
     """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
     set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
     failure's reason names it. Also returns each backend's outputs there (outputs/<backend>@<shape>.npz)."""
@@ -112,19 +112,29 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
     failing = None
     for sizes in export.shapes:
         where = shapes.describe(sizes, example)
-        feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")))
-        results, broken, oracle, fp16 = _backends_at(where, source, artifacts, export, convert, backends, feeds)
-        outputs.update({shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()})
-        outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in (oracle, fp16) if o and o.available and o.backend})
-        labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
-        evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
-        candidates = [b for b in backends if b != export.reference]
-        here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
-                for c in _comparisons(source, export.reference, candidates, results, broken, evidence)]
-        comparisons += here
-        if failing is None and any(c.verdict == "fail" for c in here):
-            failing = FailedShape(dict(sizes), where, feeds, oracle, here)
+        with profile.step(f"audit: at {where}"):  # what each extra shape costs (make bench's dynamic-shapes ratio)
+            at, results = _judged_at(sizes, where, source, artifacts, export, convert, backends)
+        outputs.update(results)
+        comparisons += at.comparisons
+        if failing is None and any(c.verdict == "fail" for c in at.comparisons):
+            failing = at
     return comparisons, outputs, failing
+
+
+def _judged_at(sizes: dict, where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord,
+               convert: ConvertRecord, backends: list[str]) -> tuple["ShapeAudit", RunResults]:
+    """One extra shape: every backend and the oracles on its own input set, judged; and the outputs to
+    write there, keyed <backend>@<shape>."""
+    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")))
+    results, broken, oracle, fp16 = _backends_at(where, source, artifacts, export, convert, backends, feeds)
+    outputs = {shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()}
+    outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in (oracle, fp16) if o and o.available and o.backend})
+    labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
+    evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
+    candidates = [b for b in backends if b != export.reference]
+    here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
+            for c in _comparisons(source, export.reference, candidates, results, broken, evidence)]
+    return ShapeAudit(dict(sizes), where, feeds, oracle, here), outputs
 
 
 def _backends_at(where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
@@ -145,8 +155,8 @@ def _backends_at(where: str, source: Source, artifacts: ArtifactDir, export: Exp
 
 
 @dataclasses.dataclass(frozen=True)
-class FailedShape:
-    """The first extra shape where a backend failed: where the layer-by-layer pass localizes it."""
+class ShapeAudit:
+    """One extra shape's audit; the first where a backend failed is where the layer-by-layer pass localizes it."""
 
     sizes: dict
     where: str
@@ -155,7 +165,7 @@ class FailedShape:
     comparisons: list
 
 
-def _at_shape(layer_pass: dict, at: FailedShape | None) -> dict:
+def _at_shape(layer_pass: dict, at: ShapeAudit | None) -> dict:
     """The layer-by-layer result says which shape it ran at when that is not the example."""
     if at is None:
         return layer_pass
@@ -425,11 +435,11 @@ def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertR
     from pipeline.runners.tensorflow import TFLiteRunner
 
     try:
-        with tempfile.TemporaryDirectory(prefix="fp16-storage-") as tmp, capture_output(artifacts.root / "audit.log"), \
+        with capture_output(artifacts.root / "audit.log"), \
                 stage_status("rounding the float32 TFLite file's constants as float16 storage does"), \
                 profile.step("audit: fp16 storage reference"):
-            stored = Path(tmp) / "stored_as_fp16.tflite"
-            stored_as_fp16(artifacts.root / convert.models[Backend.TFLITE_FP32], stored, cured=bool(convert.fp16_onnx))
+            # made once per audit: the extra shapes of a dynamic model run the same file
+            stored = stored_file(artifacts.root / convert.models[Backend.TFLITE_FP32], cured=bool(convert.fp16_onnx))
             runner = TFLiteRunner(stored, convert.io, export.inputs, export.outputs, "fp32")
             runner.name = Backend.FP16_STORAGE
             truth = run_all([runner], feeds)[Backend.FP16_STORAGE]

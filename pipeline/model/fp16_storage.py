@@ -16,6 +16,8 @@ the bound. A bug common to both files is the float32 file's own, judged there.
 """
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,25 @@ def stored_as_fp16(fp32_tflite: Path, out: Path, cured: bool = False) -> int:
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(out).write_bytes(builder.Output())
     return rounded
+
+
+# The rounded file of the last fp32 file asked for, kept for this process (one at a time, in a temporary folder
+# removed at exit): an audit at several shapes runs it at each, and it does not depend on the shape.
+_made: dict[tuple, Path] = {}
+_folder = functools.cache(lambda: tempfile.TemporaryDirectory(prefix="fp16-storage-"))
+
+
+def stored_file(fp32_tflite: Path, cured: bool = False) -> Path:
+    """stored_as_fp16's file for `fp32_tflite`, made once while that file stays the same (by its identity:
+    device, inode, size, modification time; a rewritten file is rounded again)."""
+    from pipeline.artifacts.folder import identity
+
+    key = (identity(Path(fp32_tflite)), cured)
+    if key not in _made:
+        for old in _made.values():
+            old.unlink(missing_ok=True)
+        _made.clear()
+        out = Path(_folder().name) / "stored_as_fp16.tflite"
+        stored_as_fp16(fp32_tflite, out, cured)
+        _made[key] = out
+    return _made[key]

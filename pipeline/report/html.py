@@ -281,7 +281,7 @@ def _histogram_row(ax: Axes, hist: dict, atol: float | None) -> bool:
         counts, edges = _steps(bins)
         ax.stairs(counts, edges, fill=True, color=PASS_COLOUR)
     ax.set_xscale("log")
-    title = _plain(_pair({**hist, "output": None}), limit=80)
+    title = _plain(_row_title(hist), limit=80)
     if not positive:
         ax.set_ylim(0, 1)
         ax.text(0.5, 0.5, "no finite non-zero errors to plot", transform=ax.transAxes, ha="center", va="center")
@@ -303,23 +303,40 @@ def _histogram_caption(hist: dict) -> str:
 
 
 def _histogram_section(report: dict) -> str:
-    histograms = report.get("histograms")
+    comparisons = report.get("comparisons") or []
+    histograms = _drawn(report.get("histograms") or [], comparisons)
     if not histograms:
         return _section("histograms", "Error histograms", _not_run("error histograms"))
-    atols = {_key(c): c.get("atol") for c in report.get("comparisons") or []}
+    atols = {_key(c): c.get("atol") for c in comparisons}
     groups: dict[tuple, list[dict]] = {}
     for hist in histograms:
         groups.setdefault((hist.get("reference"), hist.get("output")), []).append(hist)
-    figures = []
-    for (reference, output), hists in groups.items():
-        title = f"{'output ' + str(output) if output else 'Output'}: each backend against {_label(reference)}"
-        captions = [f"{_pair({**h, 'output': None})}: {_histogram_caption(h)}" for h in hists]
-        figures.append(_figure(title, _histogram_png(hists, atols), captions))
-    return _section("histograms", "Error histograms", "\n".join(figures))
+    figures = [_figure(f"{'output ' + str(output) if output else 'Output'}: each backend against {_label(reference)}",
+                       _histogram_png(hists, atols), [f"{_row_title(h)}: {_histogram_caption(h)}" for h in hists])
+               for (reference, output), hists in groups.items()]
+    skipped = len(report.get("histograms") or []) - len(histograms)
+    note = (f"<p>Not drawn: {skipped} comparison{'s' if skipped != 1 else ''} that passed at an extra shape (their "
+            "histograms are in report.json's <code>histograms</code>, each with its <code>shape</code>).</p>" if skipped else "")
+    return _section("histograms", "Error histograms", "\n".join(figures) + note)
+
+
+def _drawn(histograms: list[dict], comparisons: list[dict]) -> list[dict]:
+    """The histograms drawn: every one at the example shape, and at an extra shape of a dynamic model only where
+    its comparison did not pass (drawing every shape's row tripled the figure's time on a 3-shape audit, for
+    rows that read like the example's)."""
+    passed = {_key(c) for c in comparisons if c.get("verdict", "pass" if c.get("passed") else "fail") == "pass"}
+    return [h for h in histograms if not h.get("shape") or _key(h) not in passed]
+
+
+def _row_title(hist: dict) -> str:
+    """'TFLite fp32 vs PyTorch', with ' @ batch 3' for an extra shape of a dynamic model."""
+    shape = hist.get("shape")
+    return _pair({**hist, "output": None}) + (" @ " + ", ".join(f"{n} {s}" for n, s in shape.items()) if shape else "")
 
 
 def _key(entry: dict) -> tuple:
-    return entry.get("reference"), entry.get("candidate"), entry.get("output")
+    shape = entry.get("shape") or {}
+    return entry.get("reference"), entry.get("candidate"), entry.get("output"), tuple(sorted(shape.items()))
 
 
 def _first_divergence(tensors: list[dict]) -> dict | None:

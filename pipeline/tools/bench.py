@@ -5,6 +5,9 @@ Both commands run as fresh processes (each pays TensorFlow's import once), alter
 `--repeat` times; medians and their ratio go into the record, with the targets of issue #16
 and, per model, where the time went (the pipeline's own profile.json). Peak RSS is the sum
 over the process tree, sampled every 50 ms.
+
+`steps` (alone: `make bench BENCH=steps`; by default after the models) measures this round's new audit
+steps as ratios (pipeline/tools/bench_steps.py), in a section of its own that a models' run keeps.
 """
 from __future__ import annotations
 
@@ -277,13 +280,17 @@ def markdown(results: list[dict], when: str) -> str:
     return "\n".join(lines)
 
 
+KEPT_HEADINGS = ("\n## This round's steps", "\n## Batch")  # written by `make bench BENCH=steps` and batch_bench
+
+
 def _kept_sections() -> str:
-    """Sections other tools wrote (## Batch, by pipeline.tools.batch_bench): kept when this file is rewritten."""
+    """Sections written apart (this round's steps, by bench_steps; ## Batch, by pipeline.tools.batch_bench), which
+    follow the models' part: kept when the models' part is rewritten."""
     if not RECORD.exists():
         return ""
     text = RECORD.read_text()
-    index = text.find("\n## Batch")
-    return text[index:] if index >= 0 else ""
+    found = [i for i in (text.find(heading) for heading in KEPT_HEADINGS) if i >= 0]
+    return text[min(found):] if found else ""
 
 
 FULL_SIZE = ("resnet50_full",)  # one round each is enough at this size (issue #16); the rest take the median of --repeat
@@ -293,23 +300,37 @@ def _default_models() -> list[str]:
     return ["seed_ym", *sorted(f"zoo/{p.stem}" for p in (REPO_ROOT / "configs" / "zoo").glob("*.yaml")), *FULL_SIZE]
 
 
+STEPS = "steps"  # the name that runs this round's steps (pipeline/tools/bench_steps.py)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="config names (default: seed_ym, every zoo model, resnet50_full)")
+    parser.add_argument("models", nargs="*", help="config names (default: seed_ym, every zoo model, resnet50_full, "
+                        f"then this round's steps); '{STEPS}' measures this round's new audit steps")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds for each model except the full-size ones, which run once (minutes each)")
+    parser.add_argument("--note", default="", help="a sentence for the steps section (say, what else the machine ran)")
     args = parser.parse_args(argv)
-    models = args.models or _default_models()
+    models = [m for m in args.models if m != STEPS] or ([] if args.models else _default_models())
+    if models:
+        print(_models(models, args.repeat))
+    if STEPS in args.models or not args.models:
+        from pipeline.tools import bench_steps
+
+        print(bench_steps.run_and_record(args.repeat, args.note))
+    return 0
+
+
+def _models(models: list[str], repeat: int) -> str:
     kept = _kept_sections()
     results = []
     for model in models:
         print(f"bench: {model}", flush=True)
-        results.append(run(model, 1 if model in FULL_SIZE else args.repeat))
+        results.append(run(model, 1 if model in FULL_SIZE else repeat))
         # Written after every model: a long bench that is stopped keeps what it measured.
         text = markdown(results, time.strftime("%Y-%m-%d"))
         RECORD.write_text(text + "\n" + kept)
-    print(text)
-    return 0
+    return text
 
 
 if __name__ == "__main__":

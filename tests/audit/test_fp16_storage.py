@@ -57,3 +57,23 @@ def test_a_correct_fp16_file_passes_and_one_weight_scaled_by_1_02_fails_on_tflit
     fp16 = next(c for c in audit["comparisons"] if c["candidate"] == "tflite_fp16")
     assert fp16["rule"] == "fp16 storage floor" and fp16["snr_db"] > 30  # the old budget would have passed it
     assert audit["fp16_oracle"]["available"] is True and audit["fp16_oracle"]["backend"] == "fp16_storage"
+
+
+def test_the_rounded_file_is_made_once_per_fp32_file_and_again_when_that_file_changes(tmp_path, monkeypatch):
+    from pipeline.model import fp16_storage
+
+    made = []
+
+    def fake_rounding(fp32_tflite, out, cured=False):
+        made.append(cured)
+        out.write_bytes(fp32_tflite.read_bytes())
+
+    monkeypatch.setattr(fp16_storage, "stored_as_fp16", fake_rounding)
+    monkeypatch.setattr(fp16_storage, "_made", {})
+    fp32 = tmp_path / "model_float32.tflite"
+    fp32.write_bytes(b"first")
+    first = fp16_storage.stored_file(fp32)
+    assert fp16_storage.stored_file(fp32) == first and made == [False]  # a dynamic model's next shape
+    fp16_storage.stored_file(fp32, cured=True)
+    fp32.write_bytes(b"rewritten")
+    assert fp16_storage.stored_file(fp32).read_bytes() == b"rewritten" and made == [False, True, False]

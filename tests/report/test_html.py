@@ -278,3 +278,14 @@ def test_log_axes_spanning_many_decades_drop_their_minor_ticks():
         assert all("$" not in label.get_text() for label in ax.get_xticklabels() + ax.get_yticklabels())
     finally:
         plt.close(fig)
+
+
+def test_a_dynamic_models_extra_shape_gets_a_histogram_row_only_where_it_did_not_pass(report):
+    batch3, tall = {"batch": 3}, {"height": 48}
+    report["comparisons"] = [_comparison("onnxruntime", True, shape={}), _comparison("onnxruntime", True, shape=batch3),
+                             _comparison("onnxruntime", False, shape=tall)]
+    report["histograms"] = [{**_histogram("onnxruntime"), "shape": shape} for shape in ({}, batch3, tall)]
+    histograms = _section_of(render(report), "histograms")
+    assert "<li>ONNX Runtime vs PyTorch: " in histograms and "<li>ONNX Runtime vs PyTorch @ height 48: " in histograms
+    assert "@ batch 3" not in histograms
+    assert "Not drawn: 1 comparison that passed at an extra shape" in histograms
