@@ -420,6 +420,16 @@ def _fp16_compute_type(path: Path) -> str:
     return "float16" if any(d["dtype"] == np.float16 for d in details) else "float32"
 
 
+def _made_apart(convert: ConvertRecord) -> str | None:
+    """Why the fp32 file rounded is not the fp16 file's program: the two were made by different routes, with
+    their own foldings (onnx2tf 2.x: flatbuffer_direct's fp32 file, TensorFlow's converter's fp16 file)."""
+    fp16, fp32 = convert.made_by.get(Backend.TFLITE_FP16), convert.made_by.get(Backend.TFLITE_FP32)
+    if fp16 and fp32 and fp16 != fp32:
+        return (f"the fp16 file was made by {fp16} and the fp32 file by {fp32}: their foldings differ, so the fp32 "
+                "file with its constants rounded is not the fp16 file's program")
+    return None
+
+
 def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
                  oracle: Oracle) -> Oracle:
     """What a correct fp16 file computes: the converter's own float32 TFLite file with its float constants
@@ -429,7 +439,8 @@ def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertR
     computes_in = _fp16_compute_type(fp16_file)
     why_not = (f"the fp16 file computes in {computes_in} (its float inputs or outputs are {computes_in}), not in float32 after "
                "dequantizing its constants" if computes_in != "float32" else
-               "there is no TFLite fp32 file to round" if Backend.TFLITE_FP32 not in convert.models else None)
+               "there is no TFLite fp32 file to round" if Backend.TFLITE_FP32 not in convert.models else
+               _made_apart(convert))
     if why_not:
         return Oracle(None, False, f"{why_not}: no storage reference; the fp16 file is judged by its precision budget alone")
     from pipeline.runners.tensorflow import TFLiteRunner

@@ -1,5 +1,6 @@
-"""pipeline/audit/stage.py `_fp16_compute_type`: whether an fp16 TFLite file computes in float16 (no storage
-reference then), read from its float inputs and outputs, token-id models included."""
+"""pipeline/audit/stage.py `_fp16_compute_type`, `_made_apart`: when an fp16 TFLite file has no storage reference:
+it computes in float16 (read from its float inputs and outputs, token-id models included), or it was made by
+another route than the fp32 file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,3 +32,15 @@ def test_a_model_with_integer_inputs_shows_its_compute_type_at_its_outputs(tmp_p
 def test_an_unreadable_file_says_so(tmp_path):
     (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer")
     assert _fp16_compute_type(tmp_path / "broken.tflite").startswith("an unreadable type")
+
+
+def test_an_fp16_file_made_apart_from_the_fp32_file_gets_no_storage_reference():
+    from types import SimpleNamespace
+
+    from pipeline.audit.stage import _made_apart
+
+    same = "onnx2tf 1.29.24 (TF graph, TFLiteConverter)"
+    assert _made_apart(SimpleNamespace(made_by={"tflite_fp32": same, "tflite_fp16": same})) is None
+    apart = SimpleNamespace(made_by={"tflite_fp32": "onnx2tf 2.6.9 (flatbuffer_direct)",
+                                     "tflite_fp16": "onnx2tf 2.6.9 (its SavedModel, float16 weights by TensorFlow's TFLite converter)"})
+    assert "their foldings differ" in _made_apart(apart)
