@@ -6,6 +6,7 @@ renders them) and exits 0 when the port is faithful, 1 when it is not.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,12 +73,13 @@ def diagnose(request: DiagnoseRequest) -> DiagnoseRecord:
     if request.fix:
         check_fix_path(request.fix, request.keras)
     subject = prepare(request)
+    checks = tuple(at_other_shapes(subject.port, subject.model, subject.specs, subject.layout, request.source.config))
     findings = check_attributes(subject) + fixed_axes(subject.port, subject.specs, subject.layout)
     outputs, rows = layer_rows(subject.port, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
     before = output_error(outputs, subject.reference, subject.layout)
     findings, together = explain(subject.port, findings, before, subject.evaluate)
+    findings += _at_failing_shapes(subject, checks, findings)  # explained at the example shape, they would be 0%
     fixed = _fix(request, subject, findings) if request.fix else None
-    checks = tuple(at_other_shapes(subject.port, subject.model, subject.specs, subject.layout, request.source.config))
     errors = [f for f in findings if f.severity == "error"]
     verdict = FAITHFUL if not errors and before.within_floor and all(c.faithful for c in checks) else NOT_FAITHFUL
     return DiagnoseRecord(
@@ -104,6 +106,26 @@ def prepare(request: DiagnoseRequest) -> Subject:
     reference = reference_run(model, samples, specs, names)
     check_outputs(port, reference, request.keras)
     return Subject(port, model, specs, samples, layout, mapping, reference, {c.name: c for c in calls})
+
+
+def _at_failing_shapes(subject: Subject, checks: tuple, found: list[Finding]) -> list[Finding]:
+    """The attribute rules again at each shape where the port left the floor, with PyTorch traced there: a
+    rule that depends on the input size (TF 'same' padding against PyTorch's symmetric pads) names the
+    layer at that size. Findings the example shape already gave are not repeated."""
+    seen = {(f.rule, f.keras_layer, f.attribute) for f in found}
+    more: list[Finding] = []
+    for check in checks:
+        if check.before is None or check.before.within_floor:
+            continue
+        sized = [spec.at(check.shape) for spec in subject.specs]
+        calls = trace_torch(subject.model, feeds(generate(sized, 1, 0))[0], sized)
+        there = dataclasses.replace(subject, calls={c.name: c for c in calls})
+        for finding in check_attributes(there):
+            key = (finding.rule, finding.keras_layer, finding.attribute)
+            if key not in seen:
+                seen.add(key)
+                more.append(dataclasses.replace(finding, message=f"at {check.where}: {finding.message}"))
+    return more
 
 
 def _check_runs(port, samples: dict[str, np.ndarray], specs: list[TensorSpec], layout: PortLayout, path: Path) -> None:
@@ -185,8 +207,11 @@ def _fix(request: DiagnoseRequest, subject: Subject, findings: list[Finding]) ->
                 "error": f"{type(exc).__name__}: {_reason(exc)}"}
     outputs, rows = layer_rows(fixed, subject.mapping, subject.samples, subject.specs, subject.layout, subject.reference)
     after = output_error(outputs, subject.reference, subject.layout)
+    shapes = at_other_shapes(fixed, subject.model, subject.specs, subject.layout, request.source.config)
+    faithful = after.within_floor and all(c.faithful for c in shapes)
     return {"path": str(request.fix), "corrections": corrections, "after": after.to_json(),
-            "verdict": FAITHFUL if after.within_floor else NOT_FAITHFUL, "layers": [r.to_json() for r in rows]}
+            "verdict": FAITHFUL if faithful else NOT_FAITHFUL, "layers": [r.to_json() for r in rows],
+            "shapes": [c.to_json() for c in shapes]}
 
 
 def _sorted(findings: list[Finding]) -> list[Finding]:

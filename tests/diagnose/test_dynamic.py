@@ -28,7 +28,7 @@ def same_padding_port(model, size: int | None):
     return keras.Sequential(layers)
 
 
-def diagnosed(tmp_path, size: int | None) -> DiagnoseRecord:
+def diagnosed(tmp_path, size: int | None, fix: bool = False) -> DiagnoseRecord:
     config = support.write_config(
         tmp_path / "stride2_dynamic.yaml", "tests.diagnose.models:stride2",
         [{"name": "x", "shape": [1, 3, 33, 33], "low": -0.5, "high": 0.5, "dynamic": DYNAMIC}],
@@ -36,7 +36,8 @@ def diagnosed(tmp_path, size: int | None) -> DiagnoseRecord:
     source = load_config(config)
     port = tmp_path / "port.keras"
     same_padding_port(build_model(source), size).save(port)
-    return diagnose(DiagnoseRequest(source, port, ArtifactDir.for_model("stride2_dynamic", str(tmp_path / "out"))))
+    return diagnose(DiagnoseRequest(source, port, ArtifactDir.for_model("stride2_dynamic", str(tmp_path / "out")),
+                                    fix=tmp_path / "fixed.keras" if fix else None))
 
 
 def test_port_axes_follow_the_layout():
@@ -52,7 +53,10 @@ def test_a_port_right_at_the_example_and_wrong_at_another_shape_is_not_faithful(
     [check] = record.shapes
     assert check.shape == {"batch": 2, "height": 32, "width": 32} and check.where == "batch 2, height 32, width 32"
     assert check.before is not None and not check.before.within_floor and check.before.ratio > 100
-    assert record.verdict == "not_faithful" and not record.errors
+    assert record.verdict == "not_faithful"
+    # the padding rule run again with PyTorch traced at 32x32 names both convs there
+    at = [(f.rule, f.keras_layer) for f in record.errors if f.message.startswith("at batch 2, height 32, width 32: ")]
+    assert at == [("padding", "conv0"), ("padding", "conv3")]
     assert "not faithful at batch 2, height 32, width 32" in headline(record)
     assert any("at batch 2, height 32, width 32: NOT faithful" in line for line in markdown_section(record))
     assert DiagnoseRecord.from_json(record.to_json()).shapes == record.shapes
@@ -68,3 +72,12 @@ def test_a_port_whose_input_fixes_a_dynamic_dimension_gets_an_error_naming_the_a
     [check] = record.shapes
     assert check.before is None and check.note == "not run: the port's Input fixes height, width"
     assert record.verdict == "not_faithful"
+
+
+@pytest.mark.slow
+def test_the_fix_of_a_port_wrong_at_another_shape_pads_explicitly(tmp_path):
+    record = diagnosed(tmp_path, None, fix=True)
+    assert record.fixed["verdict"] == "faithful"
+    assert [c["before"]["within_floor"] for c in record.fixed["shapes"]] == [True]  # at 32x32 too
+    fixed = keras.models.load_model(tmp_path / "fixed.keras")
+    assert any(type(layer).__name__ == "ZeroPadding2D" for layer in fixed.layers)  # right at every size, 32 included
