@@ -52,8 +52,15 @@ def _cause(exc: BaseException) -> str:
         chain.append(chain[-1].__cause__)
     if isinstance(exc, SystemExit):
         return f"onnx2tf exited with code {exc.code}"
-    lines = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in chain]
+    lines = [f"{type(e).__name__}: {_said(e)}" for e in chain]
     return next((line for line in lines if re.search(NAMES_NODE, line)), lines[-1])[:600]
+
+
+def _said(exc: BaseException) -> str:
+    """The message's first line; for TensorFlow's tracing wrapper ("in user code:", then a traceback), its last:
+    the error raised while tracing (2.6.9's SavedModel export: "ModelIRSavedModelExportError: Tensor is unbound")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [""]
+    return lines[-1] if lines[0].endswith(":") else lines[0]
 
 
 def _describe(folder: Path, request: dict) -> dict:

@@ -133,6 +133,17 @@ def test_the_answer_names_tensors_as_the_tflite_signature_does_and_finds_the_sav
         child._ordered({"arg_1": spec(1)}, ["0"], "input")
 
 
+def test_a_failure_while_tf_traces_names_the_error_raised_inside_not_the_wrapper():
+    """TF's StagingError says "in user code:" on its first line, then a traceback, then the error raised inside."""
+    inner = RuntimeError("in user code:\n\n    File \"x.py\", line 1, in run  *\n        raise E(\n\n"
+                         "    ModelIRSavedModelExportError: Tensor is unbound during SavedModel export: tensor=t_ndhwc\n")
+    outer = RuntimeError("flatbuffer_direct fast path failed.")
+    outer.__cause__ = inner
+    assert child._cause(outer) == ("RuntimeError: ModelIRSavedModelExportError: Tensor is unbound during SavedModel "
+                                   "export: tensor=t_ndhwc")
+    assert child._cause(RuntimeError("first line\nsecond")) == "RuntimeError: first line"
+
+
 @pytest.mark.slow
 @needs_side_environment
 def test_onnx2tf_2x_converts_what_1x_cannot(tmp_path):
