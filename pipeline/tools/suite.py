@@ -266,8 +266,12 @@ class _Job:
 
     @property
     def specs(self) -> list[TensorSpec]:
-        # Specs from the stored arrays: they are what runs (float64 inputs included).
-        return [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in self.data.inputs.items()]
+        return stored_specs(self.data)
+
+
+def stored_specs(data: CaseData) -> list[TensorSpec]:
+    """Specs from the stored arrays: they are what runs (float64 inputs included)."""
+    return [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in data.inputs.items()]
 
 
 def run_case(case: Case, work: Path, converters: Converters) -> CaseResult:
@@ -379,7 +383,7 @@ def _import(case: Case, work: Path, audit: _Audit) -> Path:
 
 def _bind(result: ConversionResult, data: CaseData, run: _Run) -> tuple[list[TensorSpec], TFModelIO]:
     """The convert stage's binding, with the stored data as the reference and first feed."""
-    specs = [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in data.inputs.items()]
+    specs = stored_specs(data)
     reference = {name: array[None] for name, array in data.outputs.items()}
     io = bind(result, specs, list(data.outputs), reference, data.inputs)
     for binding in io.inputs + io.outputs:
