@@ -377,7 +377,10 @@ def test_small_cases_pass_end_to_end_and_reports_are_written(tmp_path, no_networ
     assert set(record["versions"]) >= {"onnx", "onnx2tf", "tensorflow"}
     markdown = (tmp_path / "SUITE.md").read_text()
     assert "**Pass rate: 3/3 (100.0%)**" in markdown
-    assert "| pytorch-converted/test_ZeroPad2d | pass |" in markdown
+    one_x = f"onnx2tf {get_converter().version()}"
+    assert "| pytorch-converted/test_ZeroPad2d | pass |  | " + one_x + " 'default' |" in markdown
+    assert all((c["converter"], c["strategy"], len(c["tried"])) == (one_x, "default", 1) for c in record["cases"])
+    assert f"**Passes per converter: {one_x}: 3" in markdown
     assert (repo_markdown.stat().st_mtime_ns if repo_markdown.exists() else None) == before
 
 
