@@ -173,6 +173,16 @@ def prepared(strategy, onnx_path: Path, artifacts, stage: Path) -> tuple[Path, l
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
     reference_name = "pytorch" if artifacts.output_file("pytorch").exists() else "onnxruntime"
     reference = shared_inputs.load_npz(artifacts.require(artifacts.output_file(reference_name), "validate"))
+    return prepared_on(strategy, onnx_path, stage, (feeds, reference, reference_name))
+
+
+def prepared_on(strategy, onnx_path: Path, stage: Path, verified_on: tuple[list[dict], dict[str, np.ndarray], str]
+                ) -> tuple[Path, list[str]]:
+    """As `prepared`, with the samples the rewrite is verified on given: the feeds, the reference outputs
+    stacked over them, and the reference's name (the backend test suite passes its stored data)."""
+    if not strategy.rewrite:
+        return onnx_path, []
+    feeds, reference, reference_name = verified_on
     scale = max((float(np.abs(a).max()) for a in reference.values() if a.size), default=0.0)
     rewrite = rewrite_for_conversion(onnx_path, stage / REWRITTEN, feeds, reference, reference_name, 1e-4 + 1e-4 * scale)
     return rewrite.path, [f"strategy '{strategy.name}' converted {REWRITTEN}: {rewrite.describe()}"]

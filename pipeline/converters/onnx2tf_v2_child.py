@@ -52,8 +52,15 @@ def _cause(exc: BaseException) -> str:
         chain.append(chain[-1].__cause__)
     if isinstance(exc, SystemExit):
         return f"onnx2tf exited with code {exc.code}"
-    lines = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in chain]
+    lines = [f"{type(e).__name__}: {_said(e)}" for e in chain]
     return next((line for line in lines if re.search(NAMES_NODE, line)), lines[-1])[:600]
+
+
+def _said(exc: BaseException) -> str:
+    """The message's first line; for TensorFlow's tracing wrapper ("in user code:", then a traceback), its last:
+    the error raised while tracing (2.6.9's SavedModel export: "ModelIRSavedModelExportError: Tensor is unbound")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [""]
+    return lines[-1] if lines[0].endswith(":") else lines[0]
 
 
 def _describe(folder: Path, request: dict) -> dict:
@@ -116,17 +123,24 @@ def _signature(folder: Path, onnx_inputs: list[str], onnx_outputs: list[str]) ->
 
 
 def _ordered(specs: dict, onnx_names: list[str], kind: str) -> list:
+    """[[ONNX name, shape]]: the TFLite signature keys by the ONNX names, and so does the SavedModel's (an
+    input's as tf.function's parameter name for it: the SavedModel runner asks for that key itself)."""
     keys = list(specs)
     if len(keys) != len(onnx_names):
         raise RuntimeError(f"the SavedModel has {len(keys)} {kind}s ({', '.join(keys)}), the ONNX model {len(onnx_names)}")
-    missing = [n for n in onnx_names if _key(n) not in specs]
+    found = {n: next((k for k in (n, parameter_name(n)) if k in specs), None) for n in onnx_names}
+    missing = [n for n, key in found.items() if key is None]
     if missing:
         raise RuntimeError(f"the SavedModel's {kind}s ({', '.join(keys)}) do not name the ONNX {kind}s {missing}")
-    return [[_key(n), [d if d is not None else -1 for d in specs[_key(n)].shape]] for n in onnx_names]
+    return [[n, [d if d is not None else -1 for d in specs[found[n]].shape]] for n in onnx_names]
 
 
-def _key(onnx_name: str) -> str:
-    return onnx_name  # onnx2tf 2.x keys the signature by the ONNX names (checked in _ordered)
+def parameter_name(name: str) -> str:
+    """The parameter name tf.function gives a signature input named `name` ('0' -> 'arg_0'): TensorFlow's
+    function_type.sanitize_arg_name, copied here as in pipeline/runners/tensorflow.py (this file imports
+    nothing of the pipeline)."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
 
 
 # Loads a Keras file as the audit does (safe mode, no compile) and prints why it fails, if it does.

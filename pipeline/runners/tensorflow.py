@@ -52,8 +52,22 @@ class TFSavedModelRunner(_TFRunner):
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
-        result = self.model(**{k: tf.constant(v) for k, v in self._backend_feed(feed).items()})
+        accepted = self.model.structured_input_signature[1]
+        result = self.model(**{_input_key(accepted, k): tf.constant(v) for k, v in self._backend_feed(feed).items()})
         return self._logical_outputs(lambda b: result[_output_key(result, b)].numpy())
+
+
+def _input_key(accepted: dict, tf_name: str) -> str:
+    """The signature's key for an input: its name, or the parameter name tf.function made of a name that is no
+    Python identifier (2.x's SavedModel keys ONNX input '0' as 'arg_0', its TFLite file as '0')."""
+    return tf_name if tf_name in accepted else parameter_name(tf_name)
+
+
+def parameter_name(name: str) -> str:
+    """The parameter name tf.function gives a signature input named `name` ('0' -> 'arg_0'): TensorFlow's
+    function_type.sanitize_arg_name (copied in pipeline/converters/onnx2tf_v2_child.py, which runs elsewhere)."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
 
 
 def _output_key(result: dict, binding) -> str:

@@ -2,15 +2,22 @@
 
 Each case in `onnx/backend/test/data/{pytorch-converted,pytorch-operator}` is a
 `model.onnx` plus `test_data_set_0/{input,output}_<i>.pb`. A case is imported the way
-`python -m pipeline convert FILE.onnx` imports it (opset < 7 upgraded), converted with
-the converter adapter, its layouts bound like the convert stage binds them, and the
-SavedModel and TFLite fp32 models are run on the stored inputs and compared with the
-stored expected outputs at the fp32 tolerance.
+`python -m pipeline convert FILE.onnx` imports it (opset < 7 upgraded) and converted the way
+the convert stage converts it: its strategy list in order (onnx2tf 1.x's strategies, then
+onnx2tf 2.x), until one converts and its layouts bind like the convert stage binds them. That
+strategy's SavedModel and TFLite fp32 models are run on the stored inputs and compared with the
+stored expected outputs at the fp32 tolerance. When they fail, the other converter's strategy
+runs and is judged the same way, as the repair's first candidate runs after the audit caught a
+model wrong; the files that pass are the case's (else the first converter's stay). Each case
+records every strategy's outcome and which converter and strategy made the judged files. A
+converter that cannot run here (no .venv312 for onnx2tf 2.x) is left out, and the report says so.
 
-Every case runs in this one process, one after another, so TensorFlow is imported
-once. A failing case is recorded (stage, exception type, first line, category) and
-the suite goes on. Results go to `<out>/suite.json` (rewritten after every case, so an
-interrupted run keeps what it measured) and to a markdown report (SUITE.md).
+Every case runs in this one process, one after another, so TensorFlow is imported once (the
+conversions too: without the convert stage's per-attempt child and limits; onnx2tf 2.x runs in
+its own side-environment process all the same). A failing case is recorded (stage, exception
+type, first line, category) and the suite goes on. Results go to `<out>/suite.json`
+(rewritten after every case, so an interrupted run keeps what it measured) and to a markdown
+report (SUITE.md).
 """
 from __future__ import annotations
 
@@ -34,16 +41,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.artifacts.folder import DEFAULT_ROOT, REPO_ROOT
 from pipeline.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
 from pipeline.console import capture_output, console
-from pipeline.convert.stage import bind
-from pipeline.converters import ConversionOptions, ConversionResult, Converter, get_converter
+from pipeline.convert.rewrite import prepared_on
+from pipeline.convert.stage import Strategy, bind, strategies
+from pipeline.converters import ConversionResult, Converter, get_converter
 from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, UsageError, ValidationError, first_line
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, load_onnx
 from pipeline.runners.base import Runner
 from pipeline.runners.tensorflow import TFLiteRunner, TFSavedModelRunner
 from pipeline.runners.tf_io import TFModelIO
-from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, CaseResult, Failure,
-                                   OutputCheck, SuiteReport, print_summary, summarize, write_json, write_markdown)
+from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, RAISED, UNSUPPORTED, CaseResult,
+                                         Failure, OutputCheck, StrategyRun, SuiteReport, print_summary, summarize,
+                                         write_json, write_markdown)
 
 REFERENCE = "expected"  # the stored output_<i>.pb files
 DEFAULT_OUT = DEFAULT_ROOT / "suite"
@@ -157,6 +166,34 @@ def categorize(failure: Failure) -> str:
     return OTHER
 
 
+# --- converters ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Converters:
+    """The converters the convert stage's strategy list names that can run here (by registry name), and
+    why the others cannot (one line each: their strategies are left out, and the report says so)."""
+
+    available: dict[str, Converter]
+    unavailable: tuple[str, ...] = ()
+
+    @classmethod
+    def here(cls) -> "Converters":
+        listed = {name: get_converter(name) for name in dict.fromkeys(s.converter for s in strategies([]))}
+        why = {name: converter.available() for name, converter in listed.items()}
+        return cls({n: c for n, c in listed.items() if not why[n]}, tuple(w for w in why.values() if w))
+
+    def strategies(self, specs: list[TensorSpec]) -> list[Strategy]:
+        """The convert stage's strategies for these inputs, in its order, those of available converters."""
+        return [s for s in strategies(specs) if s.converter in self.available]
+
+    def label(self, strategy: Strategy) -> str:
+        converter = self.available[strategy.converter]
+        return f"{converter.label} {converter.version()}"
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.label(s) for s in self.strategies([])))
+
+
 # --- running one case ----------------------------------------------------------------
 
 class StageFailed(Exception):
@@ -179,17 +216,65 @@ def stage(name: str) -> Iterator[None]:
 
 
 @dataclass
-class _Audit:
-    """What one case produced so far (filled stage by stage)."""
+class _Run:
+    """One strategy's try on a case (filled stage by stage)."""
 
-    opset: int | None = None
+    strategy: Strategy
+    converter: str  # "onnx2tf 1.29.24"
     checks: list[OutputCheck] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unresolved: set[str] = field(default_factory=set)  # outputs whose layout could not be decided
+    seconds: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        """raised (it did not convert, or did not bind), fail, inconclusive or pass."""
+        if any(f.stage in CONVERTING for f in self.failures):
+            return RAISED
+        if self.failures:
+            return "fail"
+        return "inconclusive" if any(c.verdict == "inconclusive" for c in self.checks) else "pass"
+
+    def record(self) -> StrategyRun:
+        return StrategyRun(self.strategy.name, self.converter, self.outcome, round(self.seconds, 2),
+                           tuple(self.failures), tuple(self.checks))
 
 
-def run_case(case: Case, work: Path, converter: Converter) -> CaseResult:
+CONVERTING = ("convert", "bind")  # a failure here sends the convert stage on to its next strategy
+
+
+@dataclass
+class _Audit:
+    """What one case produced so far: its import, and each strategy's run."""
+
+    opset: int | None = None
+    failures: list[Failure] = field(default_factory=list)  # before any conversion (load, import)
+    notes: list[str] = field(default_factory=list)
+    runs: list[_Run] = field(default_factory=list)
+    judged: _Run | None = None  # the run whose files are the case's: None when every strategy raised
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One imported case, ready for the strategies."""
+
+    work: Path
+    onnx: Path  # the imported (upgraded) file
+    data: CaseData
+    converters: Converters
+
+    @property
+    def specs(self) -> list[TensorSpec]:
+        return stored_specs(self.data)
+
+
+def stored_specs(data: CaseData) -> list[TensorSpec]:
+    """Specs from the stored arrays: they are what runs (float64 inputs included)."""
+    return [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in data.inputs.items()]
+
+
+def run_case(case: Case, work: Path, converters: Converters) -> CaseResult:
     """Import, convert, bind, run and compare one case in `work` (emptied first); never raises
     for the case's own failures (KeyboardInterrupt still stops the suite)."""
     shutil.rmtree(work, ignore_errors=True)
@@ -198,32 +283,93 @@ def run_case(case: Case, work: Path, converter: Converter) -> CaseResult:
     audit = _Audit()
     try:
         with capture_output(work / "case.log"):  # TF and LiteRT print while loading models
-            _audit(case, work, converter, audit)
+            _audit(case, work, converters, audit)
     except StageFailed as exc:
         audit.failures.append(exc.failure)
     return _result(case, audit, time.perf_counter() - start)
 
 
-def _audit(case: Case, work: Path, converter: Converter, audit: _Audit) -> None:
+def _audit(case: Case, work: Path, converters: Converters, audit: _Audit) -> None:
     with stage("load"):
         data = load_case(case)
         audit.opset = data.opset
     with stage("import"):
         imported = _import(case, work, audit)
-    with stage("convert"):
-        result = converter.convert(imported, work, work / "convert.log", ConversionOptions())
-        if "fp32" not in result.tflite:
-            raise ConversionError("the converter wrote no TFLite fp32 model; see convert.log")
-    with stage("bind"):
-        specs, io = _bind(result, data, audit)
+    job = _Job(work, imported, data, converters)
+    listed = converters.strategies(job.specs)
+    audit.judged = _first_converted(listed, job, audit)
+    if audit.judged is not None and audit.judged.outcome == "fail":
+        audit.judged = _other_converter(listed, job, audit)
+
+
+def _first_converted(listed: list[Strategy], job: _Job, audit: _Audit) -> _Run | None:
+    """The convert stage's loop: each strategy in turn until one converts and binds; that one's files judged."""
+    for strategy in listed:
+        run = _try(strategy, job)
+        audit.runs.append(run)
+        if run.outcome != RAISED:
+            return run
+    return None
+
+
+def _other_converter(listed: list[Strategy], job: _Job, audit: _Audit) -> _Run:
+    """The repair's first candidates when the audit caught a model wrong: the other converter's strategies
+    (not the rewrite, not one that raised already), each judged; the first that passes replaces the
+    wrong files, else they stay (the repair's layout candidates are not run here)."""
+    wrong = audit.judged
+    tried = {run.strategy.name for run in audit.runs}
+    for strategy in [s for s in listed if s.converter != wrong.strategy.converter and s.name not in tried and not s.rewrite]:
+        run = _try(strategy, job)
+        audit.runs.append(run)
+        if run.outcome in ("pass", "inconclusive"):
+            return run
+    return wrong
+
+
+def _try(strategy: Strategy, job: _Job) -> _Run:
+    """One strategy: convert into work/<strategy>, bind, then run both backends on the stored data."""
+    run = _Run(strategy, job.converters.label(strategy))
+    start = time.perf_counter()
+    try:
+        with stage("convert"):
+            result = _convert(strategy, job, run)
+        with stage("bind"):
+            specs, io = _bind(result, job.data, run)
+    except StageFailed as exc:
+        run.failures.append(exc.failure)
+    else:
+        _judge(result, specs, io, job.data, run)
+    finally:
+        _release_keras_state()
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def _convert(strategy: Strategy, job: _Job, run: _Run) -> ConversionResult:
+    """As the convert stage's attempt (a rewrite verified on the stored data first), in this process."""
+    verified_on = ([job.data.inputs], {name: array[None] for name, array in job.data.outputs.items()}, REFERENCE)
+    onnx_path, notes = prepared_on(strategy, job.onnx, job.work, verified_on)
+    run.notes.extend(notes)
+    out_dir = job.work / strategy.name
+    out_dir.mkdir()
+    log_path = job.work / "convert.log"
+    with log_path.open("a") as log:
+        log.write(f"\n===== {run.converter}, strategy '{strategy.name}': {strategy.why} =====\n")
+    result = job.converters.available[strategy.converter].convert(onnx_path, out_dir, log_path, strategy.options)
+    if "fp32" not in result.tflite:
+        raise ConversionError(f"{run.converter} wrote no TFLite fp32 model; see {log_path}")
+    return result
+
+
+def _judge(result: ConversionResult, specs: list[TensorSpec], io: TFModelIO, data: CaseData, run: _Run) -> None:
     names = list(data.outputs)
     runners = [TFSavedModelRunner(result.saved_model, io, specs, names),
                TFLiteRunner(result.tflite["fp32"], io, specs, names, "fp32")]
     for runner in runners:  # each backend is checked even when the other one fails
         try:
-            _check_backend(runner, data, audit)
+            _check_backend(runner, data, run)
         except StageFailed as exc:
-            audit.failures.append(exc.failure)
+            run.failures.append(exc.failure)
 
 
 def _import(case: Case, work: Path, audit: _Audit) -> Path:
@@ -235,20 +381,19 @@ def _import(case: Case, work: Path, audit: _Audit) -> Path:
     return path
 
 
-def _bind(result: ConversionResult, data: CaseData, audit: _Audit) -> tuple[list[TensorSpec], TFModelIO]:
+def _bind(result: ConversionResult, data: CaseData, run: _Run) -> tuple[list[TensorSpec], TFModelIO]:
     """The convert stage's binding, with the stored data as the reference and first feed."""
-    # Specs from the stored arrays: they are what runs (float64 inputs included).
-    specs = [TensorSpec(name, tuple(array.shape), str(array.dtype)) for name, array in data.inputs.items()]
+    specs = stored_specs(data)
     reference = {name: array[None] for name, array in data.outputs.items()}
     io = bind(result, specs, list(data.outputs), reference, data.inputs)
     for binding in io.inputs + io.outputs:
         if binding.layout.ambiguous:
-            audit.notes.append(f"{binding.name}: {binding.layout.note or binding.layout.decided_by}")
-    audit.unresolved.update(b.name for b in io.outputs if b.layout.decided_by == "unresolved")
+            run.notes.append(f"{binding.name}: {binding.layout.note or binding.layout.decided_by}")
+    run.unresolved.update(b.name for b in io.outputs if b.layout.decided_by == "unresolved")
     return specs, io
 
 
-def _check_backend(runner: Runner, data: CaseData, audit: _Audit) -> None:
+def _check_backend(runner: Runner, data: CaseData, run: _Run) -> None:
     """Run one backend on the stored inputs and compare each output with the stored one; a
     backend that cannot run fails its checks, as in the audit (pipeline.compare.not_run)."""
     tolerance = tolerance_for("tflite_fp32")
@@ -256,17 +401,17 @@ def _check_backend(runner: Runner, data: CaseData, audit: _Audit) -> None:
         with stage("run"), runner:
             values = runner.infer(data.inputs)
     except StageFailed as exc:
-        audit.failures.append(exc.failure)
-        audit.checks.extend(_check(not_run(REFERENCE, runner.name, name, tolerance, exc.failure.message), False, False)
-                            for name in data.outputs)
+        run.failures.append(exc.failure)
+        run.checks.extend(_check(not_run(REFERENCE, runner.name, name, tolerance, exc.failure.message), False, False)
+                          for name in data.outputs)
         return
     with stage("compare"):
         for name, expected in data.outputs.items():
             comparison = compare_arrays(expected[None], values[name][None], tolerance, (REFERENCE, runner.name, name))
-            check = _check(comparison, name in audit.unresolved, is_permutation(expected, values[name], tolerance))
-            audit.checks.append(check)
+            check = _check(comparison, name in run.unresolved, is_permutation(expected, values[name], tolerance))
+            run.checks.append(check)
             if check.verdict == "fail":
-                audit.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
+                run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
 
 
 def _check(comparison: Comparison, unresolved: bool, permuted: bool) -> OutputCheck:
@@ -287,17 +432,39 @@ def is_permutation(expected: np.ndarray, actual: np.ndarray, tolerance: Toleranc
 
 
 def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
-    """The first failure decides the category; the reason lists every failure."""
-    failures = audit.failures
-    inconclusive = next((c for c in audit.checks if c.verdict == "inconclusive"), None)
-    status = "fail" if failures else ("inconclusive" if inconclusive else "pass")
-    reason = "; ".join(_reason(f) for f in failures) if failures else (inconclusive.reason if inconclusive else None)
-    values = [c.max_abs for c in audit.checks if c.max_abs is not None]
+    """The judged run's status; the first failure decides the category. The reason lists the judged run's
+    failures, then each other converter's first strategy's outcome (each converter's, when every strategy raised)."""
+    judged, firsts = audit.judged, _first_run_per_converter(audit.runs)
+    failures = audit.failures + (judged.failures if judged else [run.failures[0] for run in firsts])
+    checks = judged.checks if judged else []
+    status = "fail" if failures else ("inconclusive" if judged.outcome == "inconclusive" else "pass")
+    inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None)
+    own = [_reason(f) for f in (failures if judged else audit.failures)] or [inconclusive]
+    others = [_other_reason(run, audit.runs) for run in firsts if judged is None or run.converter != judged.converter]
+    values = [c.max_abs for c in checks if c.max_abs is not None]
     return CaseResult(
         case=case.id, folder=case.folder, status=status, category=categorize(failures[0]) if failures else None,
-        max_abs=max(values) if values else None, seconds=round(seconds, 2), reason=reason, opset=audit.opset,
-        failures=tuple(failures), checks=tuple(audit.checks), notes=tuple(audit.notes),
+        max_abs=max(values) if values else None, seconds=round(seconds, 2),
+        reason="; ".join(filter(None, [*own, *others])) or None, opset=audit.opset,
+        failures=tuple(failures), checks=tuple(checks), notes=tuple(audit.notes + (judged.notes if judged else [])),
+        converter=judged.converter if judged else None, strategy=judged.strategy.name if judged else None,
+        tried=tuple(run.record() for run in audit.runs),
     )
+
+
+def _first_run_per_converter(runs: list[_Run]) -> list[_Run]:
+    first: dict[str, _Run] = {}
+    for run in runs:
+        first.setdefault(run.converter, run)
+    return list(first.values())
+
+
+def _other_reason(run: _Run, runs: list[_Run]) -> str:
+    """What a converter made of the case, by its first strategy: that strategy's first failure, or its outcome."""
+    more = sum(r.converter == run.converter for r in runs) - 1
+    strategies = f"'{run.strategy.name}'" + (f" and {more} more strateg{'y' if more == 1 else 'ies'}" if more else "")
+    said = _reason(run.failures[0]) if run.failures else run.outcome
+    return f"{run.converter} {strategies}: {said}"
 
 
 def _reason(failure: Failure) -> str:
@@ -336,18 +503,20 @@ def run_suite(options: SuiteOptions) -> SuiteReport:
     if not cases:
         raise UsageError(f"no backend test case matches --filter {list(options.filters)}; case ids look like "
                          "'pytorch-converted/test_Conv2d_strided'")
-    converter, results, start = get_converter(), [], time.perf_counter()
+    converters, results, start = Converters.here(), [], time.perf_counter()
+    for why in converters.unavailable:
+        console.print(f"[yellow]{why}: its strategies are left out[/]")
+    listed = (converters.labels(), converters.unavailable)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
         task = progress.add_task("suite", total=len(cases))
         for case in cases:
             progress.update(task, description=case.id)
-            results.append(run_case(case, options.out / "cases" / case.folder / case.name, converter))
-            _release_keras_state()
-            partial = summarize(results, time.perf_counter() - start, options.selection, finished=False)
+            results.append(run_case(case, options.out / "cases" / case.folder / case.name, converters))
+            partial = summarize(results, time.perf_counter() - start, options.selection, False, listed)
             write_json(options.json_path, partial)
             progress.advance(task)
-    report = summarize(results, time.perf_counter() - start, options.selection)
+    report = summarize(results, time.perf_counter() - start, options.selection, True, listed)
     write_json(options.json_path, report)
     write_markdown(options.markdown, report)
     print_summary(report)

@@ -45,6 +45,21 @@ class OutputCheck:
     reason: str | None
 
 
+RAISED = "raised"  # a strategy's outcome when it did not convert (or its model could not be bound)
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """One conversion strategy's try on a case: which converter ran it, and how it ended."""
+
+    strategy: str  # the convert stage's strategy name (pipeline/convert/stage.py)
+    converter: str  # "onnx2tf 1.29.24": the package and version that ran it
+    outcome: str  # raised | pass | fail | inconclusive (its files judged on the stored data)
+    seconds: float
+    failures: tuple[Failure, ...] = ()
+    checks: tuple[OutputCheck, ...] = ()
+
+
 @dataclass(frozen=True)
 class CaseResult:
     case: str  # folder/name
@@ -58,6 +73,13 @@ class CaseResult:
     failures: tuple[Failure, ...] = ()  # the first decides the category
     checks: tuple[OutputCheck, ...] = ()
     notes: tuple[str, ...] = ()
+    converter: str | None = None  # which converter made the judged files ("onnx2tf 2.6.9"); None: none converted
+    strategy: str | None = None  # and with which strategy
+    tried: tuple[StrategyRun, ...] = ()  # every strategy run on the case, in order
+
+    @property
+    def made_by(self) -> str:
+        return f"{self.converter} '{self.strategy}'" if self.converter else ""
 
 
 @dataclass(frozen=True)
@@ -90,14 +112,28 @@ class SuiteReport:
     folders: tuple[PassRate, ...]
     categories: dict[str, int]  # every category, zeros included
     cases: tuple[CaseResult, ...]
+    converters: tuple[str, ...] = ()  # the converters the strategy list ran here, in its order ("onnx2tf 1.29.24", ...)
+    unavailable: tuple[str, ...] = ()  # why a converter of the strategy list could not run here (one line each)
+
+    def passed_by(self) -> dict[str, int]:
+        """Passed cases per converter that made the judged files, every converter listed (zeros included)."""
+        passed = [r.converter for r in self.cases if r.status == "pass"]
+        return {c: passed.count(c) for c in dict.fromkeys([*self.converters, *filter(None, passed)])}
+
+    def tried_by(self) -> dict[str, int]:
+        """Cases on which each converter ran at least one strategy."""
+        ran = [c for r in self.cases for c in dict.fromkeys(run.converter for run in r.tried)]
+        return {c: ran.count(c) for c in dict.fromkeys([*self.converters, *ran])}
 
     def to_json(self) -> dict:
         rates = lambda r: {**asdict(r), "rate": round(r.rate, 4)}  # noqa: E731
         return {**asdict(self), "overall": rates(self.overall), "folders": [rates(r) for r in self.folders]}
 
 
-def summarize(results: list[CaseResult], seconds: float, selection: str, finished: bool = True) -> SuiteReport:
-    """Pass rates overall and per folder, and failures per category."""
+def summarize(results: list[CaseResult], seconds: float, selection: str, finished: bool = True,
+              converters: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> SuiteReport:
+    """Pass rates overall and per folder, and failures per category; `converters`: the converters that ran
+    and why the others could not (SuiteReport.converters and .unavailable)."""
     folders = [f for f in FOLDERS if any(r.folder == f for r in results)]
     folders += sorted({r.folder for r in results} - set(folders))
     return SuiteReport(
@@ -105,6 +141,7 @@ def summarize(results: list[CaseResult], seconds: float, selection: str, finishe
         selection=selection, finished=finished, overall=PassRate.of("all", results),
         folders=tuple(PassRate.of(f, [r for r in results if r.folder == f]) for f in folders),
         categories={c: sum(r.category == c for r in results) for c in CATEGORIES}, cases=tuple(results),
+        converters=converters[0], unavailable=converters[1],
     )
 
 
@@ -147,23 +184,38 @@ def markdown(report: SuiteReport) -> str:
         f"Written by `make suite` (`python -m pipeline.tools.suite`) on {report.date}; cases: {report.selection}.", "",
         f"Machine: {report.machine}. Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()) + ".", "",
         "Each case of onnx's `backend/test/data/{pytorch-converted,pytorch-operator}` is imported like "
-        "`python -m pipeline convert FILE.onnx` (opset < 7 upgraded to 13), converted with onnx2tf, its layouts "
-        "bound like the convert stage binds them, and the SavedModel and TFLite fp32 models are run on the stored "
-        f"inputs and compared with the stored outputs (atol {tolerance.atol:g}, rtol {tolerance.rtol:g}). "
+        "`python -m pipeline convert FILE.onnx` (opset < 7 upgraded to 13) and converted like the convert stage "
+        "converts it: its strategy list in order (`pipeline/convert/stage.py`: onnx2tf 1.x's strategies, then "
+        "onnx2tf 2.x), until one converts and its layouts bind. Its SavedModel and TFLite fp32 models are run on the "
+        f"stored inputs and compared with the stored outputs (atol {tolerance.atol:g}, rtol {tolerance.rtol:g}). When "
+        "they fail, the other converter's strategy runs, as the repair's first candidate does after the audit, and its "
+        "files are judged the same way; they are the case's files when they pass, else the first converter's stay. "
         f"All cases ran in one process, sequentially, in {report.seconds:.0f} s.", "",
+        *_converter_lines(report),
         "A case passes when every output of both models is within tolerance. It is inconclusive when they agree "
         "but the stored output carries no evidence (all zeros, NaN or Inf: `pipeline.compare`'s rule). A failed "
-        "case's category comes from its first failure (rules: `pipeline.suite.categorize`); its reason lists every "
-        "failure. `suite.json` has each output's check and each failure's stage and exception type.", "",
+        "case's category comes from its first failure (rules: `pipeline.tools.suite.categorize`); its reason lists "
+        "every failure, then each other converter's first one. `suite.json` has each strategy's outcome, each "
+        "output's check and each failure's stage and exception type.", "",
         f"**Pass rate: {report.overall.passed}/{report.overall.cases} ({report.overall.rate:.1%})**", "",
         "| folder | cases | pass | fail | inconclusive | pass rate |", "|---|---:|---:|---:|---:|---:|",
         *(_rate_row(r) for r in (*report.folders, report.overall)), "",
         "## Failures by category", "", "| category | cases |", "|---|---:|",
         *(f"| {c} | {n} |" for c, n in report.categories.items()), "",
-        "## Cases", "", "| case | status | category | max_abs | seconds | reason |", "|---|---|---|---:|---:|---|",
+        "## Cases", "", "| case | status | category | converted by | max_abs | seconds | reason |",
+        "|---|---|---|---|---:|---:|---|",
         *(_case_row(r) for r in report.cases), "",
     ]
     return "\n".join(lines)
+
+
+def _converter_lines(report: SuiteReport) -> list[str]:
+    """Passes per converter (the one whose files were judged), where each ran, and the ones that could not."""
+    passed = ", ".join(f"{c}: {n}" for c, n in report.passed_by().items()) or "none"
+    tried = ", ".join(f"{c} on {n}" for c, n in report.tried_by().items()) or "none"
+    lines = [f"**Passes per converter: {passed}** (strategies ran: {tried} cases).", ""]
+    lines += [f"Not available: {why}; its strategies were not run." for why in report.unavailable]
+    return lines + ([""] if report.unavailable else [])
 
 
 def _rate_row(rate: PassRate) -> str:
@@ -172,8 +224,8 @@ def _rate_row(rate: PassRate) -> str:
 
 
 def _case_row(result: CaseResult) -> str:
-    cells = (result.case, result.status, result.category or "", _abs(result.max_abs), f"{result.seconds:.1f}",
-             (result.reason or "").replace("|", "\\|"))
+    cells = (result.case, result.status, result.category or "", result.made_by, _abs(result.max_abs),
+             f"{result.seconds:.1f}", (result.reason or "").replace("|", "\\|"))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -195,6 +247,10 @@ def print_summary(report: SuiteReport) -> None:
     for category, count in report.categories.items():
         categories.add_row(category, str(count))
     console.print(categories)
+    passed = ", ".join(f"{c} {n}" for c, n in report.passed_by().items()) or "none"
+    console.print(f"passes per converter (the one whose files were judged): {passed}")
+    for why in report.unavailable:
+        console.print(f"[yellow]not available: {why}[/]")
     _print_problems(report)
 
 
@@ -202,14 +258,14 @@ def _print_problems(report: SuiteReport) -> None:
     problems = [r for r in report.cases if r.status != "pass"]
     if not problems:
         return
-    case_width, outcome_width = 38, 24
+    case_width, outcome_width = 38, 24 + 34  # category, and the converter and strategy
     reason_width = max(30, min(REASON_WIDTH, console.width - case_width - outcome_width - 10))
     table = Table(title="cases that did not pass (full reasons in the markdown report)")
-    for header in ("case", "category (or inconclusive)", "reason"):
+    for header in ("case", "category (or inconclusive)", "converted by", "reason"):
         table.add_column(header, no_wrap=True)
     for result in problems:
         table.add_row(_clip(result.case.split("/", 1)[1], case_width), result.category or result.status,
-                      _clip(result.reason or "", reason_width))
+                      result.made_by, _clip(result.reason or "", reason_width))
     console.print(table)
 
 

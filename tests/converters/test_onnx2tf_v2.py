@@ -15,7 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 from pipeline.converters import ConversionOptions, get_converter
 from pipeline.converters.base import Int8Request
 from pipeline.converters.onnx2tf_v1 import Onnx2TFV1
+from pipeline.converters import onnx2tf_v2_child as child
 from pipeline.converters.onnx2tf_v2 import CHILD, Onnx2TFV2, failure_message, request
+from pipeline.runners import tensorflow as tf_runners
 from pipeline.errors import ConversionError
 
 SIDE = Onnx2TFV2()
@@ -115,6 +117,31 @@ def test_the_child_imports_only_the_standard_library_at_its_top():
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     assert top - {"__future__"} <= set(sys.stdlib_module_names), top
+
+
+@pytest.mark.parametrize("name, key", [("x", "x"), ("0", "arg_0"), ("input.1", "input_1"), ("7:x", "arg_7_x"), ("", "arg_")])
+def test_an_input_name_that_is_no_python_identifier_is_keyed_as_tf_function_keys_it(name, key):
+    assert child.parameter_name(name) == key
+    assert tf_runners.parameter_name(name) == key  # the runner's copy: the two must agree
+
+
+def test_the_answer_names_tensors_as_the_tflite_signature_does_and_finds_the_savedmodel_key():
+    """2.x's SavedModel keys ONNX input '0' as 'arg_0' (tf.function), its TFLite file as '0': the answer gives '0'."""
+    spec = lambda *shape: type("Spec", (), {"shape": shape})()  # noqa: E731
+    assert child._ordered({"arg_0": spec(1, None, 3), "x": spec(2)}, ["0", "x"], "input") == [["0", [1, -1, 3]], ["x", [2]]]
+    with pytest.raises(RuntimeError, match=r"the SavedModel's inputs \(arg_1\) do not name the ONNX inputs \['0'\]"):
+        child._ordered({"arg_1": spec(1)}, ["0"], "input")
+
+
+def test_a_failure_while_tf_traces_names_the_error_raised_inside_not_the_wrapper():
+    """TF's StagingError says "in user code:" on its first line, then a traceback, then the error raised inside."""
+    inner = RuntimeError("in user code:\n\n    File \"x.py\", line 1, in run  *\n        raise E(\n\n"
+                         "    ModelIRSavedModelExportError: Tensor is unbound during SavedModel export: tensor=t_ndhwc\n")
+    outer = RuntimeError("flatbuffer_direct fast path failed.")
+    outer.__cause__ = inner
+    assert child._cause(outer) == ("RuntimeError: ModelIRSavedModelExportError: Tensor is unbound during SavedModel "
+                                   "export: tensor=t_ndhwc")
+    assert child._cause(RuntimeError("first line\nsecond")) == "RuntimeError: first line"
 
 
 @pytest.mark.slow

@@ -12,11 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.tools import suite
 from pipeline.compare import tolerance_for
+from pipeline.converters import get_converter
 from pipeline.converters.base import ConversionResult, TFTensor
+from pipeline.converters.onnx2tf_v2 import Onnx2TFV2
 from pipeline.errors import ConversionError, UsageError, ValidationError
 from pipeline.runners.base import Runner
-from pipeline.tools.suite import Case, CaseDataError, categorize, discover, is_permutation, load_case, parse_args, run_case, stage
-from pipeline.tools.suite_report import LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, Failure
+from pipeline.tools.suite import (Case, CaseDataError, Converters, categorize, discover, is_permutation, load_case, parse_args,
+                                  run_case, stage)
+from pipeline.tools.suite_report import LAYOUT, NUMERIC, OLD_OPSET, OTHER, UNSUPPORTED, Failure, markdown, summarize
 
 SMALL_CASES = ("test_Conv2d_strided", "test_BatchNorm2d_eval", "test_ZeroPad2d")
 
@@ -146,6 +149,7 @@ def test_keyboard_interrupt_is_not_swallowed():
 
 class _FailingConverter:
     name = "failing"
+    label = "failing"
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -158,6 +162,14 @@ class _FailingConverter:
         raise self.error
 
 
+def only_1x(converter) -> Converters:
+    """The suite's converters with `converter` standing in for onnx2tf 1.x and no second converter."""
+    return Converters({"onnx2tf": converter}, ("onnx2tf 2.x is not available: no side environment",))
+
+
+ONE_X_STRATEGIES = ["default", "no-onnxsim", "keep-nchw-inputs", "auto-replacement-json", "rewrite-function-ops"]
+
+
 @pytest.mark.parametrize("error, category, reason", [
     (ConversionError("onnx2tf failed on node 'n' (Foo): boom"), UNSUPPORTED, "convert: ConversionError: onnx2tf failed on node 'n' (Foo): boom"),
     (SystemExit(1), OTHER, "convert: SystemExit: 1"),
@@ -165,8 +177,12 @@ class _FailingConverter:
 ])
 def test_a_failing_conversion_is_recorded_not_raised(onnx_test_data, tmp_path, error, category, reason):
     (case,) = discover(onnx_test_data, filters=("test_Conv2d_strided",))
-    result = run_case(case, tmp_path / "work", _FailingConverter(error))
-    assert (result.status, result.category, result.reason, result.opset) == ("fail", category, reason, 6)
+    result = run_case(case, tmp_path / "work", only_1x(_FailingConverter(error)))
+    assert (result.status, result.category, result.opset, result.converter) == ("fail", category, 6, None)
+    assert result.reason == f"failing 0 'default' and 4 more strategies: {reason}"
+    # Every strategy of the convert stage's list had its turn; the rewrite found no function op to expand.
+    assert [(t.strategy, t.outcome) for t in result.tried] == [(name, "raised") for name in ONE_X_STRATEGIES]
+    assert result.tried[-1].failures[0].message.startswith("rewrite: no function op to expand")
     assert result.notes == ("upgraded from opset 6 to 13 with onnx.version_converter (ONNX Runtime only guarantees opset >= 7)",)
     assert onnx.load(str(tmp_path / "work" / "model.onnx")).opset_import[0].version == 13
 
@@ -177,7 +193,7 @@ def test_a_failing_upgrade_is_an_old_opset(onnx_test_data, tmp_path, monkeypatch
 
     monkeypatch.setattr("pipeline.model.onnx_import.upgrade", refuse)
     (case,) = discover(onnx_test_data, filters=("test_Conv2d_strided",))
-    result = run_case(case, tmp_path / "work", _FailingConverter(AssertionError("not reached")))
+    result = run_case(case, tmp_path / "work", only_1x(_FailingConverter(AssertionError("not reached"))))
     assert (result.status, result.category, result.failures[0].stage) == ("fail", OLD_OPSET, "import")
 
 
@@ -186,32 +202,34 @@ def test_a_failing_upgrade_is_an_old_opset(onnx_test_data, tmp_path, monkeypatch
 class _Converted:
     """Stands in for onnx2tf: a 'converted' test_Conv2d_strided with onnx2tf's NHWC shapes."""
 
-    name = "converted"
+    def __init__(self, name: str = "onnx2tf", version: str = "1.0") -> None:
+        self.name, self.label, self._version = name, "fake", version
 
     def version(self) -> str:
-        return "0"
+        return self._version
 
     def convert(self, onnx_path, out_dir, log_path, options):
         return ConversionResult(
             saved_model=out_dir / "saved_model", keras=None, tflite={"fp32": out_dir / "model_float32.tflite"},
-            inputs=[TFTensor("x", (2, 6, 6, 3))], outputs=[TFTensor("y", (2, 2, 2, 4))], converter="fake", version="0",
+            inputs=[TFTensor("x", (2, 6, 6, 3))], outputs=[TFTensor("y", (2, 2, 2, 4))], converter=self.name, version="0",
         )
 
 
 def fake_runner(name: str, outputs):
-    """A Runner class for `name` whose infer() returns outputs(feed) (logical layout), or raises."""
+    """A Runner class for `name` whose infer() returns outputs(feed, path) (logical layout; the model's path
+    tells one strategy's files from another's), or raises when `outputs` is None."""
 
     class _Fake(Runner):
         def __init__(self, path, io, input_specs, output_names, precision="fp32") -> None:
             super().__init__(input_specs, output_names)
-            self.name = name
+            self.name, self.path = name, path
 
         def _activate_impl(self) -> None:
             if outputs is None:
                 raise OSError("no such file")
 
         def _infer_impl(self, feed):
-            return outputs(feed)
+            return outputs(feed, self.path)
 
     return _Fake
 
@@ -224,9 +242,9 @@ def conv2d_strided(onnx_test_data) -> Case:
 
 def test_a_backend_that_cannot_run_does_not_hide_the_other_ones_result(conv2d_strided, tmp_path, monkeypatch):
     expected = load_case(conv2d_strided).outputs
-    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed: expected))
+    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed, path: expected))
     monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", None))
-    result = run_case(conv2d_strided, tmp_path / "work", _Converted())
+    result = run_case(conv2d_strided, tmp_path / "work", only_1x(_Converted()))
     assert [(c.backend, c.verdict) for c in result.checks] == [("tf_saved_model", "pass"), ("tflite_fp32", "fail")]
     assert result.checks[1].reason == "could not run: tflite_fp32: could not load the model (OSError: no such file)"
     assert (result.status, result.category, result.max_abs) == ("fail", OTHER, 0.0)
@@ -237,13 +255,82 @@ def test_expected_values_in_another_order_are_a_layout_failure(conv2d_strided, t
     expected = load_case(conv2d_strided).outputs
     # What a channel-last Flatten does: NHWC element order in an NCHW-shaped output.
     permuted = {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(a.shape) for name, a in expected.items()}
-    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed: permuted))
-    monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", lambda feed: expected))
-    result = run_case(conv2d_strided, tmp_path / "work", _Converted())
+    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", lambda feed, path: permuted))
+    monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", lambda feed, path: expected))
+    result = run_case(conv2d_strided, tmp_path / "work", only_1x(_Converted()))
     assert [(c.backend, c.verdict) for c in result.checks] == [("tf_saved_model", "fail"), ("tflite_fp32", "pass")]
     assert (result.status, result.category) == ("fail", LAYOUT)
     assert result.reason.startswith("element order differs: the values are the expected ones in another order; ")
     assert result.reason.endswith("(tf_saved_model, output '3')")
+
+
+# --- the convert stage's order: 1.x's strategies, then 2.x ---------------------------
+
+def two_converters(first, second) -> Converters:
+    return Converters({"onnx2tf": first, "onnx2tf2": second})
+
+
+def right_only_from(strategy: str, expected: dict):
+    """Outputs for fake runners: the expected ones from `strategy`'s files (work/<strategy>/...), elsewhere the
+    same values in another order (a channel-last Flatten)."""
+    permuted = {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(a.shape) for name, a in expected.items()}
+    return lambda feed, path: expected if path.parent.name == strategy else permuted
+
+
+def with_runners(monkeypatch, outputs) -> None:
+    monkeypatch.setattr(suite, "TFSavedModelRunner", fake_runner("tf_saved_model", outputs))
+    monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", outputs))
+
+
+def outcomes(result) -> list[tuple[str, str, str]]:
+    return [(t.strategy, t.converter, t.outcome) for t in result.tried]
+
+
+def test_when_every_1x_strategy_raises_2x_converts_and_its_files_are_judged(conv2d_strided, tmp_path, monkeypatch):
+    with_runners(monkeypatch, right_only_from("onnx2tf-2", load_case(conv2d_strided).outputs))
+    failing = _FailingConverter(ConversionError("onnx2tf failed on node 'n' (Conv): boom"))
+    result = run_case(conv2d_strided, tmp_path / "work", two_converters(failing, _Converted("onnx2tf2", "2.6")))
+    assert outcomes(result) == [(name, "failing 0", "raised") for name in ONE_X_STRATEGIES] + [("onnx2tf-2", "fake 2.6", "pass")]
+    assert (result.status, result.converter, result.strategy, result.made_by) == ("pass", "fake 2.6", "onnx2tf-2", "fake 2.6 'onnx2tf-2'")
+    assert result.reason == "failing 0 'default' and 4 more strategies: convert: ConversionError: onnx2tf failed on node 'n' (Conv): boom"
+
+
+def test_a_1x_model_caught_wrong_is_replaced_by_2x_when_2x_passes(conv2d_strided, tmp_path, monkeypatch):
+    with_runners(monkeypatch, right_only_from("onnx2tf-2", load_case(conv2d_strided).outputs))
+    result = run_case(conv2d_strided, tmp_path / "work", two_converters(_Converted("onnx2tf", "1.29"), _Converted("onnx2tf2", "2.6")))
+    assert outcomes(result) == [("default", "fake 1.29", "fail"), ("onnx2tf-2", "fake 2.6", "pass")]  # no other 1.x strategy
+    assert (result.status, result.category, result.made_by) == ("pass", None, "fake 2.6 'onnx2tf-2'")
+    assert [(c.backend, c.verdict) for c in result.checks] == [("tf_saved_model", "pass"), ("tflite_fp32", "pass")]
+    assert result.reason.startswith("fake 1.29 'default': element order differs: ")
+
+
+def test_when_2x_is_wrong_too_the_1x_files_stay_the_judged_ones(conv2d_strided, tmp_path, monkeypatch):
+    with_runners(monkeypatch, right_only_from("no strategy", load_case(conv2d_strided).outputs))
+    result = run_case(conv2d_strided, tmp_path / "work", two_converters(_Converted("onnx2tf", "1.29"), _Converted("onnx2tf2", "2.6")))
+    assert outcomes(result) == [("default", "fake 1.29", "fail"), ("onnx2tf-2", "fake 2.6", "fail")]
+    assert (result.status, result.category, result.made_by) == ("fail", LAYOUT, "fake 1.29 'default'")
+    assert len(result.failures) == 2  # the judged (1.x) files' two backends; 2.x's first failure is in the reason
+    assert "; fake 2.6 'onnx2tf-2': element order differs: " in result.reason
+
+
+def test_a_1x_model_that_passes_is_not_converted_again(conv2d_strided, tmp_path, monkeypatch):
+    with_runners(monkeypatch, right_only_from("default", load_case(conv2d_strided).outputs))
+    second = _FailingConverter(AssertionError("onnx2tf 2.x must not run"))
+    result = run_case(conv2d_strided, tmp_path / "work", two_converters(_Converted("onnx2tf", "1.29"), second))
+    assert outcomes(result) == [("default", "fake 1.29", "pass")]
+    assert (result.status, result.made_by, result.reason) == ("pass", "fake 1.29 'default'", None)
+
+
+def test_without_the_side_environment_the_suite_runs_1x_and_says_2x_was_not_available(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_ONNX2TF2_ENV", str(tmp_path / "no such venv"))
+    converters = Converters.here()
+    assert list(converters.available) == ["onnx2tf"]
+    assert [s.converter for s in converters.strategies([])] == ["onnx2tf"] * 4  # no channel-first inputs: no keep-nchw
+    (why,) = converters.unavailable
+    assert why.startswith(f"onnx2tf 2.x is not available: no side environment at {tmp_path / 'no such venv'}")
+    text = markdown(summarize([], 0.0, "all", True, (converters.labels(), converters.unavailable)))
+    assert f"**Passes per converter: onnx2tf {get_converter().version()}: 0**" in text
+    assert f"Not available: {why}; its strategies were not run." in text
 
 
 def test_is_permutation_within_tolerance_only():
@@ -290,5 +377,20 @@ def test_small_cases_pass_end_to_end_and_reports_are_written(tmp_path, no_networ
     assert set(record["versions"]) >= {"onnx", "onnx2tf", "tensorflow"}
     markdown = (tmp_path / "SUITE.md").read_text()
     assert "**Pass rate: 3/3 (100.0%)**" in markdown
-    assert "| pytorch-converted/test_ZeroPad2d | pass |" in markdown
+    one_x = f"onnx2tf {get_converter().version()}"
+    assert "| pytorch-converted/test_ZeroPad2d | pass |  | " + one_x + " 'default' |" in markdown
+    assert all((c["converter"], c["strategy"], len(c["tried"])) == (one_x, "default", 1) for c in record["cases"])
+    assert f"**Passes per converter: {one_x}: 3" in markdown
     assert (repo_markdown.stat().st_mtime_ns if repo_markdown.exists() else None) == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(Onnx2TFV2().available() is not None, reason=str(Onnx2TFV2().available()))
+def test_a_case_onnx2tf_1x_cannot_convert_passes_with_2x(onnx_test_data, tmp_path, no_network):
+    """Dilated Conv2d: onnx2tf 1.29 fails on it in every strategy; 2.x's files (input '0', 'arg_0' in its
+    SavedModel's signature) are judged on the stored data."""
+    (case,) = discover(onnx_test_data, filters=("pytorch-converted/test_Conv2d_dilated",))
+    result = run_case(case, tmp_path / "work", Converters.here())
+    assert [t.outcome for t in result.tried] == ["raised"] * 5 + ["pass"], result.reason
+    assert (result.status, result.strategy) == ("pass", "onnx2tf-2")
+    assert result.converter == f"onnx2tf {Onnx2TFV2().version()}" and result.max_abs <= 1e-4

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline.tools.suite_report import CATEGORIES, CaseResult, Failure, OutputCheck, markdown, summarize, write_json
+import dataclasses
+
+from pipeline.tools.suite_report import CATEGORIES, CaseResult, Failure, OutputCheck, StrategyRun, markdown, summarize, write_json
 
 
 def result(case: str, status: str, category: str | None = None, reason: str | None = None) -> CaseResult:
@@ -36,8 +38,8 @@ def test_markdown_has_the_rates_the_categories_and_one_escaped_row_per_case():
     assert "**Pass rate: 2/4 (50.0%)**" in text
     assert "| pytorch-operator | 2 | 1 | 0 | 1 | 50.0% |" in text
     assert "| layout | 1 |" in text and "| old opset | 0 |" in text
-    assert "| pytorch-converted/test_b | fail | layout |  | 1.2 | shape mismatch: a \\| b |" in text
-    assert "| pytorch-converted/test_a | pass |  | 1.00e-07 | 1.2 |  |" in text
+    assert "| pytorch-converted/test_b | fail | layout |  |  | 1.2 | shape mismatch: a \\| b |" in text
+    assert "| pytorch-converted/test_a | pass |  |  | 1.00e-07 | 1.2 |  |" in text
 
 
 def test_json_is_strict_and_keeps_the_failure_record(tmp_path):
@@ -48,3 +50,21 @@ def test_json_is_strict_and_keeps_the_failure_record(tmp_path):
     assert record["cases"][1]["failures"] == [{"stage": "compare", "error": None, "message": "shape mismatch: a | b", "expected": True}]
     assert record["cases"][0]["checks"][0]["max_abs"] is None
     assert record["folders"][0]["rate"] == 0.5
+
+
+def made_by(result_: CaseResult, converter: str, *tried: str) -> CaseResult:
+    runs = tuple(StrategyRun("s", c, "raised", 0.1) for c in tried)
+    return dataclasses.replace(result_, converter=converter, strategy="default", tried=runs)
+
+
+def test_passes_are_counted_per_converter_that_made_the_judged_files_and_each_converter_where_it_ran():
+    results = [made_by(RESULTS[0], "onnx2tf 1.29", "onnx2tf 1.29"),
+               made_by(RESULTS[1], "onnx2tf 1.29", "onnx2tf 1.29", "onnx2tf 2.6"),  # failed: not a pass of either
+               made_by(RESULTS[2], "onnx2tf 2.6", "onnx2tf 1.29", "onnx2tf 1.29", "onnx2tf 2.6")]
+    report = summarize(results, 1.0, "all", True, (("onnx2tf 1.29", "onnx2tf 2.6"), ()))
+    assert report.passed_by() == {"onnx2tf 1.29": 1, "onnx2tf 2.6": 1}
+    assert report.tried_by() == {"onnx2tf 1.29": 3, "onnx2tf 2.6": 2}
+    text = markdown(report)
+    assert "**Passes per converter: onnx2tf 1.29: 1, onnx2tf 2.6: 1** (strategies ran: onnx2tf 1.29 on 3, onnx2tf 2.6 on 2 cases)." in text
+    assert "| pytorch-operator/test_c | pass |  | onnx2tf 2.6 'default' | 1.00e-07 |" in text
+    assert "Not available" not in text
