@@ -165,7 +165,9 @@ class TFLiteRunner(_TFRunner):
         backend_feed = self._backend_feed(feed)
         if callable(self.model):
             inputs, outputs = self.model.get_input_details(), self.model.get_output_details()
-            result = self.model(**{k: _quantized(v, inputs.get(k)) for k, v in backend_feed.items()})
+            # Keyed as its signature keys them: a file made from 2.x's SavedModel takes ONNX input '0' as 'arg_0'.
+            keyed = {_input_key(inputs, k): v for k, v in backend_feed.items()}
+            result = self.model(**{k: _quantized(v, inputs.get(k)) for k, v in keyed.items()})
             # Files converted from an older folder's SavedModel (onnx2tf's int8 ones) name outputs output_<n>.
             key = lambda b: _output_key(result, b)  # noqa: E731
             return self._logical_outputs(lambda b: _dequantized(result[key(b)], outputs.get(key(b))))
