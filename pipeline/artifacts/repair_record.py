@@ -22,7 +22,7 @@ class Divergence(Record):
     error_out: float | None
     origin: str | None
     span: list[str] = field(default_factory=list)
-    outputs_error: float | None = None  # the TF layer model's worst error at the graph's outputs, where aligned
+    outputs_error: dict[str, float] | None = None  # the TF layer model's error at each graph output it aligns
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ def first_departure(source: Source, artifacts: ArtifactDir, onnx_path: Path, fee
     node = order.producer[first]
     agreeing = {name for name, s in stats.items() if not s.exceeds}
     error_in = max((stats[t].max_abs for t in node.input if t in stats), default=0.0)
-    at_outputs = [stats[o.name].max_abs for o in model.graph.output if o.name in stats]
+    at_outputs = {o.name: float(stats[o.name].max_abs) for o in model.graph.output if o.name in stats}
     return Divergence("keras", node.name, node.op_type, None, error_in, stats[first].max_abs,
                       "own" if all(t in agreeing or t not in stats for t in node.input) else "inherited",
-                      _span(node, order, stats), max(at_outputs) if at_outputs else None)
+                      _span(node, order, stats), at_outputs or None)
 
 
 def _span(node: onnx.NodeProto, order: TensorOrder, stats: dict) -> list[str]:

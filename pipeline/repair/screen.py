@@ -35,11 +35,11 @@ class Screened:
     departure: Divergence | None  # with the candidate applied; None: no tensor departs, or no layer model
     position: int  # its graph position (-1: none)
 
-    def turned_down(self, before: int, fixed_below: float, outputs_before: float | None = None) -> bool:
+    def turned_down(self, before: int, fixed_below: float, outputs_before: dict[str, float] | None = None) -> bool:
         """Whether the candidate moved the first departure earlier; left it where it was without cutting the
         error there below `fixed_below` (a hundredfold drop: one of two bugs at that node fixed); or moved it
-        later while the layer model's outputs stay exactly as far off as before (`outputs_before`): the nodes
-        it changed are passed over in the comparison, so a departure past them alone proves nothing."""
+        later while every output of the layer model stays exactly as far off as before (`outputs_before`):
+        the nodes it changed are passed over in the comparison, so a departure past them alone proves nothing."""
         d = self.departure
         if d is None:
             return False
@@ -47,15 +47,17 @@ class Screened:
             return True
         return self.position > before and self._outputs_unchanged(outputs_before)
 
-    def _outputs_unchanged(self, outputs_before: float | None) -> bool:
+    def _outputs_unchanged(self, outputs_before: dict[str, float] | None) -> bool:
         after = self.departure.outputs_error if self.departure else None
-        return after is not None and outputs_before is not None and math.isclose(after, outputs_before, rel_tol=1e-4)
+        return bool(after) and bool(outputs_before) and set(after) == set(outputs_before) and all(
+            math.isclose(after[name], outputs_before[name], rel_tol=1e-4) for name in after)
 
-    def reason(self, outputs_before: float | None = None) -> str:
+    def reason(self, before: int, outputs_before: dict[str, float] | None = None) -> str:
         d = self.departure
-        if self._outputs_unchanged(outputs_before):
+        if self.position > before and self._outputs_unchanged(outputs_before):
+            worst = max(d.outputs_error.values())
             return (f"screened out: with it, the TF layer model first departs later, at {d.op_type} '{d.node}', but its "
-                    f"outputs stay as far from ONNX Runtime as before (max_abs {d.outputs_error:.3g}); not converted")
+                    f"outputs stay as far from ONNX Runtime as before (max_abs {worst:.3g}); not converted")
         return (f"screened out: with it, the TF layer model still departs from ONNX Runtime at {d.op_type} "
                 f"'{d.node}' (error {d.error_in:.3g} -> {d.error_out:.3g}), no later than before; not converted")
 

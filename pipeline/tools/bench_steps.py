@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.artifacts.folder import REPO_ROOT, ArtifactDir, write_json
-from pipeline.artifacts.records import ExportRecord
+from pipeline.artifacts.records import AuditRecord, ExportRecord
 from pipeline.tools.bench import RECORD, Goal, machine, measure
 
 HEADING = "## This round's steps"
@@ -188,7 +188,7 @@ def _audit_once(model: str, out: Path, args: tuple[str, ...]) -> AuditRun:
     steps: dict[str, float] = {}
     for s in json.loads(steps_file.read_text())["steps"]:
         steps[s["step"]] = steps.get(s["step"], 0.0) + s["seconds"]
-    return AuditRun(measured.seconds, json.loads((out / "audit.json").read_text())["seconds"], steps)
+    return AuditRun(measured.seconds, ArtifactDir(out).read(AuditRecord).seconds, steps)
 
 
 def _converted(model: str, scratch: Path) -> Path:

@@ -436,6 +436,8 @@ def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
     failures, then each other converter's first strategy's outcome (each converter's, when every strategy raised)."""
     judged, firsts = audit.judged, _first_run_per_converter(audit.runs)
     failures = audit.failures + (judged.failures if judged else [run.failures[0] for run in firsts])
+    if judged is None and not failures:  # no strategy listed at all: no converter could run
+        failures = [Failure("convert", None, "no converter is available to convert this case", expected=True)]
     checks = judged.checks if judged else []
     status = "fail" if failures else ("inconclusive" if judged.outcome == "inconclusive" else "pass")
     inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None)

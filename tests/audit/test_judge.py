@@ -86,7 +86,7 @@ def test_an_fp16_file_that_matches_a_wrong_fp32_file_fails_with_it():
     assert fp32.verdict == "fail" and (fp16.verdict, fp16.rule) == ("pass", "fp16 storage floor")
     checked = with_storage_reference_checked([fp32, fp16])
     assert checked[0] is fp32 and checked[1].verdict == "fail"
-    assert "float32 TFLite file, which fails the audit" in checked[1].reason and "follows it" in checked[1].reason
+    assert "float32 TFLite file, which fails the audit" in checked[1].reason and "the fp16 file follows it (" in checked[1].reason
     right = judged(PYTORCH, backend="tflite_fp32")
     assert with_storage_reference_checked([right, fp16])[1] is fp16  # a passing fp32 file leaves it alone
 
@@ -101,6 +101,22 @@ def test_an_fp16_file_nearer_pytorch_than_a_failing_fp32_file_keeps_its_pass():
     assert with_storage_reference_checked([fp32, fp16])[1] is fp16
     unmeasured = judged(file, backend="tflite_fp16", fp16_oracle=storage_oracle(stored))  # no fp32 outputs to compare
     assert with_storage_reference_checked([fp32, unmeasured])[1].verdict == "inconclusive"
+
+
+def test_an_fp16_file_sharing_an_fp32_error_seen_on_an_edge_case_or_below_its_own_noise_never_keeps_its_pass():
+    labels = ("random_0", "random_1", "random_2", "max_magnitude")
+    edge_only = PYTORCH.copy()
+    edge_only[3] += 0.5  # the fp32 file's error, on the edge case alone (the in-distribution cost cannot see it)
+    stored = edge_only.astype(np.float64) * (1 + RNG.normal(scale=1e-4, size=TRUTH.shape))
+    fp32 = judged(edge_only, backend="tflite_fp32", labels=labels)
+    fp16 = judged(stored.astype(np.float32), backend="tflite_fp16", fp16_oracle=storage_oracle(stored), labels=labels,
+                  tflite_fp32=edge_only)
+    assert fp32.verdict == "fail" and with_storage_reference_checked([fp32, fp16])[1].verdict == "fail"
+    small = (PYTORCH + 2e-4).astype(np.float32)  # a shared error below float16 storage's own noise
+    noisy = small.astype(np.float64) * (1 + RNG.normal(scale=1e-3, size=TRUTH.shape))
+    fp32 = judged(small, backend="tflite_fp32")
+    fp16 = judged(noisy.astype(np.float32), backend="tflite_fp16", fp16_oracle=storage_oracle(noisy), tflite_fp32=small)
+    assert fp32.verdict == "fail" and with_storage_reference_checked([fp32, fp16])[1].verdict != "pass"
 
 
 def test_a_budget_the_config_sets_fails_a_correct_fp16_file_that_misses_it():
