@@ -26,7 +26,7 @@ from typing import Callable
 
 from pipeline.artifacts.folder import REPO_ROOT, ArtifactDir, write_json
 from pipeline.artifacts.records import AuditRecord, ExportRecord
-from pipeline.tools.bench import RECORD, Goal, machine, measure
+from pipeline.tools.bench_measure import RECORD, Goal, machine, measure
 
 HEADING = "## This round's steps"
 DYNAMIC_MODEL = "configs/dynamic/fcn_dynamic.yaml"
