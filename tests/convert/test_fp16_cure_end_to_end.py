@@ -89,6 +89,10 @@ def test_the_cure_converts_again_with_the_converter_that_made_the_file(tmp_path,
     record = convert_stage.run(resolve_source(config), ArtifactDir(out), only=[convert_stage.SECOND_CONVERTER])
     assert record.made_by["tflite_fp16"].startswith("onnx2tf 2.")
     assert json.loads((out / "fp16_cure.json").read_text())["shipped"]
-    # onnx2tf 2.x's fp16 files take float16 inputs; 1.x's (through TF's converter) take float32
+    # both fp16 files are TensorFlow's float16 quantization of a 2.x SavedModel (float32 I/O), and the cure's
+    # conversion is the second onnx2tf 2.x run in the log (the adapter heads each run), with no 1.x run
+    assert "float16 weights by TensorFlow's TFLite converter" in record.made_by["tflite_fp16"]
     for name in ("model_float16.tflite", "model_float16_uncured.tflite"):
-        assert {d["dtype"] for d in Interpreter(model_path=str(out / name)).get_input_details()} == {np.float16}, name
+        assert {d["dtype"] for d in Interpreter(model_path=str(out / name)).get_input_details()} == {np.float32}, name
+    log = (out / "convert.log").read_text()
+    assert log.count("----- onnx2tf 2.") == 2 and "onnx2tf 1.29" not in log
