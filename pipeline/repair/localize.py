@@ -66,3 +66,9 @@ def _span(node: onnx.NodeProto, order: TensorOrder, stats: dict) -> list[str]:
         span.append(producer.name)
         stack.extend(t for t in producer.input if t)
     return span
+
+
+def graph_position(model: onnx.ModelProto, departure: Divergence | None) -> int:
+    """Where in graph order the TF model first departs (-1: not localized)."""
+    names = [n.name for n in model.graph.node]
+    return names.index(departure.node) if departure is not None and departure.node in names else -1

@@ -3,9 +3,10 @@
 A full candidate costs a conversion (every file), an audit and, when it fails, the layer model the
 search reads its next departure from. The screen builds only that layer model, with the candidate's
 replacement entries, and compares it with ONNX Runtime over every tensor (localize.first_departure).
-A candidate after which the TF model still departs at the same place, or earlier, cannot change what
-failed: it is turned down there, for one graph build. One that moves the departure later, or removes
-it, goes on to the real conversion and audit, which alone can pass it.
+A candidate after which the TF model still departs at the same place, or earlier, or departs later while
+every output stays exactly as far off (the nodes it replaced are passed over in the comparison), cannot
+change what failed: it is turned down there, for one graph build. Any other goes on to the real
+conversion and audit, which alone can pass it.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pipeline.artifacts.repair_record import PRF_FILE, Divergence
 from pipeline.config import Source
 from pipeline.console import console
 from pipeline.repair.candidates import Candidate
-from pipeline.repair.localize import first_departure
+from pipeline.repair.localize import first_departure, graph_position
 
 SCREENS = "screen"  # under the search's trial folder
 
@@ -74,9 +75,7 @@ def screen(source: Source, artifacts: ArtifactDir, candidate: Candidate, onnx_pa
         departure = None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    names = [n.name for n in onnx.load(str(onnx_path), load_external_data=False).graph.node]
-    position = names.index(departure.node) if departure is not None and departure.node in names else -1
-    return Screened(departure, position)
+    return Screened(departure, graph_position(onnx.load(str(onnx_path), load_external_data=False), departure))
 
 
 def _prepared(artifacts: ArtifactDir, candidate: Candidate, folder: Path) -> ArtifactDir:

@@ -25,7 +25,7 @@ from pipeline.artifacts.records import Attempt, AuditRecord, ConvertRecord, Expo
 from pipeline.config import ARTIFACTS, RepairConfig, Source
 from pipeline.console import console
 from pipeline.repair.candidates import Candidate, candidates
-from pipeline.repair.localize import first_departure
+from pipeline.repair.localize import first_departure, graph_position
 from pipeline.repair.screen import SCREENS, screen
 from pipeline.artifacts.repair_record import PRF_FILE, RECORD, BackendError, Divergence, RepairAttempt, RepairRecord
 from pipeline.convert.layer_model import FOLDER as LAYERS_FOLDER
@@ -91,10 +91,11 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     base = _base_strategy(convert, specs)
     fine = _departure(source, artifacts, base)
     raised = tuple(a.strategy for a in convert.attempts if not a.ok)
-    listed = candidates(onnx.load(str(_converted(artifacts.root, base))), [d for d in (fine, divergence) if d], base, specs, raised)
+    converted = onnx.load(str(_converted(artifacts.root, base)))
+    listed = candidates(converted, [d for d in (fine, divergence) if d], base, specs, raised)
     before = backend_errors(audit)
     state = _Search(base, specs, raised, listed, _worst(before) or float("inf"),
-                    position=_position(onnx.load(str(_converted(artifacts.root, base))), fine),
+                    position=graph_position(converted, fine),
                     departure_error=_error_at(fine), outputs_error=fine.outputs_error if fine is not None else None,
                     errors=_by_output(before))
     attempts: list[RepairAttempt] = []
@@ -123,8 +124,8 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
 
 def _screened_out(source: Source, artifacts: ArtifactDir, state: _Search, candidate: Candidate,
                   attempts: list[RepairAttempt]) -> bool:
-    """A layout candidate that leaves the TF layer model departing where it did (screen.py) is turned down
-    for one graph build, and recorded as tried; one that moves the departure on is converted for real."""
+    """A layout candidate the layer-model screen turns down (screen.py: the departure did not move on, or
+    moved only past the nodes it replaced) is recorded as tried, for one graph build; any other is converted."""
     start = time.perf_counter()
     onnx_path = _converted(artifacts.root, state.base)
     screened = screen(source, artifacts, candidate, onnx_path, artifacts.root / TRIALS / SCREENS)
@@ -147,7 +148,7 @@ def _keep_if_better(source: Source, state: _Search, candidate: Candidate, attemp
     if candidate.strategy is None and attempt.converted:
         departure = _departure(source, ArtifactDir(trial), state.base, candidate)
         model = onnx.load(str(_converted(trial, state.base)))
-        position = _position(model, departure)
+        position = graph_position(model, departure)
         fewer = attempt.max_abs is not None and attempt.max_abs * IMPROVEMENT <= state.best_error
         if departure is not None and (position > state.position or fewer) and not _unchanged(attempt, state):
             following = [c for c in candidates(model, [departure], state.base, state.specs, state.raised) if c.strategy is None]
@@ -176,12 +177,6 @@ def _by_output(errors: list[BackendError]) -> dict[tuple[str, str], float]:
 
 def _error_at(departure: Divergence | None) -> float:
     return departure.error_out if departure is not None and departure.error_out is not None else float("inf")
-
-
-def _position(model: onnx.ModelProto, departure: Divergence | None) -> int:
-    """Where in graph order the TF model first departs (-1: not localized)."""
-    names = [n.name for n in model.graph.node]
-    return names.index(departure.node) if departure is not None and departure.node in names else -1
 
 
 def _on_top_of(kept: Candidate | None, candidate: Candidate) -> Candidate:
