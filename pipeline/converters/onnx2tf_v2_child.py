@@ -37,7 +37,51 @@ def main(request_path: str) -> int:
 def _convert(request: dict) -> None:
     import onnx2tf
 
+    _savedmodel_gelu()
+    _savedmodel_depthwise_conv()
     onnx2tf.convert(**request["kwargs"])
+
+
+def _savedmodel_gelu() -> None:
+    """2.6.9's SavedModel exporter has no kernel for GELU, the op its own TFLite files use for ONNX's Gelu (opset
+    20) and for the Erf chain it fuses into one; it refused the whole SavedModel of every model with a GELU
+    ("unsupported_op_types=['GELU']": PVTv2, BERT). The kernel added is the op its TFLite files hold: GELU
+    without 2.x's IR carrying an 'approximate' option, so the exact, erf form (tf.nn.gelu(approximate=False)).
+    A later onnx2tf with its own GELU kernel keeps it."""
+    import tensorflow as tf
+    from onnx2tf.tflite_builder import saved_model_exporter as exporter
+
+    if "GELU" in exporter._REGISTERED_KERNELS:  # noqa: SLF001 - onnx2tf has no public registry of these kernels
+        return
+    exporter._UNARY_KERNELS["GELU"] = lambda x: tf.nn.gelu(x, approximate=False)  # noqa: SLF001
+    exporter._REGISTERED_KERNELS["GELU"] = exporter._kernel_unary  # noqa: SLF001
+    exporter.SUPPORTED_KERNEL_OP_TYPES.add("GELU")
+
+
+def _savedmodel_depthwise_conv() -> None:
+    """2.6.9's SavedModel kernel for DEPTHWISE_CONV_2D passes tf.nn.depthwise_conv2d four dilations where it takes
+    two (one per spatial axis), which fails every depthwise conv ("`input.shape.rank` must be at least 5": PVTv2's
+    Mix-FFN), and reads the filter as one output channel per input channel. This kernel runs the op its TFLite
+    files hold: the filter [1, H, W, C*M] as TensorFlow's [H, W, C, M]."""
+    import tensorflow as tf
+    from onnx2tf.tflite_builder import saved_model_exporter as exporter
+
+    def depthwise_conv2d(executor, op, env) -> None:
+        x = executor._resolve_tensor(op.inputs[0], env)  # noqa: SLF001
+        w = executor._resolve_tensor(op.inputs[1], env)  # noqa: SLF001
+        b = executor._resolve_optional_tensor(op.inputs[2], env) if len(op.inputs) >= 3 else None  # noqa: SLF001
+        channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        filter_hwcm = tf.reshape(w[0], [w.shape[1], w.shape[2], channels, w.shape[3] // channels])
+        y = tf.nn.depthwise_conv2d(
+            x, filter_hwcm, strides=[1, int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1)), 1],
+            dilations=[int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))],
+            padding=str(op.options.get("padding", "SAME")).upper())
+        if b is not None:
+            y = tf.nn.bias_add(y, b)
+        y = exporter._apply_fused_activation(y, str(op.options.get("fusedActivationFunction", "NONE")))  # noqa: SLF001
+        executor._assign_outputs(op, [y], env)  # noqa: SLF001
+
+    exporter._REGISTERED_KERNELS["DEPTHWISE_CONV_2D"] = depthwise_conv2d  # noqa: SLF001
 
 
 # How onnx2tf 2.x's flatbuffer_direct backend names the op and node it cannot lower ("op=Foo node=n") or

@@ -173,6 +173,41 @@ def test_onnx2tf_2x_converts_what_1x_cannot(tmp_path):
     assert not (out / ".onnx2tf2-work").exists()
 
 
+def depthwise_gelu(path: Path) -> Path:
+    """PVTv2's Mix-FFN in small: a depthwise 3x3 conv (two output channels per input channel) and ONNX's own Gelu
+    (opset 20). 2.6.9's SavedModel export refused both: no GELU kernel, and four dilations passed to
+    tf.nn.depthwise_conv2d."""
+    rng = np.random.default_rng(0)
+    initializers = [numpy_helper.from_array(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), "w"),
+                    numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="dwconv", group=4, pads=[1, 1, 1, 1]),
+             helper.make_node("Gelu", ["c"], ["y"], name="act")]
+    graph = helper.make_graph(nodes, "mix_ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 10])], initializer=initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    return path
+
+
+@pytest.mark.slow
+@needs_side_environment
+def test_2x_writes_the_savedmodel_of_a_depthwise_conv_and_a_gelu_and_it_computes_them(tmp_path):
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    source = depthwise_gelu(tmp_path / "m.onnx")
+    out = tmp_path / "v2"
+    out.mkdir()
+    result = SIDE.convert(source, out, out / "convert.log", ConversionOptions(outputs=("saved_model",)))
+    x = np.random.default_rng(1).standard_normal((1, 4, 6, 10)).astype(np.float32) * 2
+    expected = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    serve = tf.saved_model.load(str(result.saved_model)).signatures["serving_default"]
+    (key, spec), = serve.structured_input_signature[1].items()
+    fed = x if tuple(spec.shape) == x.shape else x.transpose(0, 2, 3, 1)  # onnx2tf may take NHWC
+    got = next(iter(serve(**{key: tf.constant(fed)}).values())).numpy()
+    got = got if got.shape == expected.shape else got.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 @needs_side_environment
 def test_a_2x_failure_is_one_line_naming_the_node(tmp_path):
