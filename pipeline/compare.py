@@ -115,39 +115,67 @@ class Comparison:
 
 def run_all(runners: list[Runner], feeds: list[Feed], on_sample: Callable[[str, int], None] | None = None) -> RunResults:
     """Run each runner on every feed; returns backend -> output -> stacked array."""
-    results: RunResults = {}
-    for runner in runners:
-        with profile.step(f"backend {runner.name}: load"):
-            runner.activate()
-        try:
-            with profile.step(f"backend {runner.name}: run {len(feeds)} samples"):
-                per_sample = []
-                for index, feed in enumerate(feeds):
-                    per_sample.append(runner.infer(feed))
-                    if on_sample:
-                        on_sample(runner.name, index)
-        finally:
-            runner.deactivate()
-        results[runner.name] = stack(per_sample)
-    return results
+    results, broken = run_sets(runners, [feeds], on_sample, keep_going=False)
+    return results[0]
 
 
 def run_each(runners: list[Runner], feeds: list[Feed], reference: str,
              on_sample: Callable[[str, int], None] | None = None) -> tuple[RunResults, dict[str, str]]:
     """run_all, runner by runner: one that cannot run (say, TFLite with Select TF ops and no Flex delegate)
     is recorded with why, and the others still run; the reference's failure is raised."""
+    results, broken = run_sets(runners, [feeds], on_sample, reference=reference)
+    if reference in broken[0]:
+        from pipeline.errors import RunnerError
+
+        raise RunnerError(broken[0][reference])
+    return results[0], broken[0]
+
+
+def run_sets(runners: list[Runner], sets: list[list[Feed]], on_sample: Callable[[str, int], None] | None = None,
+             keep_going: bool = True, reference: str | None = None) -> tuple[list[RunResults], list[dict[str, str]]]:
+    """Each runner loaded once and run on every feed of every input set (a dynamic model's shapes, each its
+    own set): per set, backend -> output -> stacked array, and each runner that could not load or run there,
+    with why. `keep_going=False` raises a runner's first error instead. When the `reference` runner cannot
+    run on a set, nothing more runs: no candidate can be compared without it (the caller says where)."""
     from pipeline.errors import RunnerError
 
-    results: RunResults = {}
-    broken: dict[str, str] = {}
+    results: list[RunResults] = [{} for _ in sets]
+    broken: list[dict[str, str]] = [{} for _ in sets]
     for runner in runners:
         try:
-            results.update(run_all([runner], feeds, on_sample))
+            with profile.step(f"backend {runner.name}: load"):
+                runner.activate()
         except RunnerError as exc:
-            if runner.name == reference:
+            if not keep_going:
                 raise
-            broken[runner.name] = str(exc)
+            for where in broken:
+                where[runner.name] = str(exc)
+            if runner.name == reference:
+                break
+            continue
+        try:
+            for index, feeds in enumerate(sets):
+                try:
+                    results[index][runner.name] = _run_set(runner, feeds, on_sample)
+                except RunnerError as exc:
+                    if not keep_going:
+                        raise
+                    broken[index][runner.name] = str(exc)
+                    if runner.name == reference:
+                        return results, broken
+        finally:
+            runner.deactivate()
     return results, broken
+
+
+def _run_set(runner: Runner, feeds: list[Feed], on_sample: Callable[[str, int], None] | None) -> dict[str, np.ndarray]:
+    with profile.step(f"backend {runner.name}: run {len(feeds)} samples"):
+        per_sample = []
+        for index, feed in enumerate(feeds):
+            per_sample.append(runner.infer(feed))
+            if on_sample:
+                on_sample(runner.name, index)
+    return stack(per_sample)
 
 
 def compare(

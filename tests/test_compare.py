@@ -15,6 +15,7 @@ from pipeline.compare import (
     compare,
     compare_arrays,
     run_all,
+    run_sets,
     tolerance_for,
 )
 from pipeline.errors import RunnerError
@@ -263,6 +264,42 @@ def test_run_all_stacks_each_runners_outputs_per_sample():
     assert seen == [("doubling", 0), ("doubling", 1), ("doubling", 2), ("doubling_again", 0), ("doubling_again", 1), ("doubling_again", 2)]
     assert first.events == ["activate", "deactivate"] and not first.is_active
     assert len(first.inference_seconds) == 3
+
+
+class PickyRunner(DoublingRunner):
+    """Fails on feeds whose value is `bad` (a shape the backend cannot take, say)."""
+
+    def __init__(self, input_specs, output_names, bad):
+        super().__init__(input_specs, output_names)
+        self.bad = bad
+
+    def _infer_impl(self, feed):
+        if float(feed["x"].flat[0]) == self.bad:
+            raise ValueError("cannot resize")
+        return super()._infer_impl(feed)
+
+
+def test_run_sets_loads_each_runner_once_for_every_set_and_keeps_a_failure_to_its_set():
+    good, picky = DoublingRunner([X], ["y"]), PickyRunner([X], ["y"], bad=7)
+    picky.name = "picky"
+    sets = [make_feeds(2), [{"x": np.full((2, 3), 7, dtype=np.float32)}], make_feeds(3)]
+    results, broken = run_sets([good, picky], sets)
+    assert good.events == ["activate", "deactivate"] and picky.events == ["activate", "deactivate"]
+    assert [results[i]["doubling"]["y"].shape[0] for i in range(3)] == [2, 1, 3]
+    assert "picky" in results[0] and "picky" not in results[1] and "picky" in results[2]
+    assert broken[0] == {} and broken[2] == {}
+    assert broken[1] == {"picky": "picky: inference failed (ValueError: cannot resize)"}
+
+
+def test_run_sets_stops_when_the_reference_cannot_run_and_records_a_load_failure_everywhere():
+    reference, after = PickyRunner([X], ["y"], bad=7), DoublingRunner([X], ["y"])
+    reference.name = "pytorch"
+    results, broken = run_sets([reference, after], [make_feeds(1), [{"x": np.full((2, 3), 7, dtype=np.float32)}]],
+                               reference="pytorch")
+    assert "pytorch" in broken[1] and after.events == [], "nothing runs once the reference cannot"
+    unloadable = DoublingRunner([X], ["y"], fail_on_load=True)
+    _, broken = run_sets([unloadable], [make_feeds(1), make_feeds(2)])
+    assert all("could not load the model" in b["doubling"] for b in broken)
 
 
 def test_run_all_results_compare_cleanly():

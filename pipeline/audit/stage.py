@@ -23,7 +23,7 @@ from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord,
 from pipeline.runners import remote
 from pipeline.model.fp16_storage import stored_file
 from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
-from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_all, run_each, tolerance_for
+from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_sets, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError, first_line
@@ -33,7 +33,7 @@ from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
 from pipeline.names import PRECISION, Backend
 
-Waiting = Callable[[], tuple[RunResults, dict[str, str]]]  # waits for the TF worker's backends: results, broken
+Waiting = Callable[[], tuple[list[RunResults], list[dict[str, str]]]]  # waits for the TF worker's backends: per input set, results and broken
 
 
 def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inputs_file: Path | None = None,
@@ -41,25 +41,17 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     start = time.perf_counter()
     export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
     _prepare_inputs(artifacts, export, samples, inputs_file)
-    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.inputs, "export")))
+    sets = _input_sets(artifacts, export)
+    feeds = sets[0].feeds
     reference = export.reference
     backends = [reference] + (["onnxruntime"] if reference == "pytorch" else []) + available_tf_backends(convert)
-    results, reused = _reuse_validated(artifacts, backends)
-    fresh, broken, in_worker = _run([b for b in backends if b not in results], source, artifacts, export, convert, feeds)
-    try:
-        results.update(fresh)
-        oracle = _oracle(source, artifacts, export, feeds, results)
-        fp16_oracle = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
-    finally:  # the worker's answer is always taken, so that no later call reads it instead of its own
-        worker_fresh, worker_broken = in_worker()
-    fresh.update(worker_fresh)
-    results.update(worker_fresh)
-    broken.update(worker_broken)
+    ran = _every_set(source, artifacts, export, convert, backends, sets)
+    results, oracle, fp16_oracle = ran.results[0], ran.oracles[0], ran.fp16_oracles[0]
     labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
     evidence = Evidence(oracle, fp16_oracle, _overrides(source), _budgets(source), tuple(labels),
                         results.get(Backend.TFLITE_FP32))
-    comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, broken, evidence)
-    comparisons, at_shapes, failing = _at_every_shape(source, artifacts, export, convert, backends, comparisons)
+    comparisons = _comparisons(source, reference, [b for b in backends if b != reference], results, ran.broken[0], evidence)
+    comparisons, at_shapes, failing = _at_every_shape(source, export, backends, sets, ran, comparisons)
     verdict = overall_verdict([c.verdict for c in comparisons])
     signal = _signal(source, artifacts, export, feeds, comparisons)
     # Localized where it failed: at the example shape, or else at the first shape where a backend failed.
@@ -69,7 +61,7 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
     layer_pass = _at_shape(_layer_by_layer(request, run_it=layers or verdict == "fail"), at)
     tflite = _tflite_layers(request, _tflite_to_inspect(comparisons, layers))
     record = AuditRecord(
-        reference=reference, backends=backends, samples=len(feeds), reused_outputs=reused,
+        reference=reference, backends=backends, samples=len(feeds), reused_outputs=ran.reused,
         sample_labels=labels, inputs_sha256=sha256(artifacts.inputs),
         comparisons=comparisons,
         histograms=[{"reference": c.reference, "candidate": c.candidate, "output": c.output,
@@ -82,9 +74,67 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         warnings=[f"{c.candidate} '{c.output}': {c.warning}" for c in comparisons if c.warning],
         tflite_layers=tflite,
     )
+    fresh = {b: arrays for b, arrays in results.items() if b not in ran.reused}
     oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
     _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}, **at_shapes})
     return record
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSet:
+    """The inputs of one audited shape: the example's (sizes {}) or an extra shape's of a dynamic model."""
+
+    sizes: dict
+    where: str
+    feeds: list
+
+
+def _input_sets(artifacts: ArtifactDir, export: ExportRecord) -> list[InputSet]:
+    """inputs.npz at the example shape, then each extra shape export.json lists (its own inputs_<shape>.npz)."""
+    load = lambda name: shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(name, "export")))  # noqa: E731
+    example = shapes.example_sizes(export.inputs)
+    return [InputSet({}, "the example shape", load(artifacts.inputs))] + [
+        InputSet(dict(sizes), shapes.describe(sizes, example), load(artifacts.root / shapes.inputs_name(sizes)))
+        for sizes in export.shapes]
+
+
+@dataclasses.dataclass(frozen=True)
+class SetRuns:
+    """Every backend and oracle on every input set (index 0 the example): each backend loaded once for all
+    of them, so an extra shape costs its inferences, not another load of every model."""
+
+    results: list  # per set: backend -> output -> stacked array
+    broken: list  # per set: backend -> why it could not run there
+    oracles: list  # per set: Oracle
+    fp16_oracles: list  # per set: Oracle, or None without an fp16 file
+    reused: list  # backends whose example outputs came from validate
+
+
+def _every_set(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
+               backends: list[str], sets: list[InputSet]) -> SetRuns:
+    """The TF worker's backends (SavedModel, Keras) run there while this process runs the rest and the
+    oracles; the worker's answer is always taken before anything goes on, so that no later call reads it
+    instead of its own."""
+    reused_results, reused = _reuse_validated(artifacts, backends)
+    results, broken, in_worker = _run(backends, source, artifacts, export, convert, sets, reused_results)
+    try:
+        _raise_if_reference_broken(export.reference, broken, sets)
+        oracles = _oracles(source, artifacts, export, sets, results)
+        fp16 = (_fp16_oracles(artifacts, export, convert, sets, oracles) if Backend.TFLITE_FP16 in backends
+                else [None] * len(sets))
+    finally:
+        worker_results, worker_broken = in_worker()
+    for index in range(len(sets)):
+        results[index].update(worker_results[index])
+        broken[index].update(worker_broken[index])
+    return SetRuns(results, broken, oracles, fp16, reused)
+
+
+def _raise_if_reference_broken(reference: str, broken: list[dict[str, str]], sets: list[InputSet]) -> None:
+    for where, failed in zip(sets, broken):
+        if reference in failed:
+            raise RunnerError(failed[reference] if not where.sizes else
+                              f"{reference} could not run at {where.where}: {failed[reference]}")
 
 
 def _comparisons(source: Source, reference: str, candidates: list[str], results: RunResults, broken: dict[str, str],
@@ -99,21 +149,19 @@ def _comparisons(source: Source, reference: str, candidates: list[str], results:
                      for backend, reason in broken.items() for output in results[reference]]
 
 
-def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-                    backends: list[str], at_example: list) -> tuple[list, RunResults, "ShapeAudit | None"]:
-    """A dynamic model: every backend again at each extra shape of export.json, on that shape's own input
+def _at_every_shape(source: Source, export: ExportRecord, backends: list[str], sets: list[InputSet], ran: SetRuns,
+                    at_example: list) -> tuple[list, RunResults, "ShapeAudit | None"]:
+    """A dynamic model: every backend's outputs at each extra shape of export.json, on that shape's own input
     set, judged by the same rules against the oracle at that shape. Each comparison carries its shape; a
     failure's reason names it. Also returns each backend's outputs there (outputs/<backend>@<shape>.npz)."""
     if not export.shapes:
         return at_example, {}, None
-    example = shapes.example_sizes(export.inputs)
     comparisons = [dataclasses.replace(c, shape={}) for c in at_example]
     outputs: RunResults = {}
     failing = None
-    for sizes in export.shapes:
-        where = shapes.describe(sizes, example)
-        with profile.step(f"audit: at {where}"):  # what each extra shape costs (make bench's dynamic-shapes ratio)
-            at, results = _judged_at(sizes, where, source, artifacts, export, convert, backends)
+    for index in range(1, len(sets)):
+        with profile.step(f"audit: at {sets[index].where}"):  # judging it (its runs shared the example's loads)
+            at, results = _judged_at(source, export, backends, sets[index], ran, index)
         outputs.update(results)
         comparisons += at.comparisons
         if failing is None and any(c.verdict == "fail" for c in at.comparisons):
@@ -121,37 +169,19 @@ def _at_every_shape(source: Source, artifacts: ArtifactDir, export: ExportRecord
     return comparisons, outputs, failing
 
 
-def _judged_at(sizes: dict, where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord,
-               convert: ConvertRecord, backends: list[str]) -> tuple["ShapeAudit", RunResults]:
-    """One extra shape: every backend and the oracles on its own input set, judged; and the outputs to
-    write there, keyed <backend>@<shape>."""
-    feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(artifacts.root / shapes.inputs_name(sizes), "export")))
-    results, broken, oracle, fp16 = _backends_at(where, source, artifacts, export, convert, backends, feeds)
-    outputs = {shapes.outputs_key(b, sizes): arrays for b, arrays in results.items()}
-    outputs.update({shapes.outputs_key(o.backend, sizes): o.outputs for o in (oracle, fp16) if o and o.available and o.backend})
-    labels = shared_inputs.sample_labels(len(feeds), edge_cases=True)
+def _judged_at(source: Source, export: ExportRecord, backends: list[str], at: InputSet, ran: SetRuns,
+               index: int) -> tuple["ShapeAudit", RunResults]:
+    """One extra shape judged; and the outputs to write there, keyed <backend>@<shape>."""
+    results, oracle, fp16 = ran.results[index], ran.oracles[index], ran.fp16_oracles[index]
+    outputs = {shapes.outputs_key(b, at.sizes): arrays for b, arrays in results.items()}
+    outputs.update({shapes.outputs_key(o.backend, at.sizes): o.outputs for o in (oracle, fp16)
+                    if o and o.available and o.backend})
+    labels = shared_inputs.sample_labels(len(at.feeds), edge_cases=True)
     evidence = Evidence(oracle, fp16, _overrides(source), _budgets(source), tuple(labels), results.get(Backend.TFLITE_FP32))
     candidates = [b for b in backends if b != export.reference]
-    here = [dataclasses.replace(c, shape=dict(sizes), reason=f"at {where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
-            for c in _comparisons(source, export.reference, candidates, results, broken, evidence)]
-    return ShapeAudit(dict(sizes), where, feeds, oracle, here), outputs
-
-
-def _backends_at(where: str, source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-                 backends: list[str], feeds: list) -> tuple[RunResults, dict[str, str], Oracle, Oracle | None]:
-    """Every backend and the oracles on one shape's feeds (the TF worker's backends there, as at the example)."""
-    with stage_status(f"running every backend at {where}"):
-        results, broken, in_worker = _run(backends, source, artifacts, export, convert, feeds)
-        try:
-            oracle = _oracle(source, artifacts, export, feeds, results)
-            fp16 = _fp16_oracle(artifacts, export, convert, feeds, oracle) if Backend.TFLITE_FP16 in backends else None
-        finally:  # the worker's answer is always taken (see run)
-            worker_results, worker_broken = in_worker()
-    results.update(worker_results)
-    broken.update(worker_broken)
-    if export.reference in broken:
-        raise RunnerError(f"{export.reference} could not run at {where}: {broken[export.reference]}")
-    return results, broken, oracle, fp16
+    here = [dataclasses.replace(c, shape=dict(at.sizes), reason=f"at {at.where}: {c.reason}" if c.verdict != "pass" and c.reason else c.reason)
+            for c in _comparisons(source, export.reference, candidates, results, ran.broken[index], evidence)]
+    return ShapeAudit(dict(at.sizes), at.where, at.feeds, oracle, here), outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,43 +275,54 @@ def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunRe
 
 
 def _run(backends: list[str], source: Source, artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord,
-         feeds: list) -> tuple[RunResults, dict[str, str], Waiting]:
-    """Run each backend; a candidate that cannot run (say, TFLite with Select TF ops and no Flex
-    delegate) is recorded and compared as a failure, while the others are still audited. The TF
-    worker's backends (SavedModel, Keras) run there, one after the other, while this process runs
-    the rest and the oracle: the returned function waits for them."""
+         sets: list[InputSet], reused: RunResults) -> tuple[list[RunResults], list[dict[str, str]], Waiting]:
+    """Run each backend on every input set, loaded once; a candidate that cannot run (say, TFLite with Select
+    TF ops and no Flex delegate) is recorded and compared as a failure, while the others are still audited.
+    A backend whose example outputs validate already computed (`reused`) runs the extra shapes only. The TF
+    worker's backends (SavedModel, Keras) run there, one after the other, while this process runs the rest
+    and the oracle: the returned function waits for them."""
     runners = [make_runner(b, source, artifacts, export, convert) for b in backends]
     in_worker = [r for r in runners if remote.local_runner(r) is not None]
-    waiting = _start_in_worker(in_worker, feeds, export.reference)
+    feed_sets = [s.feeds for s in sets]
+    waiting = _start_in_worker(in_worker, feed_sets, export.reference)
     here = [r for r in runners if r not in in_worker]
+    again, fresh = [r for r in here if r.name in reused], [r for r in here if r.name not in reused]
     # TF and LiteRT print C++ log lines while loading; they go to audit.log, not the terminal.
     try:
         with capture_output(artifacts.root / "audit.log"), Progress(console=console, transient=True) as progress:
-            task = progress.add_task("running backends", total=len(here) * len(feeds))
-            results, broken = run_each(here, feeds, export.reference, on_sample=lambda name, i: progress.update(
-                task, advance=1, description=f"running {name}"))
+            samples = sum(len(f) for f in feed_sets)
+            task = progress.add_task("running backends", total=len(fresh) * samples + len(again) * (samples - len(feed_sets[0])))
+            advance = lambda name, i: progress.update(task, advance=1, description=f"running {name}")  # noqa: E731
+            results, broken = run_sets(fresh, feed_sets, advance, reference=export.reference)
+            extra_results, extra_broken = run_sets(again, feed_sets[1:], advance, reference=export.reference)
     except BaseException:
-        waiting()  # taken before the error goes on (see run)
+        waiting()  # taken before the error goes on (see _every_set)
         raise
+    results[0].update(reused)
+    for index in range(1, len(sets)):
+        results[index].update(extra_results[index - 1])
+        broken[index].update(extra_broken[index - 1])
     return results, broken, waiting
 
 
-def _start_in_worker(runners: list, feeds: list, reference: str) -> Waiting:
+def _start_in_worker(runners: list, feed_sets: list[list], reference: str) -> Waiting:
+    nothing = lambda: ([{} for _ in feed_sets], [{} for _ in feed_sets])  # noqa: E731
     if not runners:
-        return lambda: ({}, {})
+        return nothing
     names = [r.name for r in runners]
+    everywhere = lambda why: ([{} for _ in feed_sets], [{name: why for name in names} for _ in feed_sets])  # noqa: E731
     try:
-        value = remote.start(run_each, [remote.local_runner(r) for r in runners], feeds, reference)
+        value = remote.start(run_sets, [remote.local_runner(r) for r in runners], feed_sets, None, True, reference)
     except RunnerError as exc:  # the worker had died: none of its backends runs
         why = str(exc)
-        return lambda: ({}, {name: why for name in names})
+        return lambda: everywhere(why)
 
-    def wait() -> tuple[RunResults, dict[str, str]]:
+    def wait() -> tuple[list[RunResults], list[dict[str, str]]]:
         try:
             with stage_status(f"waiting for the TensorFlow worker ({', '.join(names)})"):
                 return value()
         except RunnerError as exc:  # the worker died while it ran them
-            return {}, {name: str(exc) for name in names}
+            return everywhere(str(exc))
 
     return wait
 
@@ -329,19 +370,26 @@ def _tflite_layers(request: LayerRequest, backends: list[str]) -> list[dict] | N
                  "where": f"{b}: layer by layer: could not run ({exc})"} for b in backends]
 
 
-def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
-    """The float64 copy of the PyTorch model on the same inputs; when it cannot run, a stated estimate."""
+def _oracles(source: Source, artifacts: ArtifactDir, export: ExportRecord, sets: list[InputSet],
+             results: list[RunResults]) -> list[Oracle]:
+    """Per input set: the float64 copy of the PyTorch model on the same inputs (each copy loaded once for every
+    set); where it cannot run, a stated estimate."""
     if export.reference != "pytorch" or source.config is None:
-        return _onnx_oracle(source, artifacts, export, feeds, results)
+        return _onnx_oracles(source, artifacts, export, sets, results)
     runners = [make_runner(Backend.ORACLE, source, artifacts, export)] + [perturbed_oracle(source, export, seed)
                                                                           for seed in PERTURBATION_SEEDS]
-    try:
-        with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
-            runs = run_all(runners, feeds)
-    except RunnerError as exc:
-        return _estimated_oracle(results, str(exc))
+    with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
+        runs, broken = run_sets(runners, [s.feeds for s in sets])
+    bound = _rounding_bound(artifacts)
+    return [_estimated_oracle(result, next(iter(failed.values()))) if failed else _checked_oracle(run, result, bound)
+            for run, failed, result in zip(runs, broken, results)]
+
+
+def _checked_oracle(runs: RunResults, results: RunResults, bound: oracle_check.RoundingBound) -> Oracle:
+    """The float64 run checked against PyTorch float32 before it judges anything, and the floors it gives."""
+    runs = dict(runs)
     truth = runs.pop(Backend.ORACLE)
-    rejected = oracle_check.check("PyTorch", results["pytorch"], truth, _rounding_bound(artifacts),
+    rejected = oracle_check.check("PyTorch", results["pytorch"], truth, bound,
                                   {name: [run[name] for run in runs.values()] for name in truth})
     if rejected is not None:
         return dataclasses.replace(_estimated_oracle(results, f"the float64 oracle was not used: {rejected.reason}"),
@@ -353,26 +401,34 @@ def _oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds:
                   f"spread when weights and inputs move by one float32 rounding ({len(PERTURBATION_SEEDS)} draws)")
 
 
-def _onnx_oracle(source: Source, artifacts: ArtifactDir, export: ExportRecord, feeds: list, results: RunResults) -> Oracle:
+def _onnx_oracles(source: Source, artifacts: ArtifactDir, export: ExportRecord, sets: list[InputSet],
+                  results: list[RunResults]) -> list[Oracle]:
     """The ONNX route: the graph itself in float64 (ONNX Runtime, or onnx's reference evaluator where ONNX
     Runtime has no double kernel); the floor is ONNX Runtime float32's own error against it."""
     runner = make_runner(Backend.ORACLE_ONNX, source, artifacts, export)
-    try:
-        with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle (the ONNX graph in float64)"):
-            truth = run_all([runner], feeds)[Backend.ORACLE_ONNX]
-    except RunnerError as exc:
-        return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({exc}); the allclose tolerances "
-                                   "against ONNX Runtime decide")
-    rejected = oracle_check.check("ONNX Runtime", results["onnxruntime"], truth, _rounding_bound(artifacts))
+    with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle (the ONNX graph in float64)"):
+        runs, broken = run_sets([runner], [s.feeds for s in sets])
+    bound = _rounding_bound(artifacts)
+    return [_onnx_oracle(runner.engine, artifacts, export, at, run, failed, result, bound)
+            for at, run, failed, result in zip(sets, runs, broken, results)]
+
+
+def _onnx_oracle(engine: str, artifacts: ArtifactDir, export: ExportRecord, at: InputSet, run: RunResults,
+                 failed: dict[str, str], results: RunResults, bound: oracle_check.RoundingBound) -> Oracle:
+    if failed:
+        return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({failed[Backend.ORACLE_ONNX]}); the "
+                                   "allclose tolerances against ONNX Runtime decide")
+    truth = run[Backend.ORACLE_ONNX]
+    rejected = oracle_check.check("ONNX Runtime", results["onnxruntime"], truth, bound)
     if rejected is not None:
-        where = _first_divergence(artifacts, export, feeds)
+        where = _first_divergence(artifacts, export, at.feeds)
         why = rejected.reason + (f"; the first tensor where they part: '{where['tensor']}' (node {where['node']}, "
                                  f"{where['op_type']}, {where['max_abs']:.3g})" if where else "")
-        return Oracle(None, False, f"ONNX route: the float64 oracle ({runner.engine}) was not used: {why}; the allclose "
+        return Oracle(None, False, f"ONNX route: the float64 oracle ({engine}) was not used: {why}; the allclose "
                       "tolerances against ONNX Runtime decide", rejected={**rejected.to_json(), "first_divergence": where})
     floors = {name: sample_floors(results["onnxruntime"][name], truth[name], [], NOISE_ATOL) for name in truth}
     return Oracle(Backend.ORACLE_ONNX, True, f"ONNX route: the ONNX graph with every float32 tensor made float64, run by "
-                  f"{runner.engine}", truth, floors, "ONNX Runtime float32 against the float64 oracle")
+                  f"{engine}", truth, floors, "ONNX Runtime float32 against the float64 oracle")
 
 
 def _rounding_bound(artifacts: ArtifactDir) -> oracle_check.RoundingBound:
@@ -430,11 +486,12 @@ def _made_apart(convert: ConvertRecord) -> str | None:
     return None
 
 
-def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, feeds: list,
-                 oracle: Oracle) -> Oracle:
-    """What a correct fp16 file computes: the converter's own float32 TFLite file with its float constants
-    rounded through float16 (pipeline/model/fp16_storage.py), run by LiteRT. Both are float32 programs on the
-    same constants, so the floor is the model's float32 noise floor, sample by sample."""
+def _fp16_oracles(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertRecord, sets: list[InputSet],
+                  oracles: list[Oracle]) -> list[Oracle]:
+    """What a correct fp16 file computes, per input set: the converter's own float32 TFLite file with its float
+    constants rounded through float16 (pipeline/model/fp16_storage.py), made once and run by LiteRT on every
+    set. Both are float32 programs on the same constants, so the floor is the model's float32 noise floor,
+    sample by sample."""
     fp16_file = artifacts.root / convert.models[Backend.TFLITE_FP16]
     computes_in = _fp16_compute_type(fp16_file)
     why_not = (f"the fp16 file computes in {computes_in} (its float inputs or outputs are {computes_in}), not in float32 after "
@@ -442,21 +499,29 @@ def _fp16_oracle(artifacts: ArtifactDir, export: ExportRecord, convert: ConvertR
                "there is no TFLite fp32 file to round" if Backend.TFLITE_FP32 not in convert.models else
                _made_apart(convert))
     if why_not:
-        return Oracle(None, False, f"{why_not}: no storage reference; the fp16 file is judged by its precision budget alone")
+        return [Oracle(None, False, f"{why_not}: no storage reference; the fp16 file is judged by its precision budget "
+                                    "alone")] * len(sets)
     from pipeline.runners.tensorflow import TFLiteRunner
 
     try:
         with capture_output(artifacts.root / "audit.log"), \
                 stage_status("rounding the float32 TFLite file's constants as float16 storage does"), \
                 profile.step("audit: fp16 storage reference"):
-            # made once per audit: the extra shapes of a dynamic model run the same file
             stored = stored_file(artifacts.root / convert.models[Backend.TFLITE_FP32], cured=bool(convert.fp16_onnx))
             runner = TFLiteRunner(stored, convert.io, export.inputs, export.outputs, "fp32")
             runner.name = Backend.FP16_STORAGE
-            truth = run_all([runner], feeds)[Backend.FP16_STORAGE]
+            runs, broken = run_sets([runner], [s.feeds for s in sets])
     except (RunnerError, ValueError, OSError) as exc:
-        return Oracle(None, False, f"the fp16 storage reference could not be made or run ({first_line(exc)}); the fp16 "
-                                   "file is judged by its precision budget alone")
+        broken = [{Backend.FP16_STORAGE: first_line(exc)}] * len(sets)
+        runs = [{} for _ in sets]
+    return [_fp16_oracle(convert, run, failed, oracle) for run, failed, oracle in zip(runs, broken, oracles)]
+
+
+def _fp16_oracle(convert: ConvertRecord, run: RunResults, failed: dict[str, str], oracle: Oracle) -> Oracle:
+    if failed:
+        return Oracle(None, False, f"the fp16 storage reference could not be made or run ({first_line(failed[Backend.FP16_STORAGE])}); "
+                                   "the fp16 file is judged by its precision budget alone")
+    truth = run[Backend.FP16_STORAGE]
     floors = {name: np.maximum(sample_floors(values, values, [], NOISE_ATOL), oracle.sample_floors[name])
               if name in oracle.sample_floors else sample_floors(values, values, [], NOISE_ATOL)
               for name, values in truth.items()}

@@ -7,6 +7,7 @@ import torch
 from pipeline.config import Source
 from pipeline.errors import RunnerError
 from pipeline.inputs import Feed, TensorSpec
+from pipeline.runners import remote
 from pipeline.runners.base import Runner
 from pipeline.model.float64 import float64_copy, perturb_array, perturbed, to_float64
 from pipeline.model.torch_model import build_model
@@ -19,6 +20,25 @@ class TorchRunner(Runner):
         super().__init__(input_specs, output_names)
         self.source = source
         self.model: torch.nn.Module | None = None
+        self._threads_before = torch.get_num_threads()
+
+    def activate(self) -> None:
+        # Threads are chosen for the whole run of samples: the TF worker, if it computes beside this process
+        # now, shares the cores (remote.cores_beside_worker); the library's own count comes back at deactivate.
+        self._threads_before = torch.get_num_threads()
+        if (threads := remote.cores_beside_worker()) is not None:
+            torch.set_num_threads(threads)
+        try:
+            super().activate()
+        except BaseException:
+            torch.set_num_threads(self._threads_before)
+            raise
+
+    def deactivate(self) -> None:
+        try:
+            super().deactivate()
+        finally:
+            torch.set_num_threads(self._threads_before)
 
     def _activate_impl(self) -> None:
         self.model = build_model(self.source)

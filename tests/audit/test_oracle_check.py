@@ -62,16 +62,22 @@ def onnx_route(tmp_path):
     return artifacts, export, feeds, run_all([runner], feeds)
 
 
+def onnx_oracle(artifacts, export, feeds, results):
+    """The audit's ONNX-route oracle at the example shape alone."""
+    sets = [stage.InputSet({}, "the example shape", feeds)]
+    return stage._onnx_oracles(SimpleNamespace(config=None), artifacts, export, sets, [results])[0]
+
+
 def test_the_onnx_routes_oracle_is_used_when_it_agrees(onnx_route):
     artifacts, export, feeds, results = onnx_route
-    oracle = stage._onnx_oracle(SimpleNamespace(config=None), artifacts, export, feeds, results)
+    oracle = onnx_oracle(artifacts, export, feeds, results)
     assert oracle.available and oracle.rejected is None and oracle.backend == "onnxruntime_fp64"
 
 
 def test_a_broken_float64_run_is_rejected_with_where_it_parts_and_decides_no_verdict(onnx_route, monkeypatch):
     artifacts, export, feeds, results = onnx_route
     monkeypatch.setattr(onnxrt, "with_2d_softmax", lambda model: model)  # the evaluator's opset-13 Softmax, as before
-    oracle = stage._onnx_oracle(SimpleNamespace(config=None), artifacts, export, feeds, results)
+    oracle = onnx_oracle(artifacts, export, feeds, results)
 
     assert not oracle.available and oracle.backend is None and not oracle.sample_floors
     assert "the float64 oracle (onnx's reference evaluator) was not used" in oracle.reason

@@ -1,6 +1,8 @@
 """The TF worker: a runner run there gives what it gives here, and a dead worker is one clear error."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,18 @@ def test_a_job_started_in_the_worker_is_answered_when_waited_for(worker):
     assert remote.call(divmod, 9, 4) == (2, 1), "the worker serves the next call as before"
 
 
+def test_this_process_takes_half_the_cores_while_the_worker_computes_beside_it(worker):
+    import time
+
+    assert remote.cores_beside_worker() is None, "an idle worker leaves this process the library's default"
+    waiting = remote.start(time.sleep, 1.0)
+    try:
+        assert remote.cores_beside_worker() == max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        waiting()
+    assert remote.cores_beside_worker() is None, "once its answer is taken the worker is idle again"
+
+
 def test_without_a_worker_a_started_job_runs_here():
     remote.detach()
     waiting = remote.start(divmod, 7, 2)
@@ -76,14 +90,16 @@ def test_the_audit_runs_the_workers_backends_there_while_it_runs_the_others(seed
     artifacts = ArtifactDir(seed_run.root)
     export, convert = artifacts.read(ExportRecord), artifacts.read(ConvertRecord)
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))[:2]
+    sets = [audit.InputSet({}, "the example shape", feeds)]
     source = resolve_source("seed_ym")
-    results, broken, waiting = audit._run(["tf_saved_model", "keras", "tflite_fp32"], source, artifacts, export, convert, feeds)
-    assert set(results) == {"tflite_fp32"} and not broken, "only LiteRT ran here"
-    there, broken_there = waiting()
+    results, broken, waiting = audit._run(["tf_saved_model", "keras", "tflite_fp32"], source, artifacts, export, convert,
+                                          sets, {})
+    assert set(results[0]) == {"tflite_fp32"} and broken == [{}], "only LiteRT ran here"
+    [there], [broken_there] = waiting()
     assert set(there) == {"tf_saved_model", "keras"} and not broken_there
     remote.detach()
-    here, _, nothing = audit._run(["tf_saved_model", "keras"], source, artifacts, export, convert, feeds)
-    assert nothing() == ({}, {})
+    [here], _, nothing = audit._run(["tf_saved_model", "keras"], source, artifacts, export, convert, sets, {})
+    assert nothing() == ([{}], [{}])
     for backend in here:
         for name in here[backend]:
             np.testing.assert_array_equal(there[backend][name], here[backend][name])
@@ -97,8 +113,9 @@ def test_a_dead_worker_leaves_its_backends_not_run_with_the_reason(seed_run, wor
     feeds = shared_inputs.feeds(shared_inputs.load_npz(artifacts.inputs))[:1]
     worker._process.kill()  # noqa: SLF001
     worker._process.join(10)  # noqa: SLF001
-    results, broken, waiting = audit._run(["tf_saved_model", "keras"], resolve_source("seed_ym"), artifacts, export, convert, feeds)
-    there, broken_there = waiting()
-    assert results == {} and there == {}
+    results, broken, waiting = audit._run(["tf_saved_model", "keras"], resolve_source("seed_ym"), artifacts, export, convert,
+                                          [audit.InputSet({}, "the example shape", feeds)], {})
+    [there], [broken_there] = waiting()
+    assert results == [{}] and there == {}
     assert set(broken_there) == {"tf_saved_model", "keras"}
     assert all("the TensorFlow worker process ended" in why for why in broken_there.values())
