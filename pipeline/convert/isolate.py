@@ -110,13 +110,6 @@ class Child:
         except (EOFError, OSError, BrokenPipeError):
             raise self._ended() from None
 
-    def answered(self) -> bool:
-        """Whether the job sent first and not yet received has finished (its answer waits in the pipe)."""
-        try:
-            return self._conn.poll()
-        except (EOFError, OSError):
-            return True  # an ended child computes nothing; `receive` says why
-
     def receive(self) -> Any:
         """The value of the job sent first and not yet received, as `call` returns it."""
         try:

@@ -13,7 +13,6 @@ runs in this process, as before. TFLite runs here either way: LiteRT needs no Te
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +21,6 @@ from pipeline.runners.base import Runner
 
 _worker: list = []  # the kept child (pipeline.convert.isolate.Child), at most one
 _active: dict[int, Runner] = {}  # in the worker: the runners it has activated, by key
-_jobs_in_flight: list = []  # jobs `start` sent and nobody has taken yet (the worker computes beside this process)
 LOG = "tf_worker.log"
 
 
@@ -61,24 +59,8 @@ def start(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     if not _worker:
         value = fn(*args)
         return lambda: value
-    child = _worker[0]
-    child.send(fn, args)
-    _jobs_in_flight.append(child)
-
-    def taken() -> Any:
-        try:
-            return child.receive()
-        finally:
-            _jobs_in_flight.remove(child)
-    return taken
-
-
-def cores_beside_worker() -> int | None:
-    """How many threads a computation in this process should take while a job `start` sent runs in the
-    worker: half the cores (at least one), so that the two processes do not fight over them. Two processes
-    of two threads each on two cores made the float64 oracle's runs about ten times slower (BENCHMARKS.md,
-    "This round's steps"). None when the worker is idle or absent: the library's own default."""
-    return max(1, (os.cpu_count() or 1) // 2) if _jobs_in_flight else None
+    _worker[0].send(fn, args)
+    return _worker[0].receive
 
 
 def local_runner(runner: Runner) -> Runner | None:

@@ -1,16 +1,25 @@
 """PyTorch runners: the user's model in eval mode, under no_grad, in float32 and as a float64 oracle."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from pipeline.config import Source
 from pipeline.errors import RunnerError
 from pipeline.inputs import Feed, TensorSpec
-from pipeline.runners import remote
 from pipeline.runners.base import Runner
 from pipeline.model.float64 import float64_copy, perturb_array, perturbed, to_float64
 from pipeline.model.torch_model import build_model
+
+
+# The intra-op threads of a runner's PyTorch runs: half the cores, at least one. The audit runs samples one at a
+# time, beside TensorFlow's and LiteRT's thread pools (and the TF worker's process), and on a shared machine
+# PyTorch's default of every core lost most to contention: measured on 2 cores at load average about 3, a tiny
+# FCN's forwards took 1.0-2.0 s with 2 threads against 0.05 s with 1 (81 forwards, one 3-shape audit), and a
+# ResNet-50 at 224 px in float64 1.4 s a forward against 0.5 s.
+RUN_THREADS = max(1, (os.cpu_count() or 1) // 2)
 
 
 class TorchRunner(Runner):
@@ -23,11 +32,9 @@ class TorchRunner(Runner):
         self._threads_before = torch.get_num_threads()
 
     def activate(self) -> None:
-        # Threads are chosen for the whole run of samples: the TF worker, if it computes beside this process
-        # now, shares the cores (remote.cores_beside_worker); the library's own count comes back at deactivate.
+        # RUN_THREADS for the whole run of samples; the process's own count comes back at deactivate.
         self._threads_before = torch.get_num_threads()
-        if (threads := remote.cores_beside_worker()) is not None:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(RUN_THREADS)
         try:
             super().activate()
         except BaseException:

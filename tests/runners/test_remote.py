@@ -1,8 +1,6 @@
 """The TF worker: a runner run there gives what it gives here, and a dead worker is one clear error."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -64,18 +62,6 @@ def test_a_job_started_in_the_worker_is_answered_when_waited_for(worker):
     waiting = remote.start(divmod, 7, 2)
     assert waiting() == (3, 1)
     assert remote.call(divmod, 9, 4) == (2, 1), "the worker serves the next call as before"
-
-
-def test_this_process_takes_half_the_cores_while_the_worker_computes_beside_it(worker):
-    import time
-
-    assert remote.cores_beside_worker() is None, "an idle worker leaves this process the library's default"
-    waiting = remote.start(time.sleep, 1.0)
-    try:
-        assert remote.cores_beside_worker() == max(1, (os.cpu_count() or 1) // 2)
-    finally:
-        waiting()
-    assert remote.cores_beside_worker() is None, "once its answer is taken the worker is idle again"
 
 
 def test_without_a_worker_a_started_job_runs_here():

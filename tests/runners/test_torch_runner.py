@@ -56,3 +56,25 @@ def test_a_model_that_casts_to_float32_inside_cannot_be_the_oracle(tmp_path):
     with TorchFloat64Runner(source(tmp_path, "casts"), SPECS, ["y"]) as oracle:
         with pytest.raises(RunnerError, match=r"output 'y' came out as float32, not float64: the model casts internally"):
             oracle.infer({"x": x})
+
+
+def test_a_runner_runs_on_half_the_cores_and_gives_the_process_its_threads_back(tmp_path, monkeypatch):
+    import torch
+
+    from pipeline.runners import torch_runner
+
+    monkeypatch.setattr(torch_runner, "RUN_THREADS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        with TorchRunner(source(tmp_path, "plain"), SPECS, ["y"]) as runner:
+            seen.append(torch.get_num_threads())
+            runner.infer({"x": np.zeros((2, 4), np.float32)})
+        assert seen == [1] and torch.get_num_threads() == 2
+        broken = TorchRunner(source(tmp_path, "missing"), SPECS, ["y"])
+        with pytest.raises(RunnerError):
+            broken.activate()
+        assert torch.get_num_threads() == 2, "a runner that could not load gives the threads back too"
+    finally:
+        torch.set_num_threads(before)
