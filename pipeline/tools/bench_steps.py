@@ -123,7 +123,8 @@ def _shapes_markdown(cost: ShapesCost) -> list[str]:
         f"{_median(cost.example, lambda r: r.audit_seconds):.1f} |",
         f"| {1 + len(cost.extra_shapes)} shapes ({shapes}) | {len(cost.every)} | {_runs(cost.every)} | "
         f"{_median(cost.every):.1f} | {_median(cost.every, lambda r: r.audit_seconds):.1f} |", "",
-        f"Each extra shape in the audit stage (its `{SHAPE_STEP}…` profile step, median): {per_shape or 'none recorded'}. "
+        f"Judging each extra shape (its `{SHAPE_STEP}…` profile step, median; its backends and oracles ran in the "
+        f"example's runs, each loaded once for every shape): {per_shape or 'none recorded'}. "
         "The single-shape runs audit the same conversion with export.json's extra shapes removed; both re-render "
         "the report, as an audit run alone does.", "",
     ]
