@@ -60,6 +60,36 @@ def test_shared_constant_is_cured_for_its_guarded_reader_only(tmp_path):
     assert inputs["add_eps"] == ["sq", "eps__fp16_cured"] and inputs["scale"] == ["std", "eps"]
 
 
+def test_two_guarded_readers_of_one_constant_share_one_cured_copy(tmp_path):
+    """SwiftFormer: two epsilon Adds read one constant; a cured copy each gave the file a duplicate initializer."""
+    source = tmp_path / "two.onnx"
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"], name="sq"),
+             helper.make_node("Add", ["sq", "eps"], ["var1"], name="add_1"),
+             helper.make_node("Sqrt", ["var1"], ["std1"], name="sqrt_1"),
+             helper.make_node("Abs", ["x"], ["ab"], name="abs"),
+             helper.make_node("Add", ["ab", "eps"], ["var2"], name="add_2"),
+             helper.make_node("Sqrt", ["var2"], ["std2"], name="sqrt_2"),
+             helper.make_node("Mul", ["std1", "std2"], ["y"], name="both")]
+    save(source, nodes, {"eps": np.float32(1e-12)})
+    changes = fp16_cure.cure_onnx(source, findings(source), tmp_path / "cured.onnx")
+    assert sorted(c.node for c in changes) == ["add_1", "add_2"]
+    cured = onnx.load(str(tmp_path / "cured.onnx"))
+    onnx.checker.check_model(cured)
+    assert [init.name for init in cured.graph.initializer].count("eps__fp16_cured") == 1
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(tmp_path / "cured.onnx", x), run(source, x), atol=1e-3)
+
+
+def test_a_cure_that_cannot_be_made_leaves_the_uncured_file_with_a_note(tmp_path, monkeypatch):
+    def broken(*args):
+        raise ValueError("initializer name is not unique")
+
+    monkeypatch.setattr(fp16_cure, "cure_onnx", broken)
+    job = fp16_cure.CureJob(tmp_path / "m.onnx", tmp_path, [], None, None, {}, "PyTorch")
+    assert fp16_cure.run(job) == ["fp16 cure not made (ValueError: initializer name is not unique); the uncured fp16 "
+                                  "file ships"]
+
+
 def test_epsilon_from_a_constant_node_is_cured_and_a_constant_denominator_is_not(tmp_path):
     source = tmp_path / "rms.onnx"
     eps = numpy_helper.from_array(np.array(1e-12, np.float32), "eps_value")
