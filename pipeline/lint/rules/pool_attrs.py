@@ -39,9 +39,15 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         where = ctx.attribute(node, want=MODULE_CLASSES[node.op_type])
         if where.module is None:
             continue  # the pads rule already says this node is not attributed
+        module = ctx.modules[where.module]
+        if not hasattr(module, "stride"):  # AdaptiveAvgPool2d: its kernel and stride follow from the input's size
+            yield Finding(NAME, "info", node.name, node.op_type, where.module, None, None,
+                          f"strides and kernel not checked against {where.module}: {type(module).__name__} sets them from "
+                          "the input's size at run time; the audit's numbers check them", where.describe())
+            continue
         attrs = ctx.attrs(node)
         rank = len(attrs.get("kernel_shape") or ctx.constant(node.input[1]).shape[2:])
-        for key, want in _expected(ctx.modules[where.module], node.op_type, rank).items():
+        for key, want in _expected(module, node.op_type, rank).items():
             have = attrs.get(key, ONNX_DEFAULTS.get(key, [1] * rank))
             if have != want:
                 yield Finding(NAME, "error", node.name, node.op_type, where.module, str(want), str(have),

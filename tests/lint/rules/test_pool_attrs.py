@@ -122,3 +122,26 @@ def test_nothing_is_checked_without_a_pytorch_model(files):
     model = load(files["dynamo"])
     set_attribute(only_node(model, "MaxPool"), "ceil_mode", 0)
     assert list(pool_attrs.check(LintContext(model))) == []
+
+
+class Adaptive(nn.Module):
+    """UperNet's pyramid pooling: AdaptiveAvgPool2d exports as an AveragePool whose kernel and stride come from
+    the input's size; the module has no `stride` to compare (it was an AttributeError that ended the run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d((2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(x))
+
+
+def test_an_adaptive_pool_is_not_compared_and_says_so(tmp_path):
+    torch.manual_seed(0)
+    net, x = Adaptive().eval(), torch.rand(1, 4, 12, 12)
+    model = load(export_all(net, (x,), tmp_path, exporters=("torchscript",))["torchscript"])
+    assert [n.op_type for n in model.graph.node if n.op_type == "AveragePool"] == ["AveragePool"]  # premise
+    findings = list(pool_attrs.check(LintContext(model, net, (x,))))
+    assert [(f.severity, f.module) for f in findings] == [("info", "pool")]
+    assert "AdaptiveAvgPool2d sets them from the input's size" in findings[0].message
