@@ -94,6 +94,10 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     converted = onnx.load(str(_converted(artifacts.root, base)))
     listed = candidates(converted, [d for d in (fine, divergence) if d], base, specs, raised)
     before = backend_errors(audit)
+    aimless = [c for c in listed if c.kind in LAYOUT_KINDS] if _nothing_off(before, divergence, fine) else []
+    listed = [c for c in listed if c not in aimless]
+    if aimless:
+        console.print(f"repair: {len(aimless)} layout candidates not tried: {NOTHING_OFF}")
     state = _Search(base, specs, raised, listed, _worst(before) or float("inf"),
                     position=graph_position(converted, fine),
                     departure_error=_error_at(fine), outputs_error=fine.outputs_error if fine is not None else None,
@@ -119,7 +123,23 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
         _keep_if_better(source, state, candidate, attempt, trial)
     else:
         gave_up = f"all {state.tried} candidates tried; none passed the audit" if attempts else "no candidate to try"
+    if aimless and gave_up:
+        gave_up += f"; {len(aimless)} layout candidates not tried: {NOTHING_OFF}"
     return _record(artifacts, audit, why, (divergence, fine), attempts, winner, gave_up, bounds, time.perf_counter() - start)
+
+
+LAYOUT_KINDS = ("transpose-perm", "output-transpose", "input-transpose")
+NOTHING_OFF = ("no float32 TF backend's numbers are off (the failing ones could not load or run) and nothing was "
+               "localized; a layout change moves numbers, not whether a file loads")
+
+
+def _nothing_off(before: list[BackendError], divergence: Divergence | None, fine: Divergence | None) -> bool:
+    """Whether every failing float32 TF backend failed without numbers (a Keras file that does not load, a TFLite
+    op LiteRT refuses) and nothing was localized: layout candidates have nothing to aim at (RoBERTa spent 12
+    conversions on them while its Keras file did not load)."""
+    off = [e for e in before if e.verdict == "fail" and e.backend in TF_FP32]
+    return (divergence is None and fine is None and bool(off)
+            and all(e.max_abs is None or not math.isfinite(e.max_abs) for e in off))
 
 
 def _screened_out(source: Source, artifacts: ArtifactDir, state: _Search, candidate: Candidate,
@@ -251,11 +271,21 @@ def _try(source: Source, artifacts: ArtifactDir, candidate: Candidate, base: Str
     errors = backend_errors(result)
     worst = _worst(errors)
     passed = float32_passed(result)
-    failing = next((e for e in sorted(errors, key=lambda e: -(e.noise_ratio or 0)) if e.verdict == "fail" and e.backend in TF_FP32), None)
-    error = None if passed else (f"audit: {failing.backend} '{failing.output}' still off by {failing.max_abs:.3g}"
-                                 + (f" ({failing.noise_ratio:.3g}x its noise floor)" if failing.noise_ratio else "")
-                                 if failing else "audit: failed")
+    error = None if passed else _still_failing(result, errors)
     return dataclasses.replace(_attempt(candidate, True, passed, start, error), max_abs=worst, errors=errors), trial.root
+
+
+def _still_failing(result: AuditRecord, errors: list) -> str:
+    """Why a converted candidate failed: its worst float32 TF backend's error, or why that backend could not run."""
+    failing = next((e for e in sorted(errors, key=lambda e: -(e.noise_ratio or 0)) if e.verdict == "fail" and e.backend in TF_FP32), None)
+    if failing is None:
+        return "audit: failed"
+    if failing.max_abs is None or not math.isfinite(failing.max_abs):
+        why = next((c.reason for c in result.comparisons if (c.candidate, c.output, c.verdict) ==
+                    (failing.backend, failing.output, "fail") and c.reason), "no finite output")
+        return f"audit: {failing.backend} '{failing.output}' failed: {_short(why)}"
+    return (f"audit: {failing.backend} '{failing.output}' still off by {failing.max_abs:.3g}"
+            + (f" ({failing.noise_ratio:.3g}x its noise floor)" if failing.noise_ratio else ""))
 
 
 def float32_passed(audit: AuditRecord) -> bool:

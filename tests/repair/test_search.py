@@ -21,3 +21,28 @@ def test_a_candidate_that_moved_no_output_is_unchanged_and_one_that_moved_a_bran
     assert _unchanged(attempt(logits=0.573, features=0.02), state)
     assert not _unchanged(attempt(logits=0.573, features=0.3), state)  # the worst output as it was, another changed
     assert not _unchanged(attempt(other=0.573), SimpleNamespace(errors=_by_output(errors(logits=0.573))))  # nothing shared
+
+
+def test_a_candidate_whose_backend_could_not_run_says_why_not_nan():
+    """RoBERTa's 2.x TFLite file: LiteRT refused a GATHER_ND on every sample; the attempt said 'still off by nan'."""
+    from pipeline.repair.search import _still_failing
+
+    reason = "tflite_fp32: inference failed (RuntimeError: gather_nd index out of bounds)"
+    result = SimpleNamespace(comparisons=[SimpleNamespace(candidate="tflite_fp32", output="output", verdict="fail", reason=reason)])
+    could_not_run = [BackendError("tf_saved_model", "output", "pass", 3e-7, 1e-6, 0.2),
+                     BackendError("tflite_fp32", "output", "fail", float("nan"), None, None)]
+    assert _still_failing(result, could_not_run) == f"audit: tflite_fp32 'output' failed: {reason}"
+    off = [BackendError("tflite_fp32", "output", "fail", 0.5, 1e-6, 5e5)]
+    assert _still_failing(result, off) == "audit: tflite_fp32 'output' still off by 0.5 (5e+05x its noise floor)"
+
+
+def test_layout_candidates_have_nothing_to_aim_at_when_the_failing_backends_gave_no_numbers():
+    from pipeline.repair.search import _nothing_off
+
+    no_load = [BackendError("keras", "output", "fail", float("nan"), None, None),
+               BackendError("tf_saved_model", "output", "pass", 3e-7, 1e-6, 0.3)]
+    assert _nothing_off(no_load, None, None)
+    assert not _nothing_off(no_load, SimpleNamespace(node="n1"), None), "a localized divergence gives them an aim"
+    off = no_load + [BackendError("tflite_fp32", "output", "fail", 0.5, 1e-6, 5e5)]
+    assert not _nothing_off(off, None, None), "a backend whose numbers are off is what layout candidates fix"
+    assert not _nothing_off([BackendError("keras", "output", "pass", 3e-7, 1e-6, 0.3)], None, None)
