@@ -141,6 +141,8 @@ def run_sets(runners: list[Runner], sets: list[list[Feed]], on_sample: Callable[
 
     results: list[RunResults] = [{} for _ in sets]
     broken: list[dict[str, str]] = [{} for _ in sets]
+    if not sets:  # nothing to run: no runner is loaded (a static model's reused backends)
+        return results, broken
     for runner in runners:
         try:
             with profile.step(f"backend {runner.name}: load"):

@@ -289,6 +289,8 @@ def test_run_sets_loads_each_runner_once_for_every_set_and_keeps_a_failure_to_it
     assert "picky" in results[0] and "picky" not in results[1] and "picky" in results[2]
     assert broken[0] == {} and broken[2] == {}
     assert broken[1] == {"picky": "picky: inference failed (ValueError: cannot resize)"}
+    idle = DoublingRunner([X], ["y"])
+    assert run_sets([idle], []) == ([], []) and idle.events == [], "no input set: nothing is loaded"
 
 
 def test_run_sets_stops_when_the_reference_cannot_run_and_records_a_load_failure_everywhere():

@@ -91,7 +91,9 @@ class InputSet:
 
 def _input_sets(artifacts: ArtifactDir, export: ExportRecord) -> list[InputSet]:
     """inputs.npz at the example shape, then each extra shape export.json lists (its own inputs_<shape>.npz)."""
-    load = lambda name: shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(name, "export")))  # noqa: E731
+    def load(path: Path) -> list:
+        return shared_inputs.feeds(shared_inputs.load_npz(artifacts.require(path, "export")))
+
     example = shapes.example_sizes(export.inputs)
     return [InputSet({}, "the example shape", load(artifacts.inputs))] + [
         InputSet(dict(sizes), shapes.describe(sizes, example), load(artifacts.root / shapes.inputs_name(sizes)))
@@ -131,6 +133,7 @@ def _every_set(source: Source, artifacts: ArtifactDir, export: ExportRecord, con
 
 
 def _raise_if_reference_broken(reference: str, broken: list[dict[str, str]], sets: list[InputSet]) -> None:
+    """Nothing is judged without the reference: its error, with the shape when it was an extra one."""
     for where, failed in zip(sets, broken):
         if reference in failed:
             raise RunnerError(failed[reference] if not where.sizes else
@@ -321,8 +324,9 @@ def _start_in_worker(runners: list, feed_sets: list[list], reference: str) -> Wa
         try:
             with stage_status(f"waiting for the TensorFlow worker ({', '.join(names)})"):
                 return value()
-        except RunnerError as exc:  # the worker died while it ran them
-            return everywhere(str(exc))
+        except RunnerError as exc:  # the worker died while it ran them: at which shape, it cannot say
+            shapes_note = f" (it ran them at all {len(feed_sets)} shapes in one job)" if len(feed_sets) > 1 else ""
+            return everywhere(f"{exc}{shapes_note}")
 
     return wait
 
@@ -415,6 +419,7 @@ def _onnx_oracles(source: Source, artifacts: ArtifactDir, export: ExportRecord, 
 
 def _onnx_oracle(engine: str, artifacts: ArtifactDir, export: ExportRecord, at: InputSet, run: RunResults,
                  failed: dict[str, str], results: RunResults, bound: oracle_check.RoundingBound) -> Oracle:
+    """One input set's ONNX-route oracle: checked against ONNX Runtime float32 before it judges anything."""
     if failed:
         return Oracle(None, False, f"ONNX route: the graph cannot run in float64 ({failed[Backend.ORACLE_ONNX]}); the "
                                    "allclose tolerances against ONNX Runtime decide")
@@ -518,6 +523,7 @@ def _fp16_oracles(artifacts: ArtifactDir, export: ExportRecord, convert: Convert
 
 
 def _fp16_oracle(convert: ConvertRecord, run: RunResults, failed: dict[str, str], oracle: Oracle) -> Oracle:
+    """One input set's fp16 storage reference, floored by the model's float32 floor there."""
     if failed:
         return Oracle(None, False, f"the fp16 storage reference could not be made or run ({first_line(failed[Backend.FP16_STORAGE])}); "
                                    "the fp16 file is judged by its precision budget alone")

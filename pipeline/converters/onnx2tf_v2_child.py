@@ -53,8 +53,12 @@ def _savedmodel_gelu() -> None:
 
     if "GELU" in exporter._REGISTERED_KERNELS:  # noqa: SLF001 - onnx2tf has no public registry of these kernels
         return
-    exporter._UNARY_KERNELS["GELU"] = lambda x: tf.nn.gelu(x, approximate=False)  # noqa: SLF001
-    exporter._REGISTERED_KERNELS["GELU"] = exporter._kernel_unary  # noqa: SLF001
+    def gelu(executor, op, env) -> None:
+        x = executor._resolve_tensor(op.inputs[0], env)  # noqa: SLF001
+        approximate = bool(op.options.get("approximate", False))  # 2.6.9's IR has none: the erf form, as its TFLite
+        executor._assign_outputs(op, [tf.nn.gelu(x, approximate=approximate)], env)  # noqa: SLF001
+
+    exporter._REGISTERED_KERNELS["GELU"] = gelu  # noqa: SLF001
     exporter.SUPPORTED_KERNEL_OP_TYPES.add("GELU")
 
 
@@ -63,19 +67,29 @@ def _savedmodel_depthwise_conv() -> None:
     two (one per spatial axis), which fails every depthwise conv ("`input.shape.rank` must be at least 5": PVTv2's
     Mix-FFN), and reads the filter as one output channel per input channel. This kernel runs the op its TFLite
     files hold: the filter [1, H, W, C*M] as TensorFlow's [H, W, C, M]."""
+    import onnx2tf
     import tensorflow as tf
     from onnx2tf.tflite_builder import saved_model_exporter as exporter
+
+    if onnx2tf.__version__ != "2.6.9":  # the version whose kernel this replaces; another keeps its own
+        return
 
     def depthwise_conv2d(executor, op, env) -> None:
         x = executor._resolve_tensor(op.inputs[0], env)  # noqa: SLF001
         w = executor._resolve_tensor(op.inputs[1], env)  # noqa: SLF001
         b = executor._resolve_optional_tensor(op.inputs[2], env) if len(op.inputs) >= 3 else None  # noqa: SLF001
-        channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        strides = [int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))]
+        dilations = [int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))]
+        channels = x.shape[-1]
+        if max(strides) > 1 and max(dilations) > 1:  # TensorFlow only warns, and samples the wrong positions
+            raise exporter.ModelIRSavedModelExportError(
+                f"DEPTHWISE_CONV_2D with strides {strides} and dilations {dilations}: tf.nn.depthwise_conv2d cannot take both")
+        if channels is None or w.shape[0] != 1 or w.shape[3] % channels:
+            raise exporter.ModelIRSavedModelExportError(
+                f"DEPTHWISE_CONV_2D filter {list(w.shape)} does not read as [1, H, W, C*M] for {channels} input channels")
         filter_hwcm = tf.reshape(w[0], [w.shape[1], w.shape[2], channels, w.shape[3] // channels])
-        y = tf.nn.depthwise_conv2d(
-            x, filter_hwcm, strides=[1, int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1)), 1],
-            dilations=[int(op.options.get("dilationHFactor", 1)), int(op.options.get("dilationWFactor", 1))],
-            padding=str(op.options.get("padding", "SAME")).upper())
+        y = tf.nn.depthwise_conv2d(x, filter_hwcm, strides=[1, *strides, 1], dilations=dilations,
+                                   padding=str(op.options.get("padding", "SAME")).upper())
         if b is not None:
             y = tf.nn.bias_add(y, b)
         y = exporter._apply_fused_activation(y, str(op.options.get("fusedActivationFunction", "NONE")))  # noqa: SLF001

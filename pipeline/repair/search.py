@@ -94,7 +94,7 @@ def search(source: Source, artifacts: ArtifactDir, audit: AuditRecord, why: str,
     converted = onnx.load(str(_converted(artifacts.root, base)))
     listed = candidates(converted, [d for d in (fine, divergence) if d], base, specs, raised)
     before = backend_errors(audit)
-    aimless = [c for c in listed if c.kind in LAYOUT_KINDS] if _nothing_off(before, divergence, fine) else []
+    aimless = [c for c in listed if c.kind in LAYOUT_KINDS] if _nothing_off(audit.comparisons, divergence, fine) else []
     listed = [c for c in listed if c not in aimless]
     if aimless:
         console.print(f"repair: {len(aimless)} layout candidates not tried: {NOTHING_OFF}")
@@ -133,13 +133,13 @@ NOTHING_OFF = ("no float32 TF backend's numbers are off (the failing ones could 
                "localized; a layout change moves numbers, not whether a file loads")
 
 
-def _nothing_off(before: list[BackendError], divergence: Divergence | None, fine: Divergence | None) -> bool:
-    """Whether every failing float32 TF backend failed without numbers (a Keras file that does not load, a TFLite
-    op LiteRT refuses) and nothing was localized: layout candidates have nothing to aim at (RoBERTa spent 12
-    conversions on them while its Keras file did not load)."""
-    off = [e for e in before if e.verdict == "fail" and e.backend in TF_FP32]
-    return (divergence is None and fine is None and bool(off)
-            and all(e.max_abs is None or not math.isfinite(e.max_abs) for e in off))
+def _nothing_off(comparisons: list, divergence: Divergence | None, fine: Divergence | None) -> bool:
+    """Whether every failing float32 TF comparison is a backend that could not load or run (a Keras file that does
+    not load back, a TFLite op LiteRT refuses: `compare.not_run`, its `error` set) and nothing was localized: layout
+    candidates have nothing to aim at (RoBERTa spent 12 conversions on them while its Keras file did not load).
+    A backend that ran and gave NaN is numbers off, not this."""
+    off = [c for c in comparisons if c.verdict == "fail" and c.candidate in TF_FP32]
+    return divergence is None and fine is None and bool(off) and all(c.error for c in off)
 
 
 def _screened_out(source: Source, artifacts: ArtifactDir, state: _Search, candidate: Candidate,

@@ -19,7 +19,8 @@ from pipeline.model.torch_model import build_model
 # PyTorch's default of every core lost most to contention: measured on 2 cores at load average about 3, a tiny
 # FCN's forwards took 1.0-2.0 s with 2 threads against 0.05 s with 1 (81 forwards, one 3-shape audit), and a
 # ResNet-50 at 224 px in float64 1.4 s a forward against 0.5 s.
-RUN_THREADS = max(1, (os.cpu_count() or 1) // 2)
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # this process's
+RUN_THREADS = max(1, _CORES // 2)
 
 
 class TorchRunner(Runner):
@@ -32,9 +33,10 @@ class TorchRunner(Runner):
         self._threads_before = torch.get_num_threads()
 
     def activate(self) -> None:
-        # RUN_THREADS for the whole run of samples; the process's own count comes back at deactivate.
+        # RUN_THREADS for the whole run of samples (never more than the process had: a user's lower setting stays);
+        # the process's own count comes back at deactivate.
         self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(RUN_THREADS)
+        torch.set_num_threads(min(self._threads_before, RUN_THREADS))
         try:
             super().activate()
         except BaseException:

@@ -173,17 +173,18 @@ def test_onnx2tf_2x_converts_what_1x_cannot(tmp_path):
     assert not (out / ".onnx2tf2-work").exists()
 
 
-def depthwise_gelu(path: Path) -> Path:
+def depthwise_gelu(path: Path, strides=(1, 1), dilations=(1, 1)) -> Path:
     """PVTv2's Mix-FFN in small: a depthwise 3x3 conv (two output channels per input channel) and ONNX's own Gelu
     (opset 20). 2.6.9's SavedModel export refused both: no GELU kernel, and four dilations passed to
     tf.nn.depthwise_conv2d."""
     rng = np.random.default_rng(0)
     initializers = [numpy_helper.from_array(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), "w"),
                     numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")]
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="dwconv", group=4, pads=[1, 1, 1, 1]),
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="dwconv", group=4, pads=[1, 1, 1, 1],
+                              strides=list(strides), dilations=list(dilations)),
              helper.make_node("Gelu", ["c"], ["y"], name="act")]
     graph = helper.make_graph(nodes, "mix_ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 10])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 10])], initializer=initializers)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=initializers)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
     return path
 
@@ -206,6 +207,17 @@ def test_2x_writes_the_savedmodel_of_a_depthwise_conv_and_a_gelu_and_it_computes
     got = next(iter(serve(**{key: tf.constant(fed)}).values())).numpy()
     got = got if got.shape == expected.shape else got.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_side_environment
+def test_a_depthwise_conv_with_stride_and_dilation_is_refused_not_computed_wrong(tmp_path):
+    """tf.nn.depthwise_conv2d only warns when given both, and samples the wrong positions."""
+    source = depthwise_gelu(tmp_path / "m.onnx", strides=(2, 2), dilations=(2, 2))
+    out = tmp_path / "v2"
+    out.mkdir()
+    with pytest.raises(ConversionError, match=r"strides \[2, 2\] and dilations \[2, 2\]"):
+        SIDE.convert(source, out, out / "convert.log", ConversionOptions(outputs=("saved_model",)))
 
 
 @pytest.mark.slow

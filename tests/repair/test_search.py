@@ -36,13 +36,17 @@ def test_a_candidate_whose_backend_could_not_run_says_why_not_nan():
     assert _still_failing(result, off) == "audit: tflite_fp32 'output' still off by 0.5 (5e+05x its noise floor)"
 
 
-def test_layout_candidates_have_nothing_to_aim_at_when_the_failing_backends_gave_no_numbers():
+def test_layout_candidates_have_nothing_to_aim_at_when_the_failing_backends_could_not_run():
+    from pipeline.compare import Tolerance, not_run
     from pipeline.repair.search import _nothing_off
 
-    no_load = [BackendError("keras", "output", "fail", float("nan"), None, None),
-               BackendError("tf_saved_model", "output", "pass", 3e-7, 1e-6, 0.3)]
+    def ran(candidate, verdict, max_abs):
+        return SimpleNamespace(candidate=candidate, output="output", verdict=verdict, max_abs=max_abs, error=None)
+
+    no_load = [not_run("pytorch", "keras", "output", Tolerance(1e-4, 1e-4), "keras: could not load the model (IndexError)"),
+               ran("tf_saved_model", "pass", 3e-7)]
     assert _nothing_off(no_load, None, None)
     assert not _nothing_off(no_load, SimpleNamespace(node="n1"), None), "a localized divergence gives them an aim"
-    off = no_load + [BackendError("tflite_fp32", "output", "fail", 0.5, 1e-6, 5e5)]
-    assert not _nothing_off(off, None, None), "a backend whose numbers are off is what layout candidates fix"
-    assert not _nothing_off([BackendError("keras", "output", "pass", 3e-7, 1e-6, 0.3)], None, None)
+    assert not _nothing_off(no_load + [ran("tflite_fp32", "fail", 0.5)], None, None), "numbers off: layout candidates aim there"
+    assert not _nothing_off(no_load + [ran("tflite_fp32", "fail", float("nan"))], None, None), "a NaN output ran: numbers off"
+    assert not _nothing_off([ran("keras", "pass", 3e-7)], None, None)

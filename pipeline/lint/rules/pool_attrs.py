@@ -29,6 +29,14 @@ def _expected(module, op_type: str, rank: int) -> dict[str, object]:
 ONNX_DEFAULTS = {"ceil_mode": 0, "count_include_pad": 0}
 
 
+def _adaptive(module) -> bool:
+    """An adaptive pool: its kernel and stride follow from the input's size at run time."""
+    from torch import nn
+
+    return isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                               nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d))
+
+
 @rule(NAME)
 def check(ctx: LintContext) -> Iterator[Finding]:
     if not ctx.has_modules:
@@ -40,7 +48,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         if where.module is None:
             continue  # the pads rule already says this node is not attributed
         module = ctx.modules[where.module]
-        if not hasattr(module, "stride"):  # AdaptiveAvgPool2d: its kernel and stride follow from the input's size
+        if _adaptive(module):  # AdaptiveAvgPool2d (matched as an AvgPool2d look-alike): no stride of its own
             yield Finding(NAME, "info", node.name, node.op_type, where.module, None, None,
                           f"strides and kernel not checked against {where.module}: {type(module).__name__} sets them from "
                           "the input's size at run time; the audit's numbers check them", where.describe())
