@@ -7,6 +7,7 @@ On the ONNX route this stage imports the given file instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -154,10 +155,40 @@ def _import(source: Source, stage: Path) -> ExportRecord:
     specs = input_specs(result.model, notes)
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, samples=4, seed=0), specs)
     shared_inputs.save_npz(stage / "inputs.npz", samples)
+    specs, extra = _free_axis_zero(stage / "model.onnx", specs, notes)
+    for sizes in extra:  # one input set per extra shape, as the PyTorch route writes them
+        sized = [spec.at(sizes) for spec in specs]
+        shared_inputs.save_npz(stage / shapes.inputs_name(sizes),
+                               shared_inputs.with_edge_cases(shared_inputs.generate(sized, samples=4, seed=0), sized))
     return ExportRecord(
         route="onnx", source=str(source.path), exporter="none (ONNX file given)", attempts=[], opset=result.opset,
-        inputs=specs, outputs=output_names(result.model), reference="onnxruntime", seed=0, notes=notes,
+        inputs=specs, outputs=output_names(result.model), reference="onnxruntime", seed=0, notes=notes, shapes=extra,
     )
+
+
+def _free_axis_zero(onnx_path: Path, specs: list[TensorSpec], notes: list[str]) -> tuple[list[TensorSpec], list[dict]]:
+    """The ONNX route's extra audited shapes (its free axis 0 at 3 and at 2), once ONNX Runtime runs the file at
+    each; where it cannot (a Reshape to a literal batch of 1, say), every axis stays at the example size and a note
+    says why: a free dimension the file declares is no promise that it can vary."""
+    extra = shapes.audit_shapes(specs, {}, None)
+    if not extra:
+        return specs, []
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for sizes in extra:
+        sized = [spec.at(sizes) for spec in specs]
+        feed = shared_inputs.feeds(shared_inputs.generate(sized, samples=1, seed=0))[0]
+        try:
+            session.run(None, feed)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own C++ types; the note names it
+            names = ", ".join(f"input '{s.name}' axis 0 ('{s.dynamic[0]}')" for s in specs if s.dynamic)
+            notes.append(f"{names} is free in the file, but ONNX Runtime cannot run it at {shapes.describe(sizes, sizes)} "
+                         f"({type(exc).__name__}: {first_line(exc, 200)}): audited at the example size only")
+            return [dataclasses.replace(s, dynamic={}) for s in specs], []
+    names = ", ".join(f"'{s.dynamic[0]}' (input '{s.name}' axis 0)" for s in specs if s.dynamic)
+    notes.append(f"kept dynamic: {names}; audited at 1 and at " + "; ".join(shapes.describe(x, x) for x in extra))
+    return specs, extra
 
 
 def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> ExportRecord:

@@ -104,7 +104,9 @@ def upgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
 
 
 def input_specs(model: onnx.ModelProto, notes: list[str]) -> list[TensorSpec]:
-    """Inputs of an ONNX graph (initializers excluded); dynamic dimensions are set to 1."""
+    """Inputs of an ONNX graph (initializers excluded). A free dimension at axis 0 stays dynamic (its
+    `dim_param` names it, else 'batch'; example size 1): onnx2tf keeps it free in every file, and the audit
+    runs it at more sizes. Any other free dimension is 1 in the audit's inputs, with a note."""
     initializers = {init.name for init in model.graph.initializer}
     return [_spec(value, notes) for value in model.graph.input if value.name not in initializers]
 
@@ -115,15 +117,19 @@ def _spec(value: onnx.ValueInfoProto, notes: list[str]) -> TensorSpec:
     if dtype is None:
         name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
         raise UsageError(f"input '{value.name}' has dtype {name}; supported: {', '.join(ONNX_DTYPES.values())}")
-    shape = []
+    shape, dynamic = [], {}
     for index, dim in enumerate(tensor_type.shape.dim):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             shape.append(dim.dim_value)
+            continue
+        shape.append(1)
+        if index == 0:
+            dynamic[0] = dim.dim_param if dim.dim_param.isidentifier() else "batch"
         else:
-            shape.append(1)
-            notes.append(f"input '{value.name}' dimension {index} ('{dim.dim_param}') is dynamic; set to 1")
+            notes.append(f"input '{value.name}' dimension {index} ('{dim.dim_param}') is dynamic; the audit's inputs set it "
+                         "to 1 and run no other size of it (the ONNX route varies a free axis 0 only)")
     low, high = (-1.0, 1.0) if dtype.startswith("float") else (0, 2)
-    return TensorSpec(value.name, tuple(shape), dtype, low, high)
+    return TensorSpec(value.name, tuple(shape), dtype, low, high, dynamic)
 
 
 def output_names(model: onnx.ModelProto) -> list[str]:

@@ -163,3 +163,37 @@ def test_onnx_file_is_imported_instead_of_exported(tmp_path):
     assert record["inputs"] == [{"name": "0", "shape": [2, 3, 6, 6], "dtype": "float32", "low": -1.0, "high": 1.0}]
     assert load_npz(artifacts.inputs)["0"].shape == (4 + 3, 2, 3, 6, 6)  # seeded samples, then 3 edge cases
     onnx.checker.check_model(str(artifacts.onnx), full_check=True)
+
+
+def _batch_free(path: Path, literal_batch: bool) -> Path:
+    """A Conv over x[N, 3, 4, 4]; with `literal_batch`, a Reshape to [1, 2, 16] after it, which runs at N=1 only."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c" if literal_batch else "y"], name="conv")]
+    inits = [weight]
+    if literal_batch:
+        inits.append(numpy_helper.from_array(np.array([1, 2, 16], np.int64), "flat"))
+        nodes.append(helper.make_node("Reshape", ["c", "flat"], ["y"], name="flatten"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_onnx_files_free_axis_0_stays_dynamic_with_two_more_audited_sizes(tmp_path):
+    artifacts = ArtifactDir(tmp_path / "art")
+    record = export.run(resolve_source(str(_batch_free(tmp_path / "free.onnx", literal_batch=False))), artifacts)
+    assert record.inputs[0].dynamic == {0: "N"} and record.shapes == [{"N": 3}, {"N": 2}]
+    assert load_npz(artifacts.root / "inputs_N3.npz")["x"].shape == (4 + 3, 3, 3, 4, 4)
+    assert any(n.startswith("kept dynamic: 'N' (input 'x' axis 0); audited at 1 and at N 3; N 2") for n in record.notes)
+
+
+def test_a_free_axis_0_onnx_runtime_cannot_vary_stays_at_the_example_size_and_says_why(tmp_path):
+    artifacts = ArtifactDir(tmp_path / "art")
+    record = export.run(resolve_source(str(_batch_free(tmp_path / "literal.onnx", literal_batch=True))), artifacts)
+    assert record.inputs[0].dynamic == {} and record.shapes == []
+    (note,) = [n for n in record.notes if "free in the file" in n]
+    assert note.startswith("input 'x' axis 0 ('N') is free in the file, but ONNX Runtime cannot run it at N 3 (")
+    assert note.endswith("): audited at the example size only")

@@ -101,11 +101,12 @@ def conv_model_with_dynamic_dims() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def test_input_specs_exclude_initializers_and_set_dynamic_dims_to_one():
+def test_input_specs_exclude_initializers_keep_a_free_axis_0_and_set_other_free_dims_to_one():
     notes: list[str] = []
     specs = input_specs(conv_model_with_dynamic_dims(), notes)
-    assert specs == [TensorSpec("x", (1, 3, 1, 8), "float32", -1.0, 1.0), TensorSpec("ids", (5,), "int64", 0, 2)]
-    assert notes == ["input 'x' dimension 0 ('N') is dynamic; set to 1", "input 'x' dimension 2 ('H') is dynamic; set to 1"]
+    assert specs == [TensorSpec("x", (1, 3, 1, 8), "float32", -1.0, 1.0, {0: "N"}), TensorSpec("ids", (5,), "int64", 0, 2)]
+    assert notes == ["input 'x' dimension 2 ('H') is dynamic; the audit's inputs set it to 1 and run no other size of it "
+                     "(the ONNX route varies a free axis 0 only)"]
 
 
 def test_input_specs_reject_an_unsupported_dtype():
