@@ -131,3 +131,26 @@ def test_audit_samples_redraws_every_shapes_inputs(fcn_run, tmp_path):
     record = audit.run(load_config(REPO / "configs/dynamic/fcn_dynamic.yaml"), ArtifactDir(root), samples=2)
     assert record.verdict == "pass"
     assert load_npz(root / "inputs.npz")["x"].shape[0] == load_npz(root / "inputs_batch3.npz")["x"].shape[0] == 2 + 3
+
+
+def test_an_onnx_files_free_batch_is_audited_at_three_sizes_on_the_onnx_route(tmp_path, no_network):
+    """The ONNX route: no config, a Conv over x[N, 3, 8, 8]; ONNX Runtime and the float64 graph are the reference
+    and the oracle at each size, and every TF file keeps N free."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"), helper.make_node("Relu", ["c"], ["y"], name="relu")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], [weight])
+    source = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    out = tmp_path / "out"
+    assert run_cli("convert", str(source), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    shapes = {json.dumps(c["shape"], sort_keys=True) for c in report["comparisons"]}
+    assert shapes == {"{}", '{"N": 3}', '{"N": 2}'} and report["verdict"] == "pass"
+    assert all(c["verdict"] == "pass" for c in report["comparisons"])
+    assert json.loads((out / "audit.json").read_text())["oracle"]["backend"] == "onnxruntime_fp64"
+    assert json.loads((out / "manifest.json").read_text())["dynamic"]["inputs"] == {"x": {"0": "N"}}
