@@ -122,7 +122,7 @@ def _tol(value: float | None) -> str:
 
 def _comparison_row(c: dict, optional: list[str]) -> list[str]:
     return [
-        _pair({**c, "output": None}), c.get("output"), _fmt(c.get("max_abs")), _ratio_text(c.get("noise_ratio")),
+        _row_title(c), c.get("output"), _fmt(c.get("max_abs")), _ratio_text(c.get("noise_ratio")),
         _fmt(c.get("oracle_error")), _fmt(c.get("noise_floor")), _fmt(c.get("mean_abs")),
         _fmt(c.get("p99_abs")), _fmt(c.get("max_rel")), _fmt(c.get("cosine")), _fmt(c.get("snr_db")),
         *[_percent(c.get(key)) for key in optional], _tol(c.get("atol")), _tol(c.get("rtol")), c.get("rule", "tolerance"),
@@ -329,7 +329,8 @@ def _drawn(histograms: list[dict], comparisons: list[dict]) -> list[dict]:
 
 
 def _row_title(hist: dict) -> str:
-    """'TFLite fp32 vs PyTorch', with ' @ batch 3' for an extra shape of a dynamic model."""
+    """'TFLite fp32 vs PyTorch', with ' @ batch 3' for an extra shape of a dynamic model (a histogram's row, a
+    comparison table's pair)."""
     shape = hist.get("shape")
     return _pair({**hist, "output": None}) + (" @ " + ", ".join(f"{n} {s}" for n, s in shape.items()) if shape else "")
 

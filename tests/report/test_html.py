@@ -289,3 +289,10 @@ def test_a_dynamic_models_extra_shape_gets_a_histogram_row_only_where_it_did_not
     assert "<li>ONNX Runtime vs PyTorch: " in histograms and "<li>ONNX Runtime vs PyTorch @ height 48: " in histograms
     assert "@ batch 3" not in histograms
     assert "Not drawn: 1 comparison that passed at an extra shape" in histograms
+
+
+def test_a_dynamic_models_comparison_rows_name_their_extra_shape(report):
+    report["comparisons"] = [_comparison("onnxruntime", True, shape={}), _comparison("onnxruntime", True, shape={"N": 3})]
+    table = _section_of(render(report), "comparisons")
+    assert "ONNX Runtime vs PyTorch @ N 3" in table
+    assert table.count("ONNX Runtime vs PyTorch") == 2, "the example's row has no suffix, the extra shape's has its own"
