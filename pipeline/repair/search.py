@@ -33,7 +33,7 @@ from pipeline.convert.fp16_cure import FILES as FP16_CURE_FILES
 from pipeline.convert.rewrite import REWRITTEN
 from pipeline.convert.stage import Strategy, strategies
 from pipeline.errors import PipelineError
-from pipeline.names import PRECISION
+from pipeline.names import PRECISION, Backend
 
 TF_FP32 = ("tf_saved_model", "keras", "tflite_fp32")
 TF_BACKENDS = TF_FP32 + ("tflite_fp16",)
@@ -360,6 +360,8 @@ def _promote(artifacts: ArtifactDir, trial: Path, candidate: Candidate, attempt:
     old = artifacts.read(ConvertRecord)
     for name in [*old.models.values(), "layers.keras", LAYERS_FOLDER, "tflite_builtin.json", REWRITTEN, *FP16_CURE_FILES]:
         _remove(artifacts.root / name)
+    for output in _outputs_of_the_old_files(artifacts, old):  # the winner's audit writes its own, or none (no Keras file)
+        output.unlink()
     for entry in trial.iterdir():
         if entry.name in TRIAL_INPUTS[:-1] or entry.name.startswith(".staging-"):
             continue
@@ -369,6 +371,13 @@ def _promote(artifacts: ArtifactDir, trial: Path, candidate: Candidate, attempt:
             continue
         _remove(artifacts.root / entry.name)
         os.replace(entry, artifacts.root / entry.name)
+
+
+def _outputs_of_the_old_files(artifacts: ArtifactDir, old: ConvertRecord) -> list[Path]:
+    """outputs/*.npz of the replaced TF files and of what was made from them (the fp16 storage reference), at
+    every shape: a winner made by 2.x ships no Keras file, so the old Keras outputs would outlive their file."""
+    made_from_them = {*old.models, Backend.FP16_STORAGE}
+    return [path for path in artifacts.outputs.glob("*.npz") if path.stem.split("@")[0] in made_from_them]
 
 
 def _remove(path: Path) -> None:

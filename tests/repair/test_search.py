@@ -50,3 +50,18 @@ def test_layout_candidates_have_nothing_to_aim_at_when_the_failing_backends_coul
     assert not _nothing_off(no_load + [ran("tflite_fp32", "fail", 0.5)], None, None), "numbers off: layout candidates aim there"
     assert not _nothing_off(no_load + [ran("tflite_fp32", "fail", float("nan"))], None, None), "a NaN output ran: numbers off"
     assert not _nothing_off([ran("keras", "pass", 3e-7)], None, None)
+
+
+def test_a_promoted_winner_leaves_no_outputs_of_the_files_it_replaced(tmp_path):
+    """ViT repaired by 2.x: outputs/keras.npz and fp16_storage.npz of the 1.x files stayed, listed in the manifest."""
+    from pipeline.artifacts.folder import ArtifactDir
+    from pipeline.repair.search import _outputs_of_the_old_files
+
+    artifacts = ArtifactDir(tmp_path)
+    artifacts.outputs.mkdir(parents=True)
+    names = ["pytorch", "onnxruntime", "pytorch_fp64", "keras", "keras@batch3", "tf_saved_model", "tflite_fp16", "fp16_storage"]
+    for name in names:
+        (artifacts.outputs / f"{name}.npz").write_bytes(b"")
+    old = SimpleNamespace(models={"keras": "model.keras", "tf_saved_model": "saved_model", "tflite_fp16": "model_float16.tflite"})
+    stale = sorted(p.stem for p in _outputs_of_the_old_files(artifacts, old))
+    assert stale == ["fp16_storage", "keras", "keras@batch3", "tf_saved_model", "tflite_fp16"]
