@@ -6,8 +6,10 @@ A shape is a mapping {dimension name: size}; names left out keep the example siz
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.config import DimConstraint
-from pipeline.inputs import TensorSpec
+from pipeline.inputs import TensorSpec, generate, save_npz, with_edge_cases
 
 Sizes = dict[str, int]
 
@@ -49,6 +51,13 @@ def label(sizes: Sizes) -> str:
 def inputs_name(sizes: Sizes) -> str:
     """The input set of an extra audited shape, beside inputs.npz: inputs_batch3_height49.npz."""
     return f"inputs_{label(sizes)}.npz"
+
+
+def write_input_sets(folder: Path, specs: list[TensorSpec], extra: list[Sizes], samples: int, seed: int) -> None:
+    """One seeded input set per extra shape, edge cases appended, beside inputs.npz (inputs_<shape>.npz)."""
+    for sizes in extra:
+        sized = [spec.at(sizes) for spec in specs]
+        save_npz(folder / inputs_name(sizes), with_edge_cases(generate(sized, samples, seed), sized))
 
 
 def outputs_key(backend: str, sizes: Sizes) -> str:

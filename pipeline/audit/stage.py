@@ -259,10 +259,7 @@ def _prepare_inputs(artifacts: ArtifactDir, export: ExportRecord, samples: int |
     with artifacts.staging() as stage:
         shared_inputs.save_npz(stage / "inputs.npz", shared_inputs.with_edge_cases(arrays, specs))
         if samples is not None:  # the extra shapes of a dynamic model get the same count (--inputs: the example's only)
-            for sizes in export.shapes:
-                sized = [spec.at(sizes) for spec in specs]
-                at_shape = shared_inputs.generate(sized, samples, export.seed)
-                shared_inputs.save_npz(stage / shapes.inputs_name(sizes), shared_inputs.with_edge_cases(at_shape, sized))
+            shapes.write_input_sets(stage, specs, export.shapes, samples, export.seed)
 
 
 def _reuse_validated(artifacts: ArtifactDir, backends: list[str]) -> tuple[RunResults, list[str]]:

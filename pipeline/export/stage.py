@@ -156,10 +156,7 @@ def _import(source: Source, stage: Path) -> ExportRecord:
     samples = shared_inputs.with_edge_cases(shared_inputs.generate(specs, samples=4, seed=0), specs)
     shared_inputs.save_npz(stage / "inputs.npz", samples)
     specs, extra = _free_axis_zero(stage / "model.onnx", specs, notes)
-    for sizes in extra:  # one input set per extra shape, as the PyTorch route writes them
-        sized = [spec.at(sizes) for spec in specs]
-        shared_inputs.save_npz(stage / shapes.inputs_name(sizes),
-                               shared_inputs.with_edge_cases(shared_inputs.generate(sized, samples=4, seed=0), sized))
+    shapes.write_input_sets(stage, specs, extra, samples=4, seed=0)
     return ExportRecord(
         route="onnx", source=str(source.path), exporter="none (ONNX file given)", attempts=[], opset=result.opset,
         inputs=specs, outputs=output_names(result.model), reference="onnxruntime", seed=0, notes=notes, shapes=extra,
@@ -213,10 +210,7 @@ def _export(source: Source, stage: Path, choice: ExportChoice | None = None) -> 
     attempts = _try_strategies(request, order, stage / "export.log")
     shared_inputs.save_npz(stage / "inputs.npz", samples)
     extra = shapes.audit_shapes(specs, dims, config.audit_shapes)
-    for sizes in extra:  # one input set per extra shape; inputs.npz keeps the example shape
-        sized = [spec.at(sizes) for spec in specs]
-        at_shape = shared_inputs.with_edge_cases(shared_inputs.generate(sized, config.samples, config.seed), sized)
-        shared_inputs.save_npz(stage / shapes.inputs_name(sizes), at_shape)
+    shapes.write_input_sets(stage, specs, extra, config.samples, config.seed)  # inputs.npz keeps the example shape
     return ExportRecord(
         route="pytorch", source=str(source.path), exporter=attempts[-1].strategy, attempts=attempts,
         opset=default_opset(onnx.load(str(request.path), load_external_data=False)), inputs=specs, outputs=names,
