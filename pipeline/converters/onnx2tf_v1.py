@@ -33,6 +33,7 @@ import numpy as np
 from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
+from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.tflite_ops import read_ops
 from pipeline.errors import ConversionError, first_line
@@ -111,7 +112,7 @@ class Onnx2TFV1:
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    _tflite_only(options.outputs), onnxsim_worker(options.use_onnxsim), fast_save():
+                    _tflite_only(options.outputs), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
