@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.compare import (DEFAULT_BUDGETS, Comparison, PrecisionBudget, evidence_problem, snr_and_topk,
                               tolerance_for)
-from pipeline.audit.noise import NOISE_RATIO_BOUND, worst_sample
+from pipeline.audit.noise import ILL_CONDITIONED, NOISE_RATIO_BOUND, worst_sample
 from pipeline.names import PRECISION
 
 
@@ -48,17 +48,36 @@ class Oracle:
     sample_floors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # output -> floor per input sample
     floor_source: str = ""  # how the floors were measured
     rejected: dict | None = None  # a float64 run that was not used: why, and where it parts from float32
+    # output -> per sample, how far float32 rounding moves the float64 output, as a fraction of its scale
+    # (noise.rounding_spread); a sample above ILL_CONDITIONED is not judged. Empty where it was not measured.
+    rounding_spread: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
+    def judged(self, output: str) -> np.ndarray | None:
+        """The samples of `output` that can judge a float32 program (None where every one can)."""
+        spread = self.rounding_spread.get(output)
+        if spread is None or not np.any(spread > ILL_CONDITIONED):
+            return None
+        return spread <= ILL_CONDITIONED
+
+    def ill_conditioned(self) -> dict[str, list[int]]:
+        """Per output, the samples whose output is set by rounding (not judged)."""
+        return {name: [int(i) for i in np.flatnonzero(spread > ILL_CONDITIONED)]
+                for name, spread in self.rounding_spread.items() if np.any(spread > ILL_CONDITIONED)}
 
     @property
     def floors(self) -> dict[str, float]:
-        """Each output's largest floor over the samples (what the report shows)."""
-        return {name: float(np.max(values)) for name, values in self.sample_floors.items()}
+        """Each output's largest floor over the judged samples (what the report shows)."""
+        def largest(name: str, values: np.ndarray) -> float:
+            judged = self.judged(name)
+            return float(np.max(values[judged] if judged is not None and judged.any() else values))
+        return {name: largest(name, values) for name, values in self.sample_floors.items()}
 
     def to_json(self) -> dict:
         return {"backend": self.backend, "available": self.available, "reason": self.reason,
                 "floor_source": self.floor_source, "floors": self.floors, "bound": NOISE_RATIO_BOUND,
-                "lower_precision": LOWER_PRECISION_RULE, "rejected": self.rejected}
+                "lower_precision": LOWER_PRECISION_RULE, "rejected": self.rejected,
+                **({"ill_conditioned": self.ill_conditioned(), "ill_conditioned_bound": ILL_CONDITIONED}
+                   if self.ill_conditioned() else {})}
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,12 @@ def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, ev
     if c.error is not None or candidate is None:
         return _explain_non_finite(c, evidence) if precision == "fp16" else c
     oracle = evidence.fp16_oracle if precision == "fp16" and evidence.fp16_oracle else evidence.oracle
+    judged = oracle.judged(c.output)
+    by_floor = precision == "fp32" or oracle is evidence.fp16_oracle
+    if judged is not None and not judged.any() and by_floor and c.candidate not in evidence.overrides:
+        return dataclasses.replace(c, verdict="inconclusive", passed=False, reason=(
+            "every sample's output is set by rounding: one float32 rounding of the weights and inputs moves the "
+            f"float64 output by more than {ILL_CONDITIONED:.0%} of its scale, so no float32 program can be judged on them"))
     measured = _noise(c, candidate, oracle)
     if c.candidate in evidence.overrides or precision in evidence.overrides:
         return dataclasses.replace(c, **measured, rule="tolerance (config)")
@@ -224,7 +249,7 @@ def _noise(c: Comparison, candidate: np.ndarray, oracle: Oracle) -> dict:
     truth = oracle.outputs.get(c.output)
     if floors is None or truth is None:
         return {}
-    error, floor, ratio = worst_sample(candidate, truth, floors)
+    error, floor, ratio = worst_sample(candidate, truth, floors, oracle.judged(c.output))
     return {"oracle_error": error, "noise_floor": floor, "noise_ratio": ratio}
 
 

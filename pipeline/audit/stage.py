@@ -30,7 +30,7 @@ from pipeline.errors import RunnerError, first_line
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge, with_storage_reference_checked
 from pipeline.audit import oracle_check
 from pipeline.audit.layer_request import LayerRequest
-from pipeline.audit.noise import NOISE_ATOL, PERTURBATION_SEEDS, sample_floors
+from pipeline.audit.noise import ILL_CONDITIONED, NOISE_ATOL, PERTURBATION_SEEDS, rounding_spread, sample_floors
 from pipeline.names import PRECISION, Backend
 
 Waiting = Callable[[], tuple[list[RunResults], list[dict[str, str]]]]  # waits for the TF worker's backends: per input set, results and broken
@@ -71,13 +71,32 @@ def run(source: Source, artifacts: ArtifactDir, samples: int | None = None, inpu
         layers=layer_pass["layers"], localization=layer_pass["localization"],
         seconds=round(time.perf_counter() - start, 3), oracle=oracle.to_json(),
         fp16_oracle=fp16_oracle.to_json() if fp16_oracle else None,
-        warnings=[f"{c.candidate} '{c.output}': {c.warning}" for c in comparisons if c.warning],
+        warnings=_ill_conditioned(ran.oracles, sets, labels)
+        + [f"{c.candidate} '{c.output}': {c.warning}" for c in comparisons if c.warning],
         tflite_layers=tflite,
     )
     fresh = {b: arrays for b, arrays in results.items() if b not in ran.reused}
     oracles = [o for o in (oracle, fp16_oracle) if o is not None and o.available and o.backend]
     _write(artifacts, record, {**fresh, **{o.backend: o.outputs for o in oracles}, **at_shapes})
     return record
+
+
+def _ill_conditioned(oracles: list[Oracle], sets: list["InputSet"], labels: list[str]) -> list[str]:
+    """One line per output and shape with samples whose output is set by rounding: which, by how much, and
+    that they judge nothing."""
+    lines = []
+    for oracle, at in zip(oracles, sets):
+        for name, samples in oracle.ill_conditioned().items():
+            spread = float(np.max(oracle.rounding_spread[name][samples]))
+            which = ", ".join(f"'{labels[i]}'" if i < len(labels) else str(i) for i in samples)
+            where = f" at {at.where}" if at.sizes else ""
+            rest = ("no sample is left to judge" if len(samples) == len(oracle.rounding_spread[name])
+                    else "every other sample is judged")
+            lines.append(f"'{name}'{where}: samples {which} are not judged: one float32 rounding of the weights and "
+                         f"inputs moves the float64 output there by up to {spread:.2g} of its scale (bound "
+                         f"{ILL_CONDITIONED:g}), so its value is set by rounding (a near-constant input through a "
+                         f"normalization, say); {rest}")
+    return lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,9 +416,12 @@ def _checked_oracle(runs: RunResults, results: RunResults, bound: oracle_check.R
                                    rejected=rejected.to_json())
     floors = {name: sample_floors(results["pytorch"][name], truth[name], [run[name] for run in runs.values()], NOISE_ATOL)
               for name in truth}
+    spread = {name: rounding_spread(results["pytorch"][name], truth[name], [run[name] for run in runs.values()])
+              for name in truth}
     return Oracle(Backend.ORACLE, True, "a float64 copy of the PyTorch model, on the same inputs", truth, floors,
                   "per sample, the largest of PyTorch float32's error against the float64 oracle and the oracle's own "
-                  f"spread when weights and inputs move by one float32 rounding ({len(PERTURBATION_SEEDS)} draws)")
+                  f"spread when weights and inputs move by one float32 rounding ({len(PERTURBATION_SEEDS)} draws)",
+                  rounding_spread=spread)
 
 
 def _onnx_oracles(source: Source, artifacts: ArtifactDir, export: ExportRecord, sets: list[InputSet],
@@ -531,7 +553,8 @@ def _fp16_oracle(convert: ConvertRecord, run: RunResults, failed: dict[str, str]
     cured = " (the fp16 cure's epsilons raised as in the shipped file)" if convert.fp16_onnx else ""
     return Oracle(Backend.FP16_STORAGE, True, "the converter's own float32 TFLite file with every float constant "
                   f"rounded through float16 as the fp16 file stores it{cured}, run by LiteRT", truth, floors,
-                  "per sample, the model's float32 noise floor (at least 16 roundings of the output's scale)")
+                  "per sample, the model's float32 noise floor (at least 16 roundings of the output's scale)",
+                  rounding_spread=oracle.rounding_spread)  # a sample set by rounding judges no float32 program
 
 
 def _budgets(source: Source) -> dict[str, PrecisionBudget]:

@@ -210,3 +210,35 @@ def test_a_disagreement_with_a_constant_output_fails_while_agreement_with_it_sta
     off = (constant * (1 + 4e-5)).astype(np.float32)  # within atol + rtol*|ref|, tens of floors from the oracle
     c = verdict(off)
     assert c.verdict == "fail" and c.noise_ratio > NOISE_RATIO_BOUND
+
+
+def _ill_conditioned_on(samples: list[int]) -> Oracle:
+    """ORACLE where `samples` are set by rounding (a 12% spread, as wav2vec2 on a constant waveform)."""
+    spread = np.full(len(TRUTH), 1e-6)
+    spread[samples] = 0.12
+    floors = FLOORS.copy()
+    floors[samples] = 0.12 * np.abs(TRUTH[samples]).reshape(len(samples), -1).max(axis=1)
+    return Oracle("pytorch_fp64", True, "test", {"y": TRUTH}, {"y": floors}, "test", rounding_spread={"y": spread})
+
+
+def test_a_sample_set_by_rounding_judges_nothing_and_the_rest_still_judge():
+    oracle = _ill_conditioned_on([3])
+    off_there = PYTORCH.copy()
+    off_there[3] += 3.0  # far beyond 10x that sample's floor, where any float32 program may land
+    c = judged(off_there, oracle=oracle)
+    assert c.verdict == "pass" and c.noise_ratio < 3
+    assert c.oracle_error < 1e-3  # the error of the judged samples, not the unjudged one
+    off_elsewhere = off_there.copy()
+    off_elsewhere[0] *= 1 + 4e-5  # a subtle bug on a well-conditioned sample still fails
+    assert judged(off_elsewhere, oracle=oracle).verdict == "fail"
+    assert oracle.to_json()["ill_conditioned"] == {"y": [3]}
+    assert "ill_conditioned" not in ORACLE.to_json()
+
+
+def test_when_every_sample_is_set_by_rounding_the_verdict_is_inconclusive():
+    c = judged(PYTORCH + 3.0, oracle=_ill_conditioned_on([0, 1, 2, 3]))
+    assert c.verdict == "inconclusive" and "every sample's output is set by rounding" in c.reason
+
+
+def test_the_floor_the_report_shows_is_the_judged_samples_largest():
+    assert _ill_conditioned_on([3]).floors["y"] == pytest.approx(float(FLOORS[:3].max()))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.audit.noise import sample_errors, sample_floors
+from pipeline.audit.noise import rounding_spread, sample_errors, sample_floors
 from pipeline.model.float64 import UNIT_ROUNDOFF, float64_copy, perturbed
 
 
@@ -68,3 +68,11 @@ def test_a_layernorm_subclass_normalising_other_axes_keeps_the_relative_move_onl
     with torch.no_grad():
         truth, moved = float64_copy(model)(x), perturbed(float64_copy(model), seed=1)(x)
     assert float((moved - truth).abs().max()) < 300 * UNIT_ROUNDOFF * float(truth.abs().max())
+
+
+def test_the_rounding_spread_is_the_widest_float32_spread_over_the_output_scale():
+    truth = np.array([[1.0, -2.0], [0.0, 0.0], [4.0, 0.5]])
+    fp32 = truth + np.array([[2e-7, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    moved = truth + np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.4]])
+    # sample 0: PyTorch's 2e-7 of a scale 2; sample 1: an all-zero output, not ill-conditioned; sample 2: 0.4 of 4
+    assert list(rounding_spread(fp32, truth, [moved])) == pytest.approx([1e-7, 0.0, 0.1])
