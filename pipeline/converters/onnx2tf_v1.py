@@ -35,7 +35,8 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
-from pipeline.converters.tflite_ops import read_ops
+from pipeline.converters.pool_rewrite import rewrite_pools
+from pipeline.converters.tflite_ops import io_shapes, read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
 from pipeline.patching import replaced
@@ -72,12 +73,18 @@ class Onnx2TFV1:
         return None  # installed with the pipeline's own environment
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
+        return self._convert(onnx_path, out_dir, log_path, options, builtin_check=True)
+
+    def _convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions,
+                 builtin_check: bool) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
         spy = _LayerMapSpy()  # which layer makes which ONNX tensor: TFLite tensors and int8 layers are named by it
-        keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy)
+        rewritten: list[str] = []
+        keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy, notes=rewritten)
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
+        result = dataclasses.replace(result, notes=rewritten + result.notes)
         named = _layer_names(spy.tf_layers)
         feeding = _feeding(keras_model, named) if _full_integer(options) else {}
         result = dataclasses.replace(result, tf_layers=named, tf_layers_feeding=feeding)
@@ -85,7 +92,7 @@ class Onnx2TFV1:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
-        if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
+        if builtin_check:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
                 result = self._builtin_route(onnx_path, out_dir, log_path, result)
         return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result))
@@ -103,10 +110,13 @@ class Onnx2TFV1:
         return made
 
     def _converted(self, onnx_path: Path, work: Path, log_path: Path, options: ConversionOptions, save: bool,
-                   spy: "_LayerMapSpy | None" = None):
-        """onnx2tf's Keras model of onnx_path (its files in work/tf when `save`)."""
+                   spy: "_LayerMapSpy | None" = None, notes: list[str] | None = None):
+        """onnx2tf's Keras model of onnx_path (its files in work/tf when `save`); what was rewritten
+        before onnx2tf saw it goes to `notes`."""
         work.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_path, work / f"{WORK_NAME}.onnx")
+        said = _copied_for_onnx2tf(onnx_path, work / f"{WORK_NAME}.onnx", options)
+        if notes is not None:
+            notes += said
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         clock = _OutputClock()
         try:
@@ -148,9 +158,10 @@ class Onnx2TFV1:
     def _swap_builtin(self, onnx_path, out_dir, log_path, result, needs, record) -> dict:
         builtin_dir = out_dir / ".builtin"
         with log_path.open("a") as log:
-            log.write(f"\n===== builtin-ops TFLite: replacing {record['pseudo_ops']} to avoid {sorted(record['select_tf_ops'])} =====\n")
+            log.write(f"\n===== builtin-ops TFLite: {_replacements(record)} to avoid {sorted(record['select_tf_ops'])} =====\n")
         try:
-            builtin = self.convert(onnx_path, builtin_dir, log_path, dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])))
+            builtin = self._convert(onnx_path, builtin_dir, log_path,
+                                    dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])), builtin_check=False)
         except ConversionError as exc:
             shutil.rmtree(builtin_dir, ignore_errors=True)
             return {**record, "error": str(exc).split("; full log:")[0]}
@@ -159,6 +170,10 @@ class Onnx2TFV1:
             ops = read_ops(candidate) if candidate else None
             if ops is None or not ops.standard:
                 record["files"][original.name] = {"standard": False, "still_needs": list(ops.select_tf) if ops else []}
+                continue
+            if io_shapes(candidate) != io_shapes(original):  # bound like the shipped files: it must take and give the same
+                record["files"][original.name] = {"standard": False, "still_needs": [],
+                                                  "io_differs": [io_shapes(original), io_shapes(candidate)]}
                 continue
             kept = original.with_name(f"{original.stem}_select_tf_ops.tflite")
             os.replace(original, kept)
@@ -711,11 +726,15 @@ def _builtin_notes(record: dict) -> list[str]:
     notes = []
     for file, entry in record["files"].items():
         if entry["standard"]:
-            notes.append(f"{file}: Select TF ops {record['select_tf_ops'][file]} avoided by onnx2tf's builtin replacement "
-                         f"({'; '.join(record['approximations'])}); its error is measured by the audit; the original is kept "
-                         f"as {entry['select_tf_file']}")
+            notes.append(f"{file}: Select TF ops {record['select_tf_ops'][file]} avoided by {_replacements(record)}; "
+                         f"its error is measured by the audit; the original is kept as {entry['select_tf_file']}")
+        elif entry.get("io_differs"):
+            shipped, builtin = entry["io_differs"]
+            notes.append(f"{file}: the builtin-ops file made by {_replacements(record)} takes and gives tensors laid out "
+                         f"otherwise (inputs, outputs {builtin} against {shipped}), and the shipped files' layouts would "
+                         "not read it; the file with Select TF ops stays")
         else:
-            notes.append(f"{file}: still needs Select TF ops {entry['still_needs']} after replacing {record['pseudo_ops']}")
+            notes.append(f"{file}: still needs Select TF ops {entry['still_needs']} after {_replacements(record)}")
     if record["no_builtin_route"]:
         ops = [op.removeprefix("Flex") for op in record["no_builtin_route"]]
         notes.append(f"no builtin route for {record['no_builtin_route']}: TFLite has no builtin {', '.join(ops)} and onnx2tf "
@@ -723,6 +742,31 @@ def _builtin_notes(record: dict) -> list[str]:
     if record["error"]:
         notes.append(f"the builtin-ops conversion failed: {record['error']}")
     return notes
+
+
+def _replacements(record: dict) -> str:
+    """What the builtin-ops conversion changed: onnx2tf's replacements."""
+    return f"onnx2tf's builtin replacement {record['pseudo_ops']} ({'; '.join(record['approximations'])})"
+
+
+def _copied_for_onnx2tf(onnx_path: Path, target: Path, options: ConversionOptions) -> list[str]:
+    """onnx_path copied to target for onnx2tf; when a TFLite file is asked for, with the pools TFLite has no
+    builtin for rewritten as 2-D pools (pool_rewrite.py: exact, and checked with ONNX Runtime). onnx2tf
+    would make them Select TF ops (AvgPool3D, MaxPool3D, Dilation2D). The notes say what was rewritten."""
+    if not any(output.startswith("tflite") for output in options.outputs):
+        shutil.copyfile(onnx_path, target)
+        return []
+    try:
+        rewrite = rewrite_pools(onnx_path, target)
+    except ConversionError as exc:
+        shutil.copyfile(onnx_path, target)
+        return [f"{exc}: the TFLite files keep Select TF ops for those pools"]
+    if rewrite is None:
+        shutil.copyfile(onnx_path, target)
+        return []
+    nodes = ", ".join(f"'{name}'" for name in rewrite.rewritten)
+    return [f"pools {nodes} rewritten before conversion, which TFLite has no builtin for: {'; '.join(rewrite.describe())}; "
+            "ONNX Runtime agrees on both graphs"]
 
 
 def _ops_notes(tflite: dict[str, Path]) -> list[str]:

@@ -43,3 +43,13 @@ def read_ops(path: Path) -> TFLiteOps:
         name = (code.CustomCode() or b"").decode()
         (select_tf if name.startswith("Flex") else custom).add(name)
     return TFLiteOps(tuple(sorted(builtin)), tuple(sorted(select_tf)), tuple(sorted(custom)))
+
+
+def io_shapes(path: Path) -> tuple[list[list[int]], list[list[int]]]:
+    """The shapes of the main subgraph's inputs and outputs, in order, read from the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(path.read_bytes(), 0).Subgraphs(0)
+    shape = lambda index: [int(d) for d in graph.Tensors(index).ShapeAsNumpy()]  # noqa: E731
+    return ([shape(graph.Inputs(i)) for i in range(graph.InputsLength())],
+            [shape(graph.Outputs(i)) for i in range(graph.OutputsLength())])

@@ -27,7 +27,7 @@ def test_builtin_notes_name_the_approximation_and_what_has_no_route():
               "no_builtin_route": ["FlexAvgPool3D"], "files": {"m.tflite": {"standard": True, "select_tf_file": "m_select_tf_ops.tflite"}},
               "error": None}
     notes = _builtin_notes(record)
-    assert notes[0].startswith("m.tflite: Select TF ops ['FlexErf'] avoided by onnx2tf's builtin replacement (Erf as the Abramowitz")
+    assert notes[0].startswith("m.tflite: Select TF ops ['FlexErf'] avoided by onnx2tf's builtin replacement ['erf'] (Erf as the Abramowitz")
     assert "kept as m_select_tf_ops.tflite" in notes[0]
     assert notes[1].startswith("no builtin route for ['FlexAvgPool3D']: TFLite has no builtin AvgPool3D")
 
