@@ -49,3 +49,28 @@ def test_read_ops_tells_select_tf_ops_from_builtin_ones(tmp_path):
     assert "MUL" in ops.builtin
     assert not ops.standard
     assert ops.to_json()["select_tf_ops"] == ["FlexErf"]
+
+
+def test_io_shapes_reads_the_main_subgraphs_inputs_and_outputs(tmp_path):
+    import tensorflow as tf
+
+    from pipeline.converters.tflite_ops import io_shapes
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4, 3], tf.float32), tf.TensorSpec([2], tf.float32)])
+    def model(x, y):
+        return {"pooled": tf.nn.avg_pool2d(x, 2, 2, "VALID"), "sum": y + 1.0}
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model).convert())
+    inputs, outputs = io_shapes(path)
+    assert sorted(inputs) == [[1, 4, 4, 3], [2]] and sorted(outputs) == [[1, 2, 2, 3], [2]]
+
+
+def test_a_builtin_file_laid_out_otherwise_is_named_and_not_swapped():
+    record = {"select_tf_ops": {"m.tflite": ["FlexErf"]}, "pseudo_ops": ["erf"], "approximations": [PSEUDO_OPS["erf"]],
+              "no_builtin_route": [], "error": None,
+              "files": {"m.tflite": {"standard": False, "still_needs": [],
+                                     "io_differs": [[[[1, 4, 4, 3]], [[1, 2, 2, 2, 3]]], [[[1, 4, 4, 3]], [[1, 3, 2, 2, 2]]]]}}}
+    note = _builtin_notes(record)[0]
+    assert note.startswith("m.tflite: the builtin-ops file made by onnx2tf's builtin replacement ['erf']")
+    assert "[[1, 3, 2, 2, 2]]" in note and "the file with Select TF ops stays" in note
