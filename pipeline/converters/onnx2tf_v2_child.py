@@ -39,7 +39,34 @@ def _convert(request: dict) -> None:
 
     _savedmodel_gelu()
     _savedmodel_depthwise_conv()
+    _onnxsim_without_unsafe_passes()
     onnx2tf.convert(**request["kwargs"])
+
+
+# onnxsim's optimizer passes that change what a graph computes (as pipeline/converters/onnxsim_worker.py's
+# UNSAFE_PASSES, which this file cannot import): fuse_pad_into_pool makes a zero Pad before a MaxPool the
+# pool's -inf padding (BiT's stem).
+UNSAFE_ONNXSIM_PASSES = ("fuse_pad_into_pool",)
+
+
+def _onnxsim_without_unsafe_passes() -> None:
+    """onnx2tf 2.x simplifies with the `onnxsim` command: each call skips UNSAFE_ONNXSIM_PASSES, unless
+    it names optimizers to skip itself."""
+    import onnx2tf.onnx2tf as module
+
+    real = module.subprocess
+
+    class _Subprocess:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def check_output(self, args, **kwargs):
+            if (isinstance(args, (list, tuple)) and args and args[0] == "onnxsim"
+                    and not any(arg in ("--skip-optimization", "--skip-optimizer") for arg in args)):
+                args = [*args, "--skip-optimization", *UNSAFE_ONNXSIM_PASSES]
+            return real.check_output(args, **kwargs)
+
+    module.subprocess = _Subprocess()
 
 
 def _savedmodel_gelu() -> None:

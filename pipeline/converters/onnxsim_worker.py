@@ -7,11 +7,12 @@ Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifi
 `subprocess.check_output(["onnxsim", ...])` goes to one process, started when the conversion starts
 (or ahead of it: `start_ahead`, which a conversion child calls during its warm-up, while the parent
 exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same
-defaults and the same simplify call): the file written is the same, byte for byte
+defaults and the same simplify call): the file written is the same as the command's, byte for byte
 (tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
 C++ extension and TensorFlow's, loaded together, crash it (exit -11, seen on seed_ym).
 
-What onnx2tf relies on is kept: the CLI's output comes back as bytes, and a failing simplification
+Every call skips onnxsim's optimizer passes that change what a graph computes (UNSAFE_PASSES); otherwise
+the arguments are onnx2tf's. What onnx2tf relies on is kept: the CLI's output comes back as bytes, and a failing simplification
 (or a crash of the worker) raises CalledProcessError, which onnx2tf catches, notes in its log, and
 then converts the unsimplified file. Once the worker is gone, calls run as real subprocesses again;
 every other subprocess call always does. The worker ends one second after a call with no next one
@@ -78,10 +79,25 @@ class _Subprocess:
 
     def check_output(self, args, **kwargs) -> bytes:
         if isinstance(args, (list, tuple)) and args and args[0] == "onnxsim":
-            out = self._worker.run([str(a) for a in args])
+            args = without_unsafe_passes([str(a) for a in args])
+            out = self._worker.run(args)
             if out is not None:
                 return out
         return self._real.check_output(args, **kwargs)
+
+
+# onnxsim's optimizer passes that change what a graph computes. fuse_pad_into_pool folds a constant Pad into
+# the MaxPool after it, as the pool's own padding, whatever the Pad's value: a MaxPool's padding is -inf,
+# so a zero pad (BiT's stem, HF's BitMaxPool2d) becomes -inf and every window at the padded border that held
+# only negatives and a 0 now gives a negative (ONNX Runtime on onnxsim's output: 3.55 off on BiT's stem).
+UNSAFE_PASSES = ("fuse_pad_into_pool",)
+
+
+def without_unsafe_passes(argv: list[str]) -> list[str]:
+    """The onnxsim command line, skipping UNSAFE_PASSES (as long as it names no optimizer to skip itself)."""
+    if any(arg in ("--skip-optimization", "--skip-optimizer") for arg in argv):
+        return argv
+    return [*argv, "--skip-optimization", *UNSAFE_PASSES]
 
 
 class _Worker:

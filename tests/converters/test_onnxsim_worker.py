@@ -15,7 +15,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from pipeline.converters import onnxsim_worker as worker_module
-from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
+from pipeline.converters.onnxsim_worker import UNSAFE_PASSES, onnxsim_worker, start_ahead
 
 ONNXSIM = str(Path(sys.executable).parent / "onnxsim")
 
@@ -45,7 +45,8 @@ def test_three_calls_write_the_file_the_command_writes(tmp_path, stand_in):
     shutil.copyfile(source, by_command)
     shutil.copyfile(source, by_worker)
     for _ in range(3):  # as onnx2tf runs it: in place, three times
-        subprocess.check_output([ONNXSIM, str(by_command), str(by_command)], stderr=subprocess.PIPE)
+        subprocess.check_output([ONNXSIM, str(by_command), str(by_command), "--skip-optimization", *UNSAFE_PASSES],
+                                stderr=subprocess.PIPE)
     with onnxsim_worker(module=stand_in):
         outputs = [stand_in.subprocess.check_output(["onnxsim", str(by_worker), str(by_worker)], stderr=subprocess.PIPE)
                    for _ in range(3)]
@@ -113,3 +114,30 @@ def test_a_conversion_that_does_not_simplify_ends_the_worker_started_ahead(stand
     with onnxsim_worker(False, module=stand_in):
         assert stand_in.subprocess is subprocess
     assert worker_module._ahead.held is None and not ahead.alive()  # noqa: SLF001
+
+
+def _zero_pad_then_max_pool(path: Path) -> Path:
+    """A zero Pad at the bottom and right, then a 3x3 MaxPool (BiT's stem): padding a max with 0 is not -inf."""
+    pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    graph = helper.make_graph(
+        [helper.make_node("Pad", ["x", "pads", "zero"], ["padded"], mode="constant"),
+         helper.make_node("MaxPool", ["padded"], ["y"], kernel_shape=[3, 3], strides=[2, 2])],
+        "stem", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 7, 7])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 3, 3])], [pads, zero])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_a_simplification_keeps_a_zero_pad_before_a_max_pool(tmp_path, stand_in):
+    import onnxruntime as ort
+
+    source = _zero_pad_then_max_pool(tmp_path / "model.onnx")
+    simplified = tmp_path / "simplified.onnx"
+    shutil.copyfile(source, simplified)
+    with onnxsim_worker(module=stand_in):
+        stand_in.subprocess.check_output(["onnxsim", str(simplified), str(simplified)], stderr=subprocess.PIPE)
+    assert "Pad" in [n.op_type for n in onnx.load(str(simplified)).graph.node]
+    x = -np.abs(np.random.default_rng(0).standard_normal((1, 2, 7, 7))).astype(np.float32)  # all negative: 0 wins at the border
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_array_equal(run(simplified), run(source))

@@ -52,3 +52,14 @@ def test_the_section_is_read_from_repair_json_and_found_by_the_report(tmp_path):
     assert collected == json.loads(json.dumps(_record("identity-perm:to_first").to_json()))
     assert "## Repair" in sections.markdown({"repair": collected})
     assert any('id="repair"' in part for part in sections.html({"repair": collected}))
+
+
+def test_a_repair_by_another_strategy_says_its_files_replace_the_originals_not_a_parameter_replacement():
+    before = [BackendError("tf_saved_model", "output", "fail", 0.57, 7e-7, 8e5)]
+    after = [BackendError("tf_saved_model", "output", "pass", 1e-6, 1e-6, 1.1)]
+    won = RepairAttempt("onnx2tf-2", "strategy", "onnx2tf 2.x lowers ONNX by its own route", [], True, True, 21.0, None, 1e-6)
+    record = RepairRecord("tf_saved_model failed", before, None, None, [won], "onnx2tf-2", [], None, after, None, 12, 900.0, 25.0)
+    text = "\n".join(render.markdown(record.to_json()))
+    assert ("what changed: the files of the conversion strategy `onnx2tf-2` replace the original's: onnx2tf 2.x lowers "
+            "ONNX by its own route") in text
+    assert "parameter replacement" not in text

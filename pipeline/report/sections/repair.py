@@ -35,9 +35,7 @@ def section(repair: dict | None) -> dict | None:
     finer = (f"{departure['op_type']} node `{departure['node']}` (ONNX Runtime vs Keras over every tensor of the "
              f"converted graph)" if departure else None)
     if repair.get("winner"):
-        changed = repair.get("rewrite") or f"onnx2tf parameter replacement (`repair.prf.json`): {_entries(repair['entries'])}"
-        if repair.get("rewrite") and repair["entries"]:
-            changed += f"; then parameter replacement: {_entries(repair['entries'])}"
+        changed = _changed(repair)
         outcome = f"repaired by candidate `{repair['winner']}` after {_tried(repair['attempts'])}"
     else:
         best = _best(repair["attempts"])
@@ -46,6 +44,17 @@ def section(repair: dict | None) -> dict | None:
                    f"{fmt_number(best['max_abs'])}" if best else f"not repaired ({repair['gave_up']})")
     return {"trigger": repair["trigger"], "wrong": wrong, "finer": finer, "changed": changed, "outcome": outcome,
             "before": _errors(repair["before"]), "after": _errors(repair["after"]), "attempts": _attempts(repair["attempts"])}
+
+
+def _changed(repair: dict) -> str:
+    """What the winning candidate changed: another conversion strategy's files, a rewrite, or parameter replacements."""
+    won = next((a for a in repair["attempts"] if a.get("name") == repair["winner"]), {})
+    if won.get("kind") == "strategy" and not repair["entries"] and not repair.get("rewrite"):
+        return f"the files of the conversion strategy `{repair['winner']}` replace the original's: {won.get('why') or ''}".rstrip(": ")
+    changed = repair.get("rewrite") or f"onnx2tf parameter replacement (`repair.prf.json`): {_entries(repair['entries'])}"
+    if repair.get("rewrite") and repair["entries"]:
+        changed += f"; then parameter replacement: {_entries(repair['entries'])}"
+    return changed
 
 
 def _tried(attempts: list[dict]) -> str:
