@@ -57,6 +57,10 @@ class ConversionError(PipelineError):
     exit_code = 3
 
 
+class ConversionCrashed(ConversionError):
+    """The conversion process crashed in native code (a fatal signal: SIGSEGV, SIGABRT, ...)."""
+
+
 class RunnerError(PipelineError):
     """A backend could not load a model or run it on the shared inputs."""
 

@@ -19,17 +19,21 @@ import contextlib
 import gc
 import importlib
 import multiprocessing
+import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psutil
 
 from pipeline import process, profile
-from pipeline.errors import ConversionError, RunnerError, first_line
+from pipeline.errors import ConversionCrashed, ConversionError, RunnerError, first_line
 
 POLL_SECONDS = 0.2
+# Signals a crash in native code ends a process with; a kill (ours, on a limit or at the end of a run) is not one.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE})
 COLLECT_AFTER_SECONDS = 1.0  # a kept child collects garbage after jobs at least this long (conversions, model loads)
 
 
@@ -47,17 +51,19 @@ class Limits:
         return f"{self.memory_bytes / 2**30:.1f} GB / {self.seconds:g} s"
 
 
-def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str) -> Any:
-    """fn(*args) in a child process (the prewarmed one if there is one); its return value, or
-    ConversionError when it raised, ran out of memory or time, or died. Steps the child timed
+def run_isolated(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, env: dict[str, str] | None = None) -> Any:
+    """fn(*args) in a child process (the prewarmed one if there is one; a new one started with `env` added
+    to the environment, if given); its return value, or ConversionError when it raised, ran out of memory
+    or time, or died (ConversionCrashed when native code crashed it). Steps the child timed
     (pipeline.profile) join this process's profile."""
-    return run_kept(fn, args, limits, what, keep=False)[0]
+    return run_kept(fn, args, limits, what, keep=False, env=env)[0]
 
 
-def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, keep: bool = True) -> tuple[Any, "Child | None"]:
+def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, keep: bool = True,
+             env: dict[str, str] | None = None) -> tuple[Any, "Child | None"]:
     """As run_isolated; when fn succeeded and `keep`, the child is not stopped but returned, to serve
     more jobs (Child.call): the TF worker of a full run (pipeline/runners/remote.py)."""
-    child = _spare.take() or Child()
+    child = Child(env=env) if env else (_spare.take() or Child())
     _running.add(child)
     try:
         child.submit(fn, args)
@@ -72,7 +78,7 @@ def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, kee
     child.stop()
     if kind == "conversion-error":
         raise ConversionError(value)
-    raise ConversionError(f"{what}: {value}")
+    raise (ConversionCrashed if kind == "crashed" else ConversionError)(f"{what}: {value}")
 
 
 class Child:
@@ -80,11 +86,12 @@ class Child:
     run's first is kept as its TF worker (run_kept, Child.call). Started early (`prewarm`), it imports the
     converter's libraries while the parent exports, so a conversion does not wait for TensorFlow's import."""
 
-    def __init__(self, warm: str | None = None, warm_args: tuple = ()) -> None:
+    def __init__(self, warm: str | None = None, warm_args: tuple = (), env: dict[str, str] | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
         self._process = context.Process(target=_child_main, args=(child_end, warm, warm_args), daemon=True)
-        self._process.start()
+        with _environment(env or {}):  # a spawned child starts with the parent's environment as it is now
+            self._process.start()
         child_end.close()
 
     def alive(self) -> bool:
@@ -213,7 +220,24 @@ def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:
         if not child.is_alive() and not conn.poll(0):
             break
     child.join(1)
+    if child.exitcode is not None and -child.exitcode in CRASH_SIGNALS:
+        name = signal.Signals(-child.exitcode).name
+        return "crashed", f"the conversion process crashed in native code (signal {-child.exitcode}, {name}) at {peak / 2**30:.1f} GB"
     return "died", f"the conversion process died (exit code {child.exitcode}) at {peak / 2**30:.1f} GB"
+
+
+@contextlib.contextmanager
+def _environment(added: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in added}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _resident(pid: int) -> int:

@@ -26,7 +26,7 @@ from pipeline.convert.head_start import HeadStart, relocated
 from pipeline.convert.rewrite import prepared
 from pipeline.converters import ConversionOptions, ConversionResult, get_converter
 from pipeline.convert import calibration
-from pipeline.errors import ConversionError
+from pipeline.errors import ConversionCrashed, ConversionError, first_line
 from pipeline.inputs import TensorSpec
 from pipeline.runners.layout import Layout, candidates, decide, resolve_by_probe
 from pipeline.runners.remote import wrap
@@ -146,8 +146,7 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
     elapsed = lambda: head.seconds if head is not None else time.perf_counter() - start  # noqa: E731
     try:
         with stage_status(f"converting with {made_by}, strategy '{strategy.name}'"):
-            result = (head.take(out_dir, log_path) if head is not None
-                      else _convert(converter, strategy, onnx_path, out_dir, log_path, limits))
+            result = _converted(converter, strategy, onnx_path, out_dir, log_path, limits, head)
         with profile.step("convert: bind inputs and outputs (layout probe)"):
             io = bind(result, *binding_args)
     except ConversionError as exc:
@@ -158,7 +157,30 @@ def _attempt(converter, strategy: Strategy, onnx_path: Path, stage: Path, log_pa
     return _Outcome(Attempt(strategy.name, True, round(seconds, 3), converter=made_by), result, io, seconds)
 
 
-def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_path: Path, limits: Limits) -> ConversionResult:
+# TensorFlow's oneDNN kernels crashed onnx2tf 1.x's conversion of WavLM (SIGSEGV in a MatMul it runs while
+# building the graph, "corrupted double-linked list"); the same conversion without them completes.
+WITHOUT_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def _converted(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_path: Path, limits: Limits,
+               head: HeadStart | None) -> ConversionResult:
+    """The strategy's conversion (the head start's, when it serves); when native code crashed it, once more
+    in a new process with TensorFlow's oneDNN kernels off, saying so in its notes."""
+    try:
+        return head.take(out_dir, log_path) if head is not None else _convert(converter, strategy, onnx_path, out_dir, log_path, limits)
+    except ConversionCrashed as crash:
+        said = first_line(crash)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with log_path.open("a") as log:
+        log.write(f"\n===== {said}: converting again with TensorFlow's oneDNN kernels off =====\n")
+    result = _convert(converter, strategy, onnx_path, out_dir, log_path, limits, WITHOUT_ONEDNN)
+    return dataclasses.replace(result, notes=[
+        f"{said.split(': ', 1)[-1]}; converted again in a new process with TensorFlow's oneDNN kernels off "
+        "(TF_ENABLE_ONEDNN_OPTS=0), which completed"] + result.notes)
+
+
+def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_path: Path, limits: Limits,
+             env: dict[str, str] | None = None) -> ConversionResult:
     missing = converter.available()
     if missing:  # said in the attempt, and so in the report; no child process for it
         raise ConversionError(missing)
@@ -166,7 +188,7 @@ def _convert(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, log_
     with log_path.open("a") as log:
         log.write(f"\n===== strategy '{strategy.name}': {strategy.why} =====\n")
     return run_isolated(converter.convert, (onnx_path, out_dir, log_path, strategy.options), limits,
-                        f"strategy '{strategy.name}'")
+                        f"strategy '{strategy.name}'", env)
 
 
 def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: Strategy, onnx_path: Path,

@@ -126,3 +126,66 @@ def test_a_prewarmed_child_calls_its_warm_up_function_before_the_first_job():
         assert plain.call(warmed, ()) == []
     finally:
         plain.stop()
+
+
+def crash_unless_onednn_is_off() -> str:
+    """A native crash (as TensorFlow's oneDNN MatMul on WavLM), unless the child was started without oneDNN."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return "converted"
+
+
+def test_a_native_crash_is_told_apart_from_other_deaths_and_a_child_can_start_with_an_environment():
+    from pipeline.convert.stage import WITHOUT_ONEDNN
+    from pipeline.errors import ConversionCrashed
+
+    before = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    with pytest.raises(ConversionCrashed, match=r"strategy 'default': the conversion process crashed in native code "
+                                                r"\(signal 11, SIGSEGV\) at \d+\.\d GB"):
+        run_isolated(crash_unless_onednn_is_off, (), Limits(8 * 2**30, 60), "strategy 'default'")
+    assert run_isolated(crash_unless_onednn_is_off, (), Limits(8 * 2**30, 60), "strategy 'default'", WITHOUT_ONEDNN) == "converted"
+    assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") == before  # the parent's environment is its own again
+
+
+def test_a_kill_is_a_death_not_a_crash():
+    from pipeline.errors import ConversionCrashed
+
+    with pytest.raises(ConversionError, match=r"died \(exit code -9\)") as raised:
+        run_isolated(kill_myself, (), Limits(8 * 2**30, 60), "strategy 'default'")
+    assert not isinstance(raised.value, ConversionCrashed)
+
+
+def kill_myself() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingConverter:
+    """A converter whose conversion crashes in native code unless oneDNN is off (WavLM in onnx2tf 1.29)."""
+
+    label = "fake"
+
+    def version(self) -> str:
+        return "0"
+
+    def available(self) -> None:
+        return None
+
+    def convert(self, onnx_path, out_dir, log_path, options):
+        from pipeline.converters import ConversionResult
+
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return ConversionResult(out_dir, None, {}, [], [], "fake", "0", options, notes=["made"])
+
+
+def test_a_strategy_whose_conversion_crashed_converts_again_without_onednn_and_says_so(tmp_path):
+    from pipeline.convert.stage import Strategy, _converted
+    from pipeline.converters import ConversionOptions
+
+    log = tmp_path / "convert.log"
+    result = _converted(CrashingConverter(), Strategy("default", ConversionOptions(), "why"), tmp_path / "m.onnx",
+                        tmp_path / "default", log, Limits(8 * 2**30, 60), None)
+    assert result.notes[0].startswith("the conversion process crashed in native code (signal 11, SIGSEGV)")
+    assert "converted again in a new process with TensorFlow's oneDNN kernels off" in result.notes[0]
+    assert result.notes[1:] == ["made"]
+    assert "converting again with TensorFlow's oneDNN kernels off" in log.read_text()
