@@ -24,15 +24,20 @@ class Measurement:
     peak_rss_mb: float
 
 
-def measure(command: list[str], cwd: Path) -> Measurement:
-    """Run a command to completion; wall time and peak RSS of its process tree."""
+def measure(command: list[str], cwd: Path, ok_codes: tuple[int, ...] | None = (0, 1, 4),
+            path_first: Path | None = None) -> Measurement:
+    """Run a command to completion; wall time and peak RSS of its process tree. An exit code outside
+    `ok_codes` stops the bench (None: the caller judges the outcome by the files written). `path_first`
+    goes first on PATH (a virtual environment's bin, as if activated: its commands find each other)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if path_first is not None:
+        env["PATH"] = f"{path_first}{os.pathsep}{env.get('PATH', '')}"
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = _watch_rss(process)
     _, stderr = process.communicate()
     seconds = time.perf_counter() - start
-    if process.returncode not in (0, 1, 4):  # pass, fail and inconclusive all produce a report
+    if ok_codes is not None and process.returncode not in ok_codes:  # pass, fail and inconclusive all produce a report
         raise SystemExit(f"error: {' '.join(command)} exited {process.returncode}: {stderr.decode()[-500:]}")
     return Measurement(seconds, peak() / 2**20)
 
