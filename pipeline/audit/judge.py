@@ -108,12 +108,14 @@ def judge(c: Comparison, reference: np.ndarray, candidate: np.ndarray | None, ev
     oracle = evidence.fp16_oracle if precision == "fp16" and evidence.fp16_oracle else evidence.oracle
     judged = oracle.judged(c.output)
     by_floor = precision == "fp32" or oracle is evidence.fp16_oracle
-    if judged is not None and not judged.any() and by_floor and c.candidate not in evidence.overrides:
+    overridden = c.candidate in evidence.overrides or precision in evidence.overrides
+    if judged is not None and not judged.any() and by_floor and not overridden:
         return dataclasses.replace(c, verdict="inconclusive", passed=False, reason=(
             "every sample's output is set by rounding: one float32 rounding of the weights and inputs moves the "
-            f"float64 output by more than {ILL_CONDITIONED:.0%} of its scale, so no float32 program can be judged on them"))
+            f"float64 output by more than {ILL_CONDITIONED:.0%} of its scale, so no float32 program can be judged on "
+            "them; give inputs the model is made for (config `inputs`, or `audit --samples`)"))
     measured = _noise(c, candidate, oracle)
-    if c.candidate in evidence.overrides or precision in evidence.overrides:
+    if overridden:
         return dataclasses.replace(c, **measured, rule="tolerance (config)")
     if precision in ("fp16", "int8"):
         judged = _lower_precision(dataclasses.replace(c, **measured), reference, candidate, precision, evidence)

@@ -73,12 +73,15 @@ def worst_sample(candidate: np.ndarray, oracle: np.ndarray, floors: np.ndarray,
                  judged: np.ndarray | None = None) -> tuple[float, float, float]:
     """A candidate judged sample by sample against each sample's floor: its largest error against the
     oracle, and the floor and noise ratio of its worst sample (the one furthest out in floors). With
-    `judged` (a mask), only those samples count, for the error as well; at least one must be judged."""
+    `judged` (a mask), only those samples count, for the error as well; with none judged, the error of
+    every sample and no floor or ratio (NaN)."""
     errors = sample_errors(candidate, oracle)
     ratios = np.array([ratio_of(e, f) for e, f in zip(errors, floors)])
+    if judged is not None and len(judged) == len(ratios) and not judged.any():
+        return error_of(candidate, oracle), float("nan"), float("nan")  # nothing to judge by the floor
     if judged is not None and len(judged) == len(ratios) and not judged.all():
         ratios = np.where(judged, ratios, np.nan)
-        error = float(np.max(errors[judged])) if errors.size else 0.0
+        error = float(np.max(errors[judged]))
     else:
         error = error_of(candidate, oracle)
     worst = int(np.nanargmax(ratios)) if np.any(np.isfinite(ratios) | np.isinf(ratios)) else 0

@@ -63,6 +63,7 @@ def run_kept(fn: Callable[..., Any], args: tuple, limits: Limits, what: str, kee
              env: dict[str, str] | None = None) -> tuple[Any, "Child | None"]:
     """As run_isolated; when fn succeeded and `keep`, the child is not stopped but returned, to serve
     more jobs (Child.call): the TF worker of a full run (pipeline/runners/remote.py)."""
+    env = {**_kept_environment, **(env or {})}
     child = Child(env=env) if env else (_spare.take() or Child())
     _running.add(child)
     try:
@@ -146,6 +147,17 @@ def prewarm(warm_up: str, *args: Any) -> None:
     """Start a child that imports `warm_up` (`module`, or `module:function` to call with `args` after the
     import) and waits for a job; the next run_isolated uses it. Safe to call more than once."""
     _spare.keep(lambda: Child(warm_up, args))
+
+
+_kept_environment: dict[str, str] = {}
+
+
+def keep_environment(added: dict[str, str]) -> None:
+    """Every child started from now on in this process (the run of one model) gets `added` in its
+    environment: after a conversion needed oneDNN off, its layer model and fp16 cure need it too. A
+    prewarmed child, started without it, is stopped."""
+    _kept_environment.update(added)
+    _spare.discard()
 
 
 def discard_spare() -> None:

@@ -19,6 +19,7 @@ from pipeline import profile
 from pipeline.artifacts.folder import ArtifactDir, write_json
 from pipeline.artifacts.records import Attempt, ConvertRecord, ExportRecord, LintRecord
 from pipeline.config import ARTIFACTS, Source
+from pipeline.convert import isolate
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.console import stage_status
 from pipeline.convert import int8_step
@@ -174,6 +175,7 @@ def _converted(converter, strategy: Strategy, onnx_path: Path, out_dir: Path, lo
     with log_path.open("a") as log:
         log.write(f"\n===== {said}: converting again with TensorFlow's oneDNN kernels off =====\n")
     result = _convert(converter, strategy, onnx_path, out_dir, log_path, limits, WITHOUT_ONEDNN)
+    isolate.keep_environment(WITHOUT_ONEDNN)  # the layer model, the fp16 cure and repair candidates convert again
     return dataclasses.replace(result, notes=[
         f"{said.split(': ', 1)[-1]}; converted again in a new process with TensorFlow's oneDNN kernels off "
         "(TF_ENABLE_ONEDNN_OPTS=0), which completed"] + result.notes)

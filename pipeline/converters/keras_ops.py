@@ -100,7 +100,10 @@ def _negated_subtraction(op, args: tuple, kwargs: dict) -> dict | None:
     import tensorflow as tf
 
     named = _constant_then_tensor(op, args, kwargs, _SUBTRACT)
-    if named is None or tf.as_dtype(named["y"].dtype) in (tf.float32, tf.int32, tf.bool):
+    if named is None:
+        return None
+    dtype = tf.as_dtype(named["y"].dtype)
+    if dtype in (tf.float32, tf.int32, tf.bool) or dtype.is_unsigned:  # TF's Neg has no unsigned kernel
         return None
     return dict(named, x=tf.math.negative(named["y"]), y=named["x"])
 

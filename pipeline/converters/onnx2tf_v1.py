@@ -35,7 +35,7 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
-from pipeline.converters.pool_rewrite import rewrite_pools
+from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
 from pipeline.converters.tflite_ops import io_shapes, read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
@@ -753,7 +753,7 @@ def _copied_for_onnx2tf(onnx_path: Path, target: Path, options: ConversionOption
     """onnx_path copied to target for onnx2tf; when a TFLite file is asked for, with the pools TFLite has no
     builtin for rewritten as 2-D pools (pool_rewrite.py: exact, and checked with ONNX Runtime). onnx2tf
     would make them Select TF ops (AvgPool3D, MaxPool3D, Dilation2D). The notes say what was rewritten."""
-    if not any(output.startswith("tflite") for output in options.outputs):
+    if not any(output.startswith("tflite") for output in options.outputs) or not has_pools(onnx_path):
         shutil.copyfile(onnx_path, target)
         return []
     try:

@@ -50,6 +50,9 @@ def io_shapes(path: Path) -> tuple[list[list[int]], list[list[int]]]:
     from ai_edge_litert import schema_py_generated as schema
 
     graph = schema.Model.GetRootAs(path.read_bytes(), 0).Subgraphs(0)
-    shape = lambda index: [int(d) for d in graph.Tensors(index).ShapeAsNumpy()]  # noqa: E731
+    def shape(index: int) -> list[int]:
+        dims = graph.Tensors(index).ShapeAsNumpy()  # 0, not an array, when the file stores no shape (a scalar)
+        return [int(d) for d in dims] if hasattr(dims, "__len__") else []
+
     return ([shape(graph.Inputs(i)) for i in range(graph.InputsLength())],
             [shape(graph.Outputs(i)) for i in range(graph.OutputsLength())])

@@ -28,10 +28,12 @@ def measure(command: list[str], cwd: Path, ok_codes: tuple[int, ...] | None = (0
             path_first: Path | None = None) -> Measurement:
     """Run a command to completion; wall time and peak RSS of its process tree. An exit code outside
     `ok_codes` stops the bench (None: the caller judges the outcome by the files written). `path_first`
-    goes first on PATH (a virtual environment's bin, as if activated: its commands find each other)."""
+    goes first on PATH (a virtual environment's bin, as if activated: its commands find each other), and
+    PYTHONPATH is dropped (as the 2.x adapter does: onnx2tf_v2.py)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if path_first is not None:
+    if path_first is not None:  # another environment's commands: nothing of this one's Python path
         env["PATH"] = f"{path_first}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("PYTHONPATH", None)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = _watch_rss(process)

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from pipeline.convert import isolate
 from pipeline.convert.isolate import Limits, run_isolated
 from pipeline.errors import ConversionError
 
@@ -189,3 +190,7 @@ def test_a_strategy_whose_conversion_crashed_converts_again_without_onednn_and_s
     assert "converted again in a new process with TensorFlow's oneDNN kernels off" in result.notes[0]
     assert result.notes[1:] == ["made"]
     assert "converting again with TensorFlow's oneDNN kernels off" in log.read_text()
+    try:  # later children of this run (layer model, fp16 cure, repair candidates) start without oneDNN too
+        assert run_isolated(crash_unless_onednn_is_off, (), Limits(8 * 2**30, 60), "layer model") == "converted"
+    finally:
+        isolate._kept_environment.clear()  # noqa: SLF001 (one model per process in real runs; tests share one)

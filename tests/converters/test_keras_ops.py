@@ -96,3 +96,16 @@ def test_a_gather_from_an_int64_constant_comes_back_from_the_keras_file_as_int64
         assert got.dtype == tf.int64
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     np.testing.assert_array_equal(loaded(feed)[0].numpy(), [[5], [-4]])
+
+
+def test_an_unsigned_subtraction_is_left_as_it_is():
+    """TF's Neg has no unsigned kernel: (-t) + c would fail to build where c - t builds."""
+    import tensorflow as tf
+    import tf_keras
+
+    from pipeline.converters.keras_ops import keras_savable_ops
+
+    x = tf_keras.Input(shape=(3,), dtype=tf.uint8, batch_size=1)
+    with keras_savable_ops():
+        model = tf_keras.Model(x, tf.math.subtract(np.array([[255, 200, 9]], np.uint8), x))
+    np.testing.assert_array_equal(model(np.array([[1, 2, 3]], np.uint8)).numpy(), [[254, 198, 6]])

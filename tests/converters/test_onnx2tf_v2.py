@@ -241,3 +241,24 @@ def test_a_free_dimension_the_child_writes_as_minus_one_reads_as_none():
 
     # as 1.x's adapter gives it: the convert stage's check that a dynamic axis stayed dynamic reads None
     assert _dims([-1, 3, -1, -1]) == (None, 3, None, None) and _dims([1, 4]) == (1, 4)
+
+
+def test_the_2x_childs_onnxsim_calls_skip_the_pass_that_changes_a_zero_pad_before_a_max_pool(monkeypatch):
+    """The child runs in the side environment; its patch is plain Python on onnx2tf.onnx2tf's subprocess."""
+    import importlib.util
+    import subprocess as real_subprocess
+
+    import onnx2tf.onnx2tf as module
+
+    spec = importlib.util.spec_from_file_location("child", Path(__file__).parents[2] / "pipeline/converters/onnx2tf_v2_child.py")
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    calls = []
+    monkeypatch.setattr(module, "subprocess", real_subprocess)  # restored after the test
+    monkeypatch.setattr(real_subprocess, "check_output", lambda args, **kwargs: calls.append(list(args)) or b"")
+    child._onnxsim_without_unsafe_passes()
+    module.subprocess.check_output(["onnxsim", "a.onnx", "a.onnx"], stderr=None)
+    module.subprocess.check_output(["onnxsim", "a.onnx", "a.onnx", "--skip-optimization"], stderr=None)
+    module.subprocess.check_output(["ls"])
+    assert calls == [["onnxsim", "a.onnx", "a.onnx", "--skip-optimization", "fuse_pad_into_pool"],
+                     ["onnxsim", "a.onnx", "a.onnx", "--skip-optimization"], ["ls"]]

@@ -50,7 +50,8 @@ def _changed(repair: dict) -> str:
     """What the winning candidate changed: another conversion strategy's files, a rewrite, or parameter replacements."""
     won = next((a for a in repair["attempts"] if a.get("name") == repair["winner"]), {})
     if won.get("kind") == "strategy" and not repair["entries"] and not repair.get("rewrite"):
-        return f"the files of the conversion strategy `{repair['winner']}` replace the original's: {won.get('why') or ''}".rstrip(": ")
+        why = f": {won['why']}" if won.get("why") else ""
+        return f"the files of the conversion strategy `{repair['winner']}` replace the original's{why}"
     changed = repair.get("rewrite") or f"onnx2tf parameter replacement (`repair.prf.json`): {_entries(repair['entries'])}"
     if repair.get("rewrite") and repair["entries"]:
         changed += f"; then parameter replacement: {_entries(repair['entries'])}"
