@@ -62,20 +62,22 @@ def keras_savable_ops() -> Iterator[None]:
     """For as long as the context lasts: commutative ops take a Keras tensor first, and `tf.meshgrid`
     of integers is reshapes and adds."""
     import tensorflow as tf
+    from tensorflow.python.util.tf_export import get_canonical_name_for_symbol
     from tf_keras.src.layers.core import tf_op_layer
 
     real = tf.meshgrid
     dispatch = tf_op_layer.KerasOpDispatcher.handle
 
     def handle(dispatcher, op, args, kwargs):
-        swapped = _negated_subtraction(op, args, kwargs)
+        name = get_canonical_name_for_symbol(op, add_prefix_to_v1_names=True)  # tf_keras's name for the op, once
+        swapped = _negated_subtraction(name, args, kwargs)
         if swapped is not None:
             return dispatch(dispatcher, tf.math.add, (), swapped)
-        narrowed = _narrowed_source(op, args, kwargs)
+        narrowed = _narrowed_source(name, op, args, kwargs)
         if narrowed is not None:
             moved = dispatch(dispatcher, op, *narrowed)
             return moved if moved is dispatcher.NOT_SUPPORTED else tf.cast(moved, tf.int64)
-        return dispatch(dispatcher, op, *_tensor_first(op, args, kwargs))
+        return dispatch(dispatcher, op, *_tensor_first(name, args, kwargs))
 
     def meshgrid_or_real(*tensors, indexing: str = "xy", name=None):
         if tensors and all(tensor.dtype.is_integer for tensor in tensors):
@@ -86,20 +88,21 @@ def keras_savable_ops() -> Iterator[None]:
         yield
 
 
-def _tensor_first(op, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """The call's arguments with x and y swapped when op commutes, x is a constant and y a numeric Keras tensor."""
-    named = _constant_then_tensor(op, args, kwargs, _COMMUTATIVE)
+def _tensor_first(name: str | None, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The call's arguments with x and y swapped when the op (tf_keras's `name` for it) commutes, x is a
+    constant and y a numeric Keras tensor."""
+    named = _constant_then_tensor(name in _COMMUTATIVE, args, kwargs)
     if named is None:
         return args, kwargs
     return (), dict(named, x=named["y"], y=named["x"])
 
 
-def _negated_subtraction(op, args: tuple, kwargs: dict) -> dict | None:
+def _negated_subtraction(name: str | None, args: tuple, kwargs: dict) -> dict | None:
     """add's arguments (-y, x) for a subtraction x - y of a constant x the file cannot type and a Keras
     tensor y; None for any other call."""
     import tensorflow as tf
 
-    named = _constant_then_tensor(op, args, kwargs, _SUBTRACT)
+    named = _constant_then_tensor(name in _SUBTRACT, args, kwargs)
     if named is None:
         return None
     dtype = tf.as_dtype(named["y"].dtype)
@@ -108,15 +111,14 @@ def _negated_subtraction(op, args: tuple, kwargs: dict) -> dict | None:
     return dict(named, x=tf.math.negative(named["y"]), y=named["x"])
 
 
-def _narrowed_source(op, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+def _narrowed_source(name: str | None, op, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     """The call's arguments with its first one as int32 when op only moves values, that argument is an
     int64 constant whose values fit int32, and another argument is a Keras tensor; None otherwise."""
     import inspect
 
     import tensorflow as tf
-    from tensorflow.python.util.tf_export import get_canonical_name_for_symbol
 
-    if get_canonical_name_for_symbol(op, add_prefix_to_v1_names=True) not in _MOVES_VALUES:
+    if name not in _MOVES_VALUES:
         return None
     first = next(iter(inspect.signature(op).parameters))
     source = args[0] if args else kwargs.get(first)
@@ -129,11 +131,10 @@ def _narrowed_source(op, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None
     return ((narrowed, *args[1:]), kwargs) if args else (args, dict(kwargs, **{first: narrowed}))
 
 
-def _constant_then_tensor(op, args: tuple, kwargs: dict, ops: frozenset) -> dict | None:
-    """A call of one of `ops` as {x, y, ...} when x is a constant and y a numeric Keras tensor; else None."""
-    from tensorflow.python.util.tf_export import get_canonical_name_for_symbol
-
-    if get_canonical_name_for_symbol(op, add_prefix_to_v1_names=True) not in ops:
+def _constant_then_tensor(applies: bool, args: tuple, kwargs: dict) -> dict | None:
+    """A call as {x, y, ...} when it `applies` (the op is one the caller rewrites), x is a constant and y a
+    numeric Keras tensor; else None."""
+    if not applies:
         return None
     named = dict(zip(("x", "y"), args), **kwargs)
     if len(args) > 2 or "x" not in named or "y" not in named:

@@ -73,10 +73,6 @@ class Onnx2TFV1:
         return None  # installed with the pipeline's own environment
 
     def convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> ConversionResult:
-        return self._convert(onnx_path, out_dir, log_path, options, builtin_check=True)
-
-    def _convert(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions,
-                 builtin_check: bool) -> ConversionResult:
         onnx_path, out_dir, log_path = onnx_path.resolve(), out_dir.resolve(), log_path.resolve()  # it runs in another cwd
         work = out_dir / ".onnx2tf-work"
         spy = _LayerMapSpy()  # which layer makes which ONNX tensor: TFLite tensors and int8 layers are named by it
@@ -92,7 +88,7 @@ class Onnx2TFV1:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
-        if builtin_check:  # the builtin-ops conversion itself does not look for another
+        if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
                 result = self._builtin_route(onnx_path, out_dir, log_path, result)
         return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result))
@@ -160,8 +156,7 @@ class Onnx2TFV1:
         with log_path.open("a") as log:
             log.write(f"\n===== builtin-ops TFLite: {_replacements(record)} to avoid {sorted(record['select_tf_ops'])} =====\n")
         try:
-            builtin = self._convert(onnx_path, builtin_dir, log_path,
-                                    dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])), builtin_check=False)
+            builtin = self.convert(onnx_path, builtin_dir, log_path, dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])))
         except ConversionError as exc:
             shutil.rmtree(builtin_dir, ignore_errors=True)
             return {**record, "error": str(exc).split("; full log:")[0]}
@@ -171,9 +166,9 @@ class Onnx2TFV1:
             if ops is None or not ops.standard:
                 record["files"][original.name] = {"standard": False, "still_needs": list(ops.select_tf) if ops else []}
                 continue
-            if io_shapes(candidate) != io_shapes(original):  # bound like the shipped files: it must take and give the same
-                record["files"][original.name] = {"standard": False, "still_needs": [],
-                                                  "io_differs": [io_shapes(original), io_shapes(candidate)]}
+            shipped, builtin_io = io_shapes(original), io_shapes(candidate)
+            if builtin_io != shipped:  # bound like the shipped files: it must take and give the same
+                record["files"][original.name] = {"standard": False, "still_needs": [], "io_differs": [shipped, builtin_io]}
                 continue
             kept = original.with_name(f"{original.stem}_select_tf_ops.tflite")
             os.replace(original, kept)
