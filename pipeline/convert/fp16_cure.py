@@ -1,5 +1,5 @@
-"""The fp16 cure: constants float16 flushes to zero are raised to its smallest normal value, the TFLite fp16
-file is made again from that copy, and it replaces model_float16.tflite only when it is better.
+"""The fp16 cure: constants float16 flushes to zero are raised to its smallest normal value, and the cured
+TFLite fp16 file replaces model_float16.tflite only when it is better.
 
 The fp16_underflow lint finds them (a LayerNorm epsilon of 1e-12, HF's default, is stored as 0, and
 Rsqrt(0) is Inf on a zero-variance row). Its warnings have a known cure: the constant raised to
@@ -7,6 +7,13 @@ Rsqrt(0) is Inf on a zero-variance row). Its warnings have a known cure: the con
 are cured: a norm's `epsilon`, or the constant an Add, Sum, Max or Clip applies before Sqrt, Log, a
 denominator...; a constant Div denominator of 1e-12 is a scale, and raising it would change the model.
 Only that constant changes; the float32 files keep the model's own value.
+
+The cured file is made without a second conversion where it can be: the flushed epsilons are raised in
+model_float16.tflite itself (fp16_patch.py, milliseconds). Only when the file holds a flushed epsilon that
+cannot be raised there alone does the cured ONNX copy (model.fp16_cured.onnx, always written: the fp16
+storage reference runs it) go through the converter again for the fp16 file, as it did for every cure
+before (16-28 s of a zoo model's run); and when the file holds none at all and no NaN or Inf on the
+audit's samples, nothing is converted.
 
 Overflowing constants (fp16_overflow) get no cure file: TensorFlow's converter already clamps them to
 +-65504 when it stores float16 (measured, TF 2.21), which is the cure's value.
@@ -157,6 +164,10 @@ def better(before: Errors, after: Errors) -> tuple[bool, str]:
     return True, "no NaN or Inf where the reference has none, and an error no larger than the uncured file's"
 
 
+PATCHED = "patched in the fp16 file"  # fp16_patch.py: no second conversion
+CONVERTED = "converted again"  # the cured ONNX copy through the converter
+
+
 @dataclass
 class CureJob:
     """What the convert stage hands the cure: the file it converted, the stage folder, how to convert again
@@ -169,6 +180,7 @@ class CureJob:
     run_tflite: object  # (tflite_path) -> list of per-sample output dicts
     reference: dict[str, np.ndarray]
     reference_name: str
+    fp32: Path | None = None  # the shipped TFLite fp32 file: the float32 values of the flushed constants
 
 
 def run(job: CureJob) -> list[str]:
@@ -181,26 +193,55 @@ def run(job: CureJob) -> list[str]:
     if not changes or not shipped.exists():
         return []
     record = {"onnx": CURED_ONNX, "changes": [dataclasses.asdict(c) for c in changes], "reference": job.reference_name,
-              "before": None, "after": None, "shipped": False, "reason": "", "uncured_file": None}
+              "method": None, "patches": [], "before": None, "after": None, "shipped": False, "reason": "",
+              "uncured_file": None}
     work = job.stage / ".fp16_cure"
     try:
-        result = job.convert_fp16(job.stage / CURED_ONNX, work)
-        candidate = result.tflite.get("fp16")
-        if candidate is None:
-            raise FileNotFoundError("the converter wrote no fp16 TFLite file for the cured model")
-        before, after = measure(job.run_tflite(shipped), job.reference), measure(job.run_tflite(candidate), job.reference)
-        ok, why = better(before, after)
-        record.update(before=before.to_json(), after=after.to_json(), shipped=ok, reason=why)
-        if ok:
-            os.replace(shipped, job.stage / UNCURED)
-            os.replace(candidate, shipped)
-            record["uncured_file"] = UNCURED
+        before = measure(job.run_tflite(shipped), job.reference)
+        record["before"] = before.to_json()
+        candidate = _cured_file(job, work, before, record)
+        if candidate is not None:
+            _judge(job, before, candidate, record)
     except Exception as exc:  # the converter and the interpreter raise many types; the uncured file stays, and the record says why
         record["reason"] = f"the cure was not completed ({type(exc).__name__}: {first_line(exc, 200)})"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (job.stage / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return [note(record)]
+
+
+def _judge(job: CureJob, before: Errors, candidate: Path, record: dict) -> None:
+    """Measure the cured file; ship it (keeping the uncured one) when it is better."""
+    after = measure(job.run_tflite(candidate), job.reference)
+    ok, why = better(before, after)
+    record.update(after=after.to_json(), shipped=ok, reason=why)
+    if ok:
+        os.replace(job.stage / "model_float16.tflite", job.stage / UNCURED)
+        os.replace(candidate, job.stage / "model_float16.tflite")
+        record["uncured_file"] = UNCURED
+
+
+def _cured_file(job: CureJob, work: Path, before: Errors, record: dict) -> Path | None:
+    """The cured fp16 file: patched in place when every flushed epsilon can be; else converted again, unless
+    the file holds no flushed epsilon and no NaN or Inf on the audit's samples (then None, and the reason)."""
+    from pipeline.convert import fp16_patch
+
+    work.mkdir(parents=True, exist_ok=True)
+    shipped = job.stage / "model_float16.tflite"
+    patched = fp16_patch.patch_flushed(shipped, job.fp32, work / "model_float16.tflite")
+    if patched.patches and not patched.left:
+        record.update(method=PATCHED, patches=[dataclasses.asdict(p) for p in patched.patches])
+        return work / "model_float16.tflite"
+    if not patched.left and not before.non_finite_samples:
+        record["reason"] = ("model_float16.tflite stores none of these constants as 0 before an op that 0 makes Inf "
+                            "(the float16 file keeps them, or they sit elsewhere), and it holds no NaN or Inf on the "
+                            "audit's samples: nothing to cure, no second conversion")
+        return None
+    record["method"] = CONVERTED
+    result = job.convert_fp16(job.stage / CURED_ONNX, work / "converted")
+    if result.tflite.get("fp16") is None:
+        raise FileNotFoundError("the converter wrote no fp16 TFLite file for the cured model")
+    return result.tflite["fp16"]
 
 
 def note(record: dict) -> str:
@@ -210,6 +251,7 @@ def note(record: dict) -> str:
         before, after = record["before"], record["after"]
         was = (f"NaN/Inf on sample(s) {before['non_finite_samples']}" if before["non_finite_samples"]
                else f"max_abs {before['max_abs']:.3g}")
-        return (f"model_float16.tflite is the fp16 cure ({RECORD}): {changed}; against {record['reference']}: {was} -> "
-                f"max_abs {after['max_abs']:.3g}, no NaN/Inf; the uncured file is kept as {record['uncured_file']}")
+        return (f"model_float16.tflite is the fp16 cure ({RECORD}, {record.get('method') or CONVERTED}): {changed}; against "
+                f"{record['reference']}: {was} -> max_abs {after['max_abs']:.3g}, no NaN/Inf; the uncured file is kept as "
+                f"{record['uncured_file']}")
     return f"fp16 cure not shipped ({RECORD}): {changed}: {record['reason']}"

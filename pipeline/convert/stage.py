@@ -219,8 +219,9 @@ def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: St
             return [runner.infer(feed) for feed in feeds]
 
     reference = shared_inputs.load_npz(artifacts.require(artifacts.output_file(reference_name), "validate"))
-    job = fp16_cure.CureJob(onnx_path, stage, findings, convert_fp16, run_tflite, reference, reference_name)
-    with stage_status("fp16 cure: converting again with float16-safe constants"):
+    job = fp16_cure.CureJob(onnx_path, stage, findings, convert_fp16, run_tflite, reference, reference_name,
+                            outcome.result.tflite.get("fp32"))
+    with stage_status("fp16 cure: raising the epsilons float16 flushes to 0"):
         return fp16_cure.run(job)
 
 

@@ -1,10 +1,13 @@
 """A read-only view of a .tflite file's main graph, for the TFLite-side lint rules: its ops in order and
 its float constants, read from the flatbuffer with LiteRT's schema (no interpreter, no TensorFlow).
 
-A buffer is inline (`data`) or, in files over 2 GB, at `offset`/`size` from the start of the file.
+A buffer is inline (`data`) or, in files over 2 GB, at `offset`/`size` from the start of the file. Each
+float constant's bytes are located in the file (`spans`), so the fp16 cure can rewrite one in place
+(pipeline/convert/fp16_patch.py).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +25,13 @@ class TFLiteOp:
 
 
 class TFLiteGraph:
-    def __init__(self, ops: list[TFLiteOp], constants: dict[int, np.ndarray], names: dict[int, str]) -> None:
+    def __init__(self, ops: list[TFLiteOp], constants: dict[int, np.ndarray], names: dict[int, str],
+                 spans: dict[int, tuple[int, int]] | None = None, shared: frozenset[int] = frozenset()) -> None:
         self.ops = ops
         self.constants = constants  # tensor index -> float values, as stored (float16 stays float16)
         self.names = names
+        self.spans = spans or {}  # constant tensor index -> (first byte, byte count) of its values in the file
+        self.shared = shared  # constant tensors whose buffer another tensor (of any subgraph) also uses
 
     @classmethod
     def read(cls, path: Path) -> "TFLiteGraph":
@@ -44,14 +50,18 @@ class TFLiteGraph:
                 name = (code.CustomCode() or b"").decode()
             ops.append(TFLiteOp(i, name, tuple(int(t) for t in op.InputsAsNumpy()) if op.InputsLength() else (),
                                 tuple(int(t) for t in op.OutputsAsNumpy()) if op.OutputsLength() else ()))
-        constants, names = {}, {}
+        constants, names, spans = {}, {}, {}
         for i in range(graph.TensorsLength()):
             tensor = graph.Tensors(i)
             names[i] = (tensor.Name() or b"").decode(errors="replace")
-            raw = _buffer(data, model.Buffers(tensor.Buffer())) if tensor.Type() in FLOAT_TYPES else None
-            if raw:
-                constants[i] = np.frombuffer(raw, dtype=FLOAT_TYPES[tensor.Type()])
-        return cls(ops, constants, names)
+            span = _span(model.Buffers(tensor.Buffer())) if tensor.Type() in FLOAT_TYPES else None
+            if span:
+                spans[i] = span
+                constants[i] = np.frombuffer(data[span[0]:span[0] + span[1]], dtype=FLOAT_TYPES[tensor.Type()])
+        users = Counter(model.Subgraphs(s).Tensors(i).Buffer() for s in range(model.SubgraphsLength())
+                        for i in range(model.Subgraphs(s).TensorsLength()))
+        shared = frozenset(i for i in spans if users[graph.Tensors(i).Buffer()] > 1)
+        return cls(ops, constants, names, spans, shared)
 
     def readers(self, tensor: int) -> list[tuple[TFLiteOp, int]]:
         """The ops that read `tensor`, with the input position."""
@@ -71,8 +81,9 @@ class TFLiteGraph:
         return [op for op in self.ops if op.op != "DEQUANTIZE"]
 
 
-def _buffer(data: bytes, buffer) -> bytes | None:
+def _span(buffer) -> tuple[int, int] | None:
+    """Where a buffer's bytes sit in the file: inline (the `data` vector's first byte), or at offset/size."""
     if buffer.DataLength():
-        return buffer.DataAsNumpy().tobytes()
+        return buffer._tab.Vector(buffer._tab.Offset(4)), buffer.DataLength()  # field 4 is `data` (schema.fbs)
     offset, size = buffer.Offset(), buffer.Size()
-    return data[offset:offset + size] if offset > 1 and size else None
+    return (offset, size) if offset > 1 and size else None

@@ -1,13 +1,15 @@
 """pipeline/convert/fp16_cure.py: the cured ONNX copy, and when a cured fp16 file may ship."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.convert import fp16_cure
+from pipeline.convert import fp16_cure, fp16_patch
 from pipeline.lint import run_rules
 from pipeline.lint.context import LintContext
 from pipeline.lint.fp16 import FP16_TINY
@@ -127,3 +129,50 @@ def test_a_cured_file_ships_only_when_finite_and_no_worse():
     assert fp16_cure.better(fine, fine)[0]
     assert fp16_cure.better(fine, worse) == (False, "the cured file's error 0.02 is larger than the uncured file's 0.01")
     assert fp16_cure.better(nan, nan) == (False, "the cured file still holds NaN or Inf on sample(s) [4]")
+
+
+class _Converted:
+    def __init__(self, path):
+        self.tflite = {"fp16": path}
+
+
+def cure_job(tmp_path, monkeypatch, patched: fp16_patch.Patched, outputs: list[dict]) -> tuple[fp16_cure.CureJob, list]:
+    """A cure job on a LayerNorm with eps 1e-12 whose patch step finds `patched`; the fp16 files run to `outputs`
+    (the uncured file's), and each conversion asked for is recorded."""
+    source = tmp_path / "ln.onnx"
+    save(source, [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", epsilon=1e-12)],
+         {"s": np.ones(4), "b": np.zeros(4)})
+    (tmp_path / "model_float16.tflite").write_bytes(b"uncured")
+    monkeypatch.setattr(fp16_patch, "patch_flushed", lambda *args: patched)
+    conversions = []
+
+    def convert(onnx_path, out_dir):
+        conversions.append(onnx_path.name)
+        out_dir.mkdir(parents=True)
+        (out_dir / "cured.tflite").write_bytes(b"cured")
+        return _Converted(out_dir / "cured.tflite")
+
+    def run_tflite(path):
+        return outputs if path.read_bytes() == b"uncured" else [{"y": np.zeros(4, np.float32)}]
+
+    reference = {"y": np.zeros((1, 4), np.float32)}
+    return fp16_cure.CureJob(source, tmp_path, findings(source), convert, run_tflite, reference, "pytorch"), conversions
+
+
+def test_a_file_with_no_flushed_epsilon_and_no_nan_is_not_converted_again(tmp_path, monkeypatch):
+    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([], 0), [{"y": np.zeros(4, np.float32)}])
+    (said,) = fp16_cure.run(job)
+    assert conversions == [] and "nothing to cure, no second conversion" in said
+    record = json.loads((tmp_path / fp16_cure.RECORD).read_text())
+    assert record["method"] is None and not record["shipped"] and record["after"] is None
+
+
+@pytest.mark.parametrize("left, nan", [(0, True), (1, False)])
+def test_nan_or_an_epsilon_the_patch_left_converts_the_cured_onnx_again(tmp_path, monkeypatch, left, nan):
+    outputs = [{"y": np.full(4, np.nan if nan else 0.0, np.float32)}]
+    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([], left), outputs)
+    fp16_cure.run(job)
+    record = json.loads((tmp_path / fp16_cure.RECORD).read_text())
+    assert conversions == [fp16_cure.CURED_ONNX] and record["method"] == fp16_cure.CONVERTED
+    assert record["shipped"] and (tmp_path / "model_float16.tflite").read_bytes() == b"cured"
+    assert (tmp_path / fp16_cure.UNCURED).read_bytes() == b"uncured"

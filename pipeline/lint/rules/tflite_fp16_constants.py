@@ -39,18 +39,18 @@ def check(ctx: LintContext) -> Iterator[Finding]:
 
 def findings(fp16: TFLiteGraph, fp32: TFLiteGraph | None, file: str) -> Iterator[Finding]:
     """The findings on an fp16 file's graph, compared with its float32 twin's when there is one."""
-    twin = _aligned(fp16, fp32)
+    twin = aligned(fp16, fp32)
     for op in fp16.compute_ops():
         for position, tensor in enumerate(op.inputs):
             stored = fp16.constant_of(tensor)
             if stored is None or stored[0].dtype != np.float16:
                 continue
-            original = _twin_value(fp32, twin.get(op.index), position)
+            original = twin_value(fp32, twin.get(op.index), position)
             yield from _flushed(fp16, op, position, stored[0], original, file)
             yield from _clamped(op, position, stored[0], original, file)
 
 
-def _aligned(fp16: TFLiteGraph, fp32: TFLiteGraph | None) -> dict[int, TFLiteOp]:
+def aligned(fp16: TFLiteGraph, fp32: TFLiteGraph | None) -> dict[int, TFLiteOp]:
     """fp16 op index -> the float32 file's op in the same place, when both files have the same compute ops."""
     if fp32 is None:
         return {}
@@ -60,14 +60,14 @@ def _aligned(fp16: TFLiteGraph, fp32: TFLiteGraph | None) -> dict[int, TFLiteOp]
     return {a.index: b for a, b in zip(ours, theirs)}
 
 
-def _twin_value(fp32: TFLiteGraph | None, op: TFLiteOp | None, position: int) -> np.ndarray | None:
+def twin_value(fp32: TFLiteGraph | None, op: TFLiteOp | None, position: int) -> np.ndarray | None:
     if fp32 is None or op is None or position >= len(op.inputs):
         return None
     found = fp32.constant_of(op.inputs[position])
     return found[0] if found is not None else None
 
 
-def _guarded(graph: TFLiteGraph, op: TFLiteOp, position: int) -> TFLiteOp | None:
+def guarded(graph: TFLiteGraph, op: TFLiteOp, position: int) -> TFLiteOp | None:
     """The op that a zero in this input would make Inf or NaN, if any."""
     if ZERO_SENSITIVE.get(op.op) == position:
         return op
@@ -76,19 +76,27 @@ def _guarded(graph: TFLiteGraph, op: TFLiteOp, position: int) -> TFLiteOp | None
     return next((reader for reader, at in graph.readers(op.outputs[0]) if ZERO_SENSITIVE.get(reader.op) == at), None)
 
 
-def _flushed(graph: TFLiteGraph, op: TFLiteOp, position: int, stored: np.ndarray, original: np.ndarray | None,
-             file: str) -> Iterator[Finding]:
+def flushed(stored: np.ndarray, original: np.ndarray | None) -> np.ndarray:
+    """Which stored float16 values float16 flushed to 0: 0 where the float32 file holds a nonzero value or,
+    without the float32 value, every value of an all-zeros constant (nothing but a flushed epsilon adds 0)."""
     zero = stored == 0
     if original is not None and original.size == stored.size:
-        zero &= original.astype(np.float64) != 0  # flushed by float16, not the model's own 0
+        return zero & (original.astype(np.float64) != 0)  # flushed by float16, not the model's own 0
+    return zero if zero.all() else np.zeros_like(zero)
+
+
+def _flushed(graph: TFLiteGraph, op: TFLiteOp, position: int, stored: np.ndarray, original: np.ndarray | None,
+             file: str) -> Iterator[Finding]:
+    zero = flushed(stored, original)
+    known = original is not None and original.size == stored.size
+    if known:
         was = f" ({float(original[zero][0]):.3g} in the float32 file)" if zero.any() else ""
     else:
-        zero = zero if zero.all() else np.zeros_like(zero)
         was = " (an all-zeros constant: nothing but a flushed epsilon is added there)"
-    guarded = _guarded(graph, op, position) if zero.any() else None
-    if guarded is None:
+    at = guarded(graph, op, position) if zero.any() else None
+    if at is None:
         return
-    where = "itself" if guarded is op else f"before {guarded.op} (op {guarded.index})"
+    where = "itself" if at is op else f"before {at.op} (op {at.index})"
     yield Finding(NAME, "warning", f"{file} op {op.index}", op.op, None, "> 0", f"0{was}",
                   f"{file}: {op.op} (op {op.index}) input {position} is stored as 0{was}, {where}: Inf on a "
                   f"zero-variance row or zero input, NaN after the multiply; the fp16 cure (fp16_cure.json) or a "

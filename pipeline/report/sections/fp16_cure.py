@@ -24,7 +24,24 @@ def _rows(cure: dict) -> list[list[str]]:
 
 
 def _summary(cure: dict) -> str:
-    return f"Shipped: {'yes' if cure['shipped'] else 'no'} ({cure['reason']}). Made from `{cure['onnx']}`."
+    return f"Shipped: {'yes' if cure['shipped'] else 'no'} ({cure['reason']}). {_made(cure)}"
+
+
+def _made(cure: dict) -> str:
+    """How the cured file was made (fp16_cure.py's methods; records before the method field were converted)."""
+    method = cure.get("method", "converted again" if cure.get("after") else None)
+    if method is None:
+        return "No cured file was made."
+    if method == "converted again":
+        return f"Made by converting `{cure['onnx']}` again."
+    patched = "; ".join(_patch(p) for p in cure["patches"])
+    return (f"Made without a second conversion: raised in `model_float16.tflite` itself ({patched}). "
+            f"`{cure['onnx']}` is the same cure on the ONNX graph.")
+
+
+def _patch(patch: dict) -> str:
+    was = f"{patch['old']:.3g} in the float32 file" if patch["old"] else "float32 value not aligned"
+    return f"`{patch['tensor']}` read by {', '.join(patch['readers'])}: 0 ({was}) -> {patch['new']:.4g}"
 
 
 def _errors(cure: dict) -> list[str]:
