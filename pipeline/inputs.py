@@ -56,9 +56,14 @@ def generate(specs: list[TensorSpec], samples: int, seed: int) -> dict[str, np.n
     return {spec.name: _sample(rng, spec, samples) for spec in specs}
 
 
+def _floating(spec: TensorSpec) -> bool:
+    """float16/32 from a config, float64 too from an ONNX file's own inputs (the ONNX route, `make suite`)."""
+    return spec.dtype in FLOAT_DTYPES or np.dtype(spec.dtype).kind == "f"
+
+
 def _sample(rng: np.random.Generator, spec: TensorSpec, count: int) -> np.ndarray:
     shape = (count, *spec.shape)
-    if spec.dtype in FLOAT_DTYPES:
+    if _floating(spec):
         values = rng.uniform(spec.low, spec.high, size=shape).astype(spec.dtype)
         # Rounding to float16/32 can land on `high`; keep the documented half-open range.
         below_high = np.nextafter(np.array(spec.high, dtype=spec.dtype), np.array(spec.low, dtype=spec.dtype))
@@ -86,7 +91,7 @@ def sample_labels(total: int, edge_cases: bool) -> list[str]:
 def _edge(spec: TensorSpec, case: str) -> np.ndarray:
     if spec.dtype == "bool":
         return np.full(spec.shape, case != "zeros", dtype=bool)
-    if spec.dtype in FLOAT_DTYPES:
+    if _floating(spec):
         top = float(np.nextafter(np.array(spec.high, dtype=spec.dtype), np.array(spec.low, dtype=spec.dtype)))
         low = spec.low
     else:
@@ -95,7 +100,7 @@ def _edge(spec: TensorSpec, case: str) -> np.ndarray:
         "zeros": min(max(0, low), top),
         # Three quarters of the way up the range, away from zero and from the midpoint (which is zero
         # for a symmetric range): a constant that exercises the model, unlike "zeros".
-        "constant": low + 0.75 * (top - low) if spec.dtype in FLOAT_DTYPES else low + (3 * (top - low)) // 4,
+        "constant": low + 0.75 * (top - low) if _floating(spec) else low + (3 * (top - low)) // 4,
         "max_magnitude": top if abs(top) >= abs(low) else low,
     }
     return np.full(spec.shape, values[case], dtype=spec.dtype)

@@ -187,3 +187,12 @@ def test_a_dynamic_spec_round_trips_and_resizes_only_its_dynamic_axes():
     assert spec.at({"batch": 3, "height": 5, "width": 9}).shape == (3, 3, 5, 8)
     static = TensorSpec("x", (1, 3), "float32")
     assert "dynamic" not in static.to_json() and static.at({"batch": 3}).shape == (1, 3)
+
+
+def test_float64_inputs_of_an_onnx_file_are_drawn_like_float32_ones():
+    """The ONNX route and `make suite` read float64 inputs from the file itself (a config allows float16/32 only)."""
+    specs = [TensorSpec("a", (2, 3), "float64", -1.0, 1.0)]
+    samples = with_edge_cases(generate(specs, 2, seed=0), specs)["a"]
+    assert samples.dtype == np.float64 and samples.shape == (5, 2, 3)
+    assert (samples[:2] >= -1.0).all() and (samples[:2] < 1.0).all() and len(np.unique(samples[:2])) == 12
+    assert samples[2:, 0, 0].tolist() == [0.0, 0.5, -1.0]  # zeros, constant, the largest magnitude in range

@@ -6,7 +6,14 @@ Each case in `onnx/backend/test/data/{pytorch-converted,pytorch-operator}` is a
 the convert stage converts it: its strategy list in order (onnx2tf 1.x's strategies, then
 onnx2tf 2.x), until one converts and its layouts bind like the convert stage binds them. That
 strategy's SavedModel and TFLite fp32 models are run on the stored inputs and compared with the
-stored expected outputs at the fp32 tolerance. When they fail, the other converter's strategy
+stored expected outputs at the fp32 tolerance, and on the ONNX route's own samples (seeded uniform
+inputs of the stored shapes and dtypes in [0, 1), and the zeros, constant and largest-magnitude edge
+cases, as `pipeline convert FILE.onnx` audits) against ONNX Runtime's outputs on the imported file.
+An output fails when either comparison fails; it passes when one passes and neither fails, so a
+stored output with no evidence (all zeros, or NaN from uninitialised inputs) is judged on the
+generated inputs, never passed by itself. When ONNX Runtime cannot run the generated inputs (an
+input that must hold valid indices or a shape), only the stored data judges, and a note says so.
+When they fail, the other converter's strategy
 runs and is judged the same way, as the repair's first candidate runs after the audit caught a
 model wrong; the files that pass are the case's (else the first converter's stay). Each case
 records every strategy's outcome and which converter and strategy made the judged files. A
@@ -39,7 +46,8 @@ from onnx import numpy_helper
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.artifacts.folder import DEFAULT_ROOT, REPO_ROOT
-from pipeline.compare import Comparison, Tolerance, compare_arrays, not_run, tolerance_for
+from pipeline import inputs as shared_inputs
+from pipeline.compare import Comparison, Tolerance, compare_arrays, not_run, overall_verdict, tolerance_for
 from pipeline.console import capture_output, console
 from pipeline.convert.rewrite import prepared_on
 from pipeline.convert.stage import Strategy, bind, strategies
@@ -48,6 +56,7 @@ from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, Us
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, load_onnx
 from pipeline.runners.base import Runner
+from pipeline.runners.onnxrt import OnnxRuntimeRunner
 from pipeline.runners.tensorflow import TFLiteRunner, TFSavedModelRunner
 from pipeline.runners.tf_io import TFModelIO
 from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, RAISED, UNSUPPORTED, CaseResult,
@@ -55,6 +64,8 @@ from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OT
                                          write_json, write_markdown)
 
 REFERENCE = "expected"  # the stored output_<i>.pb files
+GENERATED_REFERENCE = "onnxruntime"  # ONNX Runtime on the imported file, for the generated inputs
+GENERATED_SAMPLES, GENERATED_SEED = 4, 0  # random samples before the three edge cases
 DEFAULT_OUT = DEFAULT_ROOT / "suite"
 DEFAULT_MARKDOWN = REPO_ROOT / "SUITE.md"
 
@@ -229,12 +240,16 @@ class _Run:
 
     @property
     def outcome(self) -> str:
-        """raised (it did not convert, or did not bind), fail, inconclusive or pass."""
+        """raised (it did not convert, or did not bind), fail, inconclusive or pass: each backend's output
+        passes when the stored or the generated inputs' comparison passes (and none failed)."""
         if any(f.stage in CONVERTING for f in self.failures):
             return RAISED
         if self.failures:
             return "fail"
-        return "inconclusive" if any(c.verdict == "inconclusive" for c in self.checks) else "pass"
+        judged: dict[tuple[str, str], list[str]] = {}
+        for check in self.checks:
+            judged.setdefault((check.backend, check.output), []).append(check.verdict)
+        return overall_verdict(["pass" if "pass" in verdicts else overall_verdict(verdicts) for verdicts in judged.values()])
 
     def record(self) -> StrategyRun:
         return StrategyRun(self.strategy.name, self.converter, self.outcome, round(self.seconds, 2),
@@ -256,6 +271,14 @@ class _Audit:
 
 
 @dataclass(frozen=True)
+class Generated:
+    """The ONNX route's own samples for a case, with ONNX Runtime's outputs on them (stacked over samples)."""
+
+    feeds: list[dict[str, np.ndarray]]
+    expected: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class _Job:
     """One imported case, ready for the strategies."""
 
@@ -263,6 +286,7 @@ class _Job:
     onnx: Path  # the imported (upgraded) file
     data: CaseData
     converters: Converters
+    generated: Generated | None = None  # None when ONNX Runtime could not run them
 
     @property
     def specs(self) -> list[TensorSpec]:
@@ -295,11 +319,26 @@ def _audit(case: Case, work: Path, converters: Converters, audit: _Audit) -> Non
         audit.opset = data.opset
     with stage("import"):
         imported = _import(case, work, audit)
-    job = _Job(work, imported, data, converters)
+    job = _Job(work, imported, data, converters, _generated(imported, data, audit))
     listed = converters.strategies(job.specs)
     audit.judged = _first_converted(listed, job, audit)
     if audit.judged is not None and audit.judged.outcome == "fail":
         audit.judged = _other_converter(listed, job, audit)
+
+
+def _generated(onnx_path: Path, data: CaseData, audit: _Audit) -> Generated | None:
+    """The generated samples and ONNX Runtime's outputs on them; None (with a note) when it cannot run them."""
+    specs = stored_specs(data)
+    try:
+        feeds = shared_inputs.feeds(shared_inputs.with_edge_cases(
+            shared_inputs.generate(specs, GENERATED_SAMPLES, GENERATED_SEED), specs))
+        with OnnxRuntimeRunner(onnx_path, specs, list(data.outputs)) as runner:
+            outputs = [runner.infer(feed) for feed in feeds]
+    except Exception as exc:  # ONNX Runtime (and numpy, for a dtype) raise their own types; the stored data still judges
+        audit.notes.append(f"generated inputs not judged: they could not be made or ONNX Runtime could not run them ({type(exc).__name__}: "
+                           f"{first_line(exc, 160)})")
+        return None
+    return Generated(feeds, shared_inputs.stack(outputs))
 
 
 def _first_converted(listed: list[Strategy], job: _Job, audit: _Audit) -> _Run | None:
@@ -338,7 +377,7 @@ def _try(strategy: Strategy, job: _Job) -> _Run:
     except StageFailed as exc:
         run.failures.append(exc.failure)
     else:
-        _judge(result, specs, io, job.data, run)
+        _judge(result, specs, io, job.data, run, job.generated)
     finally:
         _release_keras_state()
     run.seconds = time.perf_counter() - start
@@ -361,13 +400,16 @@ def _convert(strategy: Strategy, job: _Job, run: _Run) -> ConversionResult:
     return result
 
 
-def _judge(result: ConversionResult, specs: list[TensorSpec], io: TFModelIO, data: CaseData, run: _Run) -> None:
+def _judge(result: ConversionResult, specs: list[TensorSpec], io: TFModelIO, data: CaseData, run: _Run,
+           generated: Generated | None) -> None:
     names = list(data.outputs)
     runners = [TFSavedModelRunner(result.saved_model, io, specs, names),
                TFLiteRunner(result.tflite["fp32"], io, specs, names, "fp32")]
     for runner in runners:  # each backend is checked even when the other one fails
         try:
             _check_backend(runner, data, run)
+            if generated is not None:
+                _check_generated(runner, generated, run)
         except StageFailed as exc:
             run.failures.append(exc.failure)
 
@@ -414,13 +456,29 @@ def _check_backend(runner: Runner, data: CaseData, run: _Run) -> None:
                 run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
 
 
-def _check(comparison: Comparison, unresolved: bool, permuted: bool) -> OutputCheck:
+def _check_generated(runner: Runner, generated: Generated, run: _Run) -> None:
+    """The same backend on the generated samples, each output against ONNX Runtime's (all samples at once)."""
+    tolerance = tolerance_for("tflite_fp32")
+    with stage("run"), runner:
+        values = shared_inputs.stack([runner.infer(feed) for feed in generated.feeds])
+    with stage("compare"):
+        for name, expected in generated.expected.items():
+            comparison = compare_arrays(expected, values[name], tolerance, (GENERATED_REFERENCE, runner.name, name))
+            check = _check(comparison, name in run.unresolved, is_permutation(expected, values[name], tolerance), "generated")
+            run.checks.append(check)
+            if check.verdict == "fail":
+                run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}', "
+                                                              "generated inputs against ONNX Runtime)"))
+
+
+def _check(comparison: Comparison, unresolved: bool, permuted: bool, inputs: str = "stored") -> OutputCheck:
     reason = comparison.reason or comparison.error
     if comparison.verdict == "fail" and permuted:
         reason = f"{PERMUTED}: the values are the expected ones in another order; {reason}"
     if comparison.verdict == "fail" and unresolved:
         reason = f"layout unresolved: {reason}"
-    return OutputCheck(comparison.candidate, comparison.output, _finite_or_none(comparison.max_abs), comparison.verdict, reason)
+    return OutputCheck(comparison.candidate, comparison.output, _finite_or_none(comparison.max_abs), comparison.verdict,
+                       reason, inputs)
 
 
 def is_permutation(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> bool:
@@ -440,7 +498,10 @@ def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
         failures = [Failure("convert", None, "no converter is available to convert this case", expected=True)]
     checks = judged.checks if judged else []
     status = "fail" if failures else ("inconclusive" if judged.outcome == "inconclusive" else "pass")
-    inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None)
+    inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None) if status == "inconclusive" else None
+    no_evidence = next((c.reason for c in checks if c.verdict == "inconclusive" and c.inputs == "stored"), None)
+    if status == "pass" and no_evidence:  # the stored data had no evidence; the generated inputs decided
+        audit.notes.append(f"stored outputs: {no_evidence}; judged on the generated inputs against ONNX Runtime")
     own = [_reason(f) for f in (failures if judged else audit.failures)] or [inconclusive]
     others = [_other_reason(run, audit.runs) for run in firsts if judged is None or run.converter != judged.converter]
     values = [c.max_abs for c in checks if c.max_abs is not None]

@@ -36,13 +36,14 @@ class Failure:
 
 @dataclass(frozen=True)
 class OutputCheck:
-    """One backend's output against the stored expected output."""
+    """One backend's output against the stored expected output, or against ONNX Runtime on generated inputs."""
 
     backend: str
     output: str
     max_abs: float | None
     verdict: str  # pass | fail | inconclusive (pipeline.compare)
     reason: str | None
+    inputs: str = "stored"  # stored (the case's test_data_set_0) | generated (seeded samples, ONNX Runtime's outputs)
 
 
 RAISED = "raised"  # a strategy's outcome when it did not convert (or its model could not be bound)
@@ -192,8 +193,11 @@ def markdown(report: SuiteReport) -> str:
         "files are judged the same way; they are the case's files when they pass, else the first converter's stay. "
         f"All cases ran in one process, sequentially, in {report.seconds:.0f} s.", "",
         *_converter_lines(report),
-        "A case passes when every output of both models is within tolerance. It is inconclusive when they agree "
-        "but the stored output carries no evidence (all zeros, NaN or Inf: `pipeline.compare`'s rule). A failed "
+        "Both models run on the stored inputs, compared with the stored outputs, and on the ONNX route's own "
+        "samples (4 seeded uniform inputs of the stored shapes in [0, 1) and the zeros, constant and "
+        "largest-magnitude edge cases), compared with ONNX Runtime's outputs on the imported file. A case passes "
+        "when every output of both models passes one comparison and fails neither. It is inconclusive when they "
+        "agree but neither carries evidence (all zeros, NaN or Inf: `pipeline.compare`'s rule). A failed "
         "case's category comes from its first failure (rules: `pipeline.tools.suite.categorize`); its reason lists "
         "every failure, then each other converter's first one. `suite.json` has each strategy's outcome, each "
         "output's check and each failure's stage and exception type.", "",
