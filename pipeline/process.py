@@ -8,6 +8,8 @@ import signal
 from typing import Callable, Generic, Protocol, TypeVar
 
 _owned = False
+# Signals a crash in native code ends a process with; a kill (ours, on a limit or at the end of a run) is not one.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE})
 
 
 def own() -> None:

@@ -32,8 +32,6 @@ from pipeline import process, profile
 from pipeline.errors import ConversionCrashed, ConversionError, RunnerError, first_line
 
 POLL_SECONDS = 0.2
-# Signals a crash in native code ends a process with; a kill (ours, on a limit or at the end of a run) is not one.
-CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE})
 COLLECT_AFTER_SECONDS = 1.0  # a kept child collects garbage after jobs at least this long (conversions, model loads)
 
 
@@ -127,8 +125,8 @@ class Child:
         profile.absorb(steps)
         if kind == "ok":
             return value
-        if kind == "conversion-error":
-            raise ConversionError(value)
+        if kind in ("conversion-error", "crashed"):
+            raise (ConversionCrashed if kind == "crashed" else ConversionError)(value)
         raise RunnerError(value)
 
     def _ended(self) -> Exception:
@@ -198,6 +196,8 @@ def _serve(conn, warm: str | None, warm_args: tuple = ()) -> None:
         started = time.monotonic()
         try:
             result = ("ok", fn(*args))
+        except ConversionCrashed as exc:  # a process of its own crashed (onnx2tf 2.x's): as if this child had
+            result = ("crashed", str(exc))
         except ConversionError as exc:
             result = ("conversion-error", str(exc))
         except RunnerError as exc:
@@ -232,7 +232,7 @@ def _watch(child, conn, limits: Limits, what: str) -> tuple[str, Any]:
         if not child.is_alive() and not conn.poll(0):
             break
     child.join(1)
-    if child.exitcode is not None and -child.exitcode in CRASH_SIGNALS:
+    if child.exitcode is not None and -child.exitcode in process.CRASH_SIGNALS:
         name = signal.Signals(-child.exitcode).name
         return "crashed", f"the conversion process crashed in native code (signal {-child.exitcode}, {name}) at {peak / 2**30:.1f} GB"
     return "died", f"the conversion process died (exit code {child.exitcode}) at {peak / 2**30:.1f} GB"

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.onnx2tf_v2_child import NAMES_NODE
-from pipeline.errors import ConversionError
+from pipeline.errors import ConversionCrashed, ConversionError
+from pipeline.process import CRASH_SIGNALS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_VARIABLE = "PIPELINE_ONNX2TF2_ENV"
@@ -92,11 +94,15 @@ class Onnx2TFV2:
             # Its own bin first on PATH: onnx2tf runs the `onnxsim` CLI installed beside it.
             env = {**os.environ, "PATH": f"{self.python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             env.pop("PYTHONPATH", None)  # the side environment imports nothing of the pipeline's
-            subprocess.run([str(self.python), str(CHILD), str(request_path)], cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                           env=env, check=False)
+            ended = subprocess.run([str(self.python), str(CHILD), str(request_path)], cwd=work, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, check=False)
         answer = Path(payload["answer"])
+        if not answer.exists() and -ended.returncode in CRASH_SIGNALS:  # the convert stage converts again without oneDNN
+            said = signal.Signals(-ended.returncode).name
+            raise ConversionCrashed(f"the onnx2tf {self.version()} process crashed in native code (signal {-ended.returncode}, "
+                                    f"{said}); see {log_path}")
         if not answer.exists():
-            return {"ok": False, "error": "the onnx2tf 2.x process ended without an answer (killed, or crashed)"}
+            return {"ok": False, "error": f"the onnx2tf 2.x process ended without an answer (exit code {ended.returncode})"}
         return json.loads(answer.read_text())
 
     def _collect(self, answer: dict, out_dir: Path, options: ConversionOptions, work: Path) -> ConversionResult:

@@ -68,6 +68,33 @@ def test_without_the_side_environment_it_says_what_to_do_and_runs_nothing(tmp_pa
     assert not out.exists()
 
 
+def crashing_side_environment(root: Path) -> Onnx2TFV2:
+    """A side environment whose python dies of SIGSEGV unless TensorFlow's oneDNN kernels are off."""
+    (root / "lib/python3.12/site-packages/onnx2tf-2.0.0.dist-info").mkdir(parents=True)
+    python = root / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text('#!/bin/sh\n[ "$TF_ENABLE_ONEDNN_OPTS" = "0" ] && exit 1\nkill -SEGV $$\n')
+    python.chmod(0o755)
+    return Onnx2TFV2(root)
+
+
+def test_a_crash_of_the_2x_process_is_a_crash_the_convert_stage_retries_without_onednn(tmp_path):
+    from pipeline.convert.isolate import Limits, run_isolated
+    from pipeline.convert.stage import WITHOUT_ONEDNN
+    from pipeline.errors import ConversionCrashed
+
+    converter, model = crashing_side_environment(tmp_path / "env"), gather_elements(tmp_path / "m.onnx")
+    args = (model, tmp_path / "out", tmp_path / "convert.log", ConversionOptions())
+    with pytest.raises(ConversionCrashed, match=r"the onnx2tf 2.0.0 process crashed in native code \(signal 11, SIGSEGV\)"):
+        converter.convert(*args)
+    # through the conversion child, as the convert stage runs it: still a crash, so it converts again without oneDNN
+    with pytest.raises(ConversionCrashed, match=r"^strategy 'onnx2tf-2': the onnx2tf 2.0.0 process crashed"):
+        run_isolated(converter.convert, args, Limits(8 * 2**30, 60), "strategy 'onnx2tf-2'")
+    with pytest.raises(ConversionError, match=r"ended without an answer \(exit code 1\)") as raised:
+        run_isolated(converter.convert, args, Limits(8 * 2**30, 60), "strategy 'onnx2tf-2'", WITHOUT_ONEDNN)
+    assert not isinstance(raised.value, ConversionCrashed)
+
+
 def test_the_side_environment_may_be_named_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_ONNX2TF2_ENV", str(tmp_path / "elsewhere"))
     assert Onnx2TFV2().env == tmp_path / "elsewhere"
