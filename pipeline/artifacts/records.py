@@ -137,7 +137,7 @@ class ConvertRecord(Record):
     tf_lint: LintRecord | None = None  # the structural checks on the converted SavedModel
     # TF layer -> the ONNX tensor it makes (TFLite names its tensors after these layers: audit/tflite_layers.py)
     tf_layers: dict[str, str] = field(default_factory=dict)
-    fp16_onnx: str | None = None  # the ONNX file the fp16 TFLite file was made from, when the fp16 cure shipped one
+    fp16_onnx: str | None = None  # the ONNX graph whose cure the shipped fp16 file carries (made from it, or patched to its values)
     # format -> the converter, version and backend that wrote the shipped file ({} in older folders)
     made_by: dict[str, str] = field(default_factory=dict)
 

@@ -9,11 +9,12 @@ denominator...; a constant Div denominator of 1e-12 is a scale, and raising it w
 Only that constant changes; the float32 files keep the model's own value.
 
 The cured file is made without a second conversion where it can be: the flushed epsilons are raised in
-model_float16.tflite itself (fp16_patch.py, milliseconds). Only when the file holds a flushed epsilon that
-cannot be raised there alone does the cured ONNX copy (model.fp16_cured.onnx, always written: the fp16
-storage reference runs it) go through the converter again for the fp16 file, as it did for every cure
-before (16-28 s of a zoo model's run); and when the file holds none at all and no NaN or Inf on the
-audit's samples, nothing is converted.
+model_float16.tflite itself (fp16_patch.py, milliseconds). The cured ONNX copy (model.fp16_cured.onnx, always
+written: the fp16 storage reference runs it) goes through the converter again for the fp16 file, as it did
+for every cure before (16-28 s of a zoo model's run), when that cannot cure the file: a flushed epsilon it
+cannot raise alone, an error, a patched file that still holds NaN or Inf, or nothing found where the float32
+file's ops did not align (the flushed values were unknown) or the file holds NaN or Inf. When it found
+nothing in an aligned file that holds no NaN or Inf on the audit's samples, nothing is converted.
 
 Overflowing constants (fp16_overflow) get no cure file: TensorFlow's converter already clamps them to
 +-65504 when it stores float16 (measured, TF 2.21), which is the cure's value.
@@ -184,7 +185,7 @@ class CureJob:
 
 
 def run(job: CureJob) -> list[str]:
-    """Cure, convert, measure, swap if better; writes fp16_cure.json in the stage folder. Notes for convert.json."""
+    """Cure, measure, swap if better; writes fp16_cure.json in the stage folder. Notes for convert.json."""
     shipped = job.stage / "model_float16.tflite"
     try:
         changes = cure_onnx(job.onnx_path, job.findings, job.stage / CURED_ONNX)
@@ -193,15 +194,15 @@ def run(job: CureJob) -> list[str]:
     if not changes or not shipped.exists():
         return []
     record = {"onnx": CURED_ONNX, "changes": [dataclasses.asdict(c) for c in changes], "reference": job.reference_name,
-              "method": None, "patches": [], "before": None, "after": None, "shipped": False, "reason": "",
-              "uncured_file": None}
+              "method": None, "patches": [], "patch_note": None, "before": None, "after": None, "shipped": False,
+              "reason": "", "uncured_file": None}
     work = job.stage / ".fp16_cure"
     try:
         before = measure(job.run_tflite(shipped), job.reference)
         record["before"] = before.to_json()
-        candidate = _cured_file(job, work, before, record)
-        if candidate is not None:
-            _judge(job, before, candidate, record)
+        cured = _patched(job, work, before, record) or _converted(job, work, before, record)
+        if cured is not None:
+            _ship_if_better(job, before, *cured, record)
     except Exception as exc:  # the converter and the interpreter raise many types; the uncured file stays, and the record says why
         record["reason"] = f"the cure was not completed ({type(exc).__name__}: {first_line(exc, 200)})"
     finally:
@@ -210,9 +211,7 @@ def run(job: CureJob) -> list[str]:
     return [note(record)]
 
 
-def _judge(job: CureJob, before: Errors, candidate: Path, record: dict) -> None:
-    """Measure the cured file; ship it (keeping the uncured one) when it is better."""
-    after = measure(job.run_tflite(candidate), job.reference)
+def _ship_if_better(job: CureJob, before: Errors, candidate: Path, after: Errors, record: dict) -> None:
     ok, why = better(before, after)
     record.update(after=after.to_json(), shipped=ok, reason=why)
     if ok:
@@ -221,27 +220,47 @@ def _judge(job: CureJob, before: Errors, candidate: Path, record: dict) -> None:
         record["uncured_file"] = UNCURED
 
 
-def _cured_file(job: CureJob, work: Path, before: Errors, record: dict) -> Path | None:
-    """The cured fp16 file: patched in place when every flushed epsilon can be; else converted again, unless
-    the file holds no flushed epsilon and no NaN or Inf on the audit's samples (then None, and the reason)."""
+def _patched(job: CureJob, work: Path, before: Errors, record: dict) -> tuple[Path, Errors] | None:
+    """The fp16 file with its flushed epsilons raised in place (fp16_patch.py), measured; None when that cannot
+    cure it (record["patch_note"] says why, and the cured ONNX copy is converted next)."""
     from pipeline.convert import fp16_patch
 
     work.mkdir(parents=True, exist_ok=True)
-    shipped = job.stage / "model_float16.tflite"
-    patched = fp16_patch.patch_flushed(shipped, job.fp32, work / "model_float16.tflite")
-    if patched.patches and not patched.left:
-        record.update(method=PATCHED, patches=[dataclasses.asdict(p) for p in patched.patches])
-        return work / "model_float16.tflite"
-    if not patched.left and not before.non_finite_samples:
-        record["reason"] = ("model_float16.tflite stores none of these constants as 0 before an op that 0 makes Inf "
-                            "(the float16 file keeps them, or they sit elsewhere), and it holds no NaN or Inf on the "
-                            "audit's samples: nothing to cure, no second conversion")
+    target = work / "model_float16.tflite"
+    try:
+        patched = fp16_patch.patch_flushed(job.stage / "model_float16.tflite", job.fp32, target)
+    except Exception as exc:  # a file LiteRT's schema reads differently: the conversion route still cures it
+        record["patch_note"] = f"not patched ({type(exc).__name__}: {first_line(exc, 160)})"
         return None
-    record["method"] = CONVERTED
+    if patched.left:
+        record["patch_note"] = (f"{patched.left} flushed epsilon(s) cannot be raised in the file alone (another op "
+                                "reads the value, control flow, or a file over 2 GB)")
+        return None
+    if not patched.patches:
+        aligned = "aligned" if patched.aligned else "did not align"
+        record["patch_note"] = (f"found no flushed epsilon in model_float16.tflite (its ops {aligned} with the float32 "
+                                "file's)")
+        return None
+    after = measure(job.run_tflite(target), job.reference)
+    if after.non_finite_samples:
+        record["patch_note"] = f"the patched file still holds NaN or Inf on sample(s) {after.non_finite_samples}"
+        return None
+    record.update(method=PATCHED, patches=[dataclasses.asdict(p) for p in patched.patches])
+    return target, after
+
+
+def _converted(job: CureJob, work: Path, before: Errors, record: dict) -> tuple[Path, Errors] | None:
+    """The cured ONNX copy converted again for the fp16 file, measured; None (with the reason) when the patch
+    step found nothing in a file whose float32 values it knew and which holds no NaN or Inf."""
+    nothing_found = record["patch_note"] and record["patch_note"].startswith("found no flushed epsilon")
+    if nothing_found and "did not align" not in record["patch_note"] and not before.non_finite_samples:
+        record["reason"] = f"{record['patch_note']}, and it holds no NaN or Inf on the audit's samples: no second conversion"
+        return None
     result = job.convert_fp16(job.stage / CURED_ONNX, work / "converted")
     if result.tflite.get("fp16") is None:
         raise FileNotFoundError("the converter wrote no fp16 TFLite file for the cured model")
-    return result.tflite["fp16"]
+    record["method"] = CONVERTED
+    return result.tflite["fp16"], measure(job.run_tflite(result.tflite["fp16"]), job.reference)
 
 
 def note(record: dict) -> str:

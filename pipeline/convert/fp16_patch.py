@@ -1,18 +1,22 @@
 """The fp16 cure without a second conversion: each epsilon float16 flushed to 0 in model_float16.tflite is
 raised to float16's smallest normal value in the file itself.
 
-The constants are the ones the TFLite-side lint warns about (pipeline/lint/rules/tflite_fp16_constants.py): a
-float16 constant stored as 0 where the float32 file holds a nonzero value (or, without the float32 value, an
-all-zeros constant), added (ADD) or taken as a floor (MAXIMUM) right before RSQRT, SQRT, LOG, POW or a DIV's
-denominator. The value written is the ONNX-side cure's (fp16_cure.py): 6.1035e-05 with the float32 value's
-sign, so both cures make the same numbers. Only the guards' reading changes: a constant that something else
-reads too (TensorFlow's converter stores BERT's 1e-12 and an attention mask's 0 as one float16 zero) is copied
-for the guards, as the ONNX-side cure copies a shared initializer. A DIV's own constant denominator is a
+The constants are the ones the TFLite-side lint warns about (pipeline/lint/tflite_fp16.py's reading): a
+float16 constant stored as 0 where the float32 file holds a nonzero value, added (ADD) or taken as a floor
+(MAXIMUM) right before RSQRT, SQRT, LOG, POW or a DIV's denominator. Without the float32 value (no float32
+file, or one whose ops do not align) only an all-zeros ADD constant counts: nothing but a flushed epsilon adds
+0, while a floor of 0 is often the model's own. The value written is the ONNX-side cure's (fp16_cure.py):
+6.1035e-05 with the float32 value's sign, so both cures make the same numbers. Only the guards' reading
+changes: a constant that something else reads too (TensorFlow's converter stores BERT's 1e-12 and an attention
+mask's 0 as one float16 zero) is copied for the guards, as the ONNX-side cure copies a shared initializer; a
+DEQUANTIZE whose readers would need different values is left alone. A DIV's own constant denominator is a
 scale, never cured.
 
-The file is rewritten with LiteRT's flatbuffer object API (as TensorFlow's lite/tools/flatbuffer_utils.py
-does). A file whose buffers sit outside the flatbuffer (over 2 GB) is not patched: the ONNX route converts
-again.
+A constant read by nothing else is rewritten in its own bytes (every other byte of the file stays); a copy
+needs new tensors, so the file is then written again with LiteRT's flatbuffer object API (as TensorFlow's
+lite/tools/flatbuffer_utils.py does). What cannot be done here is counted in `left`, and the ONNX route
+converts again: a file with more than one subgraph (control flow) or buffers outside the flatbuffer (over
+2 GB).
 """
 from __future__ import annotations
 
@@ -23,29 +27,32 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.lint.fp16 import FP16_TINY
-from pipeline.lint.rules.tflite_fp16_constants import GUARDS, aligned, flushed, guarded, twin_value
+from pipeline.lint.tflite_fp16 import GUARDS, aligned, flushed, guarded, twin_value
 from pipeline.lint.tflite_graph import TFLiteGraph, TFLiteOp
 
 
 @dataclass(frozen=True)
 class Patch:
-    """One constant of the fp16 file rewritten in place."""
+    """One constant of the fp16 file raised for its guards."""
 
     tensor: str  # the constant's tensor name in the fp16 file
     readers: tuple[str, ...]  # "ADD (op 32) before RSQRT (op 34)", one per guard that reads it
-    old: float  # the float32 file's value (0.0 when the float32 file could not be aligned)
-    new: float
+    old: float  # the float32 file's value, signed (0.0 when the float32 file could not be aligned)
+    new: float  # the value written, signed
     values: int  # how many values changed
+    copied: bool  # a cured copy for the guards (another op reads the constant too)
 
     def describe(self) -> str:
         was = f"{self.old:.3g} in the float32 file" if self.old else "no aligned float32 value"
-        return f"{self.tensor} ({', '.join(self.readers)}): 0 ({was}) -> {self.new:.4g}"
+        copy = ", a copy for these readers" if self.copied else ""
+        return f"`{self.tensor}` read by {', '.join(self.readers)}: 0 ({was}) -> {self.new:.4g}{copy}"
 
 
 @dataclass(frozen=True)
 class Patched:
     patches: list[Patch]  # what changed in the written file (none: nothing was written)
-    left: int  # flushed epsilons found but not patched (their value would reach another op, or a file over 2 GB)
+    left: int  # flushed epsilons found but not patched (their value would reach another op; control flow; > 2 GB)
+    aligned: bool  # whether the float32 file's ops aligned with this file's (the flushed values were known)
 
 
 def patch_flushed(fp16: Path, fp32: Path | None, out: Path) -> Patched:
@@ -54,64 +61,110 @@ def patch_flushed(fp16: Path, fp32: Path | None, out: Path) -> Patched:
     graph = TFLiteGraph.read(fp16)
     twin_graph = TFLiteGraph.read(fp32) if fp32 is not None and fp32.exists() else None
     twin = aligned(graph, twin_graph)
-    edits: dict[int, _Edit] = {}
+    if graph.subgraphs > 1:
+        return Patched([], 1, bool(twin))  # guards inside control-flow bodies are not read here
+    edits: dict[tuple[int, bytes], _Edit] = {}  # (constant, its cured values) -> the guards that read them
     left = 0
     for op in graph.compute_ops():
-        for position, tensor in enumerate(op.inputs if op.op in GUARDS else ()):
-            found = graph.constant_of(tensor)
-            if found is None or found[0].dtype != np.float16:
+        for position in range(len(op.inputs) if op.op in GUARDS else 0):
+            found = _flushed_guard(graph, twin_graph, twin, op, position)
+            if found is None:
                 continue
-            stored, constant = found
-            original = twin_value(twin_graph, twin.get(op.index), position)
-            original = original.reshape(stored.shape) if original is not None and original.size == stored.size else None
-            mask, at = flushed(stored, original), guarded(graph, op, position)
-            if not mask.any() or at is None:
-                continue
-            entry = _entry(graph, op, position, constant)
+            entry = _entry(graph, twin_graph, twin, op, position)
             if entry is None:
                 left += 1
                 continue
-            edit = edits.setdefault(constant, _Edit.of(stored, mask, original))
+            constant, cured, original, at = found
+            edit = edits.setdefault((constant, cured.tobytes()), _Edit(cured, original))
             edit.entries.add(entry)
             edit.readers.append(f"{op.op} (op {op.index}) before {at.op} (op {at.index})")
-    if not edits or not _rewrite(fp16, graph, edits, out):
-        return Patched([], left + sum(len(e.readers) for e in edits.values()))
-    return Patched([Patch(graph.names[c], tuple(e.readers), e.old, FP16_TINY, int(e.mask.sum()))
-                    for c, e in edits.items()], left)
+    if not edits:
+        return Patched([], left, bool(twin))
+    copied = _copies(graph, edits)
+    if not _write(fp16, graph, edits, copied, out):
+        return Patched([], left + sum(len(e.readers) for e in edits.values()), bool(twin))
+    return Patched([e.patch(graph.names[c], (c, v) in copied) for (c, v), e in edits.items()], left, bool(twin))
 
 
 @dataclass
 class _Edit:
-    values: np.ndarray
-    mask: np.ndarray
-    old: float
+    values: np.ndarray  # the constant's cured float16 values
+    original: np.ndarray | None  # its float32 values, when known
     entries: set[tuple[int, int]] = field(default_factory=set)  # (op, input position) to point at the cured values
     readers: list[str] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, stored: np.ndarray, mask: np.ndarray, original: np.ndarray | None) -> "_Edit":
-        sign = np.sign(original) if original is not None else 1.0  # an all-zeros epsilon without its value: positive
-        old = float(np.abs(original[mask]).min()) if original is not None else 0.0
-        return cls(np.where(mask, sign * FP16_TINY, stored).astype(np.float16), mask, old)
+    def patch(self, tensor: str, copied: bool) -> Patch:
+        changed = self.values != 0
+        if self.original is not None:
+            changed &= self.original.astype(np.float64) != 0
+        first = int(np.flatnonzero(changed.ravel())[0]) if changed.any() else 0
+        old = float(self.original.ravel()[first]) if self.original is not None else 0.0
+        return Patch(tensor, tuple(self.readers), old, float(self.values.ravel()[first]), int(changed.sum()), copied)
 
 
-def _entry(graph: TFLiteGraph, op: TFLiteOp, position: int, constant: int) -> tuple[int, int] | None:
+def _flushed_guard(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dict, op: TFLiteOp,
+                   position: int) -> tuple[int, np.ndarray, np.ndarray | None, TFLiteOp] | None:
+    """(constant, its cured values, its float32 values, the op a 0 breaks) when this guard input is a flushed
+    epsilon; None otherwise."""
+    found = graph.constant_of(op.inputs[position])
+    if found is None or found[0].dtype != np.float16:
+        return None
+    stored, constant = found
+    original = twin_value(twin_graph, twin.get(op.index), position)
+    original = original.reshape(stored.shape) if original is not None and original.size == stored.size else None
+    if original is None and op.op != "ADD":
+        return None  # an all-zeros floor without its float32 value may be the model's own 0
+    mask, at = flushed(stored, original), guarded(graph, op, position)
+    if not mask.any() or at is None:
+        return None
+    sign = np.sign(original) if original is not None else 1.0  # an all-zeros epsilon without its value: positive
+    return constant, np.where(mask, sign * FP16_TINY, stored).astype(np.float16), original, at
+
+
+def _entry(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dict, op: TFLiteOp,
+           position: int) -> tuple[int, int] | None:
     """Where the guard's reading of the constant starts: the guard's own input, or the input of the DEQUANTIZE
-    it reads through when only guards read that DEQUANTIZE. None when the cured value would reach another op."""
-    if op.inputs[position] == constant:
+    it reads through when every reader of that DEQUANTIZE is a guard wanting the same cured values. None when
+    the cured value would reach another op."""
+    tensor = op.inputs[position]
+    if tensor in graph.constants:
         return op.index, position
-    producer = next((p for p in graph.ops if op.inputs[position] in p.outputs), None)
+    producer = next((p for p in graph.ops if tensor in p.outputs), None)
     if producer is None or producer.op != "DEQUANTIZE":
         return None
-    readers = graph.readers(producer.outputs[0])
-    if not all(r.op in GUARDS and guarded(graph, r, at) is not None for r, at in readers):
-        return None
-    return producer.index, 0
+    wanted = {None if (f := _flushed_guard(graph, twin_graph, twin, reader, at)) is None else f[1].tobytes()
+              for reader, at in graph.readers(tensor)}
+    return (producer.index, 0) if len(wanted) == 1 and None not in wanted else None
 
 
-def _rewrite(source: Path, graph: TFLiteGraph, edits: dict[int, _Edit], out: Path) -> bool:
-    """Write the cured file: a constant read only at its entries (and with a buffer of its own) gets the new
-    values; any other gets a cured copy (a new buffer and tensor) that its entries read instead."""
+def _copies(graph: TFLiteGraph, edits: dict[tuple[int, bytes], _Edit]) -> set[tuple[int, bytes]]:
+    """The edits that need a copy of their constant: it has other readers, another edit, or a shared buffer."""
+    per_constant: dict[int, int] = {}
+    for constant, _ in edits:
+        per_constant[constant] = per_constant.get(constant, 0) + 1
+    copied = set()
+    for (constant, values), edit in edits.items():
+        readers = {(reader.index, at) for reader, at in graph.readers(constant)}
+        if readers != edit.entries or per_constant[constant] > 1 or constant in graph.shared:
+            copied.add((constant, values))
+    return copied
+
+
+def _write(source: Path, graph: TFLiteGraph, edits: dict[tuple[int, bytes], _Edit], copied: set, out: Path) -> bool:
+    """Write the cured file: each constant read only at its entries gets its new values in its own bytes; when
+    some need a copy (a new buffer and tensor that their entries read instead), the whole file is packed again.
+    False when the file's buffers sit outside the flatbuffer (over 2 GB)."""
+    if not copied:
+        data = bytearray(source.read_bytes())
+        for (constant, _), edit in edits.items():
+            start, length = graph.spans[constant]
+            data[start:start + length] = edit.values.tobytes()
+        out.write_bytes(bytes(data))
+        return True
+    return _repacked(source, graph, edits, copied, out)
+
+
+def _repacked(source: Path, graph: TFLiteGraph, edits: dict[tuple[int, bytes], _Edit], copied: set, out: Path) -> bool:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -119,10 +172,9 @@ def _rewrite(source: Path, graph: TFLiteGraph, edits: dict[int, _Edit], out: Pat
     if any(buffer.offset > 1 for buffer in model.buffers or []):
         return False  # buffers outside the flatbuffer: the object API cannot write them
     subgraph = model.subgraphs[0]
-    for constant, edit in edits.items():
+    for (constant, values), edit in edits.items():
         data = np.frombuffer(edit.values.tobytes(), np.uint8)
-        readers = {(op.index, at) for op, at in graph.readers(constant)}
-        if readers == edit.entries and constant not in graph.shared:
+        if (constant, values) not in copied:
             model.buffers[subgraph.tensors[constant].buffer].data = data
             continue
         copy = copy_module.copy(subgraph.tensors[constant])

@@ -226,7 +226,8 @@ def _cure_fp16(source: Source, artifacts: ArtifactDir, stage: Path, strategy: St
 
 
 def _fp16_source(stage: Path) -> str | None:
-    """The ONNX file the shipped fp16 TFLite file was made from, when the cure swapped it in."""
+    """The ONNX graph whose cure the shipped fp16 file carries, when the cure swapped it in: the file was made
+    from it (converted again), or patched to the same values (fp16_patch.py)."""
     from pipeline.convert.fp16_cure import CURED_ONNX, UNCURED
 
     return CURED_ONNX if (stage / UNCURED).exists() else None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.convert.fp16_cure import PATCHED
+
 CARD = "MODEL_CARD.md"
 
 
@@ -120,7 +122,7 @@ def _fp16_cure(cure: dict | None) -> list[str]:
     """One line per constant the fp16 cure changed, and whether the cured file is the one shipped."""
     if not cure:
         return []
-    how = " (raised in the file itself, no second conversion)" if cure.get("method") == "patched in the fp16 file" else ""
+    how = " (raised in the file itself, no second conversion)" if cure.get("method") == PATCHED else ""
     shipped = f"is the cured file{how}" if cure["shipped"] else f"is the uncured file: {cure['reason']}"
     lines = ["", f"fp16 cure: `model_float16.tflite` {shipped}."]
     return lines + [f"- {c['op_type']} `{c['node']}` ({c['module'] or 'module not named'}) {c['constant']}: "

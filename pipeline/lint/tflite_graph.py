@@ -26,12 +26,14 @@ class TFLiteOp:
 
 class TFLiteGraph:
     def __init__(self, ops: list[TFLiteOp], constants: dict[int, np.ndarray], names: dict[int, str],
-                 spans: dict[int, tuple[int, int]] | None = None, shared: frozenset[int] = frozenset()) -> None:
+                 spans: dict[int, tuple[int, int]] | None = None, shared: frozenset[int] = frozenset(),
+                 subgraphs: int = 1) -> None:
         self.ops = ops
         self.constants = constants  # tensor index -> float values, as stored (float16 stays float16)
         self.names = names
         self.spans = spans or {}  # constant tensor index -> (first byte, byte count) of its values in the file
         self.shared = shared  # constant tensors whose buffer another tensor (of any subgraph) also uses
+        self.subgraphs = subgraphs  # how many the file has (the ops and tensors here are the main one's)
 
     @classmethod
     def read(cls, path: Path) -> "TFLiteGraph":
@@ -61,7 +63,7 @@ class TFLiteGraph:
         users = Counter(model.Subgraphs(s).Tensors(i).Buffer() for s in range(model.SubgraphsLength())
                         for i in range(model.Subgraphs(s).TensorsLength()))
         shared = frozenset(i for i in spans if users[graph.Tensors(i).Buffer()] > 1)
-        return cls(ops, constants, names, spans, shared)
+        return cls(ops, constants, names, spans, shared, model.SubgraphsLength())
 
     def readers(self, tensor: int) -> list[tuple[TFLiteOp, int]]:
         """The ops that read `tensor`, with the input position."""

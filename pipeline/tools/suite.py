@@ -8,7 +8,8 @@ onnx2tf 2.x), until one converts and its layouts bind like the convert stage bin
 strategy's SavedModel and TFLite fp32 models are run on the stored inputs and compared with the
 stored expected outputs at the fp32 tolerance, and on the ONNX route's own samples (seeded uniform
 inputs of the stored shapes and dtypes in [0, 1), and the zeros, constant and largest-magnitude edge
-cases, as `pipeline convert FILE.onnx` audits) against ONNX Runtime's outputs on the imported file.
+cases, as `pipeline convert FILE.onnx` audits) against ONNX Runtime's outputs on the case's own
+model.onnx (on the imported file when ONNX Runtime cannot run the original's opset; a note says so).
 An output fails when either comparison fails; it passes when one passes and neither fails, so a
 stored output with no evidence (all zeros, or NaN from uninitialised inputs) is judged on the
 generated inputs, never passed by itself. When ONNX Runtime cannot run the generated inputs (an
@@ -52,7 +53,7 @@ from pipeline.console import capture_output, console
 from pipeline.convert.rewrite import prepared_on
 from pipeline.convert.stage import Strategy, bind, strategies
 from pipeline.converters import ConversionResult, Converter, get_converter
-from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, UsageError, ValidationError, first_line
+from pipeline.errors import EXIT_INTERRUPTED, ConversionError, PipelineError, RunnerError, UsageError, ValidationError, first_line
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, load_onnx
 from pipeline.runners.base import Runner
@@ -319,26 +320,38 @@ def _audit(case: Case, work: Path, converters: Converters, audit: _Audit) -> Non
         audit.opset = data.opset
     with stage("import"):
         imported = _import(case, work, audit)
-    job = _Job(work, imported, data, converters, _generated(imported, data, audit))
+    job = _Job(work, imported, data, converters, _generated(case, imported, data, audit))
     listed = converters.strategies(job.specs)
     audit.judged = _first_converted(listed, job, audit)
     if audit.judged is not None and audit.judged.outcome == "fail":
         audit.judged = _other_converter(listed, job, audit)
 
 
-def _generated(onnx_path: Path, data: CaseData, audit: _Audit) -> Generated | None:
-    """The generated samples and ONNX Runtime's outputs on them; None (with a note) when it cannot run them."""
+def _generated(case: Case, imported: Path, data: CaseData, audit: _Audit) -> Generated | None:
+    """The generated samples and ONNX Runtime's outputs on them, on the case's own model.onnx (else, when it
+    cannot run that opset, on the imported file, and a note says so); None, with a note, when no samples can
+    be drawn for an input's dtype or ONNX Runtime runs neither file."""
     specs = stored_specs(data)
-    try:
-        feeds = shared_inputs.feeds(shared_inputs.with_edge_cases(
-            shared_inputs.generate(specs, GENERATED_SAMPLES, GENERATED_SEED), specs))
-        with OnnxRuntimeRunner(onnx_path, specs, list(data.outputs)) as runner:
-            outputs = [runner.infer(feed) for feed in feeds]
-    except Exception as exc:  # ONNX Runtime (and numpy, for a dtype) raise their own types; the stored data still judges
-        audit.notes.append(f"generated inputs not judged: they could not be made or ONNX Runtime could not run them ({type(exc).__name__}: "
-                           f"{first_line(exc, 160)})")
+    undrawn = [f"{spec.name} ({spec.dtype})" for spec in specs if np.dtype(spec.dtype).kind not in "fiub"]
+    if undrawn:
+        audit.notes.append(f"generated inputs not judged: the ONNX route draws no samples for {', '.join(undrawn)}")
         return None
-    return Generated(feeds, shared_inputs.stack(outputs))
+    feeds = shared_inputs.feeds(shared_inputs.with_edge_cases(
+        shared_inputs.generate(specs, GENERATED_SAMPLES, GENERATED_SEED), specs))
+    failed = []
+    for path in dict.fromkeys([case.model, imported]):
+        try:
+            with OnnxRuntimeRunner(path, specs, list(data.outputs)) as runner:
+                outputs = [runner.infer(feed) for feed in feeds]
+        except RunnerError as exc:
+            failed.append(first_line(exc, 160))
+            continue
+        if path != case.model:
+            audit.notes.append(f"generated inputs judged against ONNX Runtime on the imported file: the case's own "
+                               f"model.onnx does not run in it ({failed[0]})")
+        return Generated(feeds, shared_inputs.stack(outputs))
+    audit.notes.append(f"generated inputs not judged: ONNX Runtime could not run them ({failed[-1]})")
+    return None
 
 
 def _first_converted(listed: list[Strategy], job: _Job, audit: _Audit) -> _Run | None:
@@ -407,9 +420,7 @@ def _judge(result: ConversionResult, specs: list[TensorSpec], io: TFModelIO, dat
                TFLiteRunner(result.tflite["fp32"], io, specs, names, "fp32")]
     for runner in runners:  # each backend is checked even when the other one fails
         try:
-            _check_backend(runner, data, run)
-            if generated is not None:
-                _check_generated(runner, generated, run)
+            _check_backend(runner, data, generated, run)
         except StageFailed as exc:
             run.failures.append(exc.failure)
 
@@ -435,40 +446,36 @@ def _bind(result: ConversionResult, data: CaseData, run: _Run) -> tuple[list[Ten
     return specs, io
 
 
-def _check_backend(runner: Runner, data: CaseData, run: _Run) -> None:
-    """Run one backend on the stored inputs and compare each output with the stored one; a
-    backend that cannot run fails its checks, as in the audit (pipeline.compare.not_run)."""
+def _check_backend(runner: Runner, data: CaseData, generated: Generated | None, run: _Run) -> None:
+    """Run one backend (loaded once) on the stored inputs, then on the generated ones, and compare each output
+    with the stored one and with ONNX Runtime's; a backend that cannot run fails its checks, as in the audit
+    (pipeline.compare.not_run)."""
     tolerance = tolerance_for("tflite_fp32")
     try:
         with stage("run"), runner:
-            values = runner.infer(data.inputs)
+            stored = {name: value[None] for name, value in runner.infer(data.inputs).items()}
+            made = shared_inputs.stack([runner.infer(feed) for feed in generated.feeds]) if generated else None
     except StageFailed as exc:
         run.failures.append(exc.failure)
         run.checks.extend(_check(not_run(REFERENCE, runner.name, name, tolerance, exc.failure.message), False, False)
                           for name in data.outputs)
         return
     with stage("compare"):
-        for name, expected in data.outputs.items():
-            comparison = compare_arrays(expected[None], values[name][None], tolerance, (REFERENCE, runner.name, name))
-            check = _check(comparison, name in run.unresolved, is_permutation(expected, values[name], tolerance))
-            run.checks.append(check)
-            if check.verdict == "fail":
-                run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}')"))
+        _compare(runner.name, {name: array[None] for name, array in data.outputs.items()}, stored, "stored", run)
+        if generated is not None:
+            _compare(runner.name, generated.expected, made, "generated", run)
 
 
-def _check_generated(runner: Runner, generated: Generated, run: _Run) -> None:
-    """The same backend on the generated samples, each output against ONNX Runtime's (all samples at once)."""
+def _compare(backend: str, expected: dict[str, np.ndarray], values: dict[str, np.ndarray], inputs: str, run: _Run) -> None:
+    """Each output (stacked over samples) against its reference: the stored outputs, or ONNX Runtime's."""
     tolerance = tolerance_for("tflite_fp32")
-    with stage("run"), runner:
-        values = shared_inputs.stack([runner.infer(feed) for feed in generated.feeds])
-    with stage("compare"):
-        for name, expected in generated.expected.items():
-            comparison = compare_arrays(expected, values[name], tolerance, (GENERATED_REFERENCE, runner.name, name))
-            check = _check(comparison, name in run.unresolved, is_permutation(expected, values[name], tolerance), "generated")
-            run.checks.append(check)
-            if check.verdict == "fail":
-                run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}', "
-                                                              "generated inputs against ONNX Runtime)"))
+    reference, said = (REFERENCE, "") if inputs == "stored" else (GENERATED_REFERENCE, ", generated inputs against ONNX Runtime")
+    for name, want in expected.items():
+        comparison = compare_arrays(want, values[name], tolerance, (reference, backend, name))
+        check = _check(comparison, name in run.unresolved, is_permutation(want, values[name], tolerance), inputs)
+        run.checks.append(check)
+        if check.verdict == "fail":
+            run.failures.append(Failure("compare", None, f"{check.reason} ({check.backend}, output '{check.output}'{said})"))
 
 
 def _check(comparison: Comparison, unresolved: bool, permuted: bool, inputs: str = "stored") -> OutputCheck:
@@ -501,7 +508,8 @@ def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
     inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None) if status == "inconclusive" else None
     no_evidence = next((c.reason for c in checks if c.verdict == "inconclusive" and c.inputs == "stored"), None)
     if status == "pass" and no_evidence:  # the stored data had no evidence; the generated inputs decided
-        audit.notes.append(f"stored outputs: {no_evidence}; judged on the generated inputs against ONNX Runtime")
+        audit.notes.append(f"stored outputs: {no_evidence}; judged on the generated inputs (uniform in [0, 1), integers "
+                           "0, and the edge cases) against ONNX Runtime")
     own = [_reason(f) for f in (failures if judged else audit.failures)] or [inconclusive]
     others = [_other_reason(run, audit.runs) for run in firsts if judged is None or run.converter != judged.converter]
     values = [c.max_abs for c in checks if c.max_abs is not None]

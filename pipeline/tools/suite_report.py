@@ -195,12 +195,13 @@ def markdown(report: SuiteReport) -> str:
         *_converter_lines(report),
         "Both models run on the stored inputs, compared with the stored outputs, and on the ONNX route's own "
         "samples (4 seeded uniform inputs of the stored shapes in [0, 1) and the zeros, constant and "
-        "largest-magnitude edge cases), compared with ONNX Runtime's outputs on the imported file. A case passes "
+        "largest-magnitude edge cases), compared with ONNX Runtime's outputs on the case's own model.onnx. A case passes "
         "when every output of both models passes one comparison and fails neither. It is inconclusive when they "
         "agree but neither carries evidence (all zeros, NaN or Inf: `pipeline.compare`'s rule). A failed "
         "case's category comes from its first failure (rules: `pipeline.tools.suite.categorize`); its reason lists "
         "every failure, then each other converter's first one. `suite.json` has each strategy's outcome, each "
         "output's check and each failure's stage and exception type.", "",
+        *_generated_lines(report),
         f"**Pass rate: {report.overall.passed}/{report.overall.cases} ({report.overall.rate:.1%})**", "",
         "| folder | cases | pass | fail | inconclusive | pass rate |", "|---|---:|---:|---:|---:|---:|",
         *(_rate_row(r) for r in (*report.folders, report.overall)), "",
@@ -211,6 +212,22 @@ def markdown(report: SuiteReport) -> str:
         *(_case_row(r) for r in report.cases), "",
     ]
     return "\n".join(lines)
+
+
+GENERATED_NOTES = ("generated inputs not judged", "generated inputs judged against ONNX Runtime on the imported file",
+                   "stored outputs: ")
+
+
+def _generated_lines(report: SuiteReport) -> list[str]:
+    """Which cases the generated inputs did not judge, or judged against the imported file, or decided alone."""
+    lines = []
+    for start, said in zip(GENERATED_NOTES, ("not judged on the generated inputs",
+                                             "judged on the generated inputs against the imported file",
+                                             "judged on the generated inputs alone (their stored outputs carry no evidence)")):
+        cases = [r.case for r in report.cases if any(note.startswith(start) for note in r.notes)]
+        if cases:
+            lines.append(f"- {len(cases)} case(s) {said}: " + ", ".join(f"`{c}`" for c in cases) + " (their notes in `suite.json` say why)")
+    return lines + ([""] if lines else [])
 
 
 def _converter_lines(report: SuiteReport) -> list[str]:

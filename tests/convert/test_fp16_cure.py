@@ -136,43 +136,73 @@ class _Converted:
         self.tflite = {"fp16": path}
 
 
-def cure_job(tmp_path, monkeypatch, patched: fp16_patch.Patched, outputs: list[dict]) -> tuple[fp16_cure.CureJob, list]:
-    """A cure job on a LayerNorm with eps 1e-12 whose patch step finds `patched`; the fp16 files run to `outputs`
-    (the uncured file's), and each conversion asked for is recorded."""
+FINITE, NAN = np.zeros(4, np.float32), np.full(4, np.nan, np.float32)
+PATCH = fp16_patch.Patch("eps", ("ADD (op 2) before RSQRT (op 3)",), 1e-12, FP16_TINY, 1, False)
+
+
+def cure_job(tmp_path, monkeypatch, patch_step, uncured=FINITE, patched=FINITE) -> tuple[fp16_cure.CureJob, list]:
+    """A cure job on a LayerNorm with eps 1e-12. `patch_step` stands in for fp16_patch.patch_flushed: a Patched
+    (its file written when it patched something) or an exception to raise. The uncured, patched and converted
+    files output `uncured`, `patched` and finite values; each conversion asked for is recorded."""
     source = tmp_path / "ln.onnx"
     save(source, [helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", epsilon=1e-12)],
          {"s": np.ones(4), "b": np.zeros(4)})
     (tmp_path / "model_float16.tflite").write_bytes(b"uncured")
-    monkeypatch.setattr(fp16_patch, "patch_flushed", lambda *args: patched)
+
+    def patch_flushed(fp16, fp32, out):
+        if isinstance(patch_step, Exception):
+            raise patch_step
+        if patch_step.patches:
+            out.write_bytes(b"patched")
+        return patch_step
+
+    monkeypatch.setattr(fp16_patch, "patch_flushed", patch_flushed)
     conversions = []
 
     def convert(onnx_path, out_dir):
         conversions.append(onnx_path.name)
         out_dir.mkdir(parents=True)
-        (out_dir / "cured.tflite").write_bytes(b"cured")
+        (out_dir / "cured.tflite").write_bytes(b"converted")
         return _Converted(out_dir / "cured.tflite")
 
-    def run_tflite(path):
-        return outputs if path.read_bytes() == b"uncured" else [{"y": np.zeros(4, np.float32)}]
-
+    outputs = {b"uncured": uncured, b"patched": patched, b"converted": FINITE}
+    run_tflite = lambda path: [{"y": outputs[path.read_bytes()]}]  # noqa: E731
     reference = {"y": np.zeros((1, 4), np.float32)}
     return fp16_cure.CureJob(source, tmp_path, findings(source), convert, run_tflite, reference, "pytorch"), conversions
 
 
-def test_a_file_with_no_flushed_epsilon_and_no_nan_is_not_converted_again(tmp_path, monkeypatch):
-    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([], 0), [{"y": np.zeros(4, np.float32)}])
+def cured(tmp_path) -> tuple[dict, bytes]:
+    return json.loads((tmp_path / fp16_cure.RECORD).read_text()), (tmp_path / "model_float16.tflite").read_bytes()
+
+
+def test_a_patched_file_ships_with_no_second_conversion(tmp_path, monkeypatch):
+    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([PATCH], 0, True), uncured=NAN)
     (said,) = fp16_cure.run(job)
-    assert conversions == [] and "nothing to cure, no second conversion" in said
-    record = json.loads((tmp_path / fp16_cure.RECORD).read_text())
-    assert record["method"] is None and not record["shipped"] and record["after"] is None
+    record, shipped = cured(tmp_path)
+    assert conversions == [] and shipped == b"patched" and record["method"] == fp16_cure.PATCHED
+    assert record["patches"][0]["tensor"] == "eps" and (tmp_path / fp16_cure.UNCURED).read_bytes() == b"uncured"
+    assert "patched in the fp16 file" in said
 
 
-@pytest.mark.parametrize("left, nan", [(0, True), (1, False)])
-def test_nan_or_an_epsilon_the_patch_left_converts_the_cured_onnx_again(tmp_path, monkeypatch, left, nan):
-    outputs = [{"y": np.full(4, np.nan if nan else 0.0, np.float32)}]
-    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([], left), outputs)
+def test_found_nothing_in_an_aligned_file_with_no_nan_converts_nothing(tmp_path, monkeypatch):
+    job, conversions = cure_job(tmp_path, monkeypatch, fp16_patch.Patched([], 0, True))
+    (said,) = fp16_cure.run(job)
+    record, shipped = cured(tmp_path)
+    assert conversions == [] and shipped == b"uncured" and record["method"] is None and record["after"] is None
+    assert "found no flushed epsilon in model_float16.tflite (its ops aligned with the float32 file's)" in said
+    assert "no second conversion" in said
+
+
+@pytest.mark.parametrize("patch_step, uncured, patched, why", [
+    (fp16_patch.Patched([], 0, False), FINITE, FINITE, "its ops did not align with the float32 file's"),
+    (fp16_patch.Patched([], 0, True), NAN, FINITE, "found no flushed epsilon"),
+    (fp16_patch.Patched([PATCH], 1, True), FINITE, FINITE, "1 flushed epsilon(s) cannot be raised in the file alone"),
+    (ValueError("unknown field"), FINITE, FINITE, "not patched (ValueError: unknown field)"),
+    (fp16_patch.Patched([PATCH], 0, True), NAN, NAN, "the patched file still holds NaN or Inf on sample(s) [0]"),
+], ids=["not-aligned", "nan-with-nothing-found", "left", "patch-raised", "patched-still-nan"])
+def test_what_the_patch_cannot_cure_is_converted_again(tmp_path, monkeypatch, patch_step, uncured, patched, why):
+    job, conversions = cure_job(tmp_path, monkeypatch, patch_step, uncured, patched)
     fp16_cure.run(job)
-    record = json.loads((tmp_path / fp16_cure.RECORD).read_text())
+    record, shipped = cured(tmp_path)
     assert conversions == [fp16_cure.CURED_ONNX] and record["method"] == fp16_cure.CONVERTED
-    assert record["shipped"] and (tmp_path / "model_float16.tflite").read_bytes() == b"cured"
-    assert (tmp_path / fp16_cure.UNCURED).read_bytes() == b"uncured"
+    assert why in record["patch_note"] and record["shipped"] and shipped == b"converted"

@@ -7,33 +7,52 @@ import numpy as np
 import pytest
 
 from pipeline.convert import fp16_patch
+from pipeline.lint import tflite_fp16
 from pipeline.lint.fp16 import FP16_TINY
 from pipeline.lint.tflite_graph import TFLiteGraph, TFLiteOp
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """x * rsqrt(mean(x*x) + 1e-12) + where(x > 0.5, x, 0): TF's float16 converter stores the epsilon and the
-    select's 0 as one float16 zero, read through two DEQUANTIZE ops (as in BERT's fp16 file)."""
+def converted(folder: Path, name: str, function) -> dict[str, Path]:
+    """`function`'s TFLite fp32 and fp16 files (TensorFlow's float16 quantization of the same graph)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
-    def rms(x):
-        masked = tf.where(x > 0.5, x, tf.zeros_like(x) + tf.constant(0.0))
-        return x * tf.math.rsqrt(tf.reduce_mean(x * x, axis=-1, keepdims=True) + tf.constant(1e-12)) + masked
-
-    folder = tmp_path_factory.mktemp("fp16_patch")
     made = {}
     for precision in ("fp32", "fp16"):
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([rms.get_concrete_function()], rms)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
         if precision == "fp16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
-        made[precision] = folder / f"{precision}.tflite"
+        made[precision] = folder / f"{name}_{precision}.tflite"
         made[precision].write_bytes(converter.convert())
     return made
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """RMS norms with eps 1e-12 (flushed) and 1e-3 (kept); `shared` adds where(x > 0.5, x, 0): TF's float16
+    converter stores its 0 and the flushed epsilon as one float16 zero, read through two DEQUANTIZE ops (as in
+    BERT's fp16 file); `loop` runs the norm in a while loop (a second subgraph)."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([1, 4], tf.float32)]
+    norm = lambda x, eps: x * tf.math.rsqrt(tf.reduce_mean(x * x, axis=-1, keepdims=True) + tf.constant(eps))  # noqa: E731
+    functions = {
+        "plain": tf.function(lambda x: norm(x, 1e-12), input_signature=spec),
+        "kept": tf.function(lambda x: norm(x, 1e-3), input_signature=spec),
+        "shared": tf.function(lambda x: norm(x, 1e-12) + tf.where(x > 0.5, x, tf.zeros_like(x) + tf.constant(0.0)),
+                              input_signature=spec),
+        "loop": tf.function(lambda x: tf.while_loop(lambda i, y: i < 2, lambda i, y: (i + 1, norm(y, 1e-12)),
+                                                    (tf.constant(0), x))[1], input_signature=spec),
+    }
+    folder = tmp_path_factory.mktemp("fp16_patch")
+    return {name: converted(folder, name, function) for name, function in functions.items()}
+
+
+@pytest.fixture(scope="module")
+def files(models) -> dict[str, Path]:
+    return models["shared"]
 
 
 def run(path: Path, x: np.ndarray) -> np.ndarray:
@@ -74,16 +93,60 @@ def test_without_the_float32_file_the_all_zeros_epsilon_is_raised(files, tmp_pat
     assert np.isfinite(run(tmp_path / "cured.tflite", np.zeros((1, 4), np.float32))).all()
 
 
-def test_a_file_with_nothing_flushed_is_not_written(files, tmp_path):
-    patched = fp16_patch.patch_flushed(files["fp32"], None, tmp_path / "cured.tflite")
-    assert patched.patches == [] and patched.left == 0 and not (tmp_path / "cured.tflite").exists()
+def test_a_file_with_nothing_flushed_is_not_written(models, tmp_path):
+    kept = models["kept"]
+    assert np.float16(1e-3) != 0 and TFLiteGraph.read(kept["fp16"]).constants  # float16 constants, none flushed
+    patched = fp16_patch.patch_flushed(kept["fp16"], kept["fp32"], tmp_path / "cured.tflite")
+    assert (patched.patches, patched.left, patched.aligned) == ([], 0, True) and not (tmp_path / "cured.tflite").exists()
+
+
+def test_an_epsilon_read_by_nothing_else_changes_in_its_own_bytes_only(models, tmp_path):
+    plain = models["plain"]
+    (patch,) = fp16_patch.patch_flushed(plain["fp16"], plain["fp32"], tmp_path / "cured.tflite").patches
+    assert not patch.copied and patch.new == FP16_TINY
+    before, after = plain["fp16"].read_bytes(), (tmp_path / "cured.tflite").read_bytes()
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert len(before) == len(after) and 1 <= len(changed) <= 2 and changed[-1] - changed[0] <= 1  # one float16 value
+    cured = TFLiteGraph.read(tmp_path / "cured.tflite")
+    assert [v.tolist() for v in cured.constants.values() if v.dtype == np.float16 and v.size == 1 and v[0] == np.float16(FP16_TINY)]
+    zeros = np.zeros((1, 4), np.float32)
+    assert not np.isfinite(run(plain["fp16"], zeros)).all() and np.isfinite(run(tmp_path / "cured.tflite", zeros)).all()
+
+
+def test_a_file_with_control_flow_is_left_to_the_onnx_route(models, tmp_path):
+    loop = models["loop"]
+    assert TFLiteGraph.read(loop["fp16"]).subgraphs > 1
+    patched = fp16_patch.patch_flushed(loop["fp16"], loop["fp32"], tmp_path / "cured.tflite")
+    assert patched.patches == [] and patched.left == 1 and not (tmp_path / "cured.tflite").exists()
+
+
+# tensors: 0 x, 1 mean, 2 eps (stored), 3 eps (dequantized), 4 var, 5 rsqrt, 6 y, 7 other, 8 floor, 9 sqrt
+NORM = [TFLiteOp(0, "DEQUANTIZE", (2,), (3,)), TFLiteOp(1, "MEAN", (0,), (1,)), TFLiteOp(2, "ADD", (1, 3), (4,)),
+        TFLiteOp(3, "RSQRT", (4,), (5,)), TFLiteOp(4, "MUL", (0, 5), (6,))]
+NORM32 = [TFLiteOp(0, "MEAN", (0,), (1,)), TFLiteOp(1, "ADD", (1, 2), (4,)), TFLiteOp(2, "RSQRT", (4,), (5,)),
+          TFLiteOp(3, "MUL", (0, 5), (6,))]
+
+
+def graph_of(ops, value=0.0) -> TFLiteGraph:
+    return TFLiteGraph(ops, {2: np.array([value], np.float16)}, {2: "eps"}, {2: (0, 2)})
 
 
 def test_an_epsilon_whose_dequantize_also_feeds_another_op_is_left_for_the_onnx_route():
-    # tensors: 0 x, 1 mean, 2 eps (stored), 3 eps (dequantized), 4 var, 5 rsqrt, 6 y, 7 other
-    ops = [TFLiteOp(0, "DEQUANTIZE", (2,), (3,)), TFLiteOp(1, "MEAN", (0,), (1,)), TFLiteOp(2, "ADD", (1, 3), (4,)),
-           TFLiteOp(3, "RSQRT", (4,), (5,)), TFLiteOp(4, "MUL", (0, 5), (6,)), TFLiteOp(5, "SUB", (0, 3), (7,))]
-    graph = TFLiteGraph(ops, {2: np.array([0.0], np.float16)}, {2: "eps"}, {2: (0, 2)})
-    assert fp16_patch._entry(graph, ops[2], 1, 2) is None
-    alone = TFLiteGraph(ops[:5], {2: np.array([0.0], np.float16)}, {2: "eps"}, {2: (0, 2)})
-    assert fp16_patch._entry(alone, ops[2], 1, 2) == (0, 0)  # the DEQUANTIZE's input is what changes
+    other = NORM + [TFLiteOp(5, "SUB", (0, 3), (7,))]
+    assert fp16_patch._entry(graph_of(other), None, {}, other[2], 1) is None
+    assert fp16_patch._entry(graph_of(NORM), None, {}, NORM[2], 1) == (0, 0)  # the DEQUANTIZE's input is what changes
+
+
+def test_one_dequantize_read_by_a_flushed_epsilon_and_by_the_models_own_zero_floor_is_left_alone():
+    both = NORM + [TFLiteOp(5, "MAXIMUM", (0, 3), (8,)), TFLiteOp(6, "SQRT", (8,), (9,))]
+    twin = TFLiteGraph(NORM32 + [TFLiteOp(4, "MAXIMUM", (0, 10), (8,)), TFLiteOp(5, "SQRT", (8,), (9,))],
+                       {2: np.array([1e-12], np.float32), 10: np.array([0.0], np.float32)}, {})
+    aligned = tflite_fp16.aligned(graph_of(both), twin)
+    assert fp16_patch._flushed_guard(graph_of(both), twin, aligned, both[5], 1) is None  # 0 in float32 too
+    assert fp16_patch._entry(graph_of(both), twin, aligned, both[2], 1) is None
+
+
+def test_without_the_float32_value_an_all_zeros_floor_is_not_taken_for_an_epsilon():
+    floor = [TFLiteOp(0, "DEQUANTIZE", (2,), (3,)), TFLiteOp(1, "MAXIMUM", (0, 3), (8,)), TFLiteOp(2, "SQRT", (8,), (9,))]
+    assert fp16_patch._flushed_guard(graph_of(floor), None, {}, floor[1], 1) is None
+    assert fp16_patch._flushed_guard(graph_of(NORM), None, {}, NORM[2], 1) is not None  # an all-zeros addend is

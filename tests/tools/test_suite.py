@@ -15,7 +15,7 @@ from pipeline.compare import tolerance_for
 from pipeline.converters import get_converter
 from pipeline.converters.base import ConversionResult, TFTensor
 from pipeline.converters.onnx2tf_v2 import Onnx2TFV2
-from pipeline.errors import ConversionError, UsageError, ValidationError
+from pipeline.errors import ConversionError, RunnerError, UsageError, ValidationError
 from pipeline.runners.base import Runner
 from pipeline.tools.suite import (Case, CaseDataError, Converters, categorize, discover, is_permutation, load_case, parse_args,
                                   run_case, stage)
@@ -242,7 +242,7 @@ def conv2d_strided(onnx_test_data) -> Case:
 
 def stored_only(monkeypatch) -> None:
     """The fake runners answer the stored inputs only: no generated samples for these cases."""
-    monkeypatch.setattr(suite, "_generated", lambda onnx_path, data, audit: None)
+    monkeypatch.setattr(suite, "_generated", lambda case, imported, data, audit: None)
 
 
 def test_a_backend_that_cannot_run_does_not_hide_the_other_ones_result(conv2d_strided, tmp_path, monkeypatch):
@@ -313,7 +313,7 @@ def test_stored_outputs_with_no_evidence_are_judged_on_the_generated_inputs(onnx
 def test_generated_inputs_onnx_runtime_cannot_run_leave_the_stored_data_to_judge(conv2d_strided, tmp_path, monkeypatch):
     class _Broken:
         def __init__(self, *args):
-            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad index")
+            raise RunnerError("onnxruntime: inference failed (InvalidArgument: bad index)")
 
     monkeypatch.setattr(suite, "OnnxRuntimeRunner", _Broken)
     expected = load_case(conv2d_strided).outputs
@@ -321,8 +321,8 @@ def test_generated_inputs_onnx_runtime_cannot_run_leave_the_stored_data_to_judge
     monkeypatch.setattr(suite, "TFLiteRunner", fake_runner("tflite_fp32", lambda feed, path: expected))
     result = run_case(conv2d_strided, tmp_path / "work", only_1x(_Converted()))
     assert result.status == "pass" and {c.inputs for c in result.checks} == {"stored"}
-    assert any(note.startswith("generated inputs not judged: they could not be made or ONNX Runtime could not run them (RuntimeError: ")
-               for note in result.notes)
+    assert "generated inputs not judged: ONNX Runtime could not run them (onnxruntime: inference failed " \
+           "(InvalidArgument: bad index))" in result.notes
 
 
 # --- the convert stage's order: 1.x's strategies, then 2.x ---------------------------

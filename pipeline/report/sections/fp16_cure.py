@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from pipeline.artifacts.folder import ArtifactDir
+from pipeline.convert.fp16_cure import CONVERTED, PATCHED
+from pipeline.convert.fp16_patch import Patch
 from pipeline.report.blocks import e, section as html_section, table
 
 KEY = "fp16_cure"
@@ -28,20 +30,16 @@ def _summary(cure: dict) -> str:
 
 
 def _made(cure: dict) -> str:
-    """How the cured file was made (fp16_cure.py's methods; records before the method field were converted)."""
-    method = cure.get("method", "converted again" if cure.get("after") else None)
-    if method is None:
-        return "No cured file was made."
-    if method == "converted again":
-        return f"Made by converting `{cure['onnx']}` again."
-    patched = "; ".join(_patch(p) for p in cure["patches"])
-    return (f"Made without a second conversion: raised in `model_float16.tflite` itself ({patched}). "
-            f"`{cure['onnx']}` is the same cure on the ONNX graph.")
-
-
-def _patch(patch: dict) -> str:
-    was = f"{patch['old']:.3g} in the float32 file" if patch["old"] else "float32 value not aligned"
-    return f"`{patch['tensor']}` read by {', '.join(patch['readers'])}: 0 ({was}) -> {patch['new']:.4g}"
+    """How the cured file was made (fp16_cure.py's methods; a record from before the field was converted)."""
+    method = cure.get("method", CONVERTED if cure.get("after") else None)
+    tried = f" The patch step: {cure['patch_note']}." if cure.get("patch_note") else ""
+    if method == PATCHED:
+        patched = "; ".join(Patch(**p).describe() for p in cure["patches"])
+        return (f"Made without a second conversion: raised in `model_float16.tflite` itself ({patched}). "
+                f"`{cure['onnx']}` is the same cure on the ONNX graph.")
+    if method == CONVERTED:
+        return f"Made by converting `{cure['onnx']}` again.{tried}"
+    return f"No cured file was made.{tried}"
 
 
 def _errors(cure: dict) -> list[str]:
