@@ -6,12 +6,18 @@ record values; Markdown table cells never break the table ('|' is replaced).
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 
 def e(value: Any) -> str:
     """HTML-escaped text; None shows as n/a."""
     return html.escape("n/a" if value is None else str(value), quote=True)
+
+
+def inline(text: Any) -> str:
+    """Escaped text whose markdown `code` spans (a file, a tensor name) become <code> elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", e(text))
 
 
 def section(anchor: str, title: str, body: str) -> str:

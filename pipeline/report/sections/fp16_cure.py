@@ -7,7 +7,7 @@ import json
 from pipeline.artifacts.folder import ArtifactDir
 from pipeline.convert.fp16_cure import CONVERTED, PATCHED
 from pipeline.convert.fp16_patch import Patch
-from pipeline.report.blocks import e, section as html_section, table
+from pipeline.report.blocks import e, inline, section as html_section, table
 
 KEY = "fp16_cure"
 ORDER = 15  # after the repair, before the diagnosis
@@ -64,6 +64,6 @@ def markdown(cure: dict | None) -> list[str]:
 def html(cure: dict | None) -> str:
     if not cure:
         return ""
-    body = (f"<p>{e(_summary(cure))}</p>" + table(HEADERS, _rows(cure))
+    body = (f"<p>{inline(_summary(cure))}</p>" + table(HEADERS, _rows(cure))
             + "<ul>" + "".join(f"<li>{e(line[2:])}</li>" for line in _errors(cure)) + "</ul>")
     return html_section("fp16-cure", "fp16 cure", body)
