@@ -67,3 +67,19 @@ def scale_fp16_weights(tflite: Path, factor: float) -> str:
     buffer.data = np.frombuffer(values.astype(np.float16).tobytes(), np.uint8)
     flatbuffer_utils.write_model(model, str(tflite))
     return weights.name.decode()
+
+
+def tflite_pair(folder: Path, name: str, function) -> dict[str, Path]:
+    """A tf.function's TFLite fp32 and fp16 files, {"fp32": ..., "fp16": ...}: TensorFlow's converter, and its
+    float16 quantization of the same graph (each float constant stored as float16 behind a DEQUANTIZE)."""
+    import tensorflow as tf
+
+    made = {}
+    for precision in ("fp32", "fp16"):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
+        if precision == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        made[precision] = folder / f"{name}_{precision}.tflite"
+        made[precision].write_bytes(converter.convert())
+    return made

@@ -10,23 +10,9 @@ from pipeline.convert import fp16_patch
 from pipeline.lint import tflite_fp16
 from pipeline.lint.fp16 import FP16_TINY
 from pipeline.lint.tflite_graph import TFLiteGraph, TFLiteOp
+from tests.support import tflite_pair
 
 pytestmark = pytest.mark.slow
-
-
-def converted(folder: Path, name: str, function) -> dict[str, Path]:
-    """`function`'s TFLite fp32 and fp16 files (TensorFlow's float16 quantization of the same graph)."""
-    import tensorflow as tf
-
-    made = {}
-    for precision in ("fp32", "fp16"):
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
-        if precision == "fp16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        made[precision] = folder / f"{name}_{precision}.tflite"
-        made[precision].write_bytes(converter.convert())
-    return made
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def models(tmp_path_factory) -> dict[str, dict[str, Path]]:
                                                     (tf.constant(0), x))[1], input_signature=spec),
     }
     folder = tmp_path_factory.mktemp("fp16_patch")
-    return {name: converted(folder, name, function) for name, function in functions.items()}
+    return {name: tflite_pair(folder, name, function) for name, function in functions.items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """pipeline/lint/rules/tflite_fp16_constants.py: what float16 did to a converted fp16 file's constants."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from pipeline.lint.context import LintContext
 from pipeline.lint.rules import tflite_fp16_constants
 from pipeline.lint.tflite_graph import TFLiteGraph, TFLiteOp
+from tests.support import tflite_pair
 
 # x -> MEAN -> ADD(eps) -> RSQRT -> MUL(x): tensors 0 x, 1 mean, 2 eps (stored), 3 eps (dequantized), 4 var, 5 rsqrt, 6 y
 OPS16 = [TFLiteOp(0, "DEQUANTIZE", (2,), (3,)), TFLiteOp(1, "MEAN", (0,), (1,)), TFLiteOp(2, "ADD", (1, 3), (4,)),
@@ -61,13 +60,6 @@ def test_real_files_from_tensorflows_converter(tmp_path):
     def rms(x):
         return x * tf.math.rsqrt(tf.reduce_mean(x * x, axis=-1, keepdims=True) + tf.constant(1e-12))
 
-    files = {}
-    for precision in ("fp32", "fp16"):
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([rms.get_concrete_function()], rms)
-        if precision == "fp16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        files[precision] = Path(tmp_path / f"{precision}.tflite")
-        files[precision].write_bytes(converter.convert())
+    files = tflite_pair(tmp_path, "rms", rms)
     (finding,) = tflite_fp16_constants.check(LintContext(None, tflite=files))
     assert finding.op_type == "ADD" and "(1e-12 in the float32 file), before RSQRT" in finding.message
