@@ -200,9 +200,13 @@ def run(job: CureJob) -> list[str]:
     try:
         before = measure(job.run_tflite(shipped), job.reference)
         record["before"] = before.to_json()
-        cured = _patched(job, work, before, record) or _converted(job, work, before, record)
+        patched = _patched(job, work, record)
+        cured = patched.cured or (None if patched.nothing_to_cure and not before.non_finite_samples
+                                  else _converted(job, work, record))
         if cured is not None:
             _ship_if_better(job, before, *cured, record)
+        elif patched.nothing_to_cure:
+            record["reason"] = f"{record['patch_note']}, and it holds no NaN or Inf on the audit's samples: no second conversion"
     except Exception as exc:  # the converter and the interpreter raise many types; the uncured file stays, and the record says why
         record["reason"] = f"the cure was not completed ({type(exc).__name__}: {first_line(exc, 200)})"
     finally:
@@ -220,9 +224,16 @@ def _ship_if_better(job: CureJob, before: Errors, candidate: Path, after: Errors
         record["uncured_file"] = UNCURED
 
 
-def _patched(job: CureJob, work: Path, before: Errors, record: dict) -> tuple[Path, Errors] | None:
-    """The fp16 file with its flushed epsilons raised in place (fp16_patch.py), measured; None when that cannot
-    cure it (record["patch_note"] says why, and the cured ONNX copy is converted next)."""
+@dataclass(frozen=True)
+class _PatchStep:
+    cured: tuple[Path, Errors] | None  # the patched file and its errors, when the patch cured it
+    nothing_to_cure: bool = False  # no flushed epsilon in a file whose float32 values were known
+
+
+def _patched(job: CureJob, work: Path, record: dict) -> _PatchStep:
+    """The fp16 file with its flushed epsilons raised in place (fp16_patch.py), measured; no file when that
+    cannot cure it (record["patch_note"] says why, and the cured ONNX copy is converted next unless there was
+    nothing to cure)."""
     from pipeline.convert import fp16_patch
 
     work.mkdir(parents=True, exist_ok=True)
@@ -231,31 +242,26 @@ def _patched(job: CureJob, work: Path, before: Errors, record: dict) -> tuple[Pa
         patched = fp16_patch.patch_flushed(job.stage / "model_float16.tflite", job.fp32, target)
     except Exception as exc:  # a file LiteRT's schema reads differently: the conversion route still cures it
         record["patch_note"] = f"not patched ({type(exc).__name__}: {first_line(exc, 160)})"
-        return None
+        return _PatchStep(None)
     if patched.left:
         record["patch_note"] = (f"{patched.left} flushed epsilon(s) cannot be raised in the file alone (another op "
                                 "reads the value, control flow, or a file over 2 GB)")
-        return None
+        return _PatchStep(None)
     if not patched.patches:
         aligned = "aligned" if patched.aligned else "did not align"
         record["patch_note"] = (f"found no flushed epsilon in model_float16.tflite (its ops {aligned} with the float32 "
                                 "file's)")
-        return None
+        return _PatchStep(None, nothing_to_cure=patched.aligned)
     after = measure(job.run_tflite(target), job.reference)
     if after.non_finite_samples:
         record["patch_note"] = f"the patched file still holds NaN or Inf on sample(s) {after.non_finite_samples}"
-        return None
+        return _PatchStep(None)
     record.update(method=PATCHED, patches=[dataclasses.asdict(p) for p in patched.patches])
-    return target, after
+    return _PatchStep((target, after))
 
 
-def _converted(job: CureJob, work: Path, before: Errors, record: dict) -> tuple[Path, Errors] | None:
-    """The cured ONNX copy converted again for the fp16 file, measured; None (with the reason) when the patch
-    step found nothing in a file whose float32 values it knew and which holds no NaN or Inf."""
-    nothing_found = record["patch_note"] and record["patch_note"].startswith("found no flushed epsilon")
-    if nothing_found and "did not align" not in record["patch_note"] and not before.non_finite_samples:
-        record["reason"] = f"{record['patch_note']}, and it holds no NaN or Inf on the audit's samples: no second conversion"
-        return None
+def _converted(job: CureJob, work: Path, record: dict) -> tuple[Path, Errors]:
+    """The cured ONNX copy converted again for the fp16 file, measured."""
     result = job.convert_fp16(job.stage / CURED_ONNX, work / "converted")
     if result.tflite.get("fp16") is None:
         raise FileNotFoundError("the converter wrote no fp16 TFLite file for the cured model")
