@@ -74,10 +74,9 @@ def patch_flushed(fp16: Path, fp32: Path | None, out: Path) -> Patched:
             if entry is None:
                 left += 1
                 continue
-            constant, cured, original, at = found
-            edit = edits.setdefault((constant, cured.tobytes()), _Edit(cured, original))
+            edit = edits.setdefault((found.constant, found.cured.tobytes()), _Edit(found.cured, found.mask, found.original))
             edit.entries.add(entry)
-            edit.readers.append(f"{op.op} (op {op.index}) before {at.op} (op {at.index})")
+            edit.readers.append(f"{op.op} (op {op.index}) before {found.at.op} (op {found.at.index})")
     if not edits:
         return Patched([], left, bool(twin))
     copied = _copies(graph, edits)
@@ -89,23 +88,29 @@ def patch_flushed(fp16: Path, fp32: Path | None, out: Path) -> Patched:
 @dataclass
 class _Edit:
     values: np.ndarray  # the constant's cured float16 values
+    mask: np.ndarray  # which of them were flushed (and are raised)
     original: np.ndarray | None  # its float32 values, when known
     entries: set[tuple[int, int]] = field(default_factory=set)  # (op, input position) to point at the cured values
     readers: list[str] = field(default_factory=list)
 
     def patch(self, tensor: str, copied: bool) -> Patch:
-        changed = self.values != 0
-        if self.original is not None:
-            changed &= self.original.astype(np.float64) != 0
-        first = int(np.flatnonzero(changed.ravel())[0]) if changed.any() else 0
+        first = int(np.flatnonzero(self.mask.ravel())[0])
         old = float(self.original.ravel()[first]) if self.original is not None else 0.0
-        return Patch(tensor, tuple(self.readers), old, float(self.values.ravel()[first]), int(changed.sum()), copied)
+        return Patch(tensor, tuple(self.readers), old, float(self.values.ravel()[first]), int(self.mask.sum()), copied)
+
+
+@dataclass(frozen=True)
+class _Flushed:
+    constant: int  # the stored float16 constant's tensor
+    cured: np.ndarray  # its values with the flushed ones raised
+    mask: np.ndarray  # which were flushed
+    original: np.ndarray | None  # its float32 values, when known
+    at: TFLiteOp  # the op a 0 there makes Inf or NaN
 
 
 def _flushed_guard(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dict, op: TFLiteOp,
-                   position: int) -> tuple[int, np.ndarray, np.ndarray | None, TFLiteOp] | None:
-    """(constant, its cured values, its float32 values, the op a 0 breaks) when this guard input is a flushed
-    epsilon; None otherwise."""
+                   position: int) -> _Flushed | None:
+    """What this guard input holds when it is a flushed epsilon; None otherwise."""
     found = graph.constant_of(op.inputs[position])
     if found is None or found[0].dtype != np.float16:
         return None
@@ -118,7 +123,7 @@ def _flushed_guard(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dic
     if not mask.any() or at is None:
         return None
     sign = np.sign(original) if original is not None else 1.0  # an all-zeros epsilon without its value: positive
-    return constant, np.where(mask, sign * FP16_TINY, stored).astype(np.float16), original, at
+    return _Flushed(constant, np.where(mask, sign * FP16_TINY, stored).astype(np.float16), mask, original, at)
 
 
 def _entry(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dict, op: TFLiteOp,
@@ -132,7 +137,7 @@ def _entry(graph: TFLiteGraph, twin_graph: TFLiteGraph | None, twin: dict, op: T
     producer = next((p for p in graph.ops if tensor in p.outputs), None)
     if producer is None or producer.op != "DEQUANTIZE":
         return None
-    wanted = {None if (f := _flushed_guard(graph, twin_graph, twin, reader, at)) is None else f[1].tobytes()
+    wanted = {None if (f := _flushed_guard(graph, twin_graph, twin, reader, at)) is None else f.cured.tobytes()
               for reader, at in graph.readers(tensor)}
     return (producer.index, 0) if len(wanted) == 1 and None not in wanted else None
 

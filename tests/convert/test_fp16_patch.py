@@ -136,3 +136,13 @@ def test_without_the_float32_value_an_all_zeros_floor_is_not_taken_for_an_epsilo
     floor = [TFLiteOp(0, "DEQUANTIZE", (2,), (3,)), TFLiteOp(1, "MAXIMUM", (0, 3), (8,)), TFLiteOp(2, "SQRT", (8,), (9,))]
     assert fp16_patch._flushed_guard(graph_of(floor), None, {}, floor[1], 1) is None
     assert fp16_patch._flushed_guard(graph_of(NORM), None, {}, NORM[2], 1) is not None  # an all-zeros addend is
+
+
+def test_only_the_flushed_values_of_a_constant_are_raised_and_counted():
+    stored = TFLiteGraph(NORM, {2: np.array([0.0, 0.5, -0.0], np.float16)}, {2: "eps"}, {2: (0, 6)})
+    twin = TFLiteGraph(NORM32, {2: np.array([-1e-12, 0.5, 0.0], np.float32)}, {})
+    found = fp16_patch._flushed_guard(stored, twin, tflite_fp16.aligned(stored, twin), NORM[2], 1)
+    assert found.mask.tolist() == [True, False, False]  # the model's own 0 stays
+    assert found.cured.tolist() == [-np.float16(FP16_TINY), 0.5, 0.0]  # the sign kept
+    patch = fp16_patch._Edit(found.cured, found.mask, found.original).patch("eps", False)
+    assert (patch.values, patch.old, patch.new) == (1, pytest.approx(-1e-12), -float(np.float16(FP16_TINY)))
