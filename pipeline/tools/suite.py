@@ -65,7 +65,7 @@ from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OT
                                          write_json, write_markdown)
 
 REFERENCE = "expected"  # the stored output_<i>.pb files
-GENERATED_REFERENCE = "onnxruntime"  # ONNX Runtime on the imported file, for the generated inputs
+GENERATED_REFERENCE = "onnxruntime"  # ONNX Runtime on the case's own file (else the imported one), for the generated inputs
 GENERATED_SAMPLES, GENERATED_SEED = 4, 0  # random samples before the three edge cases
 DEFAULT_OUT = DEFAULT_ROOT / "suite"
 DEFAULT_MARKDOWN = REPO_ROOT / "SUITE.md"
