@@ -60,7 +60,8 @@ from pipeline.runners.base import Runner
 from pipeline.runners.onnxrt import OnnxRuntimeRunner
 from pipeline.runners.tensorflow import TFLiteRunner, TFSavedModelRunner
 from pipeline.runners.tf_io import TFModelIO
-from pipeline.tools.suite_report import (FOLDERS, LAYOUT, NUMERIC, OLD_OPSET, OTHER, RAISED, UNSUPPORTED, CaseResult,
+from pipeline.tools.suite_report import (AGAINST_IMPORTED, FOLDERS, LAYOUT, NO_STORED_EVIDENCE, NOT_JUDGED, NUMERIC,
+                                         OLD_OPSET, OTHER, RAISED, UNSUPPORTED, CaseResult,
                                          Failure, OutputCheck, StrategyRun, SuiteReport, print_summary, summarize,
                                          write_json, write_markdown)
 
@@ -334,7 +335,7 @@ def _generated(case: Case, imported: Path, data: CaseData, audit: _Audit) -> Gen
     specs = stored_specs(data)
     undrawn = [f"{spec.name} ({spec.dtype})" for spec in specs if np.dtype(spec.dtype).kind not in "fiub"]
     if undrawn:
-        audit.notes.append(f"generated inputs not judged: the ONNX route draws no samples for {', '.join(undrawn)}")
+        audit.notes.append(f"{NOT_JUDGED}: the ONNX route draws no samples for {', '.join(undrawn)}")
         return None
     feeds = shared_inputs.feeds(shared_inputs.with_edge_cases(
         shared_inputs.generate(specs, GENERATED_SAMPLES, GENERATED_SEED), specs))
@@ -347,10 +348,10 @@ def _generated(case: Case, imported: Path, data: CaseData, audit: _Audit) -> Gen
             failed.append(first_line(exc, 160))
             continue
         if path != case.model:
-            audit.notes.append(f"generated inputs judged against ONNX Runtime on the imported file: the case's own "
+            audit.notes.append(f"{AGAINST_IMPORTED}: the case's own "
                                f"model.onnx does not run in it ({failed[0]})")
         return Generated(feeds, shared_inputs.stack(outputs))
-    audit.notes.append(f"generated inputs not judged: ONNX Runtime could not run them ({failed[-1]})")
+    audit.notes.append(f"{NOT_JUDGED}: ONNX Runtime could not run them ({failed[-1]})")
     return None
 
 
@@ -508,7 +509,7 @@ def _result(case: Case, audit: _Audit, seconds: float) -> CaseResult:
     inconclusive = next((c.reason for c in checks if c.verdict == "inconclusive"), None) if status == "inconclusive" else None
     no_evidence = next((c.reason for c in checks if c.verdict == "inconclusive" and c.inputs == "stored"), None)
     if status == "pass" and no_evidence:  # the stored data had no evidence; the generated inputs decided
-        audit.notes.append(f"stored outputs: {no_evidence}; judged on the generated inputs (uniform in [0, 1), integers "
+        audit.notes.append(f"{NO_STORED_EVIDENCE}: {no_evidence}; judged on the generated inputs (uniform in [0, 1), integers "
                            "0, and the edge cases) against ONNX Runtime")
     own = [_reason(f) for f in (failures if judged else audit.failures)] or [inconclusive]
     others = [_other_reason(run, audit.runs) for run in firsts if judged is None or run.converter != judged.converter]

@@ -214,8 +214,12 @@ def markdown(report: SuiteReport) -> str:
     return "\n".join(lines)
 
 
-GENERATED_NOTES = ("generated inputs not judged", "generated inputs judged against ONNX Runtime on the imported file",
-                   "stored outputs: ")
+# How a case's notes begin when the generated inputs did not judge it, judged it against the imported file, or
+# decided it alone (pipeline/tools/suite.py writes them).
+NOT_JUDGED = "generated inputs not judged"
+AGAINST_IMPORTED = "generated inputs judged against ONNX Runtime on the imported file"
+NO_STORED_EVIDENCE = "stored outputs"
+GENERATED_NOTES = (NOT_JUDGED, AGAINST_IMPORTED, NO_STORED_EVIDENCE)
 
 
 def _generated_lines(report: SuiteReport) -> list[str]:
