@@ -34,6 +34,7 @@ from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
+from pipeline.converters.onnx2tf_v1_tflite import FROM_SAVED_MODEL, tflite_from_saved_model
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
 from pipeline.converters.tflite_ops import io_shapes, read_ops
@@ -77,7 +78,8 @@ class Onnx2TFV1:
         work = out_dir / ".onnx2tf-work"
         spy = _LayerMapSpy()  # which layer makes which ONNX tensor: TFLite tensors and int8 layers are named by it
         rewritten: list[str] = []
-        keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy, notes=rewritten)
+        routes: dict[str, str] = {}  # precision -> what its TFLite file was converted from
+        keras_model = self._converted(onnx_path, work, log_path, options, save=True, spy=spy, notes=rewritten, routes=routes)
         with profile.step("convert: collect the files"):
             result = self._collect(work / "tf", out_dir, keras_model, options)
         result = dataclasses.replace(result, notes=rewritten + result.notes)
@@ -91,7 +93,7 @@ class Onnx2TFV1:
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
                 result = self._builtin_route(onnx_path, out_dir, log_path, result)
-        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result))
+        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result, routes))
 
     def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> LayerModel:
         """A Keras model with every ONNX tensor onnx2tf mapped as an output, for layer-by-layer audits:
@@ -106,19 +108,20 @@ class Onnx2TFV1:
         return made
 
     def _converted(self, onnx_path: Path, work: Path, log_path: Path, options: ConversionOptions, save: bool,
-                   spy: "_LayerMapSpy | None" = None, notes: list[str] | None = None):
+                   spy: "_LayerMapSpy | None" = None, notes: list[str] | None = None, routes: dict[str, str] | None = None):
         """onnx2tf's Keras model of onnx_path (its files in work/tf when `save`); what was rewritten
-        before onnx2tf saw it goes to `notes`."""
+        before onnx2tf saw it goes to `notes`, what each TFLite file was converted from to `routes`."""
         work.mkdir(parents=True, exist_ok=True)
         said = _copied_for_onnx2tf(onnx_path, work / f"{WORK_NAME}.onnx", options)
         if notes is not None:
             notes += said
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         clock = _OutputClock()
+        tf_dir = work.resolve() / "tf"  # onnx2tf's output folder (read inside _inside, which changes directory)
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    _tflite_only(options.outputs), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
+                    tflite_from_saved_model(options.outputs, tf_dir, {} if routes is None else routes), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
@@ -252,15 +255,21 @@ def _inside(work: Path) -> Iterator[None]:
         os.environ["PATH"] = previous_path
 
 
-# How onnx2tf 1.x writes each file: one TF graph (Keras model) is built, everything else comes from it.
-BACKENDS = {"tf_saved_model": "TF graph, tf.saved_model", "keras": "TF graph, Keras v3 save",
-            "tflite": "TF graph, TFLiteConverter"}
+# How onnx2tf 1.x writes each file: one TF graph (Keras model) is built, everything else comes from it (the
+# TFLite files from its SavedModel: onnx2tf_v1_tflite.py).
+BACKENDS = {"tf_saved_model": "TF graph, tf.saved_model", "keras": "TF graph, Keras v3 save"}
 
 
-def _made_by(result: ConversionResult) -> dict[str, str]:
+def _made_by(result: ConversionResult, routes: dict[str, str]) -> dict[str, str]:
     made = {"tf_saved_model": result.saved_model, "keras": result.keras, **{f"tflite_{p}": f for p, f in result.tflite.items()}}
-    return {fmt: f"{result.converter} {result.version} ({BACKENDS[fmt.split('_')[0] if fmt.startswith('tflite') else fmt]})"
-            for fmt, path in made.items() if path}
+    return {fmt: f"{result.converter} {result.version} ({_backend(fmt, routes)})" for fmt, path in made.items() if path}
+
+
+def _backend(fmt: str, routes: dict[str, str]) -> str:
+    if not fmt.startswith("tflite_"):
+        return BACKENDS[fmt]
+    source = routes.get(fmt.removeprefix("tflite_"))  # none for int8: onnx2tf converts its SavedModel itself
+    return f"TF graph, TFLiteConverter on {source or FROM_SAVED_MODEL}"
 
 
 def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str:
@@ -375,72 +384,6 @@ def _keyed_by_name(fn, built: list):
 def _not_asked(outputs: tuple[str, ...]) -> list[str]:
     skipped = [name for name in ("keras", "tflite_fp32", "tflite_fp16") if name not in outputs]
     return [f"not written, as the config's `artifacts` asks: {', '.join(skipped)} (so not audited, not shipped)"] if skipped else []
-
-
-@contextlib.contextmanager
-def _tflite_only(outputs: tuple[str, ...]) -> Iterator[None]:
-    """onnx2tf always converts to TFLite fp32 and fp16 after the SavedModel, and has no option to
-    skip either. During convert(), its TFLite converters return no model for a precision the config
-    did not ask for (the empty file is not collected), so no time is spent converting it."""
-    skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
-    if not skipped:
-        yield
-        return
-    import onnx2tf.onnx2tf as module
-
-    with replaced(module, "tf", _TFWithLite(module.tf, skipped)):
-        yield
-
-
-class _TFWithLite:
-    """Stands in for the `tf` module inside onnx2tf.onnx2tf: everything is TensorFlow's, except that
-    TFLite converters made from the Keras model skip the precisions in `skipped`."""
-
-    def __init__(self, real, skipped: set[str]) -> None:
-        self._real = real
-        self.lite = _LiteWithSkips(real.lite, skipped)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-
-class _LiteWithSkips:
-    def __init__(self, real_lite, skipped: set[str]) -> None:
-        self._real, self._skipped = real_lite, skipped
-        self.TFLiteConverter = self  # noqa: N815 (mirrors tf.lite.TFLiteConverter)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def from_keras_model(self, *args, **kwargs):
-        return _SkippingConverter(self._real.TFLiteConverter.from_keras_model(*args, **kwargs), self._skipped)
-
-    def from_concrete_functions(self, *args, **kwargs):
-        return _SkippingConverter(self._real.TFLiteConverter.from_concrete_functions(*args, **kwargs), self._skipped)
-
-    def from_saved_model(self, *args, **kwargs):  # the int8 route: never skipped
-        return self._real.TFLiteConverter.from_saved_model(*args, **kwargs)
-
-
-class _SkippingConverter:
-    """A TFLite converter whose convert() returns no model for a skipped precision (fp16: the
-    converter was asked for float16 weights, as onnx2tf does before its second convert())."""
-
-    def __init__(self, real, skipped: set[str]) -> None:
-        object.__setattr__(self, "_real", real)
-        object.__setattr__(self, "_skipped", skipped)
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def __setattr__(self, name, value):
-        setattr(self._real, name, value)
-
-    def convert(self) -> bytes:
-        import tensorflow as tf
-
-        precision = "fp16" if tf.float16 in (self._real.target_spec.supported_types or []) else "fp32"
-        return b"" if precision in self._skipped else self._real.convert()
 
 
 class _NoSpy:

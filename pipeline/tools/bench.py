@@ -135,6 +135,12 @@ def conversion_ratio(result: dict) -> float:
     return statistics.median(result["conversions"]) / _median(result["bare"])
 
 
+def conversion_ratio_2x(result: dict) -> float | None:
+    """The conversion against bare onnx2tf 2.x, which writes no Keras file: where it made its files, the
+    measure of whether 2.x would be the faster first strategy (issue #27)."""
+    return statistics.median(result["conversions"]) / _median(result["bare2"]) if result.get("bare2") else None
+
+
 def rss_ratio(result: dict) -> float:
     return max(m.peak_rss_mb for m in result["pipeline"]) / max(m.peak_rss_mb for m in result["bare"])
 
@@ -149,7 +155,9 @@ def summary_row(result: dict) -> str:
     per_stage = " / ".join(f"{stages.get(k, 0):.1f}" for k in STAGES)
     rss = (f"{max(m.peak_rss_mb for m in result['pipeline']):.0f} / {max(m.peak_rss_mb for m in result['bare']):.0f} "
            f"({rss_ratio(result):.2f}×)")
-    conversion = f"{statistics.median(result['conversions']):.1f} ({conversion_ratio(result):.2f}×)"
+    against_2x = conversion_ratio_2x(result)
+    conversion = (f"{statistics.median(result['conversions']):.1f} ({conversion_ratio(result):.2f}×"
+                  + (f"; {against_2x:.2f}× bare 2.x" if against_2x is not None else "") + ")")
     if result.get("extra"):
         conversion += f" + {result['extra']:.1f} extra Keras file"
     return (f"| {result['model']} | {len(result['pipeline'])} | {pipe:.1f} | {bare:.1f} | {bare2} | **{ratio(result):.2f}** | "
@@ -227,7 +235,9 @@ def markdown(results: list[dict], when: str) -> str:
         "*Conversion* is the conversion's own work from profile.json (the conversion child's imports, onnx2tf and "
         "collecting the files, then binding and the TF-side lint), comparable with the bare CLI, which does the "
         "same; where the bare CLI writes no Keras file (its Keras save fails), the pipeline's own Keras file is "
-        "left out of that figure and shown beside it. Stage seconds are from the last pipeline run; stages overlap (the conversion runs during validate "
+        "left out of that figure and shown beside it. Where bare 2.x made its files, the conversion is also shown against it "
+        "(× bare 2.x: the pipeline's conversion writes the Keras file too), the measure of whether onnx2tf 2.x would be "
+        "the faster first strategy. Stage seconds are from the last pipeline run; stages overlap (the conversion runs during validate "
         "and lint), so they do not add up to the wall time. Peak RSS is the process tree's, sampled every 50 ms.", "",
         "## Targets (issues #16 and #27)", "", *[g.line() for g in goals(results)], "",
         "| model | runs | pipeline s | bare onnx2tf 1.x s | bare onnx2tf 2.x s | ratio (× faster bare) | conversion s (× bare 1.x) | "

@@ -39,7 +39,7 @@ def test_an_fp16_file_made_apart_from_the_fp32_file_gets_no_storage_reference():
 
     from pipeline.audit.stage import _made_apart
 
-    same = "onnx2tf 1.29.24 (TF graph, TFLiteConverter)"
+    same = "onnx2tf 1.29.24 (TF graph, TFLiteConverter on its SavedModel)"
     assert _made_apart(SimpleNamespace(made_by={"tflite_fp32": same, "tflite_fp16": same})) is None
     apart = SimpleNamespace(made_by={"tflite_fp32": "onnx2tf 2.6.9 (flatbuffer_direct)",
                                      "tflite_fp16": "onnx2tf 2.6.9 (its SavedModel, float16 weights by TensorFlow's TFLite converter)"})

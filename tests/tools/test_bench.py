@@ -73,10 +73,11 @@ def test_the_ratio_is_against_the_faster_bare_cli_and_2x_counts_only_where_it_ma
     result["bare2"] = [Measurement(12.0, 700.0), Measurement(10.0, 700.0)]
     assert bench.ratio(result) == pytest.approx(30.0 / 11.0)
     assert "| 11.0 |" in bench.summary_row(result)
+    assert "21.0 (1.00×; 1.91× bare 2.x)" in bench.summary_row(result)
     result["bare2"] = [Measurement(40.0, 700.0)]  # slower: the 1.x CLI stays the one to beat
     assert bench.ratio(result) == pytest.approx(30.0 / 21.0)
     result["bare2"] = []
-    assert "| – |" in bench.summary_row(result)
+    assert "| – |" in bench.summary_row(result) and "bare 2.x" not in bench.summary_row(result)
 
 
 def test_without_a_side_environment_there_is_no_bare_2x_run(tmp_path, monkeypatch):

@@ -1,0 +1,130 @@
+"""How onnx2tf 1.x's TFLite files are converted, changed from inside its convert().
+
+onnx2tf 1.x makes its TFLite files with `tf.lite.TFLiteConverter.from_keras_model(model)`, twice (fp32,
+then fp16). TensorFlow's Keras route saves the whole Keras model to a temporary SavedModel first,
+tracing every layer's own functions: on ResNet-50 at 64 px it took 6.7 s per file where converting
+the SavedModel onnx2tf had just written (`serving_default`, the same `model(inputs)` on the same
+input signature) takes 0.7 s, and gives the same file (`tflite_from_saved_model`).
+
+Also: onnx2tf has no option to skip a TFLite precision; a converter asked for one the config did not
+ask for returns no model (the empty file is not collected), so no time is spent converting it.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.patching import replaced
+
+
+# What each TFLite file was converted from (`routes`' values), for convert.json's made_by.
+FROM_SAVED_MODEL = "its SavedModel"
+FROM_KERAS_MODEL = "its Keras model"
+FROM_CONCRETE_FUNCTION = "its Keras model's concrete function"
+
+
+@contextlib.contextmanager
+def tflite_from_saved_model(outputs: tuple[str, ...], saved_model_dir: Path, routes: dict[str, str]) -> Iterator[None]:
+    """During onnx2tf's convert(): its Keras-model TFLite converters read the SavedModel it wrote to
+    saved_model_dir (its output folder) when there is one, and skip the precisions not in `outputs`.
+    `routes` gets, per precision converted ("fp32", "fp16"), which model it was converted from."""
+    import onnx2tf.onnx2tf as module
+
+    skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
+    with replaced(module, "tf", _TFWithLite(module.tf, _Lite(module.tf.lite, skipped, saved_model_dir, routes))):
+        yield
+
+
+class _TFWithLite:
+    """Stands in for the `tf` module inside onnx2tf.onnx2tf: everything is TensorFlow's but `tf.lite`."""
+
+    def __init__(self, real, lite) -> None:
+        self._real = real
+        self.lite = lite
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+class _Lite:
+    """tf.lite, whose TFLiteConverter.from_keras_model converts the SavedModel beside it instead."""
+
+    def __init__(self, real_lite, skipped: set[str], saved_model_dir: Path, routes: dict[str, str]) -> None:
+        self._real, self._skipped, self._saved_model, self._routes = real_lite, skipped, saved_model_dir, routes
+        self.TFLiteConverter = self  # noqa: N815 (mirrors tf.lite.TFLiteConverter)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def from_keras_model(self, *args, **kwargs):
+        """onnx2tf calls this after writing its SavedModel (output_signaturedefs): a SavedModel that is not
+        there (its save failed, or it was not asked to save) leaves TensorFlow's Keras route, and so does
+        a SavedModel TensorFlow fails to convert."""
+        keras_route = lambda: self._real.TFLiteConverter.from_keras_model(*args, **kwargs)  # noqa: E731
+        if not (self._saved_model / "saved_model.pb").exists():
+            return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
+        real = self._real.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        return _SkippingConverter(real, self._skipped, keras_route, (self._routes, FROM_SAVED_MODEL))
+
+    def from_concrete_functions(self, *args, **kwargs):
+        real = self._real.TFLiteConverter.from_concrete_functions(*args, **kwargs)
+        return _SkippingConverter(real, self._skipped, routes=(self._routes, FROM_CONCRETE_FUNCTION))
+
+    def from_saved_model(self, *args, **kwargs):  # onnx2tf's own int8 route: never skipped
+        return self._real.TFLiteConverter.from_saved_model(*args, **kwargs)
+
+
+class _SkippingConverter:
+    """A TFLite converter whose convert() returns no model for a skipped precision (fp16: the
+    converter was asked for float16 weights, as onnx2tf does before its second convert()). When it
+    fails and there is another route (`fallback` makes its converter), that route converts, set up alike."""
+
+    def __init__(self, real, skipped: set[str], fallback=None, routes: tuple[dict, str] | None = None) -> None:
+        object.__setattr__(self, "_real", real)
+        object.__setattr__(self, "_skipped", skipped)
+        object.__setattr__(self, "_fallback", fallback)
+        object.__setattr__(self, "_routes", routes)  # (the record, what `real` converts from)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._real, name, value)
+
+    def convert(self) -> bytes:
+        import tensorflow as tf
+
+        precision = "fp16" if tf.float16 in (self._real.target_spec.supported_types or []) else "fp32"
+        if precision in self._skipped:
+            return b""
+        if self._fallback is None:
+            return self._converted(precision)
+        try:
+            return self._converted(precision)
+        except Exception as exc:  # noqa: BLE001 (TensorFlow's converter raises many types) - the Keras route converts
+            print(f"converting the SavedModel to TFLite failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                  "converting the Keras model instead", flush=True)
+            self._switch_to_fallback()
+            return self._converted(precision)
+
+    def _converted(self, precision: str) -> bytes:
+        made = self._real.convert()
+        if self._routes is not None:
+            record, source = self._routes
+            record[precision] = source
+        return made
+
+    def _switch_to_fallback(self) -> None:
+        """The other route's converter, with the settings onnx2tf gave this one."""
+        other = self._fallback()
+        for name in SETTINGS:
+            setattr(other, name, getattr(self._real, name))
+        object.__setattr__(self, "_real", other)
+        object.__setattr__(self, "_fallback", None)
+        if self._routes is not None:
+            object.__setattr__(self, "_routes", (self._routes[0], FROM_KERAS_MODEL))
+
+
+# The converter settings onnx2tf 1.x sets before its convert() calls (onnx2tf.py, "TFLite").
+SETTINGS = ("target_spec", "optimizations", "unfold_batchmatmul")
