@@ -26,6 +26,7 @@ from pipeline.config import Source
 from pipeline.console import capture_output
 from pipeline.errors import ConfigError, ExportError, first_line
 from pipeline.export.dynamic import DynamicRequest, DynamicShapeError, capture, static_axes
+from pipeline.export.torchlib import quick_torchlib_registry
 from pipeline.inputs import TensorSpec
 from pipeline.model.onnx_import import default_opset, import_onnx, input_specs, output_names
 from pipeline.model.torch_model import build_model
@@ -59,7 +60,8 @@ def _export_dynamo(request: ExportRequest) -> None:
     if request.dynamic is not None:
         with profile.step("export: torch.export with dynamic dimensions"):
             model, args = capture(request.dynamic), request.dynamic.args
-    with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"):
+    with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"), \
+            quick_torchlib_registry():
         program = torch.onnx.export(
             model, args, dynamo=True, input_names=request.input_names,
             output_names=request.output_names, opset_version=request.opset,
