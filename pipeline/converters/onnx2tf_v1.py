@@ -34,7 +34,7 @@ from pipeline import profile
 from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
-from pipeline.converters.onnx2tf_v1_tflite import FROM_SAVED_MODEL, tflite_from_saved_model
+from pipeline.converters.onnx2tf_v1_tflite import DYNAMIC_RANGE, FROM_SAVED_MODEL, tflite_from_saved_model
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
 from pipeline.converters.tflite_ops import io_shapes, read_ops
@@ -112,6 +112,7 @@ class Onnx2TFV1:
         """onnx2tf's Keras model of onnx_path (its files in work/tf when `save`); what was rewritten
         before onnx2tf saw it goes to `notes`, what each TFLite file was converted from to `routes`."""
         work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work / "tf", ignore_errors=True)  # the TFLite files are converted from the SavedModel found there
         said = _copied_for_onnx2tf(onnx_path, work / f"{WORK_NAME}.onnx", options)
         if notes is not None:
             notes += said
@@ -262,14 +263,18 @@ BACKENDS = {"tf_saved_model": "TF graph, tf.saved_model", "keras": "TF graph, Ke
 
 def _made_by(result: ConversionResult, routes: dict[str, str]) -> dict[str, str]:
     made = {"tf_saved_model": result.saved_model, "keras": result.keras, **{f"tflite_{p}": f for p, f in result.tflite.items()}}
-    return {fmt: f"{result.converter} {result.version} ({_backend(fmt, routes)})" for fmt, path in made.items() if path}
+    dynamic_range = result.options.int8 is not None and result.options.int8.mode == "dynamic_range"
+    return {fmt: f"{result.converter} {result.version} ({_backend(fmt, routes, dynamic_range)})" for fmt, path in made.items() if path}
 
 
-def _backend(fmt: str, routes: dict[str, str]) -> str:
+def _backend(fmt: str, routes: dict[str, str], dynamic_range: bool) -> str:
     if not fmt.startswith("tflite_"):
         return BACKENDS[fmt]
-    source = routes.get(fmt.removeprefix("tflite_"))  # none for int8: onnx2tf converts its SavedModel itself
-    return f"TF graph, TFLiteConverter on {source or FROM_SAVED_MODEL}"
+    precision = fmt.removeprefix("tflite_")
+    # int8: the dynamic-range file is converted from the Keras model's concrete function; the full-integer
+    # files, onnx2tf converts from its SavedModel itself.
+    key = DYNAMIC_RANGE if precision == "int8" and dynamic_range else precision
+    return f"TF graph, TFLiteConverter on {routes.get(key, FROM_SAVED_MODEL)}"
 
 
 def _failure_message(exc: BaseException, log_path: Path, onnx_path: Path) -> str:

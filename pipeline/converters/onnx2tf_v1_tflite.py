@@ -2,12 +2,16 @@
 
 onnx2tf 1.x makes its TFLite files with `tf.lite.TFLiteConverter.from_keras_model(model)`, twice (fp32,
 then fp16). TensorFlow's Keras route saves the whole Keras model to a temporary SavedModel first,
-tracing every layer's own functions: on ResNet-50 at 64 px it took 6.7 s per file where converting
-the SavedModel onnx2tf had just written (`serving_default`, the same `model(inputs)` on the same
-input signature) takes 0.7 s, and gives the same file (`tflite_from_saved_model`).
+tracing every layer's own functions: on ResNet-50 at 64 px its two files took 6.7 and 6.8 s in the
+pipeline's run, where converting the SavedModel onnx2tf had just written (`serving_default`: the same
+`model(inputs)` on the same input signature) took 0.5 and 0.4 s, with the same operators, tensors and
+weights (only TFLite's conversion metadata differs: it records which kind of model was converted;
+tests/converters/test_onnx2tf_v1_tflite.py compares both routes' files).
 
 Also: onnx2tf has no option to skip a TFLite precision; a converter asked for one the config did not
 ask for returns no model (the empty file is not collected), so no time is spent converting it.
+onnx2tf's dynamic-range int8 file (`Optimize.DEFAULT` without float16, from its Keras model's
+concrete function) is never skipped.
 """
 from __future__ import annotations
 
@@ -22,13 +26,14 @@ from pipeline.patching import replaced
 FROM_SAVED_MODEL = "its SavedModel"
 FROM_KERAS_MODEL = "its Keras model"
 FROM_CONCRETE_FUNCTION = "its Keras model's concrete function"
+DYNAMIC_RANGE = "dynamic_range"  # `routes`' key for onnx2tf's dynamic-range int8 file
 
 
 @contextlib.contextmanager
 def tflite_from_saved_model(outputs: tuple[str, ...], saved_model_dir: Path, routes: dict[str, str]) -> Iterator[None]:
     """During onnx2tf's convert(): its Keras-model TFLite converters read the SavedModel it wrote to
     saved_model_dir (its output folder) when there is one, and skip the precisions not in `outputs`.
-    `routes` gets, per precision converted ("fp32", "fp16"), which model it was converted from."""
+    `routes` gets, per file converted ("fp32", "fp16", DYNAMIC_RANGE), which model it was converted from."""
     import onnx2tf.onnx2tf as module
 
     skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
@@ -59,12 +64,17 @@ class _Lite:
 
     def from_keras_model(self, *args, **kwargs):
         """onnx2tf calls this after writing its SavedModel (output_signaturedefs): a SavedModel that is not
-        there (its save failed, or it was not asked to save) leaves TensorFlow's Keras route, and so does
-        a SavedModel TensorFlow fails to convert."""
+        there (its save failed, or it was not asked to save), that TensorFlow cannot load, or that it fails
+        to convert, leaves TensorFlow's Keras route."""
         keras_route = lambda: self._real.TFLiteConverter.from_keras_model(*args, **kwargs)  # noqa: E731
         if not (self._saved_model / "saved_model.pb").exists():
             return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
-        real = self._real.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        try:
+            real = self._real.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        except Exception as exc:  # noqa: BLE001 (TensorFlow's loader raises many types) - the Keras route converts
+            print(f"loading the SavedModel for TFLite failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                  "converting the Keras model instead", flush=True)
+            return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
         return _SkippingConverter(real, self._skipped, keras_route, (self._routes, FROM_SAVED_MODEL))
 
     def from_concrete_functions(self, *args, **kwargs):
@@ -93,26 +103,24 @@ class _SkippingConverter:
         setattr(self._real, name, value)
 
     def convert(self) -> bytes:
-        import tensorflow as tf
-
-        precision = "fp16" if tf.float16 in (self._real.target_spec.supported_types or []) else "fp32"
-        if precision in self._skipped:
+        role = _role(self._real)
+        if role in self._skipped:
             return b""
         if self._fallback is None:
-            return self._converted(precision)
+            return self._converted(role)
         try:
-            return self._converted(precision)
+            return self._converted(role)
         except Exception as exc:  # noqa: BLE001 (TensorFlow's converter raises many types) - the Keras route converts
             print(f"converting the SavedModel to TFLite failed ({type(exc).__name__}: {str(exc)[:200]}); "
                   "converting the Keras model instead", flush=True)
             self._switch_to_fallback()
-            return self._converted(precision)
+            return self._converted(role)
 
-    def _converted(self, precision: str) -> bytes:
+    def _converted(self, role: str) -> bytes:
         made = self._real.convert()
         if self._routes is not None:
             record, source = self._routes
-            record[precision] = source
+            record[role] = source
         return made
 
     def _switch_to_fallback(self) -> None:
@@ -124,6 +132,16 @@ class _SkippingConverter:
         object.__setattr__(self, "_fallback", None)
         if self._routes is not None:
             object.__setattr__(self, "_routes", (self._routes[0], FROM_KERAS_MODEL))
+
+
+def _role(converter) -> str:
+    """Which of onnx2tf's files a converter makes, from how onnx2tf set it up (onnx2tf.py, "TFLite" and
+    "Dynamic Range Quantization"): float16 weights, int8 weights (optimized without float16), or fp32."""
+    import tensorflow as tf
+
+    if tf.float16 in (converter.target_spec.supported_types or []):
+        return "fp16"
+    return DYNAMIC_RANGE if converter.optimizations else "fp32"
 
 
 # The converter settings onnx2tf 1.x sets before its convert() calls (onnx2tf.py, "TFLite").

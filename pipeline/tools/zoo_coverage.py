@@ -29,7 +29,7 @@ def _report(batch_dir: Path, model: str) -> dict | None:
 def row(result: dict, report: dict | None) -> str:
     if report is None:
         return f"| {result['model']} | {result['verdict']} ({result['seconds']:.0f} s) | no report: {result.get('reason') or 'see its log'} |"
-    second = report["conversion"].get("converter") == SECOND_CONVERTER
+    second = (report.get("conversion") or {}).get("converter") == SECOND_CONVERTER
     made = f"{result['verdict']} ({'2.x' if second else '1.x'}, {result['seconds']:.0f} s)"
     return f"| {result['model']} | {made} | {'; '.join(findings(report, second))} |"
 
@@ -41,7 +41,8 @@ def findings(report: dict, second: bool) -> list[str]:
     fp16 = comparisons.get("tflite_fp16")
     if fp16 is not None:
         found.append(f"fp16 {fp16['noise_ratio']:.2g}x its storage floor" if fp16.get("noise_ratio") is not None
-                     else f"fp16 {fp16['snr_db']:.0f} dB (precision budget)")
+                     else f"fp16 {fp16['snr_db']:.0f} dB (precision budget)" if fp16.get("snr_db") is not None
+                     else "fp16 not judged (no SNR)")
     if "keras" not in comparisons:
         found.append("no Keras file (2.x writes none that loads)" if second else "no Keras file")
     return found

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from pipeline.converters import ConversionOptions, get_converter
-from pipeline.converters.onnx2tf_v1_tflite import FROM_KERAS_MODEL, FROM_SAVED_MODEL, _SkippingConverter
+from pipeline.converters import onnx2tf_v1
+from pipeline.converters.onnx2tf_v1_tflite import (DYNAMIC_RANGE, FROM_CONCRETE_FUNCTION, FROM_KERAS_MODEL, FROM_SAVED_MODEL,
+                                                   _Lite, _SkippingConverter)
 from tests.converters.test_onnx2tf_v1 import _conv_relu
 
 
@@ -51,8 +53,44 @@ def test_a_skipped_precision_is_not_converted():
     failing = _SkippingConverter(_FakeConverter(None), {"fp16"}, None)
     failing.target_spec.supported_types = [tf.float16]
     assert failing.convert() == b""
-    with pytest.raises(ValueError):  # no fallback: the error is onnx2tf's to see
+    with pytest.raises(ValueError, match="cannot convert this SavedModel"):  # no fallback: the error is onnx2tf's to see
         _SkippingConverter(_FakeConverter(None), {"fp16"}, None).convert()
+
+
+def test_onnx2tf_s_dynamic_range_file_is_never_skipped_and_keeps_the_fp32_route():
+    """onnx2tf converts its dynamic-range int8 file after fp32 and fp16, from its Keras model's concrete function,
+    with Optimize.DEFAULT and no float16: not an fp32 file, whatever the config's artifacts skip."""
+    import tensorflow as tf
+
+    routes: dict[str, str] = {}
+    _SkippingConverter(_FakeConverter(b"fp32"), {"fp16"}, None, (routes, FROM_SAVED_MODEL)).convert()
+    dynamic = _SkippingConverter(_FakeConverter(b"int8 weights"), {"fp32", "fp16"}, None, (routes, FROM_CONCRETE_FUNCTION))
+    dynamic.optimizations = [tf.lite.Optimize.DEFAULT]
+    dynamic.target_spec.supported_types = []
+    assert dynamic.convert() == b"int8 weights"
+    assert routes == {"fp32": FROM_SAVED_MODEL, DYNAMIC_RANGE: FROM_CONCRETE_FUNCTION}
+
+
+class _FakeLite:
+    """tf.lite with a TFLiteConverter whose SavedModel cannot be loaded."""
+
+    def __init__(self) -> None:
+        self.TFLiteConverter = self
+
+    def from_saved_model(self, *args, **kwargs):
+        raise OSError("SavedModel file does not exist")
+
+    def from_keras_model(self, model):
+        return _FakeConverter(b"from keras")
+
+
+def test_a_savedmodel_tensorflow_cannot_load_leaves_the_keras_route(tmp_path, capsys):
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    routes: dict[str, str] = {}
+    converter = _Lite(_FakeLite(), set(), tmp_path, routes).from_keras_model("the Keras model")
+    assert converter.convert() == b"from keras"
+    assert routes == {"fp32": FROM_KERAS_MODEL}
+    assert "loading the SavedModel for TFLite failed (OSError" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -77,3 +115,53 @@ def test_the_tflite_files_come_from_the_savedmodel_and_compute_what_it_does(tmp_
         runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
         got = next(iter(runner(**{key: x}).values()))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 if precision == "fp32" else 0.05 * np.abs(expected).max())
+
+
+def _two_outputs(path):
+    """Two outputs whose names sort the other way from the graph's order, of different ranks."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["zeta"], name="conv_0", pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["zeta"], ["alpha"], name="mean_1", axes=[2, 3], keepdims=0)]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("zeta", TensorProto.FLOAT, [1, 4, 8, 8]),
+                               helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [1, 4])], initializer=[weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_path, no_network, monkeypatch):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    source = _two_outputs(tmp_path / "two.onnx")
+    made = {}
+    for route in ("saved_model", "keras"):
+        if route == "keras":  # no SavedModel where it looks: TensorFlow's Keras route, as onnx2tf does it
+            real = onnx2tf_v1.tflite_from_saved_model
+            monkeypatch.setattr(onnx2tf_v1, "tflite_from_saved_model",
+                                lambda outputs, _dir, routes: real(outputs, tmp_path / "nowhere", routes))
+        out = tmp_path / route
+        out.mkdir()
+        made[route] = get_converter().convert(source, out, out / "convert.log", ConversionOptions())
+    assert made["keras"].made_by["tflite_fp32"].endswith("on its Keras model)")
+    for precision in ("fp32", "fp16"):
+        files = [flatbuffer_utils.read_model(str(made[r].tflite[precision])) for r in ("saved_model", "keras")]
+        graphs = [_graph(model) for model in files]
+        assert graphs[0] == graphs[1], precision
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = [Interpreter(model_path=str(made[r].tflite["fp32"])).get_signature_list() for r in ("saved_model", "keras")]
+    assert signatures[0] == signatures[1]
+    assert sorted(signatures[0]["serving_default"]["outputs"]) == ["alpha", "zeta"]
+
+
+def _graph(model) -> tuple:
+    """A TFLite model's operators, tensors and constant buffers, without its metadata."""
+    graph = model.subgraphs[0]
+    codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
+    tensors = [(t.name, list(t.shape), t.type) for t in graph.tensors]
+    buffers = [bytes(model.buffers[t.buffer].data) if model.buffers[t.buffer].data is not None else b"" for t in graph.tensors]
+    return codes, tensors, buffers, list(graph.inputs), list(graph.outputs)

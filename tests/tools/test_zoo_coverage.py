@@ -4,7 +4,7 @@ import json
 from pipeline.tools import zoo_coverage
 
 
-def _comparison(candidate: str, noise_ratio: float | None, snr_db: float = 60.0) -> dict:
+def _comparison(candidate: str, noise_ratio: float | None, snr_db: float | None = 60.0) -> dict:
     return {"candidate": candidate, "noise_ratio": noise_ratio, "snr_db": snr_db}
 
 
@@ -32,6 +32,13 @@ def test_each_model_gets_its_converter_its_worst_tf_float32_ratio_and_its_fp16_j
     assert table[3] == "| glpn | fail (420 s) | no report: timed out |"
     assert table[4] == ("| vit | pass (2.x, 42 s) | TF float32 at most 1.2x the floor; fp16 57 dB (precision budget); "
                         "no Keras file (2.x writes none that loads) |")
+
+
+def test_a_report_without_an_snr_or_a_conversion_record_still_gets_its_row(tmp_path):
+    report = {"comparisons": [_comparison("tf_saved_model", 0.3), _comparison("tflite_fp16", None, None)]}
+    folder = _batch(tmp_path, [{"model": "odd", "verdict": "inconclusive", "seconds": 9.0}], {"odd": report})
+    assert zoo_coverage.rows(folder)[2] == ("| odd | inconclusive (1.x, 9 s) | TF float32 at most 0.3x the floor; "
+                                            "fp16 not judged (no SNR); no Keras file |")
 
 
 def test_a_folder_without_a_batch_record_is_one_error_line(tmp_path, capsys):
