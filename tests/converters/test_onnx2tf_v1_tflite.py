@@ -159,9 +159,12 @@ def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_p
 
 
 def _graph(model) -> tuple:
-    """A TFLite model's operators, tensors and constant buffers, without its metadata."""
+    """A TFLite model's operators, tensors and constant buffers, without its metadata. Tensor names are
+    scoped by the Keras model's name, which tf_keras numbers per process (model_3, then model_6): unnumbered."""
+    import re
+
     graph = model.subgraphs[0]
     codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
-    tensors = [(t.name, list(t.shape), t.type) for t in graph.tensors]
+    tensors = [(re.sub(rb"^model_\d+/", b"model/", t.name), list(t.shape), t.type) for t in graph.tensors]
     buffers = [bytes(model.buffers[t.buffer].data) if model.buffers[t.buffer].data is not None else b"" for t in graph.tensors]
     return codes, tensors, buffers, list(graph.inputs), list(graph.outputs)
