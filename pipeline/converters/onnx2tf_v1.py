@@ -118,11 +118,11 @@ class Onnx2TFV1:
             notes += said
         np.save(work / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         clock = _OutputClock()
-        tf_dir = work.resolve() / "tf"  # onnx2tf's output folder (read inside _inside, which changes directory)
+        tflite = tflite_from_saved_model(options.outputs, work.resolve() / "tf", {} if routes is None else routes)
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    tflite_from_saved_model(options.outputs, tf_dir, {} if routes is None else routes), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
+                    tflite, onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
