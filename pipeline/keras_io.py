@@ -42,14 +42,13 @@ Where tf_keras lacks what is patched, nothing changes.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
 
-from pipeline.patching import replaced
+from pipeline.patching import optional_module, replaced
 
 # TF ops whose first argument is a list of tensors: a list of constants there is not one array.
 _LIST_ARGUMENT_OPS = frozenset({"concat", "stack", "parallel_stack", "add_n", "accumulate_n", "dynamic_stitch",
@@ -63,7 +62,7 @@ _LARGE = 1024  # numbers: weights, never an attribute like strides or a permutat
 @contextlib.contextmanager
 def skip_tracking_metadata() -> Iterator[None]:
     """Skip `_tracking_metadata` in tf_keras's walk over layer attributes (see the module docstring)."""
-    saving_lib = _module("tf_keras.src.saving.saving_lib")
+    saving_lib = optional_module("tf_keras.src.saving.saving_lib")
     skiplist = getattr(saving_lib, "ATTR_SKIPLIST", None)
     if not isinstance(skiplist, frozenset):
         yield
@@ -76,9 +75,9 @@ def skip_tracking_metadata() -> Iterator[None]:
 def dense_constant_arguments() -> Iterator[None]:
     """While a model is rebuilt from its config, keep each large constant of a TF-op layer's call as
     one value instead of one per number (see the module docstring)."""
-    functional = _module("tf_keras.src.engine.functional")
-    layer_class = getattr(_module("tf_keras.src.engine.base_layer"), "Layer", None)
-    op_layer_class = getattr(_module("tf_keras.src.layers.core.tf_op_layer"), "TFOpLambda", None)
+    functional = optional_module("tf_keras.src.engine.functional")
+    layer_class = getattr(optional_module("tf_keras.src.engine.base_layer"), "Layer", None)
+    op_layer_class = getattr(optional_module("tf_keras.src.layers.core.tf_op_layer"), "TFOpLambda", None)
     reconstruct = getattr(functional, "reconstruct_from_config", None)
     construct = getattr(layer_class, "_functional_construction_call", None)
     if reconstruct is None or construct is None or op_layer_class is None:
@@ -197,7 +196,7 @@ def no_trial_encoding() -> Iterator[None]:
     and that raises the same TypeError for anything that cannot be encoded. For onnx2tf's models,
     whose constants are keyword arguments, the trial is a third of the save (RegNet-400MF's Keras file
     with frozen weights: 3.9 million numbers). The file written is the same."""
-    node = _module("tf_keras.src.engine.node")
+    node = optional_module("tf_keras.src.engine.node")
     if getattr(node, "json", None) is None:
         yield
         return
@@ -221,8 +220,8 @@ class Leaf:
 @contextlib.contextmanager
 def constants_as_leaves() -> Iterator[None]:
     """Each .keras save inside the block writes large constants as leaves (see the module docstring)."""
-    serialization_lib = _module("tf_keras.src.saving.serialization_lib")
-    saving_lib = _module("tf_keras.src.saving.saving_lib")
+    serialization_lib = optional_module("tf_keras.src.saving.serialization_lib")
+    saving_lib = optional_module("tf_keras.src.saving.saving_lib")
     serialize = getattr(serialization_lib, "serialize_keras_object", None)
     save = getattr(saving_lib, "save_model", None)
     if serialize is None or save is None or getattr(saving_lib, "json", None) is None:
@@ -293,14 +292,6 @@ def fast_load() -> Iterator[None]:
     """Both load speed-ups, for loading a .keras file."""
     with skip_tracking_metadata(), dense_constant_arguments():
         yield
-
-
-def _module(name: str) -> ModuleType | None:
-    """The module, or None where this tf_keras has no such module (then nothing is patched)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
 
 
 def _takes_one_tensor(layer) -> bool:

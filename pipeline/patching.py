@@ -1,9 +1,19 @@
 """Replacing a library's attribute for the length of a block: the one way the pipeline patches
-onnx2tf and tf_keras (pipeline/keras_io.py, pipeline/converters/)."""
+onnx2tf, tf_keras and torch.onnx (pipeline/keras_io.py, pipeline/converters/, pipeline/export/torchlib.py)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+from types import ModuleType
 from typing import Any, Iterator
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """The module, or None where this version of the library has no such module (then nothing is patched)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 @contextlib.contextmanager

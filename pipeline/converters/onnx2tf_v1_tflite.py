@@ -67,15 +67,20 @@ class _Lite:
         there (its save failed, or it was not asked to save), that TensorFlow cannot load, or that it fails
         to convert, leaves TensorFlow's Keras route."""
         keras_route = lambda: self._real.TFLiteConverter.from_keras_model(*args, **kwargs)  # noqa: E731
-        if not (self._saved_model / "saved_model.pb").exists():
-            return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
-        try:
-            real = self._real.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
-        except Exception as exc:  # noqa: BLE001 (TensorFlow's loader raises many types) - the Keras route converts
-            print(f"loading the SavedModel for TFLite failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                  "converting the Keras model instead", flush=True)
+        real = self._saved_model_converter()
+        if real is None:
             return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
         return _SkippingConverter(real, self._skipped, keras_route, (self._routes, FROM_SAVED_MODEL))
+
+    def _saved_model_converter(self):
+        """TFLite's converter of the SavedModel onnx2tf wrote, or None where there is none TensorFlow loads."""
+        if not (self._saved_model / "saved_model.pb").exists():
+            return None
+        try:
+            return self._real.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        except Exception as exc:  # noqa: BLE001 (TensorFlow's loader raises many types) - the Keras route converts
+            _say_keras_instead("loading the SavedModel for TFLite", exc)
+            return None
 
     def from_concrete_functions(self, *args, **kwargs):
         real = self._real.TFLiteConverter.from_concrete_functions(*args, **kwargs)
@@ -111,8 +116,7 @@ class _SkippingConverter:
         try:
             return self._converted(role)
         except Exception as exc:  # noqa: BLE001 (TensorFlow's converter raises many types) - the Keras route converts
-            print(f"converting the SavedModel to TFLite failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                  "converting the Keras model instead", flush=True)
+            _say_keras_instead("converting the SavedModel to TFLite", exc)
             self._switch_to_fallback()
             return self._converted(role)
 
@@ -132,6 +136,11 @@ class _SkippingConverter:
         object.__setattr__(self, "_fallback", None)
         if self._routes is not None:
             object.__setattr__(self, "_routes", (self._routes[0], FROM_KERAS_MODEL))
+
+
+def _say_keras_instead(step: str, exc: Exception) -> None:
+    """One line in convert.log (onnx2tf's output is captured there): what failed, and the route taken instead."""
+    print(f"{step} failed ({type(exc).__name__}: {str(exc)[:200]}); converting the Keras model instead", flush=True)
 
 
 def _role(converter) -> str:

@@ -18,11 +18,10 @@ alone.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from types import ModuleType, SimpleNamespace
 from typing import Iterator
 
-from pipeline.patching import replaced
+from pipeline.patching import optional_module, replaced
 
 
 @contextlib.contextmanager
@@ -50,21 +49,11 @@ def _domain_only(function) -> SimpleNamespace:
 
 def _apis() -> ModuleType | None:
     """The onnxscript module torch.onnx takes get_torchlib_ops from (its lazy import names it)."""
-    try:
-        from torch.onnx._internal import _lazy_import
-    except ImportError:
-        return None
-    name = getattr(getattr(_lazy_import, "onnxscript_apis", None), "_name", None)
-    return _module(name) if isinstance(name, str) else None
+    lazy_import = optional_module("torch.onnx._internal._lazy_import")
+    name = getattr(getattr(lazy_import, "onnxscript_apis", None), "_name", None)
+    return optional_module(name) if isinstance(name, str) else None
 
 
 def _traced_function_class() -> type | None:
-    values = _module("onnxscript._internal.values")
+    values = optional_module("onnxscript._internal.values")
     return getattr(values, "TracedOnnxFunction", None) if values is not None else None
-
-
-def _module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
