@@ -68,9 +68,14 @@ def test_the_patches_are_undone_after_the_load(op_model):
     from tf_keras.src.engine import base_layer, functional
     from tf_keras.src.saving import saving_lib
 
-    before = (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST)
-    _load(op_model, fast=True)
-    assert (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST) == before
+    before = (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST,
+              saving_lib.json)
+    read = []
+    with replaced(keras_io, "_loads", lambda text: read.append(text) or __import__("json").loads(text)):
+        _load(op_model, fast=True)
+    assert read, "the config was read by the fast JSON reader"
+    assert (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST,
+            saving_lib.json) == before
 
 
 @pytest.mark.parametrize("value, dtype", [
@@ -155,10 +160,10 @@ def test_the_fast_save_writes_the_same_file(op_model, tmp_path):
     np.testing.assert_array_equal(_load(tmp_path / "fast.keras", fast=False)(ids).numpy(), model(ids).numpy())
 
 
-def test_large_constants_pass_the_save_as_leaves_and_are_written_as_before(tmp_path):
+def test_large_constants_pass_the_save_as_leaves_and_are_written_number_for_number(tmp_path):
     """While a model is saved, its large constants (a numpy array, a constant tensor) are one leaf each for
-    tf_keras's walks; the config written is the plain save's, number for number, and the model's call
-    arguments are its own again afterwards."""
+    tf_keras's walks; the config written is the plain save's, number for number (json reads the same
+    value from both texts), and the model's call arguments are its own again afterwards."""
     import json
     import zipfile
 
@@ -189,4 +194,74 @@ def test_large_constants_pass_the_save_as_leaves_and_are_written_as_before(tmp_p
     after = [(node.call_args, node.call_kwargs) for layer in model.layers for node in layer._inbound_nodes]  # noqa: SLF001
     assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(before, after))
     plain, fast = (zipfile.ZipFile(tmp_path / name).read("config.json") for name in ("plain.keras", "fast.keras"))
-    assert fast == plain and len(json.loads(fast)["config"]["layers"]) == len(model.layers)
+    assert json.loads(fast) == json.loads(plain) and len(json.loads(fast)["config"]["layers"]) == len(model.layers)
+    assert keras_io._loads(fast) == json.loads(plain)  # noqa: SLF001
+    loaded = tf_keras.models.load_model(str(tmp_path / "fast.keras"), safe_mode=True, compile=False)  # tf_keras alone
+    feed = [rng.standard_normal((1, 8)).astype(np.float32), np.array([[0, 15, 3]], dtype=np.int32)]
+    for got, want in zip(loaded(feed), model(feed)):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+# Fast JSON: the config's numbers are the ones json writes and reads, whoever writes or reads them.
+_TRICKY = [0.1, 1e-05, 1.2345678901234567e-07, 0.00012345678901234567, 3.4028234663852886e38, -0.0, 5e-324, 1e16, 123.0]
+
+
+@pytest.mark.parametrize("array", [
+    np.array(_TRICKY * 120, dtype=np.float64),
+    np.random.default_rng(2).standard_normal((4, 8, 40)).astype(np.float32).transpose(2, 0, 1),  # not contiguous
+    np.random.default_rng(3).standard_normal(1100).astype(np.float16),
+    np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0, -7] * 300, dtype=np.int64),
+    np.array([np.iinfo(np.uint64).max, 1] * 600, dtype=np.uint64),
+    np.arange(1200, dtype=np.int32).reshape(30, 40),
+    np.array([True, False] * 600),
+], ids=["float64", "float32-transposed", "float16", "int64", "uint64", "int32", "bool"])
+def test_an_array_is_written_as_the_numbers_of_its_tolist(array):
+    import json
+
+    text = keras_io._array_json(array)  # noqa: SLF001
+    read = json.loads(text)
+    assert read == array.tolist() and json.dumps(read) == json.dumps(array.tolist())  # the same type and value
+
+
+def test_an_array_with_nan_or_infinity_is_written_by_json():
+    import json
+
+    array = np.array([np.nan, np.inf, -np.inf, 1.5] * 300, dtype=np.float32)
+    text = keras_io._array_json(array)  # noqa: SLF001
+    assert text == json.dumps(array.tolist()) and "NaN" in text and "-Infinity" in text
+
+
+def test_the_config_keeps_its_leaves_in_place_and_the_mark_text_falls_back_to_json():
+    import json
+
+    table = np.random.default_rng(4).standard_normal((40, 30)).astype(np.float32)
+    config = {"a": [1, keras_io.Leaf(table)], "b": {"c": keras_io.Leaf(np.arange(2000))}, "d": "x"}
+    plain = {"a": [1, table.tolist()], "b": {"c": list(range(2000))}, "d": "x"}
+    assert json.loads(keras_io._dumps(config)) == plain  # noqa: SLF001
+    config["d"] = plain["d"] = keras_io._MARK  # noqa: SLF001 - a config that holds the mark's own text
+    assert json.loads(keras_io._dumps(config)) == plain  # noqa: SLF001
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": [0.1, 1e-05, -3, 18446744073709551615, -9223372036854775808], "b": "12345678901234567890"}',
+    '[NaN, Infinity, -Infinity, 1.5]',  # orjson refuses these: json reads them
+    '[1e400, 2]',  # beyond float64
+    '[1, 123456789012345678901234567890, -12345678901234567890]',  # orjson would read these as floats
+])
+def test_the_config_is_read_as_json_reads_it(text):
+    import json
+
+    fast, plain = keras_io._loads(text.encode()), json.loads(text)  # noqa: SLF001
+    assert json.dumps(fast) == json.dumps(plain)  # NaN != NaN: compare the texts, which keep types too
+
+
+def test_without_orjson_json_writes_and_reads(monkeypatch):
+    import json
+
+    from tf_keras.src.saving import saving_lib
+
+    monkeypatch.setattr(keras_io, "optional_module", lambda name: None if name == "orjson" else __import__(name, fromlist=["_"]))
+    array = np.arange(1500, dtype=np.float32) / 7
+    assert keras_io._array_json(array) == json.dumps(array.tolist())  # noqa: SLF001
+    with keras_io.fast_json_load():
+        assert saving_lib.json is json
