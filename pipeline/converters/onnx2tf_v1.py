@@ -35,6 +35,7 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnx2tf_v1_tflite import DYNAMIC_RANGE, FROM_SAVED_MODEL, tflite_from_saved_model
+from pipeline.converters.onnx2tf_v1_trace import as_written, wrappers_as_written
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
 from pipeline.converters.tflite_ops import io_shapes, read_ops
@@ -122,7 +123,7 @@ class Onnx2TFV1:
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    tflite, onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
+                    tflite, wrappers_as_written(), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
@@ -376,14 +377,14 @@ def _named_signature() -> Iterator[None]:
 def _keyed_by_name(fn, built: list):
     """fn (onnx2tf's `lambda *inputs: model(inputs)`) returning a dict keyed by the saved model's output names;
     its own result when the names cannot key it (no model seen, or not one distinct name per output),
-    which the runners read by position as before."""
+    which the runners read by position as before. AutoGraph calls it as written (onnx2tf_v1_trace.py)."""
     def named(*inputs):
         returned = fn(*inputs)
         outputs = list(returned) if isinstance(returned, (list, tuple)) else [returned]
         names = list(built[-1].output_names) if built else []
         return dict(zip(names, outputs)) if len(set(names)) == len(names) == len(outputs) else returned
 
-    return named
+    return as_written(named)
 
 
 def _not_asked(outputs: tuple[str, ...]) -> list[str]:
