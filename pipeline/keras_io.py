@@ -44,7 +44,8 @@ Costs of tf_keras that onnx2tf's models hit hard, each removed inside a context 
   float or int from either text (only the spacing and the notation differ, 0.00001 for 1e-05). Where
   orjson would read or write a number otherwise, json does it: an array with NaN or infinities (orjson
   writes null, json NaN), a file with them or with a number beyond float64 (orjson refuses it), and a
-  file with an integer of 20 digits or more (orjson reads it as a float). Without orjson, json does all.
+  file with an integer that may lie beyond 64 bits (20 digits, or 19 after a minus: orjson reads it as a
+  float). Without orjson, json does all.
 
 Where tf_keras lacks what is patched, nothing changes.
 """
@@ -301,9 +302,12 @@ def fast_json_load() -> Iterator[None]:
         yield
 
 
-_DIGIT_OR_START = bytes(ord("1") if chr(c).isdigit() and c < 128 else ord("S") if c in b"[ ,:-" else ord("0")
-                        for c in range(256))
-_LONG_INTEGER = b"S" + b"1" * 20  # 20 digits after a bracket, space, comma, colon or minus: an integer
+# Each byte as a digit (1), a minus (M), what else can start a JSON number (S) or anything else (0).
+_NUMBER_BYTES = bytes(ord("1") if 48 <= c <= 57 else ord("M") if c == ord("-") else ord("S") if c in b"[ ,:" else ord("0")
+                      for c in range(256))
+# Integers orjson may read as floats, beyond int64 and uint64: 20 digits or more, or 19 after a minus
+# (a float's digits follow a '.' or an 'e').
+_LONG_INTEGERS = (b"S" + b"1" * 20, b"M" + b"1" * 19)
 
 
 def _loads(text):
@@ -311,8 +315,9 @@ def _loads(text):
     import orjson
 
     data = text.encode() if isinstance(text, str) else bytes(text)
-    if data.translate(_DIGIT_OR_START).find(_LONG_INTEGER) != -1:
-        return json.loads(text)  # orjson would read this integer as a float
+    kinds = data.translate(_NUMBER_BYTES)
+    if any(kinds.find(long) != -1 for long in _LONG_INTEGERS):
+        return json.loads(text)  # orjson might read this integer as a float
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:  # NaN, Infinity, a number beyond float64: json reads them

@@ -243,10 +243,12 @@ def test_the_config_keeps_its_leaves_in_place_and_the_mark_text_falls_back_to_js
 
 
 @pytest.mark.parametrize("text", [
-    '{"a": [0.1, 1e-05, -3, 18446744073709551615, -9223372036854775808], "b": "12345678901234567890"}',
+    '{"a": [0.1, 1e-05, -3, 9223372036854775807, -9223372036854775808], "b": "12345678901234567890"}',
     '[NaN, Infinity, -Infinity, 1.5]',  # orjson refuses these: json reads them
     '[1e400, 2]',  # beyond float64
     '[1, 123456789012345678901234567890, -12345678901234567890]',  # orjson would read these as floats
+    '[1, -9999999999999999999, 2]',  # below int64: a float to orjson, though it has 19 digits
+    '[1, 18446744073709551615, 9999999999999999999, -9223372036854775808]',  # uint64 and int64: orjson reads them
 ])
 def test_the_config_is_read_as_json_reads_it(text):
     import json
@@ -265,3 +267,14 @@ def test_without_orjson_json_writes_and_reads(monkeypatch):
     assert keras_io._array_json(array) == json.dumps(array.tolist())  # noqa: SLF001
     with keras_io.fast_json_load():
         assert saving_lib.json is json
+
+
+def test_a_plain_config_is_read_by_orjson(monkeypatch):
+    import json
+
+    def refused(*args, **kwargs):
+        raise AssertionError("json read a config orjson reads the same")
+
+    monkeypatch.setattr(keras_io, "json", type("NoJson", (), {"loads": staticmethod(refused)}))
+    text = '{"layers": [[0.1, -2.5e-07, 3], [1e+16, 0.00012345678901234567, 9223372036854775807]]}'
+    assert keras_io._loads(text.encode()) == json.loads(text)  # noqa: SLF001
