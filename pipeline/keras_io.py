@@ -43,9 +43,9 @@ Costs of tf_keras that onnx2tf's models hit hard, each removed inside a context 
   and reads the whole config (0.4 s). The config is the same, number for number: json reads the same
   float or int from either text (only the spacing and the notation differ, 0.00001 for 1e-05). Where
   orjson would read or write a number otherwise, json does it: an array with NaN or infinities (orjson
-  writes null, json NaN), a file with them or with a number beyond float64 (orjson refuses it), and a
-  file with an integer that may lie beyond 64 bits (20 digits, or 19 after a minus: orjson reads it as a
-  float). Without orjson, json does all.
+  writes null, json NaN) or that orjson cannot write, a file with them or with a number beyond float64
+  (orjson refuses it), and a file with an integer beyond 64 bits (orjson reads it as a float). Without
+  orjson, json does all.
 
 Where tf_keras lacks what is patched, nothing changes.
 """
@@ -280,15 +280,19 @@ def _plain_leaf(obj):
 
 def _array_json(array: np.ndarray) -> str:
     """The JSON text of `array.tolist()`: by orjson for finite floats (as float64, the numbers tolist()
-    gives), integers and booleans; by json for anything else (NaN and infinities, other dtypes)."""
+    gives), integers and booleans; by json for anything else (NaN and infinities, other dtypes, a
+    non-native byte order) and for whatever orjson refuses."""
     fast = optional_module("orjson")
     kind = array.dtype.kind
-    plain = (fast is None or kind not in "biuf" or array.dtype.itemsize > 8
-             or (kind == "f" and not np.isfinite(array).all()))
-    if plain:
-        return json.dumps(array.tolist())
-    array = array.astype(np.float64) if kind == "f" else array
-    return fast.dumps(np.ascontiguousarray(array), option=fast.OPT_SERIALIZE_NUMPY).decode()
+    plain = (fast is None or kind not in "biuf" or array.dtype.itemsize > 8 or not array.dtype.isnative
+             or array.ndim == 0 or (kind == "f" and not np.isfinite(array).all()))
+    if not plain:
+        try:
+            wide = array.astype(np.float64) if kind == "f" else array
+            return fast.dumps(np.ascontiguousarray(wide), option=fast.OPT_SERIALIZE_NUMPY).decode()
+        except fast.JSONEncodeError:  # an array orjson cannot write: json writes its numbers
+            pass
+    return json.dumps(array.tolist())
 
 
 @contextlib.contextmanager
@@ -302,12 +306,11 @@ def fast_json_load() -> Iterator[None]:
         yield
 
 
-# Each byte as a digit (1), a minus (M), what else can start a JSON number (S) or anything else (0).
-_NUMBER_BYTES = bytes(ord("1") if 48 <= c <= 57 else ord("M") if c == ord("-") else ord("S") if c in b"[ ,:" else ord("0")
-                      for c in range(256))
-# Integers orjson may read as floats, beyond int64 and uint64: 20 digits or more, or 19 after a minus
-# (a float's digits follow a '.' or an 'e').
-_LONG_INTEGERS = (b"S" + b"1" * 20, b"M" + b"1" * 19)
+# Each byte as a digit (1), a minus (M), what else can come before a JSON number (S: bracket, comma, colon,
+# whitespace) or anything else (0).
+_NUMBER_BYTES = bytes(ord("1") if 48 <= c <= 57 else ord("M") if c == ord("-") else
+                      ord("S") if c in b"[ ,:\t\n\r" else ord("0") for c in range(256))
+_INT64_MIN, _UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
 
 
 def _loads(text):
@@ -315,13 +318,34 @@ def _loads(text):
     import orjson
 
     data = text.encode() if isinstance(text, str) else bytes(text)
-    kinds = data.translate(_NUMBER_BYTES)
-    if any(kinds.find(long) != -1 for long in _LONG_INTEGERS):
-        return json.loads(text)  # orjson might read this integer as a float
+    if _may_exceed_64_bits(data):
+        return json.loads(text)  # orjson might read an integer here as a float
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:  # NaN, Infinity, a number beyond float64: json reads them
         return json.loads(text)
+
+
+def _may_exceed_64_bits(data: bytes) -> bool:
+    """Whether the JSON text has an integer orjson may read as a float: above uint64 or below int64. A
+    float's digits follow a '.' or an 'e', never one of the bytes that can come before a number, so only
+    integers (and digits in strings, which only send the file to json, never wrong) are looked at."""
+    kinds = b"S" + data.translate(_NUMBER_BYTES)  # the text's start can come before a number too
+    return (_beyond(data, kinds, b"S" + b"1" * 20, lambda n: n > _UINT64_MAX, 1)
+            or _beyond(data, kinds, b"M" + b"1" * 19, lambda n: n < _INT64_MIN, 0))
+
+
+def _beyond(data: bytes, kinds: bytes, pattern: bytes, out_of_range, skip: int) -> bool:
+    """Whether a number at `pattern` (its sign or the byte before it, then as many digits as the
+    range's widest number has) is longer than that or out of range. Few are found: int64's smallest (a
+    slice's end) and uint64's largest are in range."""
+    start = kinds.find(pattern)
+    while start != -1:
+        end = start + len(pattern)
+        if kinds[end:end + 1] == b"1" or out_of_range(int(data[start + skip - 1:end - 1])):
+            return True
+        start = kinds.find(pattern, end)
+    return False
 
 
 @contextlib.contextmanager

@@ -223,6 +223,17 @@ def test_an_array_is_written_as_the_numbers_of_its_tolist(array):
     assert read == array.tolist() and json.dumps(read) == json.dumps(array.tolist())  # the same type and value
 
 
+@pytest.mark.parametrize("array", [
+    np.arange(1200, dtype=">i4"),  # big-endian: orjson refuses it
+    np.arange(1200, dtype=">f8") / 3,
+    np.array(2.5),  # 0-d: tolist() is a number, not a list
+])
+def test_an_array_orjson_does_not_take_as_it_is_is_written_as_its_tolist(array):
+    import json
+
+    assert json.dumps(json.loads(keras_io._array_json(array))) == json.dumps(array.tolist())  # noqa: SLF001
+
+
 def test_an_array_with_nan_or_infinity_is_written_by_json():
     import json
 
@@ -237,9 +248,9 @@ def test_the_config_keeps_its_leaves_in_place_and_the_mark_text_falls_back_to_js
     table = np.random.default_rng(4).standard_normal((40, 30)).astype(np.float32)
     config = {"a": [1, keras_io.Leaf(table)], "b": {"c": keras_io.Leaf(np.arange(2000))}, "d": "x"}
     plain = {"a": [1, table.tolist()], "b": {"c": list(range(2000))}, "d": "x"}
-    assert json.loads(keras_io._dumps(config)) == plain  # noqa: SLF001
+    assert json.dumps(json.loads(keras_io._dumps(config))) == json.dumps(plain)  # noqa: SLF001
     config["d"] = plain["d"] = keras_io._MARK  # noqa: SLF001 - a config that holds the mark's own text
-    assert json.loads(keras_io._dumps(config)) == plain  # noqa: SLF001
+    assert json.dumps(json.loads(keras_io._dumps(config))) == json.dumps(plain)  # noqa: SLF001
 
 
 @pytest.mark.parametrize("text", [
@@ -248,6 +259,10 @@ def test_the_config_keeps_its_leaves_in_place_and_the_mark_text_falls_back_to_js
     '[1e400, 2]',  # beyond float64
     '[1, 123456789012345678901234567890, -12345678901234567890]',  # orjson would read these as floats
     '[1, -9999999999999999999, 2]',  # below int64: a float to orjson, though it has 19 digits
+    '[\n123456789012345678901234567890]',  # after a newline
+    '{"a":\t[12345678901234567890123]}',  # after a tab
+    '123456789012345678901234567890',  # the whole text
+    '-12345678901234567890',
     '[1, 18446744073709551615, 9999999999999999999, -9223372036854775808]',  # uint64 and int64: orjson reads them
 ])
 def test_the_config_is_read_as_json_reads_it(text):
@@ -276,5 +291,6 @@ def test_a_plain_config_is_read_by_orjson(monkeypatch):
         raise AssertionError("json read a config orjson reads the same")
 
     monkeypatch.setattr(keras_io, "json", type("NoJson", (), {"loads": staticmethod(refused)}))
-    text = '{"layers": [[0.1, -2.5e-07, 3], [1e+16, 0.00012345678901234567, 9223372036854775807]]}'
-    assert keras_io._loads(text.encode()) == json.loads(text)  # noqa: SLF001
+    text = ('{"layers": [[0.1, -2.5e-07, 3, -0.0], [1e+16, 0.00012345678901234567, 9223372036854775807],\n'
+            '\t[-9223372036854775808, 18446744073709551615, 1.0]]}')  # int64's smallest: a reversed slice's end
+    assert json.dumps(keras_io._loads(text.encode())) == json.dumps(json.loads(text))  # noqa: SLF001

@@ -12,7 +12,8 @@ outputs. Marked as AutoGraph artifacts (the mark tf.function's own wrappers carr
 they are; the model's call inside is the one AutoGraph would have made (it never converts a tf_keras
 model), and its layers' calls are converted by the same rule as before (tf_keras converts a layer's
 `call` unless AutoGraph is disabled, which this does not do). The traced graphs are the same
-(tests/converters/test_onnx2tf_v1_trace.py compares both ways' SavedModel graphs and TFLite files).
+(tests/converters/test_onnx2tf_v1_trace.py: the same operations by name and type, in order, and the same
+TFLite operators, tensors and weights and SavedModel operations and outputs).
 Where TensorFlow lacks the mark, nothing changes.
 """
 from __future__ import annotations

@@ -73,6 +73,19 @@ def test_a_wrapper_called_as_written_still_has_its_layers_converted(monkeypatch)
     assert wrapper not in transpiled and any(getattr(fn, "__name__", "") == "call" for fn in transpiled)
 
 
+def test_a_marked_wrapper_traces_the_very_graph_of_autograph_s_converted_one():
+    """onnx2tf's concrete-function wrapper, traced both ways: the same operations, by name and type, in order."""
+    inputs = tf_keras.Input(shape=(3,), batch_size=1)
+    x = tf.math.multiply(_Branching()(inputs), np.arange(3, dtype=np.float32))
+    model = tf_keras.Model(inputs, tf.nn.relu(tf.linalg.matmul(x, np.ones((3, 2), np.float32))))
+    graphs = []
+    for mark in (lambda fn: fn, onnx2tf_v1_trace.as_written):
+        wrapper = mark(lambda *xs: model(xs))
+        graph = tf.function(wrapper, input_signature=[tf.TensorSpec([1, 3], tf.float32)]).get_concrete_function().graph
+        graphs.append([(op.type, op.name) for op in graph.get_operations()])
+    assert graphs[0] == graphs[1] and any(t == "If" or t == "StatelessIf" for t, _ in graphs[0])
+
+
 def _signature_graph(saved_model) -> tuple:
     """serving_default's operators (types, in order) and its outputs on one input."""
     signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
