@@ -58,7 +58,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.patching import optional_module, replaced
+from pipeline.patching import Overlay, optional_module, replaced
 
 # TF ops whose first argument is a list of tensors: a list of constants there is not one array.
 _LIST_ARGUMENT_OPS = frozenset({"concat", "stack", "parallel_stack", "add_n", "accumulate_n", "dynamic_stitch",
@@ -245,10 +245,8 @@ def constants_as_leaves() -> Iterator[None]:
         with _leaves_in_calls(model):
             return save(model, *args, **kwargs)
 
-    encoder = SimpleNamespace(**vars(json))
-    encoder.dumps = _dumps
     with replaced(serialization_lib, "serialize_keras_object", serialize_keras_object), \
-            replaced(saving_lib, "save_model", save_model), replaced(saving_lib, "json", encoder):
+            replaced(saving_lib, "save_model", save_model), replaced(saving_lib, "json", Overlay(json, dumps=_dumps)):
         yield
 
 
@@ -302,7 +300,7 @@ def fast_json_load() -> Iterator[None]:
     if getattr(saving_lib, "json", None) is None or optional_module("orjson") is None:
         yield
         return
-    with replaced(saving_lib, "json", SimpleNamespace(**dict(vars(json), loads=_loads))):
+    with replaced(saving_lib, "json", Overlay(json, loads=_loads)):
         yield
 
 

@@ -16,6 +16,18 @@ def optional_module(name: str) -> ModuleType | None:
         return None
 
 
+class Overlay:
+    """Stands in for a module (or any object) while a library uses it: the attributes given, and the real
+    object's for every other name (onnx2tf's `tf` and `tf_keras`, say, with one function of our own)."""
+
+    def __init__(self, real: Any, **attributes: Any) -> None:
+        self._real = real
+        self.__dict__.update(attributes)
+
+    def __getattr__(self, name: str) -> Any:  # only for names not given
+        return getattr(self._real, name)
+
+
 @contextlib.contextmanager
 def replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
     """owner.name is value inside the block, and its own value again after it, also when the block raises."""

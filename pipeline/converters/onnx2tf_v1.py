@@ -41,7 +41,7 @@ from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
 from pipeline.converters.tflite_ops import io_shapes, read_ops
 from pipeline.errors import ConversionError, first_line
 from pipeline.keras_io import fast_save
-from pipeline.patching import replaced
+from pipeline.patching import Overlay, replaced
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 WORK_NAME = "model"  # onnx2tf names its outputs after the input file's stem
@@ -323,18 +323,13 @@ class _LayerMapSpy:
         import onnx2tf.onnx2tf as module
 
         real = module.tf_keras
-        spy = self
 
-        class _Proxy:
-            def __getattr__(self, name):
-                return getattr(real, name)
+        def model(*args, **kwargs):  # tf_keras.Model, called by onnx2tf's convert()
+            if self.tf_layers is None:
+                self.tf_layers = sys._getframe(1).f_locals.get("tf_layers_dict")
+            return real.Model(*args, **kwargs)
 
-            def Model(self, *args, **kwargs):  # noqa: N802 (mirrors tf_keras.Model)
-                if spy.tf_layers is None:
-                    spy.tf_layers = sys._getframe(1).f_locals.get("tf_layers_dict")
-                return real.Model(*args, **kwargs)
-
-        with replaced(module, "tf_keras", _Proxy()):
+        with replaced(module, "tf_keras", Overlay(real, Model=model)):
             yield
 
 
@@ -354,23 +349,11 @@ def _named_signature() -> Iterator[None]:
         def add_endpoint(self, name, fn, input_signature=None):
             return super().add_endpoint(name, _keyed_by_name(fn, built), input_signature)
 
-    class _Export:
-        ExportArchive = _Archive
+    def model(*args, **kwargs):  # tf_keras.Model
+        built.append(real.Model(*args, **kwargs))
+        return built[-1]
 
-        def __getattr__(self, name):
-            return getattr(real.export, name)
-
-    class _Proxy:
-        export = _Export()
-
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def Model(self, *args, **kwargs):  # noqa: N802 (mirrors tf_keras.Model)
-            built.append(real.Model(*args, **kwargs))
-            return built[-1]
-
-    with replaced(module, "tf_keras", _Proxy()):
+    with replaced(module, "tf_keras", Overlay(real, export=Overlay(real.export, ExportArchive=_Archive), Model=model)):
         yield
 
 

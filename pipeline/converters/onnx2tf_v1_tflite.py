@@ -19,7 +19,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.patching import replaced
+from pipeline.patching import Overlay, replaced
 
 
 # What each TFLite file was converted from (`routes`' values), for convert.json's made_by.
@@ -37,19 +37,9 @@ def tflite_from_saved_model(outputs: tuple[str, ...], saved_model_dir: Path, rou
     import onnx2tf.onnx2tf as module
 
     skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
-    with replaced(module, "tf", _TFWithLite(module.tf, _Lite(module.tf.lite, skipped, saved_model_dir, routes))):
+    # `tf` inside onnx2tf.onnx2tf: everything is TensorFlow's but `tf.lite`
+    with replaced(module, "tf", Overlay(module.tf, lite=_Lite(module.tf.lite, skipped, saved_model_dir, routes))):
         yield
-
-
-class _TFWithLite:
-    """Stands in for the `tf` module inside onnx2tf.onnx2tf: everything is TensorFlow's but `tf.lite`."""
-
-    def __init__(self, real, lite) -> None:
-        self._real = real
-        self.lite = lite
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
 
 
 class _Lite:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
-from pipeline.patching import optional_module, replaced
+from pipeline.patching import Overlay, optional_module, replaced
 
 
 @contextlib.contextmanager
@@ -32,7 +32,7 @@ def wrappers_as_written() -> Iterator[None]:
     if _artifact_mark() is None:
         yield
         return
-    with replaced(module, "tf", _TFWithFunction(module.tf)):
+    with replaced(module, "tf", Overlay(module.tf, function=_marking(module.tf.function))):
         yield
 
 
@@ -46,15 +46,9 @@ def _artifact_mark() -> Callable | None:
     return getattr(optional_module("tensorflow.python.autograph.impl.api"), "autograph_artifact", None)
 
 
-class _TFWithFunction:
-    """Stands in for the `tf` module inside onnx2tf.onnx2tf: everything is TensorFlow's, but tf.function
-    marks the function it is given."""
+def _marking(function: Callable) -> Callable:
+    """tf.function, marking the function it is given."""
+    def marked(func=None, *args, **kwargs):
+        return function(None if func is None else as_written(func), *args, **kwargs)
 
-    def __init__(self, real) -> None:
-        self._real = real
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def function(self, func=None, *args, **kwargs):
-        return self._real.function(None if func is None else as_written(func), *args, **kwargs)
+    return marked
