@@ -69,13 +69,31 @@ def test_the_patches_are_undone_after_the_load(op_model):
     from tf_keras.src.saving import saving_lib
 
     before = (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST,
-              saving_lib.json)
+              saving_lib.json, functional.connect_ancillary_layers)
     read = []
     with replaced(keras_io, "_loads", lambda text: read.append(text) or __import__("json").loads(text)):
         _load(op_model, fast=True)
     assert read, "the config was read by the fast JSON reader"
     assert (functional.reconstruct_from_config, base_layer.Layer._functional_construction_call, saving_lib.ATTR_SKIPLIST,
-            saving_lib.json) == before
+            saving_lib.json, functional.connect_ancillary_layers) == before
+
+
+def test_layers_not_connected_to_the_outputs_are_found_as_tf_keras_finds_them(tmp_path):
+    """A layer only add_loss reaches is not on the way to the outputs: tf_keras's own search adds it on
+    load; where every layer is on that way, the one-walk search adds nothing either."""
+    x = tf_keras.Input(shape=(4,), batch_size=1)
+    hidden = tf_keras.layers.Dense(3, name="hidden")(x)
+    aside = tf_keras.layers.Dense(2, name="aside")(x)  # reaches only the loss
+    with_loss = tf_keras.Model(x, hidden)
+    with_loss.add_loss(tf.reduce_mean(aside))
+    without = tf_keras.Model(x, hidden)
+    for name, model in (("with_loss", with_loss), ("without", without)):
+        path = tmp_path / f"{name}.keras"
+        model.save(str(path))
+        plain, fast = _load(path, fast=False), _load(path, fast=True)
+        assert [layer.name for layer in fast.layers] == [layer.name for layer in plain.layers]
+        assert ("aside" in [layer.name for layer in fast.layers]) == (name == "with_loss")
+        assert len(fast.losses) == len(plain.losses) == (1 if name == "with_loss" else 0)
 
 
 @pytest.mark.parametrize("value, dtype", [

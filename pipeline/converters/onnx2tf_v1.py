@@ -35,6 +35,7 @@ from pipeline.console import capture_output
 from pipeline.converters.base import ConversionOptions, ConversionResult, TFTensor
 from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnx2tf_v1_tflite import DYNAMIC_RANGE, FROM_SAVED_MODEL, tflite_from_saved_model
+from pipeline.converters.onnx2tf_v1_reshape import reshape_search_decided
 from pipeline.converters.onnx2tf_v1_trace import as_written, wrappers_as_written
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
 from pipeline.converters.pool_rewrite import has_pools, rewrite_pools
@@ -94,7 +95,9 @@ class Onnx2TFV1:
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
                 result = self._builtin_route(onnx_path, out_dir, log_path, result)
-        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=_made_by(result, routes))
+        # a file the builtin-ops conversion swapped in says so itself (result.made_by, set by _swap_builtin)
+        made_by = {**_made_by(result, routes), **result.made_by}
+        return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=made_by)
 
     def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> LayerModel:
         """A Keras model with every ONNX tensor onnx2tf mapped as an output, for layer-by-layer audits:
@@ -123,7 +126,7 @@ class Onnx2TFV1:
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    tflite, wrappers_as_written(), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
+                    tflite, wrappers_as_written(), reshape_search_decided(), onnxsim_worker(options.use_onnxsim), fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where
             raise ConversionError(_failure_message(exc, log_path, onnx_path)) from None
@@ -151,12 +154,14 @@ class Onnx2TFV1:
         record = {"select_tf_ops": {result.tflite[p].name: list(ops) for p, ops in needs.items()},
                   "pseudo_ops": list(pseudo), "approximations": [PSEUDO_OPS[p] for p in pseudo],
                   "no_builtin_route": unreplaceable, "files": {}, "error": None}
+        swapped: dict[str, str] = {}
         if pseudo:
-            record = self._swap_builtin(onnx_path, out_dir, log_path, result, needs, record)
+            record, swapped = self._swap_builtin(onnx_path, out_dir, log_path, result, needs, record)
         (out_dir / BUILTIN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        return dataclasses.replace(result, notes=result.notes + _builtin_notes(record))
+        return dataclasses.replace(result, notes=result.notes + _builtin_notes(record), made_by={**result.made_by, **swapped})
 
-    def _swap_builtin(self, onnx_path, out_dir, log_path, result, needs, record) -> dict:
+    def _swap_builtin(self, onnx_path, out_dir, log_path, result, needs, record) -> tuple[dict, dict[str, str]]:
+        """The record, and per swapped-in file (`tflite_fp32`...) which conversion made it (convert.json's made_by)."""
         builtin_dir = out_dir / ".builtin"
         with log_path.open("a") as log:
             log.write(f"\n===== builtin-ops TFLite: {_replacements(record)} to avoid {sorted(record['select_tf_ops'])} =====\n")
@@ -164,7 +169,8 @@ class Onnx2TFV1:
             builtin = self.convert(onnx_path, builtin_dir, log_path, dataclasses.replace(result.options, pseudo_ops=tuple(record["pseudo_ops"])))
         except ConversionError as exc:
             shutil.rmtree(builtin_dir, ignore_errors=True)
-            return {**record, "error": str(exc).split("; full log:")[0]}
+            return {**record, "error": str(exc).split("; full log:")[0]}, {}
+        swapped = {}
         for precision in needs:
             original, candidate = result.tflite[precision], builtin.tflite.get(precision)
             ops = read_ops(candidate) if candidate else None
@@ -179,8 +185,10 @@ class Onnx2TFV1:
             os.replace(original, kept)
             os.replace(candidate, original)
             record["files"][original.name] = {"standard": True, "select_tf_file": kept.name}
+            fmt = f"tflite_{precision}"
+            swapped[fmt] = f"{builtin.made_by[fmt]}, builtin-ops conversion with {_replacements(record)}"
         shutil.rmtree(builtin_dir, ignore_errors=True)
-        return record
+        return record, swapped
 
     def _run_with_replacement(self, work: Path, options: ConversionOptions, save: bool = True):
         if not options.auto_replacement:

@@ -235,6 +235,17 @@ def test_a_sample_set_by_rounding_judges_nothing_and_the_rest_still_judge():
     assert "ill_conditioned" not in ORACLE.to_json()
 
 
+@pytest.mark.parametrize("broken", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_on_a_sample_set_by_rounding_still_fails(broken):
+    """A sample set by rounding may land on any finite number, and only there is it excused: a NaN or Inf
+    fails the comparison, whichever samples are judged by the floor."""
+    for unjudged in ([3], [0, 1, 2, 3]):
+        candidate = PYTORCH.copy()
+        candidate[3, 0, 5] = broken
+        c = judged(candidate, oracle=_ill_conditioned_on(unjudged))
+        assert c.verdict == "fail" and c.reason == "candidate output holds NaN or Inf"
+
+
 def test_when_every_sample_is_set_by_rounding_the_verdict_is_inconclusive():
     c = judged(PYTORCH + 3.0, oracle=_ill_conditioned_on([0, 1, 2, 3]))
     assert c.verdict == "inconclusive" and "every sample's output is set by rounding" in c.reason

@@ -50,3 +50,11 @@ def test_report_and_manifest_name_the_approximation_and_its_error(gelu_run):
     assert measured["vs_pytorch"]["output"]["max_abs"] == pytest.approx(0.0, abs=1e-5)
     assert measured["vs_tf_saved_model"]["output"]["snr_db"] > 80
     assert "## TFLite operators" in (gelu_run.root / "MODEL_CARD.md").read_text()
+
+
+def test_convert_json_says_the_builtin_conversion_made_the_swapped_files(gelu_run):
+    made_by = json.loads((gelu_run.root / "convert.json").read_text())["made_by"]
+    for fmt in ("tflite_fp32", "tflite_fp16"):
+        assert "builtin-ops conversion with onnx2tf's builtin replacement ['erf']" in made_by[fmt]
+    assert "builtin" not in made_by["tf_saved_model"] and "builtin" not in made_by["keras"]
+    assert any(n.startswith("files made by: ") and "builtin-ops conversion" in n for n in gelu_run.report["notes"])
