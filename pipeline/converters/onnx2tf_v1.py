@@ -92,11 +92,11 @@ class Onnx2TFV1:
             with capture_output(log_path), profile.step("convert: Keras file with frozen variables"):
                 result = _keras_with_frozen_variables(result, keras_model, out_dir)
         shutil.rmtree(work, ignore_errors=True)
+        swapped: dict[str, str] = {}  # a TFLite file the builtin-ops conversion made: which conversion made it
         if not options.pseudo_ops:  # the builtin-ops conversion itself does not look for another
             with profile.step("convert: builtin-ops TFLite check"):
-                result = self._builtin_route(onnx_path, out_dir, log_path, result)
-        # a file the builtin-ops conversion swapped in says so itself (result.made_by, set by _swap_builtin)
-        made_by = {**_made_by(result, routes), **result.made_by}
+                result, swapped = self._builtin_route(onnx_path, out_dir, log_path, result)
+        made_by = {**_made_by(result, routes), **swapped}
         return dataclasses.replace(result, notes=result.notes + _ops_notes(result.tflite), made_by=made_by)
 
     def layer_model(self, onnx_path: Path, out_dir: Path, log_path: Path, options: ConversionOptions) -> LayerModel:
@@ -142,13 +142,15 @@ class Onnx2TFV1:
         converter.representative_dataset = representative
         return converter
 
-    def _builtin_route(self, onnx_path: Path, out_dir: Path, log_path: Path, result: ConversionResult) -> ConversionResult:
+    def _builtin_route(self, onnx_path: Path, out_dir: Path, log_path: Path,
+                       result: ConversionResult) -> tuple[ConversionResult, dict[str, str]]:
         """TFLite files that need Select TF ops are converted again with onnx2tf's builtin-only
         replacements for the ops behind them; a file that then needs builtin ops only takes the
-        original's place, which is kept as <name>_select_tf_ops.tflite. Written to tflite_builtin.json."""
+        original's place, which is kept as <name>_select_tf_ops.tflite. Written to tflite_builtin.json.
+        Also returned: which conversion made each file swapped in (convert.json's made_by)."""
         needs = {p: read_ops(f).select_tf for p, f in result.tflite.items() if read_ops(f).select_tf}
         if not needs:
-            return result
+            return result, {}
         flex = sorted({op for ops in needs.values() for op in ops})
         pseudo, unreplaceable = pseudo_ops_for(flex, _op_types(onnx_path))
         record = {"select_tf_ops": {result.tflite[p].name: list(ops) for p, ops in needs.items()},
@@ -158,7 +160,7 @@ class Onnx2TFV1:
         if pseudo:
             record, swapped = self._swap_builtin(onnx_path, out_dir, log_path, result, needs, record)
         (out_dir / BUILTIN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        return dataclasses.replace(result, notes=result.notes + _builtin_notes(record), made_by={**result.made_by, **swapped})
+        return dataclasses.replace(result, notes=result.notes + _builtin_notes(record)), swapped
 
     def _swap_builtin(self, onnx_path, out_dir, log_path, result, needs, record) -> tuple[dict, dict[str, str]]:
         """The record, and per swapped-in file (`tflite_fp32`...) which conversion made it (convert.json's made_by)."""
