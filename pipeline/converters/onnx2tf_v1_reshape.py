@@ -108,13 +108,13 @@ def decided(data: np.ndarray, onnx_tensor: tuple, shape: tuple[int, ...], valida
     """The permutation onnx2tf's search keeps (the first with the smallest error, or the first below
     EARLY_STOP), with numpy in place of its Keras models; None where it keeps none (every reshape refused,
     every error NaN), so that its loop keeps the identity."""
+    name, expected = onnx_tensor
     best, best_error = None, sys.maxsize
     for perm in itertools.permutations(range(data.ndim)):
         try:
             moved = np.reshape(np.transpose(data, perm), shape)
         except ValueError:  # TensorFlow refuses the same reshape: the search skips it
             continue
-        name, expected = onnx_tensor
         checked = validation(output_pairs={(name, "reshape"): (expected, moved)}, rtol=0.0, atol=0.0)
         error = sum(value[2] for value in checked.values())
         if error < best_error:
