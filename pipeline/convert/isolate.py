@@ -21,6 +21,7 @@ import importlib
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ class Child:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
         self._process = context.Process(target=_child_main, args=(child_end, warm, warm_args), daemon=True)
-        with _environment(env or {}):  # a spawned child starts with the parent's environment as it is now
+        # a spawned child starts with the parent's environment as it is now
+        with _environment({"TMPDIR": _children_tmp(), **(env or {})}):
             self._process.start()
         child_end.close()
 
@@ -138,6 +140,16 @@ class Child:
 
 
 _spare: process.Spare[Child] = process.Spare()
+_tmp: list[tempfile.TemporaryDirectory] = []
+
+
+def _children_tmp() -> str:
+    """The children's temporary folder (their TMPDIR), removed when this process exits. A child is
+    stopped with SIGKILL, so its exit handlers never run: what TensorFlow leaves for them to delete
+    (AutoGraph's __autograph_generated_file*.py, one or two per run) would otherwise stay in /tmp."""
+    if not _tmp:
+        _tmp.append(tempfile.TemporaryDirectory(prefix="pipeline-children-", ignore_cleanup_errors=True))
+    return _tmp[0].name
 _running: set[Child] = set()
 
 

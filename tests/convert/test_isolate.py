@@ -194,3 +194,16 @@ def test_a_strategy_whose_conversion_crashed_converts_again_without_onednn_and_s
         assert run_isolated(crash_unless_onednn_is_off, (), Limits(8 * 2**30, 60), "layer model") == "converted"
     finally:
         isolate._kept_environment.clear()  # noqa: SLF001 (one model per process in real runs; tests share one)
+
+
+def test_what_a_killed_child_leaves_in_its_temporary_folder_goes_when_the_parent_exits(tmp_path):
+    """A child is stopped with SIGKILL, so TensorFlow's exit handlers, which delete AutoGraph's generated
+    files, never run in it: the child's TMPDIR is the parent's folder, removed when the parent exits."""
+    code = ("import tempfile; from pipeline.convert.isolate import Limits, run_isolated; "
+            "print(run_isolated(tempfile.mkdtemp, (), Limits(8 * 2**30, 60), 'strategy x'))")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    made = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          check=True).stdout.strip().splitlines()[-1]
+    assert os.path.dirname(os.path.dirname(made)) == str(tmp_path)
+    assert os.path.basename(os.path.dirname(made)).startswith("pipeline-children-")
+    assert list(tmp_path.iterdir()) == []  # the child's folder went with the parent's
