@@ -3,15 +3,18 @@
 Old files (opset < 7, the oldest ONNX Runtime guarantees) are upgraded with
 onnx's version converter. Files from IR version < 4 list their initializers as
 graph inputs; those are constants, so they are removed from the inputs first
-(otherwise the converter fails with "Input 1 is undefined!").
+(otherwise the converter fails with "Input 1 is undefined!"). A PRelu slope per
+channel is given the shape opset 7's broadcasting reads as per channel (see
+`_prelu_slopes_per_channel`): the converter keeps it as it is.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
-from onnx import version_converter
+from onnx import numpy_helper, version_converter
 from onnx.external_data_helper import load_external_data_for_model
 
 from pipeline.errors import UsageError, ValidationError, first_line
@@ -81,13 +84,68 @@ def import_onnx(path: Path) -> ImportResult:
     opset = default_opset(model)
     result = ImportResult(model=model, opset=opset)
     if opset < MIN_RUNNABLE_OPSET:
-        result.model = upgrade(model, UPGRADE_TARGET_OPSET)
-        result.opset = UPGRADE_TARGET_OPSET
         result.notes.append(
             f"upgraded from opset {opset} to {UPGRADE_TARGET_OPSET} with onnx.version_converter "
             f"(ONNX Runtime only guarantees opset >= {MIN_RUNNABLE_OPSET})"
         )
+        result.notes += _prelu_slopes_per_channel(model)
+        result.model = upgrade(model, UPGRADE_TARGET_OPSET)
+        result.opset = UPGRADE_TARGET_OPSET
     return result
+
+
+def _prelu_slopes_per_channel(model: onnx.ModelProto) -> list[str]:
+    """Before opset 7, PRelu applies a slope of shape (C) along axis 1; from opset 7 it broadcasts the slope
+    from the last axis, and onnx's version converter keeps the slope as it is. On an input of rank >= 3 the
+    upgraded file then means something else, and ONNX Runtime refuses it ("Attempting to broadcast an axis by
+    a dimension other than 1"; onnx's pytorch-converted/test_PReLU_2d_multiparam). Each such slope constant
+    gets trailing axes of 1 ([C] -> [C, 1, 1] on NCHW) in place (a copy where other nodes read it too), so
+    the upgraded file means what the old one did. A slope that is not a constant cannot be reshaped here:
+    the note says so. Returns notes on what was changed or left."""
+    ranks, constants = _ranks(model), {init.name: init for init in model.graph.initializer}
+    notes, per_channel = [], []  # per_channel: (node, rank) of each PRelu whose constant slope needs the reshape
+    for node in model.graph.node:
+        if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        rank, slope = ranks.get(node.input[0]), constants.get(node.input[1])
+        if slope is None:
+            notes.append(f"PRelu node '{node.name or node.output[0]}': its slope '{node.input[1]}' is not a constant, so "
+                         "its shape for opset 7's broadcasting was not checked; if it holds one value per channel, "
+                         "ONNX Runtime may refuse the upgraded file: re-export the model with opset >= 7")
+        elif rank is not None and rank >= 3 and len(slope.dims) == 1 and slope.dims[0] > 1:
+            per_channel.append((node, rank))
+    readers = [name for node in model.graph.node for name in node.input]
+    fixed = Counter((node.input[1], rank) for node, rank in per_channel)  # readers each reshape would serve
+    for node, rank in per_channel:
+        slope = constants[node.input[1]]
+        shape = [slope.dims[0]] + [1] * (rank - 2)
+        notes.append(f"PRelu node '{node.name or node.output[0]}': slope '{slope.name}' of shape [{slope.dims[0]}] "
+                     f"reshaped to {shape} for the upgrade (opset 6 applies it per channel, axis 1; opset 7 would "
+                     "broadcast it from the last axis)")
+        node.input[1] = _reshaped(model, constants, slope, shape, shared=readers.count(slope.name) > fixed[slope.name, rank])
+    return notes
+
+
+def _reshaped(model: onnx.ModelProto, constants: dict, slope: onnx.TensorProto, shape: list[int], shared: bool) -> str:
+    """The name of a constant holding `slope` in `shape`: slope itself, reshaped, when only the PRelus this
+    shape serves read it; else a copy named for its shape ("s_3x1x1"), made once."""
+    name = f"{slope.name}_{'x'.join(map(str, shape))}" if shared else slope.name
+    if name not in constants or list(constants[name].dims) != shape:
+        reshaped = numpy_helper.from_array(numpy_helper.to_array(slope).reshape(shape), name)
+        if shared:
+            model.graph.initializer.append(reshaped)
+            constants[name] = model.graph.initializer[-1]
+        else:
+            slope.CopyFrom(reshaped)
+    return name
+
+
+def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+    """Rank of each tensor onnx's shape inference knows (the graph inputs' at least)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    return {value.name: len(value.type.tensor_type.shape.dim) for value in values
+            if value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")}
 
 
 def upgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:

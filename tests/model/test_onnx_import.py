@@ -45,6 +45,64 @@ def test_opset6_file_is_upgraded_checked_and_runs(case):
     np.testing.assert_allclose(y, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case,shape", [("test_PReLU_1d_multiparam", [3, 1]), ("test_PReLU_2d_multiparam", [3, 1, 1]),
+                                        ("test_PReLU_3d_multiparam", [3, 1, 1, 1])])
+def test_an_opset6_prelu_slope_per_channel_keeps_its_meaning_through_the_upgrade(case, shape):
+    """onnx's version converter keeps the slope [C], which opset 7 broadcasts from the last axis: ONNX Runtime
+    refused these three files until the slope became [C, 1, ...]."""
+    result = import_onnx(shipped_model(case))
+
+    assert result.notes[1] == (f"PRelu node '2': slope '1' of shape [3] reshaped to {shape} for the upgrade (opset 6 "
+                               "applies it per channel, axis 1; opset 7 would broadcast it from the last axis)")
+    onnx.checker.check_model(result.model, full_check=True)
+    x, expected = expected_io(case)
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"0": x})[0], expected)
+
+
+def opset6_prelus(slope: np.ndarray | None, also_read: bool = False) -> onnx.ModelProto:
+    """x [2, 3, 4] -> PRelu(x, s) -> PRelu(., s): one slope read by two nodes, a constant unless `slope` is None;
+    `also_read`: an Identity reads it too, as it is, into a second output."""
+    nodes = [helper.make_node("PRelu", ["x", "s"], ["y"], name="first"), helper.make_node("PRelu", ["y", "s"], ["z"], name="second")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])]
+    outputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 4])]
+    if slope is None:
+        inputs.append(helper.make_tensor_value_info("s", TensorProto.FLOAT, [3]))
+    if also_read:
+        nodes.append(helper.make_node("Identity", ["s"], ["s_out"]))
+        outputs.append(helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [3]))
+    graph = helper.make_graph(nodes, "g", inputs, outputs,
+                              initializer=[] if slope is None else [numpy_helper.from_array(slope, "s")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=4)
+
+
+def test_a_slope_read_by_several_prelus_is_reshaped_once_and_a_slope_that_is_no_constant_is_named(tmp_path):
+    slope = np.array([0.1, -0.5, 2.0], np.float32)
+    onnx.save(opset6_prelus(slope), tmp_path / "shared.onnx")
+    result = import_onnx(tmp_path / "shared.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    y = np.where(x >= 0, x, x * slope[:, None])
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], np.where(y >= 0, y, y * slope[:, None]), rtol=1e-6)
+    assert [n for n in result.notes if "PRelu" in n] == [
+        f"PRelu node '{name}': slope 's' of shape [3] reshaped to [3, 1] for the upgrade (opset 6 applies it per channel, "
+        "axis 1; opset 7 would broadcast it from the last axis)" for name in ("first", "second")]
+    assert [(i.name, list(i.dims)) for i in result.model.graph.initializer] == [("s", [3, 1])]  # both read it as [3, 1]
+
+    onnx.save(opset6_prelus(slope, also_read=True), tmp_path / "read.onnx")
+    result = import_onnx(tmp_path / "read.onnx")
+    assert [(i.name, list(i.dims)) for i in result.model.graph.initializer] == [("s", [3]), ("s_3x1", [3, 1])]
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    z, s_out = session.run(None, {"x": x})
+    np.testing.assert_allclose(z, np.where(y >= 0, y, y * slope[:, None]), rtol=1e-6)
+    np.testing.assert_array_equal(s_out, slope)
+
+    onnx.save(opset6_prelus(None), tmp_path / "input.onnx")
+    notes = import_onnx(tmp_path / "input.onnx").notes
+    assert notes[1].startswith("PRelu node 'first': its slope 's' is not a constant, so its shape for opset 7's "
+                               "broadcasting was not checked")
+
+
 def test_upgrade_drops_initializers_from_the_graph_inputs():
     original = onnx.load(str(shipped_model("test_BatchNorm2d_eval")))
     assert len(original.graph.input) == 5  # x plus four BatchNorm parameters
