@@ -49,7 +49,7 @@ def reshape_search_decided() -> Iterator[None]:
     common = optional_module("onnx2tf.utils.common_functions")
     validation = getattr(common, "onnx_tf_tensor_validation", None)
     if module is None or validation is None or getattr(module, "itertools", None) is not itertools \
-            or _onnx2tf_version() not in CHECKED_VERSIONS:
+            or onnx2tf_version() not in CHECKED_VERSIONS:
         yield
         return
     known = frozenset(getattr(optional_module("onnx2tf.utils.enums"), "NUMPY_DTYPES_TO_TF_DTYPES", {}))
@@ -57,7 +57,7 @@ def reshape_search_decided() -> Iterator[None]:
         yield
 
 
-def _onnx2tf_version() -> str | None:
+def onnx2tf_version() -> str | None:
     try:
         return metadata.version("onnx2tf")
     except metadata.PackageNotFoundError:

@@ -165,7 +165,7 @@ def test_an_onnx2tf_whose_loop_was_not_checked_searches_as_it_does(monkeypatch):
 
     with onnx2tf_v1_reshape.reshape_search_decided():
         assert reshape_op.itertools is not itertools, f"the installed onnx2tf is one of {onnx2tf_v1_reshape.CHECKED_VERSIONS}"
-    monkeypatch.setattr(onnx2tf_v1_reshape, "_onnx2tf_version", lambda: "1.30.0")
+    monkeypatch.setattr(onnx2tf_v1_reshape, "onnx2tf_version", lambda: "1.30.0")
     with onnx2tf_v1_reshape.reshape_search_decided():
         assert reshape_op.itertools is itertools
     assert reshape_op.itertools is itertools
