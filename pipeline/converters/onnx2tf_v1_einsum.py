@@ -110,7 +110,9 @@ def _search(frame: dict, axes: tuple) -> Search | None:
         return None
     if not all(np.isfinite(a).all() for a in (first, second, expected)):
         return None
-    size = math.prod(d if isinstance(d, int) else -1 for d in shape)
+    if not all(isinstance(d, (str, int, np.integer)) and not isinstance(d, bool) for d in shape):
+        return None  # onnx2tf's own element count would raise on it
+    size = math.prod(-1 if isinstance(d, str) else int(d) for d in shape)  # onnx2tf counts a symbolic axis as -1
     return Search(equation.replace(" ", ""), first, second, expected, size)
 
 
@@ -172,8 +174,8 @@ def _judged(search: Search, labels: list[str], output: str, a: np.ndarray, b: np
     if any(label not in sizes for label in output) or math.prod(sizes[label] for label in output) != search.onnx_size:
         return None
     try:
-        exact = np.einsum(search.equation, a.astype(np.float64), b.astype(np.float64))
-        magnitude = np.einsum(search.equation, np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64)))
+        exact = np.einsum(search.equation, a.astype(np.float64), b.astype(np.float64), optimize=True)
+        magnitude = np.einsum(search.equation, np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64)), optimize=True)
     except ValueError:  # numpy refuses what TensorFlow may take: left to onnx2tf's loop
         return Candidate(p1, p2, 0.0, math.inf)
     terms = math.prod(size for label, size in sizes.items() if label not in output)

@@ -15,8 +15,8 @@ tf_keras = pytest.importorskip("tf_keras")
 pytest.importorskip("onnx2tf")
 
 from pipeline.converters import onnx2tf_v1, onnx2tf_v1_einsum  # noqa: E402
-from pipeline.converters.base import ConversionOptions  # noqa: E402
 from pipeline.converters.onnx2tf_v1_einsum import Search, kept_permutations  # noqa: E402
+from tests.converters.onnx2tf_graphs import converted_ops  # noqa: E402
 
 
 def _searched_with_keras(search: Search, firsts=None, seconds=None) -> tuple[tuple | None, int]:
@@ -155,10 +155,7 @@ def _noisy_einsums(path):
 
 
 def _converted(tmp_path, monkeypatch, screen: bool) -> tuple[list, int]:
-    """The converted graph's einsums and transposes (op and arguments, layer numbers left out), and how many
-    Keras models onnx2tf's Einsum built."""
-    import re
-
+    """The converted graph's einsums and transposes, and how many Keras models onnx2tf's Einsum built."""
     built = []
     real = tf_keras.Input
     monkeypatch.setattr(tf_keras, "Input", lambda *args, **kwargs: built.append(kwargs.get("name")) or real(*args, **kwargs))
@@ -166,16 +163,8 @@ def _converted(tmp_path, monkeypatch, screen: bool) -> tuple[list, int]:
         monkeypatch.setattr(onnx2tf_v1, "einsum_search_screened", contextlib.nullcontext)
     onnx_path = tmp_path / "noisy.onnx"
     _noisy_einsums(onnx_path)
-    work = tmp_path / ("screened" if screen else "searched")
-    model = onnx2tf_v1.Onnx2TFV1()._converted(onnx_path, work, tmp_path / "convert.log", ConversionOptions(outputs=("saved_model",)),
-                                              save=False)
+    ops = converted_ops(onnx_path, tmp_path / ("screened" if screen else "searched"), ("transpose", "einsum"))
     monkeypatch.undo()
-    ops = []
-    for layer in model.layers:
-        function = layer.get_config().get("function", "")
-        if "transpose" in function or "einsum" in function:
-            node = layer.inbound_nodes[0]
-            ops.append(re.sub(r"_\d+'", "'", f"{function} {node.call_args[1:]!r} {sorted(node.call_kwargs.items())!r}"))
     return ops, built.count("dummy_input_1")
 
 
@@ -219,11 +208,13 @@ def test_the_search_gets_the_screened_permutations_and_the_full_ones_where_the_s
     firsts, seconds = _frame_search(_permutations(), **_frame())
     assert (firsts, seconds) == kept_permutations(CASES["behind a layer converted wrong: nothing matches"][0])
     assert len(firsts) < 24
+    numpy_ints = [np.int64(d) for d in _frame()["onnx_output_shape"]]
+    assert _frame_search(_permutations(), **_frame(onnx_output_shape=numpy_ints)) == (firsts, seconds)
     nan = Q.copy()
     nan[0, 0, 0, 0] = np.nan
     for unbounded in ({"validation_data_1": nan}, {"equation": "...lk,...tk->...lt"}, {"equation": "bhlk,bhtk"},
                       {"equation": "bhkk,bhtk->bht"}, {"validation_data_2": K.astype(np.float16)},
-                      {"onnx_tensor_infos": {}}, {"onnx_output_shape": None}):
+                      {"onnx_tensor_infos": {}}, {"onnx_output_shape": None}, {"onnx_output_shape": [1, 2, None, 5]}):
         assert _frame_search(_permutations(), **_frame(**unbounded)) == (everything, everything), unbounded
 
 

@@ -14,7 +14,7 @@ tf_keras = pytest.importorskip("tf_keras")
 pytest.importorskip("onnx2tf")
 
 from pipeline.converters import onnx2tf_v1, onnx2tf_v1_reshape  # noqa: E402
-from pipeline.converters.base import ConversionOptions  # noqa: E402
+from tests.converters.onnx2tf_graphs import converted_ops  # noqa: E402
 
 
 def _noisy_reshapes(path):
@@ -35,8 +35,7 @@ def _noisy_reshapes(path):
 
 
 def _converted(tmp_path, monkeypatch, decide: bool) -> tuple[list, int]:
-    """The converted graph's transposes and reshapes (op and arguments, in order), and how many Keras models
-    onnx2tf's Reshape ran."""
+    """The converted graph's transposes and reshapes, and how many Keras models onnx2tf's Reshape ran."""
     import onnx2tf.ops.Reshape as reshape_op
 
     runs = []
@@ -46,16 +45,8 @@ def _converted(tmp_path, monkeypatch, decide: bool) -> tuple[list, int]:
         monkeypatch.setattr(onnx2tf_v1, "reshape_search_decided", contextlib.nullcontext)
     onnx_path = tmp_path / "noisy.onnx"
     _noisy_reshapes(onnx_path)
-    work = tmp_path / ("decided" if decide else "searched")
-    model = onnx2tf_v1.Onnx2TFV1()._converted(onnx_path, work, tmp_path / "convert.log", ConversionOptions(outputs=("saved_model",)),
-                                              save=False)
+    moves = converted_ops(onnx_path, tmp_path / ("decided" if decide else "searched"), ("transpose", "reshape"))
     monkeypatch.undo()
-    moves = []
-    for layer in model.layers:
-        function = layer.get_config().get("function", "")
-        if "transpose" in function or "reshape" in function:
-            node = layer.inbound_nodes[0]
-            moves.append((function, repr(node.call_args[1:]), repr(sorted(node.call_kwargs.items()))))
     return moves, len(runs)
 
 
