@@ -30,7 +30,8 @@ choice), so the loop builds its Keras models on TensorFlow's own numbers and kee
 keeps (tests/converters/test_onnx2tf_v1_einsum.py). Only tf_keras's automatic layer names differ.
 
 Anywhere else (an equation with '...' or without '->', inputs that are not float32, a non-finite value, no
-ONNX tensor to compare with, a symbolic shape), or with an onnx2tf whose loop was not checked against this
+ONNX tensor to compare with, a symbolic shape, more than LARGEST_SCREENED elements), where the screen
+itself fails (a note in the conversion log), or with an onnx2tf whose loop was not checked against this
 (CHECKED_VERSIONS), `itertools.permutations` is itself and the full search runs.
 """
 from __future__ import annotations
@@ -45,9 +46,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from pipeline.converters.onnx2tf_v1_reshape import CHECKED_VERSIONS, EARLY_STOP, onnx2tf_version
+from pipeline.errors import first_line
 from pipeline.patching import Overlay, optional_module, replaced
 
 UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0 ** -24, np.dtype(np.float64): 2.0 ** -53}
+LARGEST_SCREENED = 2 ** 24  # elements of an input or the output (128 MB in float64); a larger search runs whole
 
 
 @contextlib.contextmanager
@@ -87,7 +90,12 @@ def _permutations() -> Callable:
         search = _search(frame, axes) if r is None else None
         if search is None:
             return itertools.permutations(axes, r)
-        firsts, seconds = kept_permutations(search)
+        try:
+            firsts, seconds = kept_permutations(search)
+        except Exception as exc:  # noqa: BLE001 (a speed-up never fails a conversion: the full search decides)
+            print(f"onnx2tf Einsum '{search.equation}': the numpy screen failed ({type(exc).__name__}: {first_line(exc, 200)}); "
+                  "every pair is tried", file=sys.stderr)
+            return itertools.permutations(axes, r)
         pending.append(seconds)
         return iter(firsts)
 
@@ -108,6 +116,8 @@ def _search(frame: dict, axes: tuple) -> Search | None:
     expected = next(iter(onnx_tensors.values()))
     if not isinstance(expected, np.ndarray) or {first.dtype, second.dtype, expected.dtype} != {np.dtype(np.float32)}:
         return None
+    if max(first.size, second.size, expected.size) > LARGEST_SCREENED:
+        return None  # float64 copies of its pairs would hold more memory than TensorFlow's own search does
     if not all(np.isfinite(a).all() for a in (first, second, expected)):
         return None
     if not all(isinstance(d, (str, int, np.integer)) and not isinstance(d, bool) for d in shape):

@@ -218,6 +218,21 @@ def test_the_search_gets_the_screened_permutations_and_the_full_ones_where_the_s
         assert _frame_search(_permutations(), **_frame(**unbounded)) == (everything, everything), unbounded
 
 
+def test_a_screen_that_fails_or_would_hold_too_much_memory_leaves_the_search_whole(monkeypatch, capsys):
+    everything = list(itertools.permutations(range(4)))
+    monkeypatch.setattr(onnx2tf_v1_einsum, "LARGEST_SCREENED", Q.size - 1)
+    assert _frame_search(_permutations(), **_frame()) == (everything, everything)
+    monkeypatch.undo()
+
+    def out_of_memory(search):
+        raise MemoryError("float64 copies")
+
+    monkeypatch.setattr(onnx2tf_v1_einsum, "kept_permutations", out_of_memory)
+    assert _frame_search(_permutations(), **_frame()) == (everything, everything)
+    assert "onnx2tf Einsum 'bhlk,bhtk->bhlt': the numpy screen failed (MemoryError: float64 copies); every pair is tried" \
+        in capsys.readouterr().err
+
+
 def test_the_search_is_left_whole_on_an_onnx2tf_this_was_not_checked_against(monkeypatch):
     import onnx2tf.ops.Einsum as einsum_op
 
