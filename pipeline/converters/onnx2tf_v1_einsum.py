@@ -15,7 +15,8 @@ screen, the same graph and the same output bit for bit (one measurement each).
 Unlike a transpose, an einsum does arithmetic, so numpy's numbers are not TensorFlow's, bit for bit. But how
 far they can be apart is known: a float32 sum of K products differs from the exact sum by at most
 gamma_K * sum |a_k b_k| (gamma_K = K u / (1 - K u), u = 2**-24), in any order of summation (Higham, Accuracy
-and Stability of Numerical Algorithms, 3.1). numpy's float64 einsum is exact to far better than that. So for
+and Stability of Numerical Algorithms, 3.1), plus less than the smallest normal float32 for each product
+or sum TensorFlow flushes to zero as subnormal. numpy's float64 einsum is exact to far better than that. So for
 every pair numpy gives an interval [low, high] that holds onnx2tf's error for it (its comparison is a
 smallest-over-layouts largest absolute difference, which moves by at most the largest change of the
 tensor, and its float32 subtraction by at most a relative u). A pair whose `low` is at least 1e-3 cannot
@@ -30,7 +31,8 @@ choice), so the loop builds its Keras models on TensorFlow's own numbers and kee
 keeps (tests/converters/test_onnx2tf_v1_einsum.py). Only tf_keras's automatic layer names differ.
 
 Anywhere else (an equation with '...' or without '->', inputs that are not float32, a non-finite value, no
-ONNX tensor to compare with, a symbolic shape, more than LARGEST_SCREENED elements), where the screen
+ONNX tensor to compare with, a symbolic shape, more than LARGEST_SCREENED elements, a subnormal input,
+which TensorFlow reads as zero), with a GPU (whose float32 einsum may round as TF32), where the screen
 itself fails (a note in the conversion log), or with an onnx2tf whose loop was not checked against this
 (CHECKED_VERSIONS), `itertools.permutations` is itself and the full search runs.
 """
@@ -50,6 +52,7 @@ from pipeline.errors import first_line
 from pipeline.patching import Overlay, optional_module, replaced
 
 UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0 ** -24, np.dtype(np.float64): 2.0 ** -53}
+FLOAT32_TINY, FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 LARGEST_SCREENED = 2 ** 24  # elements of an input or the output (128 MB in float64); a larger search runs whole
 
 
@@ -58,6 +61,11 @@ def einsum_search_screened() -> Iterator[None]:
     """During onnx2tf's convert(): its Einsum transpose search screened with numpy (see the module docstring)."""
     module = optional_module("onnx2tf.ops.Einsum")
     if module is None or getattr(module, "itertools", None) is not itertools or onnx2tf_version() not in CHECKED_VERSIONS:
+        yield
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):  # a GPU may sum float32 products in TF32: the bound does not hold
         yield
         return
     with replaced(module, "itertools", Overlay(itertools, permutations=_permutations())):
@@ -120,6 +128,8 @@ def _search(frame: dict, axes: tuple) -> Search | None:
         return None  # float64 copies of its pairs would hold more memory than TensorFlow's own search does
     if not all(np.isfinite(a).all() for a in (first, second, expected)):
         return None
+    if any(((a != 0) & (np.abs(a) < FLOAT32_TINY)).any() for a in (first, second)):
+        return None  # TensorFlow reads a subnormal input as zero; times a large value, that is no rounding error
     if not all(isinstance(d, (str, int, np.integer)) and not isinstance(d, bool) for d in shape):
         return None  # onnx2tf's own element count would raise on it
     size = math.prod(-1 if isinstance(d, str) else int(d) for d in shape)  # onnx2tf counts a symbolic axis as -1
@@ -146,7 +156,11 @@ class Candidate:
 def kept_permutations(search: Search) -> tuple[list[tuple], list[tuple]]:
     """The first input's permutations, then the second's, that some pair left by the screen has, each in
     `itertools.permutations` order."""
-    candidates = [c for c in _candidates(search) if c is not None]
+    candidates = []
+    for candidate in filter(None, _candidates(search)):
+        candidates.append(candidate)
+        if candidate.high < EARLY_STOP:  # the search stops here at the latest: no pair after it runs
+            break
     kept = _kept(candidates)
     firsts = {c.first for c in kept}
     seconds = {c.second for c in kept}
@@ -189,10 +203,13 @@ def _judged(search: Search, labels: list[str], output: str, a: np.ndarray, b: np
     except ValueError:  # numpy refuses what TensorFlow may take: left to onnx2tf's loop
         return Candidate(p1, p2, 0.0, math.inf)
     terms = math.prod(size for label, size in sizes.items() if label not in output)
-    spread = (_gamma(terms, np.float32) + _gamma(terms, np.float64)) * float(magnitude.max(initial=0.0))
+    largest = float(magnitude.max(initial=0.0))
+    # rounding (Higham), and TensorFlow's flush of subnormal products and sums to zero: less than the smallest
+    # normal float32 each, at most 2 * terms of them per element
+    spread = (_gamma(terms, np.float32) + _gamma(terms, np.float64)) * largest + 2 * terms * FLOAT32_TINY
     error = _layout_error(expected, exact)
-    if error is None:
-        return Candidate(p1, p2, 0.0, math.inf)
+    if error is None or not math.isfinite(spread) or largest * (1 + _gamma(terms, np.float32)) >= FLOAT32_MAX:
+        return Candidate(p1, p2, 0.0, math.inf)  # float32 may overflow there, or the bound says nothing
     u = UNIT_ROUNDOFF[np.dtype(np.float32)]
     slack = 1e-12 * (error + spread) + 1e-30
     return Candidate(p1, p2, max(0.0, (error - spread) * (1 - u) - slack), (error + spread) * (1 + u) + slack)

@@ -9,9 +9,11 @@ channel is given the shape opset 7's broadcasting reads as per channel (see
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import onnx
 from onnx import numpy_helper, version_converter
@@ -99,44 +101,76 @@ def _prelu_slopes_per_channel(model: onnx.ModelProto) -> list[str]:
     from the last axis, and onnx's version converter keeps the slope as it is. On an input of rank >= 3 the
     upgraded file then means something else, and ONNX Runtime refuses it ("Attempting to broadcast an axis by
     a dimension other than 1"; onnx's pytorch-converted/test_PReLU_2d_multiparam). Each such slope constant
-    gets trailing axes of 1 ([C] -> [C, 1, 1] on NCHW) in place (a copy where other nodes read it too), so
-    the upgraded file means what the old one did. A slope that is not a constant cannot be reshaped here:
-    the note says so. Returns notes on what was changed or left."""
+    gets trailing axes of 1 ([C] -> [C, 1, 1] on NCHW) in place (a copy where anything else reads it), so
+    the upgraded file means what the old one did. A slope that is no constant, an input whose rank shape
+    inference cannot tell, and a PRelu inside a subgraph are left as they are, and the notes say so.
+    Returns notes on what was changed or left."""
     ranks, constants = _ranks(model), {init.name: init for init in model.graph.initializer}
     notes, per_channel = [], []  # per_channel: (node, rank) of each PRelu whose constant slope needs the reshape
-    for node in model.graph.node:
-        if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
-            continue
+    for node in _prelus(model.graph):
         rank, slope = ranks.get(node.input[0]), constants.get(node.input[1])
-        if slope is None:
-            notes.append(f"PRelu node '{node.name or node.output[0]}': its slope '{node.input[1]}' is not a constant, so "
-                         "its shape for opset 7's broadcasting was not checked; if it holds one value per channel, "
-                         "ONNX Runtime may refuse the upgraded file: re-export the model with opset >= 7")
-        elif rank is not None and rank >= 3 and len(slope.dims) == 1 and slope.dims[0] > 1:
+        if slope is not None and (len(slope.dims) != 1 or slope.dims[0] == 1):
+            continue  # one slope for every channel, or already shaped for broadcasting
+        if slope is None or rank is None:
+            unknown = "is not a constant" if slope is None else f"is [{slope.dims[0]}] and the rank of its input '{node.input[0]}' is unknown"
+            notes.append(f"PRelu node '{node.name or node.output[0]}': its slope '{node.input[1]}' {unknown}, so its shape "
+                         "for opset 7's broadcasting was not checked; if it holds one value per channel of an input of "
+                         "rank >= 3, the upgraded file broadcasts it from the last axis: re-export the model with opset >= 7")
+        elif rank >= 3:
             per_channel.append((node, rank))
-    readers = [name for node in model.graph.node for name in node.input]
+    notes += [f"PRelu node '{node.name or node.output[0]}' is inside a subgraph: its slope's shape for opset 7's broadcasting "
+              "was not checked; re-export the model with opset >= 7" for graph in _subgraphs(model.graph) for node in _prelus(graph)]
+    readers = Counter(_read_names(model.graph))
     fixed = Counter((node.input[1], rank) for node, rank in per_channel)  # readers each reshape would serve
+    taken = _names(model.graph)
+    made: dict[tuple[str, int], str] = {}
     for node, rank in per_channel:
         slope = constants[node.input[1]]
         shape = [slope.dims[0]] + [1] * (rank - 2)
         notes.append(f"PRelu node '{node.name or node.output[0]}': slope '{slope.name}' of shape [{slope.dims[0]}] "
                      f"reshaped to {shape} for the upgrade (opset 6 applies it per channel, axis 1; opset 7 would "
                      "broadcast it from the last axis)")
-        node.input[1] = _reshaped(model, constants, slope, shape, shared=readers.count(slope.name) > fixed[slope.name, rank])
+        if (slope.name, rank) not in made:
+            made[slope.name, rank] = _reshaped(model, slope, shape, readers[slope.name] > fixed[slope.name, rank], taken)
+        node.input[1] = made[slope.name, rank]
     return notes
 
 
-def _reshaped(model: onnx.ModelProto, constants: dict, slope: onnx.TensorProto, shape: list[int], shared: bool) -> str:
+def _prelus(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    return [node for node in graph.node if node.op_type == "PRelu" and node.domain in ("", "ai.onnx") and len(node.input) >= 2]
+
+
+def _subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """Every graph inside graph's nodes (If, Loop, Scan bodies), at any depth."""
+    for node in graph.node:
+        for attribute in node.attribute:
+            for inner in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                yield inner
+                yield from _subgraphs(inner)
+
+
+def _read_names(graph: onnx.GraphProto) -> list[str]:
+    """Each name read in graph: by its nodes and those of its subgraphs, and as a graph output."""
+    return [name for g in [graph, *_subgraphs(graph)] for node in g.node for name in node.input] + \
+        [value.name for value in graph.output]
+
+
+def _names(graph: onnx.GraphProto) -> set[str]:
+    return ({init.name for init in graph.initializer} | {value.name for value in [*graph.input, *graph.output, *graph.value_info]}
+            | {name for g in [graph, *_subgraphs(graph)] for node in g.node for name in node.output})
+
+
+def _reshaped(model: onnx.ModelProto, slope: onnx.TensorProto, shape: list[int], shared: bool, taken: set[str]) -> str:
     """The name of a constant holding `slope` in `shape`: slope itself, reshaped, when only the PRelus this
-    shape serves read it; else a copy named for its shape ("s_3x1x1"), made once."""
-    name = f"{slope.name}_{'x'.join(map(str, shape))}" if shared else slope.name
-    if name not in constants or list(constants[name].dims) != shape:
-        reshaped = numpy_helper.from_array(numpy_helper.to_array(slope).reshape(shape), name)
-        if shared:
-            model.graph.initializer.append(reshaped)
-            constants[name] = model.graph.initializer[-1]
-        else:
-            slope.CopyFrom(reshaped)
+    shape serves read it; else a copy under a new name ("s_3x1x1", or "s_3x1x1_2" where that is taken)."""
+    reshaped = numpy_helper.to_array(slope).reshape(shape)
+    if not shared:
+        slope.CopyFrom(numpy_helper.from_array(reshaped, slope.name))
+        return slope.name
+    base = f"{slope.name}_{'x'.join(map(str, shape))}"
+    name = next(n for n in itertools.chain([base], (f"{base}_{i}" for i in itertools.count(2))) if n not in taken)
+    taken.add(name)
+    model.graph.initializer.append(numpy_helper.from_array(reshaped, name))
     return name
 
 

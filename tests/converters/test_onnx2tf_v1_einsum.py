@@ -210,9 +210,10 @@ def test_the_search_gets_the_screened_permutations_and_the_full_ones_where_the_s
     assert len(firsts) < 24
     numpy_ints = [np.int64(d) for d in _frame()["onnx_output_shape"]]
     assert _frame_search(_permutations(), **_frame(onnx_output_shape=numpy_ints)) == (firsts, seconds)
-    nan = Q.copy()
+    nan, subnormal = Q.copy(), Q.copy()
     nan[0, 0, 0, 0] = np.nan
-    for unbounded in ({"validation_data_1": nan}, {"equation": "...lk,...tk->...lt"}, {"equation": "bhlk,bhtk"},
+    subnormal[0, 0, 0, 0] = 1e-39  # TensorFlow reads it as 0: times 4e36, an error of 4e-3, not a rounding
+    for unbounded in ({"validation_data_1": nan}, {"validation_data_1": subnormal}, {"equation": "...lk,...tk->...lt"}, {"equation": "bhlk,bhtk"},
                       {"equation": "bhkk,bhtk->bht"}, {"validation_data_2": K.astype(np.float16)},
                       {"onnx_tensor_infos": {}}, {"onnx_output_shape": None}, {"onnx_output_shape": [1, 2, None, 5]}):
         assert _frame_search(_permutations(), **_frame(**unbounded)) == (everything, everything), unbounded
@@ -242,3 +243,20 @@ def test_the_search_is_left_whole_on_an_onnx2tf_this_was_not_checked_against(mon
     monkeypatch.setattr(onnx2tf_v1_einsum, "onnx2tf_version", lambda: "1.30.0")
     with onnx2tf_v1_einsum.einsum_search_screened():
         assert einsum_op.itertools is itertools
+
+
+def test_the_search_is_left_whole_where_tensorflow_sees_a_gpu(monkeypatch):
+    """A GPU may sum float32 products in TF32 (10 bits of mantissa): the float32 bound does not hold there."""
+    import onnx2tf.ops.Einsum as einsum_op
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
+    with onnx2tf_v1_einsum.einsum_search_screened():
+        assert einsum_op.itertools is itertools
+
+
+def test_the_screen_stops_where_the_search_certainly_stops(monkeypatch):
+    judged = []
+    real = onnx2tf_v1_einsum._judged
+    monkeypatch.setattr(onnx2tf_v1_einsum, "_judged", lambda *args: judged.append(args[-2:]) or real(*args))
+    assert kept_permutations(CASES["the inputs as ONNX has them"][0]) == ([(0, 1, 2, 3)], [(0, 1, 2, 3)])
+    assert judged == [((0, 1, 2, 3), (0, 1, 2, 3))]  # the first pair is certainly below 1e-3: no other is worked out

@@ -103,6 +103,49 @@ def test_a_slope_read_by_several_prelus_is_reshaped_once_and_a_slope_that_is_no_
                                "broadcasting was not checked")
 
 
+def test_a_slope_that_is_also_an_output_is_copied_under_a_name_no_other_value_has(tmp_path):
+    slope = np.array([0.1, -0.5, 2.0], np.float32)
+    model = opset6_prelus(slope)
+    model.graph.output.append(helper.make_tensor_value_info("s", TensorProto.FLOAT, [3]))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((3, 1), np.float32), "s_3x1"))  # the copy's first name
+    onnx.save(model, tmp_path / "output.onnx")
+    result = import_onnx(tmp_path / "output.onnx")
+    assert {i.name: list(i.dims) for i in result.model.graph.initializer} == {"s": [3], "s_3x1": [3, 1], "s_3x1_2": [3, 1]}
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+    z, s_out = session.run(None, {"x": x})
+    y = np.where(x >= 0, x, x * slope[:, None])
+    np.testing.assert_allclose(z, np.where(y >= 0, y, y * slope[:, None]), rtol=1e-6)
+    np.testing.assert_array_equal(s_out, slope)
+
+
+def test_a_slope_whose_input_rank_is_unknown_is_named_as_unchecked(tmp_path):
+    model = opset6_prelus(np.array([0.1, -0.5, 2.0], np.float32))
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    onnx.save(model, tmp_path / "unranked.onnx")
+    notes = import_onnx(tmp_path / "unranked.onnx").notes
+    assert notes[1].startswith("PRelu node 'first': its slope 's' is [3] and the rank of its input 'x' is unknown, so its "
+                               "shape for opset 7's broadcasting was not checked")
+
+
+def test_a_prelu_inside_a_subgraph_is_named_as_unchecked(tmp_path):
+    def branch(name: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node("PRelu", ["x", "s"], [f"o_{name}"], name=f"prelu_{name}")], name, [],
+                                 [helper.make_tensor_value_info(f"o_{name}", TensorProto.FLOAT, [2, 3, 4])])
+
+    graph = helper.make_graph([helper.make_node("If", ["c"], ["z"], then_branch=branch("then"), else_branch=branch("else"))], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 4])],
+                              initializer=[numpy_helper.from_array(np.array([0.1, -0.5, 2.0], np.float32), "s")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=4), tmp_path / "if.onnx")
+    notes = import_onnx(tmp_path / "if.onnx").notes
+    assert sorted(notes[1:]) == [f"PRelu node 'prelu_{name}' is inside a subgraph: its slope's shape for opset 7's broadcasting "
+                                 "was not checked; re-export the model with opset >= 7" for name in ("else", "then")]
+
+
 def test_upgrade_drops_initializers_from_the_graph_inputs():
     original = onnx.load(str(shipped_model("test_BatchNorm2d_eval")))
     assert len(original.graph.input) == 5  # x plus four BatchNorm parameters
