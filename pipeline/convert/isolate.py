@@ -140,7 +140,8 @@ class Child:
 
 
 _spare: process.Spare[Child] = process.Spare()
-_tmp: list[tempfile.TemporaryDirectory] = []
+_running: set[Child] = set()
+_tmp: list[tempfile.TemporaryDirectory] = []  # the children's folder, made at the first child
 
 
 def _children_tmp() -> str:
@@ -150,7 +151,6 @@ def _children_tmp() -> str:
     if not _tmp:
         _tmp.append(tempfile.TemporaryDirectory(prefix="pipeline-children-", ignore_cleanup_errors=True))
     return _tmp[0].name
-_running: set[Child] = set()
 
 
 def prewarm(warm_up: str, *args: Any) -> None:

@@ -117,7 +117,10 @@ def _search(frame: dict, axes: tuple) -> Search | None:
     equation, onnx_tensors, shape = frame.get("equation"), frame.get("onnx_tensor_infos"), frame.get("onnx_output_shape")
     if not isinstance(first, np.ndarray) or not isinstance(second, np.ndarray) or axes != tuple(range(first.ndim)):
         return None
-    if not isinstance(equation, str) or not _plain(equation.replace(" ", "")) or not isinstance(onnx_tensors, dict):
+    if not isinstance(equation, str) or not isinstance(onnx_tensors, dict):
+        return None
+    equation = equation.replace(" ", "")
+    if not _plain(equation):
         return None
     if len(onnx_tensors) != 1 or not isinstance(shape, (list, tuple)):
         return None
@@ -133,7 +136,7 @@ def _search(frame: dict, axes: tuple) -> Search | None:
     if not all(isinstance(d, (str, int, np.integer)) and not isinstance(d, bool) for d in shape):
         return None  # onnx2tf's own element count would raise on it
     size = math.prod(-1 if isinstance(d, str) else int(d) for d in shape)  # onnx2tf counts a symbolic axis as -1
-    return Search(equation.replace(" ", ""), first, second, expected, size)
+    return Search(equation, first, second, expected, size)
 
 
 def _plain(equation: str) -> bool:
@@ -183,23 +186,24 @@ def _candidates(search: Search) -> Iterator[Candidate | None]:
     inputs, output = search.equation.split("->")
     labels = inputs.split(",")
     expected = search.expected.astype(np.float64)
-    for p1 in itertools.permutations(range(search.first.ndim)):
-        a = np.transpose(search.first, p1)
-        for p2 in itertools.permutations(range(search.second.ndim)):
-            b = np.transpose(search.second, p2)
-            yield _judged(search, labels, output, a, b, expected, p1, p2)
+    first, second = search.first.astype(np.float64), search.second.astype(np.float64)  # once, not per pair
+    for p1 in itertools.permutations(range(first.ndim)):
+        a = np.transpose(first, p1)
+        for p2 in itertools.permutations(range(second.ndim)):
+            yield _judged(search, labels, output, a, np.transpose(second, p2), expected, p1, p2)
 
 
 def _judged(search: Search, labels: list[str], output: str, a: np.ndarray, b: np.ndarray, expected: np.ndarray,
             p1: tuple, p2: tuple) -> Candidate | None:
+    """One pair's interval; `a` and `b` are its transposed inputs in float64."""
     sizes = _label_sizes(labels, (a.shape, b.shape))
     if sizes is None:
         return None  # TensorFlow raises where labels disagree in size; numpy would broadcast a size 1
     if any(label not in sizes for label in output) or math.prod(sizes[label] for label in output) != search.onnx_size:
         return None
     try:
-        exact = np.einsum(search.equation, a.astype(np.float64), b.astype(np.float64), optimize=True)
-        magnitude = np.einsum(search.equation, np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64)), optimize=True)
+        exact = np.einsum(search.equation, a, b, optimize=True)
+        magnitude = np.einsum(search.equation, np.abs(a), np.abs(b), optimize=True)
     except ValueError:  # numpy refuses what TensorFlow may take: left to onnx2tf's loop
         return Candidate(p1, p2, 0.0, math.inf)
     terms = math.prod(size for label, size in sizes.items() if label not in output)
