@@ -36,6 +36,7 @@ from pipeline.converters.base import ConversionOptions, ConversionResult, TFTens
 from pipeline.converters.keras_ops import keras_savable_ops
 from pipeline.converters.onnx2tf_v1_tflite import DYNAMIC_RANGE, FROM_SAVED_MODEL, tflite_from_saved_model
 from pipeline.converters.onnx2tf_v1_einsum import einsum_search_screened
+from pipeline.converters.onnx2tf_v1_prefix import dummy_runs_shared
 from pipeline.converters.onnx2tf_v1_reshape import reshape_search_decided
 from pipeline.converters.onnx2tf_v1_trace import as_written, wrappers_as_written
 from pipeline.converters.onnxsim_worker import onnxsim_worker, start_ahead
@@ -127,7 +128,8 @@ class Onnx2TFV1:
         try:
             # _named_signature before the spy: the spy reads the frame that calls tf_keras.Model (onnx2tf's).
             with _inside(work), capture_output(log_path), clock.running(), _named_signature(), (spy or _NoSpy()).installed(), \
-                    tflite, wrappers_as_written(), reshape_search_decided(), einsum_search_screened(), onnxsim_worker(options.use_onnxsim), \
+                    tflite, wrappers_as_written(), reshape_search_decided(), einsum_search_screened(), dummy_runs_shared(), \
+                    onnxsim_worker(options.use_onnxsim), \
                     fast_save(), keras_savable_ops():
                 return self._run_with_replacement(work, options, save)
         except (Exception, SystemExit) as exc:  # onnx2tf exits or raises anything; its log says where

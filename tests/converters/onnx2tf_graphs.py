@@ -21,3 +21,19 @@ def converted_ops(onnx_path: Path, work: Path, functions: tuple[str, ...]) -> li
             node = layer.inbound_nodes[0]
             ops.append(re.sub(r"_\d+'", "'", f"{function} {node.call_args[1:]!r} {sorted(node.call_kwargs.items())!r}"))
     return ops
+
+
+def tflite_graph(path: Path, names: bool = True) -> tuple:
+    """A TFLite file's operators, tensors and constant buffers, without its metadata. Tensor names are
+    scoped by the Keras model's name, which tf_keras numbers per process (model_3, then model_6): unnumbered;
+    `names=False` leaves them out (two conversions in one process also number their layers apart)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
+    wiring = [(list(op.inputs), list(op.outputs)) for op in graph.operators]
+    tensors = [((re.sub(rb"^model_\d+/", b"model/", t.name),) if names else ()) + (list(t.shape), t.type)
+               for t in graph.tensors]
+    buffers = [bytes(model.buffers[t.buffer].data) if model.buffers[t.buffer].data is not None else b"" for t in graph.tensors]
+    return codes, wiring, tensors, buffers, list(graph.inputs), list(graph.outputs)

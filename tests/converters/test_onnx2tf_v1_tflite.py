@@ -8,6 +8,7 @@ from pipeline.converters import ConversionOptions, get_converter
 from pipeline.converters import onnx2tf_v1
 from pipeline.converters.onnx2tf_v1_tflite import (DYNAMIC_RANGE, FROM_CONCRETE_FUNCTION, FROM_KERAS_MODEL, FROM_SAVED_MODEL,
                                                    _Lite, _SkippingConverter)
+from tests.converters.onnx2tf_graphs import tflite_graph
 from tests.converters.test_onnx2tf_v1 import _conv_relu
 
 
@@ -134,8 +135,6 @@ def _two_outputs(path):
 
 @pytest.mark.slow
 def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_path, no_network, monkeypatch):
-    from tensorflow.lite.tools import flatbuffer_utils
-
     source = _two_outputs(tmp_path / "two.onnx")
     made = {}
     for route in ("saved_model", "keras"):
@@ -148,23 +147,10 @@ def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_p
         made[route] = get_converter().convert(source, out, out / "convert.log", ConversionOptions())
     assert made["keras"].made_by["tflite_fp32"].endswith("on its Keras model)")
     for precision in ("fp32", "fp16"):
-        files = [flatbuffer_utils.read_model(str(made[r].tflite[precision])) for r in ("saved_model", "keras")]
-        graphs = [_graph(model) for model in files]
+        graphs = [tflite_graph(made[r].tflite[precision]) for r in ("saved_model", "keras")]
         assert graphs[0] == graphs[1], precision
     from ai_edge_litert.interpreter import Interpreter
 
     signatures = [Interpreter(model_path=str(made[r].tflite["fp32"])).get_signature_list() for r in ("saved_model", "keras")]
     assert signatures[0] == signatures[1]
     assert sorted(signatures[0]["serving_default"]["outputs"]) == ["alpha", "zeta"]
-
-
-def _graph(model) -> tuple:
-    """A TFLite model's operators, tensors and constant buffers, without its metadata. Tensor names are
-    scoped by the Keras model's name, which tf_keras numbers per process (model_3, then model_6): unnumbered."""
-    import re
-
-    graph = model.subgraphs[0]
-    codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
-    tensors = [(re.sub(rb"^model_\d+/", b"model/", t.name), list(t.shape), t.type) for t in graph.tensors]
-    buffers = [bytes(model.buffers[t.buffer].data) if model.buffers[t.buffer].data is not None else b"" for t in graph.tensors]
-    return codes, tensors, buffers, list(graph.inputs), list(graph.outputs)

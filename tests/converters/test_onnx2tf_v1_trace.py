@@ -11,7 +11,8 @@ tf_keras = pytest.importorskip("tf_keras")
 
 from pipeline.converters import ConversionOptions, get_converter  # noqa: E402
 from pipeline.converters import onnx2tf_v1, onnx2tf_v1_trace  # noqa: E402
-from tests.converters.test_onnx2tf_v1_tflite import _graph, _two_outputs  # noqa: E402
+from tests.converters.onnx2tf_graphs import tflite_graph  # noqa: E402
+from tests.converters.test_onnx2tf_v1_tflite import _two_outputs  # noqa: E402
 
 
 def _is_artifact(fn) -> bool:
@@ -115,9 +116,7 @@ def test_the_files_are_those_autograph_s_converted_wrappers_made(tmp_path, no_ne
     assert not {"named", "<lambda>"} & set(transpiled["as_written"])
     assert {"named", "<lambda>"} <= set(transpiled["autograph"]), "the comparison is with AutoGraph's converted wrappers"
     for precision in ("fp32", "fp16"):
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        graphs = [_graph(flatbuffer_utils.read_model(str(made[w].tflite[precision]))) for w in made]
+        graphs = [tflite_graph(made[w].tflite[precision]) for w in made]
         assert graphs[0] == graphs[1], precision
     (ops, outputs), (their_ops, their_outputs) = (_signature_graph(made[w].saved_model) for w in made)
     assert ops == their_ops
