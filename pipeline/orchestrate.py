@@ -116,6 +116,9 @@ def _stage_convert(request: RunRequest) -> int:
     if request.head is not None:  # the conversion runs in its child meanwhile: use the idle parent
         with profile.step("parent: import what the audit and the report use (while the conversion runs)"):
             _preload_modules()
+        from pipeline.audit import stage as audit
+
+        audit.start_oracle(request.source, request.artifacts)  # in a thread (audit/oracle_ahead.py)
     record = convert.run(request.source, request.artifacts, head=request.head)
     console.print(f"convert: {record.converter} {record.version} -> {', '.join(record.models.values())} ({record.seconds:.1f} s)")
     print_findings(record.tf_lint.to_json(), title="lint (TF side)", verbose=request.verbose)
@@ -191,6 +194,7 @@ def run_all(request: RunRequest) -> int:
     The conversion child starts at once (its imports overlap the export), and the first conversion
     strategy starts as soon as model.onnx exists (it overlaps validate and lint); see
     convert/head_start.py for how the order of what reaches the folder is kept."""
+    from pipeline.audit import oracle_ahead
     from pipeline.convert import isolate, stage as convert
     from pipeline.runners import remote
 
@@ -200,6 +204,7 @@ def run_all(request: RunRequest) -> int:
         with fresh_folder(request.artifacts) as work:
             return _run_in(request.at(work))
     finally:
+        oracle_ahead.discard()  # float64 runs started during the conversion that no audit took
         isolate.discard_spare()
         remote.detach()  # the TF worker (runners/remote.py), if the head start's conversion became one
 
@@ -311,10 +316,12 @@ def _choices(artifacts: ArtifactDir) -> list[ExportChoice]:
 
 
 def _re_export(source: Source, artifacts: ArtifactDir, choice: ExportChoice) -> None:
+    from pipeline.audit import oracle_ahead
     from pipeline.export import stage as export
     from pipeline.console import console
 
     console.rule(f"[bold]fallback: re-export with {choice.exporter}, opset {choice.opset}")
+    oracle_ahead.wait()  # its PyTorch runs finish before the exporter traces the model
     export.run(source, artifacts, choice=choice)
 
 

@@ -22,13 +22,13 @@ from pipeline.artifacts.folder import ArtifactDir, sha256, write_json
 from pipeline.artifacts.records import AuditRecord, ConvertRecord, ExportRecord, ValidateRecord
 from pipeline.runners import remote
 from pipeline.model.fp16_storage import stored_file
-from pipeline.runners.factory import available_tf_backends, make_runner, perturbed_oracle
+from pipeline.runners.factory import available_tf_backends, make_runner
 from pipeline.compare import RunResults, Tolerance, compare, not_run, overall_verdict, run_sets, tolerance_for
 from pipeline.config import Source
 from pipeline.console import capture_output, console, stage_status
 from pipeline.errors import RunnerError, first_line
 from pipeline.audit.judge import Evidence, Oracle, PrecisionBudget, judge, with_storage_reference_checked
-from pipeline.audit import oracle_check
+from pipeline.audit import oracle_ahead, oracle_check
 from pipeline.audit.layer_request import LayerRequest
 from pipeline.audit.noise import ILL_CONDITIONED, NOISE_ATOL, PERTURBATION_SEEDS, rounding_spread, sample_floors
 from pipeline.names import PRECISION, Backend
@@ -106,6 +106,13 @@ class InputSet:
     sizes: dict
     where: str
     feeds: list
+
+
+def start_oracle(source: Source, artifacts: ArtifactDir) -> None:
+    """The float64 oracle's runs on the audit's inputs, started now in a thread (pipeline/audit/oracle_ahead.py):
+    a full run's parent calls this while its conversion child converts."""
+    export = artifacts.read(ExportRecord)
+    oracle_ahead.start(source, artifacts, export, [s.feeds for s in _input_sets(artifacts, export)])
 
 
 def _input_sets(artifacts: ArtifactDir, export: ExportRecord) -> list[InputSet]:
@@ -396,10 +403,12 @@ def _oracles(source: Source, artifacts: ArtifactDir, export: ExportRecord, sets:
     set); where it cannot run, a stated estimate."""
     if export.reference != "pytorch" or source.config is None:
         return _onnx_oracles(source, artifacts, export, sets, results)
-    runners = [make_runner(Backend.ORACLE, source, artifacts, export)] + [perturbed_oracle(source, export, seed)
-                                                                          for seed in PERTURBATION_SEEDS]
-    with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
-        runs, broken = run_sets(runners, [s.feeds for s in sets])
+    feed_sets = [s.feeds for s in sets]
+    ahead = oracle_ahead.take(source, export, feed_sets)
+    if ahead is None:
+        with capture_output(artifacts.root / "audit.log"), stage_status("running the float64 oracle"):
+            ahead = run_sets(oracle_ahead.runners(source, artifacts, export), feed_sets)
+    runs, broken = ahead
     bound = _rounding_bound(artifacts)
     return [_estimated_oracle(result, next(iter(failed.values()))) if failed else _checked_oracle(run, result, bound)
             for run, failed, result in zip(runs, broken, results)]

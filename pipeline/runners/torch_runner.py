@@ -34,11 +34,13 @@ class TorchRunner(Runner):
 
     def activate(self) -> None:
         # RUN_THREADS for the whole run of samples (never more than the process had: a user's lower setting stays);
-        # the process's own count comes back at deactivate.
+        # the process's own count comes back at deactivate. The model is built before, at the process's own count,
+        # as the export built it: a factory that calibrates BatchNorm (the zoo's) sums in another order on another
+        # count, and an audit run alone would judge a model a float32 rounding away from the exported one.
         self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(min(self._threads_before, RUN_THREADS))
         try:
             super().activate()
+            torch.set_num_threads(min(self._threads_before, RUN_THREADS))
         except BaseException:
             torch.set_num_threads(self._threads_before)
             raise

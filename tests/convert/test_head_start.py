@@ -40,6 +40,20 @@ def test_the_profile_times_the_stages_and_onnx2tfs_outputs_in_the_child(seed_run
     assert conversion["start"] >= export["start"] + export["seconds"], "the conversion starts only once the export is written"
 
 
+def test_the_float64_oracle_runs_while_the_conversion_runs_and_the_audit_takes_them(seed_run):
+    profile = json.loads((seed_run.root / "profile.json").read_text())
+    first = {}
+    for s in profile["steps"]:
+        first.setdefault(s["step"], s)
+    convert, audit = first["stage: convert"], first["stage: audit"]
+    for backend in ("pytorch_fp64", "pytorch_fp64_perturbed_1", "pytorch_fp64_perturbed_2"):
+        run = first[f"backend {backend}: run 7 samples"]
+        assert convert["start"] <= run["start"] < audit["start"], f"{backend} ran ahead, in the convert stage's wait"
+        assert sum(s["step"] == f"backend {backend}: run 7 samples" for s in profile["steps"]) == 1, "and only once"
+    report = json.loads((seed_run.root / "report.json").read_text())
+    assert report["oracle"]["backend"] == "pytorch_fp64" and report["verdict"] == "pass"
+
+
 def test_a_failed_checker_stops_the_head_start_and_commits_nothing(seed_copy, monkeypatch, capsys):
     before = sorted(p.name for p in seed_copy.iterdir())
 

@@ -78,3 +78,33 @@ def test_a_runner_runs_on_half_the_cores_and_gives_the_process_its_threads_back(
         assert torch.get_num_threads() == 2, "a runner that could not load gives the threads back too"
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_model_is_built_at_the_processs_own_thread_count_not_the_runners(tmp_path, monkeypatch):
+    # A factory that calibrates BatchNorm sums in another order on another count: built under the runner's
+    # count, a stage run alone would audit a model a rounding away from the one the export built.
+    import torch
+
+    from pipeline.model import torch_model
+    from pipeline.runners import torch_runner
+
+    monkeypatch.setattr(torch_runner, "RUN_THREADS", 1)
+    record = tmp_path / "built_at.txt"
+    (tmp_path / "counting.py").write_text(MODELS + f'''
+def counted():
+    with open({str(record)!r}, "a") as f:
+        f.write(str(torch.get_num_threads()))
+    return plain()
+''')
+    config = load_config(write_config(tmp_path / "counted.yaml", "counting.py:counted", [{"name": "x", "shape": [2, 4]}]))
+    torch_model._BUILT.clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with TorchFloat64Runner(config, SPECS, ["y"]) as oracle:
+            during = torch.get_num_threads()
+            oracle.infer({"x": np.zeros((2, 4), np.float32)})
+        assert record.read_text() == "2" and during == 1
+    finally:
+        torch.set_num_threads(before)
+        torch_model._BUILT.clear()
