@@ -74,6 +74,10 @@ def test_the_ratio_is_against_the_faster_bare_cli_and_2x_counts_only_where_it_ma
     assert bench.ratio(result) == pytest.approx(30.0 / 11.0)
     assert "| 11.0 |" in bench.summary_row(result)
     assert "21.0 (1.00×; 1.91× bare 2.x)" in bench.summary_row(result)
+    result["pipeline_2x_files"] = [Measurement(16.0, 900.0), Measurement(18.0, 900.0)]
+    # against 2.x, the pipeline run that wrote 2.x's files: the files both make
+    assert bench.ratio(result) == pytest.approx(17.0 / 11.0)
+    assert "| 30.0 | 17.0 | 21.0 | 11.0 |" in bench.summary_row(result)
     result["bare2"] = [Measurement(40.0, 700.0)]  # slower: the 1.x CLI stays the one to beat
     assert bench.ratio(result) == pytest.approx(30.0 / 21.0)
     result["bare2"] = []
@@ -83,3 +87,15 @@ def test_the_ratio_is_against_the_faster_bare_cli_and_2x_counts_only_where_it_ma
 def test_without_a_side_environment_there_is_no_bare_2x_run(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "side_environment", lambda: tmp_path / "missing")
     assert bench.bare_onnx2tf2(tmp_path / "model.onnx", tmp_path / "work") is None
+
+
+def test_the_config_for_2x_files_asks_only_for_them_and_is_removed_afterwards():
+    import yaml
+
+    from pipeline.config import load_config
+
+    with bench.config_making("seed_ym", bench.FILES_2X) as copy:
+        assert copy.parent.name == "configs" and copy.exists()  # beside the original: its relative paths hold
+        assert yaml.safe_load(copy.read_text())["artifacts"] == ["saved_model", "tflite_fp32", "tflite_fp16"]
+        assert load_config(copy).config.artifacts == ["saved_model", "tflite_fp32", "tflite_fp16"]
+    assert not copy.exists()
