@@ -116,9 +116,12 @@ def _stage_convert(request: RunRequest) -> int:
     if request.head is not None:  # the conversion runs in its child meanwhile: use the idle parent
         with profile.step("parent: import what the audit and the report use (while the conversion runs)"):
             _preload_modules()
-        from pipeline.audit import stage as audit
+        from pipeline.audit import oracle_ahead, stage as audit
 
-        audit.start_oracle(request.source, request.artifacts)  # in a thread (audit/oracle_ahead.py)
+        try:
+            audit.start_oracle(request.source, request.artifacts)  # in a thread (audit/oracle_ahead.py)
+        except Exception:  # noqa: BLE001 - only a head start: the audit runs the oracle itself and reports what fails
+            oracle_ahead.discard()
     record = convert.run(request.source, request.artifacts, head=request.head)
     console.print(f"convert: {record.converter} {record.version} -> {', '.join(record.models.values())} ({record.seconds:.1f} s)")
     print_findings(record.tf_lint.to_json(), title="lint (TF side)", verbose=request.verbose)
@@ -204,9 +207,9 @@ def run_all(request: RunRequest) -> int:
         with fresh_folder(request.artifacts) as work:
             return _run_in(request.at(work))
     finally:
-        oracle_ahead.discard()  # float64 runs started during the conversion that no audit took
         isolate.discard_spare()
         remote.detach()  # the TF worker (runners/remote.py), if the head start's conversion became one
+        oracle_ahead.discard()  # float64 runs started during the conversion that no audit took (after one sample)
 
 
 def _run_in(request: RunRequest) -> int:

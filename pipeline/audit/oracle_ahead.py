@@ -119,12 +119,15 @@ def discard() -> None:
 
 def take(source: Source, export: ExportRecord, feed_sets: list[list[dict]]) -> Runs | None:
     """The runs started ahead, once finished, when they were for this model and exactly these inputs; None
-    otherwise (the caller runs them). Taken once."""
+    otherwise (the caller runs them; runs for other inputs are stopped, not waited for). Taken once. Until
+    they have finished they stay `discard()`'s to stop (an interrupt while waiting here)."""
     global _ahead
-    ahead, _ahead = _ahead, None
+    ahead = _ahead
     if ahead is None:
         return None
-    ahead.wait()
-    if ahead.runs is None or ahead.key != _Key.of(source, export, feed_sets):
+    if ahead.key != _Key.of(source, export, feed_sets):
+        discard()
         return None
+    ahead.wait()
+    _ahead = None
     return ahead.runs

@@ -9,15 +9,18 @@ a 10 s conversion; on MobileViT about two thirds of its 28.7 s graph.
 
 Every run feeds the same dummy values into the same layers: the graph only grows, and onnx2tf never changes a
 layer once it has built it. So while a conversion runs, each layer's outputs are kept from the first run
-that computed them, for those input values, and a later run computes only the layers added since. The values
-are TensorFlow's own, from the same eager kernels on the same inputs, which give the same bits on every run
-(tests/converters/test_onnx2tf_v1_prefix.py; the zoo's converted files are the same bit for bit with and
-without this). Only the number of times each layer runs changes.
+that computed them, for those input values (within KEPT_BYTES), and a later run computes only the layers
+added since. The values are TensorFlow's own, from the same eager kernels on the same inputs, which gave the
+same bits on every run measured: 12 models of the zoo and the wide zoo were converted both ways, each in a
+fresh process, and their TFLite files were the same byte for byte. A layer that draws random numbers
+(onnx2tf's RandomNormal*, RandomUniform*, Multinomial, Dropout) and everything computed from it runs every
+time, as before.
 
 Only `dummy_tf_inference`'s walk through the graph (tf_keras's `Functional._run_internal_graph`, of which
 `_shared_walk` is a copy that looks each layer up first) is changed: onnx2tf's own input values, its call
-(`training=False`) and Keras's input handling are as they were. A model with masks, or an onnx2tf or
-tf_keras other than the ones this was checked against (CHECKED_VERSIONS, TF_KERAS_CHECKED), runs as before.
+(`training=False`) and Keras's input handling are as they were. A model with masks, inputs that are not
+eager values, an error of the shared walk itself, or an onnx2tf or tf_keras other than the ones this was
+checked against (CHECKED_VERSIONS, TF_KERAS_CHECKED): tf_keras's own walk runs.
 """
 from __future__ import annotations
 
@@ -104,19 +107,20 @@ class _Memo:
     """Per input values (the input KerasTensors and their values): each node's outputs, with the node."""
 
     def __init__(self) -> None:
-        self._kept: collections.OrderedDict = collections.OrderedDict()
+        self._kept: collections.OrderedDict = collections.OrderedDict()  # key -> _Kept
         self.kept_bytes = 0
 
-    def keep(self, known: dict, x_id: str, node, value) -> None:
-        """Keep a node's output, within KEPT_BYTES."""
+    def keep(self, kept: "_Kept", node, outputs: list[tuple[str, object]]) -> None:
+        """Keep a node's outputs, all or none, within KEPT_BYTES."""
         try:
-            size = value.shape.num_elements() * value.dtype.size  # an eager tensor's
+            size = sum(value.shape.num_elements() * value.dtype.size for _, value in outputs)  # eager tensors'
         except (AttributeError, TypeError):  # not a tensor, or one of unknown size: computed again when needed
             return
         if self.kept_bytes + size > KEPT_BYTES:
             return
         self.kept_bytes += size
-        known[x_id] = (node, value)
+        kept.bytes += size
+        kept.values.update({x_id: (node, value) for x_id, value in outputs})
 
     @contextlib.contextmanager
     def serving(self, model) -> Iterator[None]:
@@ -128,58 +132,85 @@ class _Memo:
             object.__delattr__(model, "_run_internal_graph")
 
     def _walk(self, model, inputs, training, mask):
+        """The shared walk; onnx2tf's own where it cannot be used. onnx2tf calls dummy_tf_inference inside
+        `try: ... except: pass`, so an error of this walk must never reach it: it would silently skip a check.
+        A layer's own error is raised again by tf_keras's walk, as it would have been."""
         functional = type(model)._run_internal_graph
         if mask is not None:
             return functional(model, inputs, training=training, mask=mask)
-        inputs = model._flatten_to_reference_inputs(inputs)
-        for tensor in inputs:
-            if tensor is not None:
-                tensor._keras_mask = None
-        conformed = [model._conform_to_reference_input(y, ref_input=x) for x, y in zip(model.inputs, inputs)]
-        known = self._known(model.inputs, conformed)
-        if known is None:
+        try:
+            flat = model._flatten_to_reference_inputs(inputs)
+            for tensor in flat:
+                if tensor is not None:
+                    tensor._keras_mask = None
+            conformed = [model._conform_to_reference_input(y, ref_input=x) for x, y in zip(model.inputs, flat)]
+            kept = self._kept_for(model.inputs, conformed)
+            return _shared_walk(model, conformed, kept, self)
+        except Exception:  # noqa: BLE001 - see above: tf_keras's own walk decides
             return functional(model, inputs, training=training)
-        return _shared_walk(model, conformed, known, self)
 
-    def _known(self, references, values) -> dict | None:
-        """The outputs kept for these inputs (a new record if none); None for values that cannot be keyed."""
+    def _kept_for(self, references, values) -> "_Kept":
+        """The outputs kept for these inputs (a new record if none)."""
         digest = hashlib.sha256()
         for value in values:
-            array = value.numpy() if hasattr(value, "numpy") else None
-            if array is None:
-                return None
+            array = value.numpy()  # eager: a symbolic input raises, and tf_keras's walk runs (_walk)
             digest.update(f"{array.dtype.str}{array.shape};".encode())
             digest.update(array.tobytes())
         key = (tuple(id(r) for r in references), digest.hexdigest())
         if key not in self._kept:
-            self._kept[key] = ({}, list(references))  # the references held: their ids stay theirs
+            self._kept[key] = _Kept(list(references))
             while len(self._kept) > KEPT_INPUTS:
-                self._kept.popitem(last=False)
+                self.kept_bytes -= self._kept.popitem(last=False)[1].bytes
         self._kept.move_to_end(key)
-        return self._kept[key][0]
+        return self._kept[key]
 
 
-def _shared_walk(model, inputs: list, known: dict, memo: _Memo):
-    """tf_keras 2.21's Functional._run_internal_graph (masks aside), each node's outputs looked up in `known`
-    (tensor id -> (node, value)) before the node is called, and kept there after (memo.keep)."""
+class _Kept:
+    """One set of input values' kept outputs: tensor id -> (node, value). The input references are held, so
+    that their ids, part of the key, stay theirs; each node holds its output KerasTensors alike."""
+
+    def __init__(self, references: list) -> None:
+        self.references = references
+        self.values: dict = {}
+        self.bytes = 0
+
+
+# Layers whose outputs differ from run to run (onnx2tf's RandomNormal*, RandomUniform*, Multinomial, Dropout):
+# never kept, and neither is anything computed from them.
+RANDOM_SYMBOLS = ("random", "dropout", "categorical")
+
+
+def _draws(layer) -> bool:
+    symbol = (getattr(layer, "symbol", None) or type(layer).__name__).lower()
+    return any(word in symbol for word in RANDOM_SYMBOLS)
+
+
+def _shared_walk(model, inputs: list, kept: _Kept, memo: _Memo):
+    """tf_keras 2.21's Functional._run_internal_graph (masks aside), each node's outputs looked up in `kept`
+    before the node is called, and kept there after (memo.keep); a node that draws random numbers, or is
+    computed from one that did, is called every time and never kept."""
     import tensorflow as tf
 
     tensors = {str(id(x)): _Value(y) for x, y in zip(model.inputs, inputs)}
+    drawn: set[str] = set()  # this walk's tensors that depend on a random draw
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             if node.is_input:
                 continue
             outputs = node.flat_output_ids
-            kept = [known.get(x_id) for x_id in outputs]
-            if all(entry is not None and entry[0] is node for entry in kept):
-                tensors.update({x_id: _Value(entry[1]) for x_id, entry in zip(outputs, kept)})
+            found = [kept.values.get(x_id) for x_id in outputs]
+            if all(entry is not None and entry[0] is node for entry in found):
+                tensors.update({x_id: _Value(entry[1]) for x_id, entry in zip(outputs, found)})
                 continue
             if any(t_id not in tensors for t_id in node.flat_input_ids):
                 continue  # not computable from these inputs
             args, kwargs = node.map_arguments(tensors)
-            for x_id, y in zip(outputs, tf.nest.flatten(node.layer(*args, **kwargs))):
-                tensors[x_id] = _Value(y)
-                memo.keep(known, x_id, node, y)
+            computed = list(zip(outputs, tf.nest.flatten(node.layer(*args, **kwargs))))
+            tensors.update({x_id: _Value(y) for x_id, y in computed})
+            if _draws(node.layer) or any(t_id in drawn for t_id in node.flat_input_ids):
+                drawn.update(outputs)
+            else:
+                memo.keep(kept, node, computed)
     results = []
     for x in model.outputs:
         x_id = str(id(x))

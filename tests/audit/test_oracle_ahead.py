@@ -106,3 +106,21 @@ def test_runs_nothing_took_are_stopped_between_samples_and_dropped(model, monkey
     oracle_ahead.discard()
     assert ran == [0], "stopped after the sample it was running, and waited for"
     assert oracle_ahead.take(source, export, _feeds(0)) is None
+
+
+def test_runs_for_other_inputs_are_stopped_not_waited_for(model, monkeypatch):
+    import threading
+
+    source, artifacts, export = model
+    release = threading.Event()
+
+    def slow(runners, feed_sets, between):
+        for index in range(1000):
+            release.wait(0.05)
+            between("pytorch_fp64", index)
+        return [{}], [{}]
+
+    monkeypatch.setattr(oracle_ahead, "run_sets", slow)
+    oracle_ahead.start(source, artifacts, export, _feeds(0))
+    assert oracle_ahead.take(source, export, _feeds(1)) is None  # returns after one sample, not 1000
+    assert oracle_ahead._ahead is None  # noqa: SLF001

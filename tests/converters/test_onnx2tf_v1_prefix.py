@@ -147,3 +147,41 @@ def test_beyond_the_byte_budget_layers_are_computed_as_onnx2tf_does(graph, layer
         shared = _prefix_runs(x, ends)
     assert len(layer_calls) == 2 * (1 + 2 + 3 + 4 + 5) - 2 * 4, "only the first step's two ops reused, by the 4 later runs"
     assert all(np.array_equal(a, b) for a, b in zip(plain, shared))
+
+
+def test_random_draws_and_what_is_computed_from_them_are_never_kept(layer_calls):
+    x = tf_keras.Input(shape=(3, 4), batch_size=1, name="x")
+    steady = tf.math.tanh(tf.math.multiply(x, 1.5))
+    noisy = tf.math.add(steady, tf.random.uniform(tf.shape(steady)))  # onnx2tf's RandomUniformLike, say
+    after = tf.math.tanh(noisy)
+    with prefix.dummy_runs_shared():
+        first, second = _prefix_runs(x, [after, after])
+        layer_calls.clear()
+        _prefix_runs(x, [after])
+    assert not np.array_equal(first, second), "a fresh draw every run, as onnx2tf's own walk gives"
+    ran = sorted(name.split(".")[-1].split("_")[0] for name in layer_calls)  # tf.math.tanh_1 -> tanh
+    assert ran == ["add", "tanh", "uniform"], "the draw and what follows it run again; the steady part is kept"
+
+
+def test_an_error_of_the_shared_walk_leaves_tf_keras_walk_to_decide(graph, monkeypatch):
+    x, ends = graph
+    plain = _prefix_runs(x, ends)
+
+    def broken(self, references, values):
+        raise RuntimeError("cannot key these inputs")
+
+    monkeypatch.setattr(prefix._Memo, "_kept_for", broken)  # noqa: SLF001
+    with prefix.dummy_runs_shared():
+        shared = _prefix_runs(x, ends)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, shared)), "onnx2tf's check still runs, on its own walk"
+
+
+def test_dropped_input_values_give_their_bytes_back(graph, monkeypatch):
+    x, ends = graph
+    monkeypatch.setattr(prefix, "KEPT_INPUTS", 2)
+    with prefix.dummy_runs_shared():
+        for step in range(4):
+            _prefix_runs(x, ends[:1], np.full((1, 3, 4), step, np.float32))
+        memo = prefix._memo  # noqa: SLF001
+        assert len(memo._kept) == 2  # noqa: SLF001
+        assert memo.kept_bytes == sum(k.bytes for k in memo._kept.values()) == 2 * 2 * 3 * 4 * 4  # noqa: SLF001
