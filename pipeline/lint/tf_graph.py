@@ -50,9 +50,7 @@ class TFGraph:
         import tensorflow as tf
         from tensorflow.python.framework import tensor_util
 
-        from pipeline.runners.tensorflow import load_saved_model
-
-        function = load_saved_model(path)  # the load the audit's SavedModel runner then reuses, in the TF worker
+        function = tf.saved_model.load(str(path)).signatures["serving_default"]
         graph_def = function.graph.as_graph_def()
         captured = {internal.name.split(":")[0]: external for external, internal in function.graph.captures}
         call = next(node for node in graph_def.node if node.op in CALL_OPS)

@@ -47,7 +47,7 @@ class TFSavedModelRunner(_TFRunner):
     name = "tf_saved_model"
 
     def _activate_impl(self) -> None:
-        self.model = load_saved_model(self.path)
+        self.model = _load_saved_model(self.path)
 
     def _infer_impl(self, feed: Feed) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -83,8 +83,7 @@ def _output_key(result: dict, binding) -> str:
 _loaded: dict[tuple[int, int, int, int], object] = {}
 
 
-def load_saved_model(path: Path):
-    """The SavedModel's serving_default signature, loaded once per file in this process (see _loaded)."""
+def _load_saved_model(path: Path):
     import tensorflow as tf
 
     key = identity(path / "saved_model.pb")

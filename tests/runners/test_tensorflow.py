@@ -55,15 +55,3 @@ def test_an_older_folder_whose_saved_model_keys_outputs_by_position_is_audited_a
     assert run_cli("audit", "seed_ym", "--out", str(seed_copy)) == 0
     audit = json.loads((seed_copy / "audit.json").read_text())
     assert [c["verdict"] for c in audit["comparisons"] if c["candidate"] == "tf_saved_model"] == ["pass"]
-
-
-def test_the_tf_side_lint_and_the_savedmodel_runner_share_one_load(seed_run):
-    # In the TF worker the lint's graph reader loads the SavedModel first; the audit's runner then reuses it.
-    from pipeline.lint.tf_graph import TFGraph
-    from pipeline.runners import tensorflow as tf_runners
-
-    tf_runners._loaded.clear()  # noqa: SLF001
-    graph = TFGraph.from_saved_model(seed_run.root / "saved_model")
-    assert graph.ops and len(tf_runners._loaded) == 1  # noqa: SLF001
-    loaded = next(iter(tf_runners._loaded.values()))  # noqa: SLF001
-    assert tf_runners.load_saved_model(seed_run.root / "saved_model") is loaded.signatures["serving_default"]
