@@ -246,6 +246,12 @@ class Source:
     def base_dir(self) -> Path:
         return self.path.parent
 
+    def resolve(self, value: str) -> Path:
+        """A path the config gives (its model file, its checkpoint): as written when absolute, else relative to
+        the config's folder."""
+        path = Path(value)
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
 
 def resolve_source(arg: str) -> Source:
     """Turn MODEL (a config name, a YAML path or an .onnx path) into a Source."""

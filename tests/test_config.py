@@ -37,6 +37,8 @@ def test_valid_config_loads_with_defaults(tmp_path):
     assert source.kind == "config"
     assert source.path == path.resolve()
     assert source.base_dir == path.resolve().parent
+    assert source.resolve("models/net.py") == path.resolve().parent / "models" / "net.py"
+    assert source.resolve("/opt/w.pt") == Path("/opt/w.pt"), "an absolute path as written"
     config = source.config
     assert config.model == "pipeline.zoo.seed:build"
     (spec,) = config.inputs

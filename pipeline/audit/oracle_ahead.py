@@ -93,14 +93,16 @@ _ahead: _Ahead | None = None
 
 
 def start(source: Source, artifacts: ArtifactDir, export: ExportRecord, feed_sets: list[list[dict]]) -> None:
-    """Start the oracle's runs on these input sets, in a thread. Nothing for the ONNX route (its oracle is
-    the ONNX graph in float64, run in the audit)."""
+    """Start the oracle's runs on these input sets, in a thread; runs already started for exactly these (a
+    conversion stage run again after a fallback) are kept, others stopped. Nothing for the ONNX route (its
+    oracle is the ONNX graph in float64, run in the audit)."""
     global _ahead
-    wait()
-    if export.reference != "pytorch" or source.config is None:
+    key = _Key.of(source, export, feed_sets) if export.reference == "pytorch" and source.config is not None else None
+    if key is not None and _ahead is not None and _ahead.key == key:
         return
-    _ahead = _Ahead(_Key.of(source, export, feed_sets),
-                    lambda between: run_sets(runners(source, artifacts, export), feed_sets, between))
+    discard()
+    if key is not None:
+        _ahead = _Ahead(key, lambda between: run_sets(runners(source, artifacts, export), feed_sets, between))
 
 
 def wait() -> None:

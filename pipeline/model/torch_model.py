@@ -32,7 +32,7 @@ def build_model(source: Source) -> torch.nn.Module:
 
 def _mtime(source: Source) -> float:
     target, _, _ = source.config.model.rpartition(":")
-    path = _resolve_path(target, source.base_dir) if target.endswith(".py") else None
+    path = source.resolve(target) if target.endswith(".py") else None
     return path.stat().st_mtime if path and path.exists() else 0.0
 
 
@@ -40,7 +40,7 @@ def _build(source: Source) -> torch.nn.Module:
     import torch  # here, not at the CLI's start: a full run starts its conversion child first
 
     config = source.config
-    factory = _resolve_factory(config.model, source.base_dir, source.path)
+    factory = _resolve_factory(config.model, source)
     try:
         model = factory(**config.model_args)
     except Exception as exc:  # the user's code: any failure is a config problem
@@ -51,7 +51,7 @@ def _build(source: Source) -> torch.nn.Module:
             "not a torch.nn.Module; make it return the model instance"
         )
     if config.checkpoint:
-        load_checkpoint(model, _resolve_path(config.checkpoint, source.base_dir), source.path, config.unsafe_checkpoint)
+        load_checkpoint(model, source.resolve(config.checkpoint), source.path, config.unsafe_checkpoint)
     return model.eval()
 
 
@@ -62,11 +62,12 @@ def reference_model(source: Source, export) -> torch.nn.Module | None:
     return build_model(source)
 
 
-def _resolve_factory(spec: str, base_dir: Path, config_path: Path):
+def _resolve_factory(spec: str, source: Source):
+    config_path = source.path
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise ConfigError(f"{config_path}: key 'model': '{spec}' must look like 'pkg.module:callable' or 'file.py:callable'")
-    module = _import_file(target, base_dir, config_path) if target.endswith(".py") else _import_module(target, config_path)
+    module = _import_file(target, source) if target.endswith(".py") else _import_module(target, config_path)
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
@@ -88,8 +89,8 @@ def _import_module(name: str, config_path: Path):
         raise ConfigError(f"{config_path}: key 'model': cannot import '{name}' ({exc}); check the module path") from None
 
 
-def _import_file(relative: str, base_dir: Path, config_path: Path):
-    path = _resolve_path(relative, base_dir)
+def _import_file(relative: str, source: Source):
+    config_path, path = source.path, source.resolve(relative)
     if not path.is_file():
         raise ConfigError(f"{config_path}: key 'model': file {path} not found (paths are relative to the config file)")
     module_name = f"_pipeline_model_{path.stem}_{abs(hash(path)) % 10**8}"
@@ -104,11 +105,6 @@ def _import_file(relative: str, base_dir: Path, config_path: Path):
     finally:
         sys.path.remove(str(path.parent))
     return module
-
-
-def _resolve_path(value: str, base_dir: Path) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else (base_dir / path).resolve()
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path, config_path: Path, unsafe: bool = False) -> None:

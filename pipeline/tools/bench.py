@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -29,6 +28,9 @@ from pipeline.artifacts.folder import REPO_ROOT
 from pipeline.converters.onnx2tf_v1 import CALIBRATION_FILE
 from pipeline.converters.onnx2tf_v2 import side_environment
 from pipeline.tools.bench_measure import RECORD, Goal, Measurement, machine, measure
+
+if TYPE_CHECKING:
+    from pipeline.config import Source
 
 
 def bare_onnx2tf(onnx_file: Path, work: Path) -> Measurement:
@@ -125,24 +127,24 @@ def config_making(model: str, files: tuple[str, ...]) -> Iterator[Path | None]:
         yield None
         return
     config["artifacts"] = list(files)
-    _absolute_paths(config, source.path.parent)
+    _absolute_paths(config, source)
     with tempfile.TemporaryDirectory(prefix="bench-config-") as folder:
         copy = Path(folder) / source.path.name
         copy.write_text(yaml.safe_dump(config, sort_keys=False))
         yield copy
 
 
-def _absolute_paths(config: dict, base: Path) -> None:
-    """The config keys read relative to the config's folder (pipeline/model/torch_model.py, convert/calibration.py),
-    made absolute for a copy elsewhere."""
+def _absolute_paths(config: dict, source: "Source") -> None:
+    """The config keys read relative to the config's folder (Source.resolve; the int8 calibration data,
+    convert/calibration.py), made absolute for a copy elsewhere."""
     target, sep, attr = str(config.get("model", "")).rpartition(":")
-    if sep and target.endswith(".py") and not Path(target).is_absolute():
-        config["model"] = f"{(base / target).resolve()}:{attr}"
-    if config.get("checkpoint") and not Path(config["checkpoint"]).is_absolute():
-        config["checkpoint"] = str((base / config["checkpoint"]).resolve())
+    if sep and target.endswith(".py"):
+        config["model"] = f"{source.resolve(target)}:{attr}"
+    if config.get("checkpoint"):
+        config["checkpoint"] = str(source.resolve(config["checkpoint"]))
     int8 = (config.get("quantize") or {}).get("int8") or {}
-    if int8.get("calibration") and not Path(int8["calibration"]).is_absolute():
-        int8["calibration"] = str((base / int8["calibration"]).resolve())
+    if int8.get("calibration"):
+        int8["calibration"] = str(source.resolve(int8["calibration"]))
 
 
 def like_for_like(conversions: list[float], extras: list[float], bare_keras: bool) -> tuple[list[float], float]:

@@ -124,3 +124,13 @@ def test_runs_for_other_inputs_are_stopped_not_waited_for(model, monkeypatch):
     oracle_ahead.start(source, artifacts, export, _feeds(0))
     assert oracle_ahead.take(source, export, _feeds(1)) is None  # returns after one sample, not 1000
     assert oracle_ahead._ahead is None  # noqa: SLF001
+
+
+def test_starting_again_for_the_same_inputs_keeps_the_runs_and_for_others_replaces_them(model):
+    source, artifacts, export = model
+    oracle_ahead.start(source, artifacts, export, _feeds(0))
+    first = oracle_ahead._ahead  # noqa: SLF001
+    oracle_ahead.start(source, artifacts, export, _feeds(0))  # a convert stage run again after a fallback
+    assert oracle_ahead._ahead is first, "not run twice"  # noqa: SLF001
+    oracle_ahead.start(source, artifacts, export, _feeds(1))
+    assert oracle_ahead._ahead is not first and oracle_ahead.take(source, export, _feeds(1)) is not None  # noqa: SLF001
