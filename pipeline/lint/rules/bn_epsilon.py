@@ -76,9 +76,25 @@ def _fold_fit(ctx: LintContext, node: onnx.NodeProto, weight: np.ndarray) -> np.
     folded = folded.astype(np.float64).reshape(len(weight), -1)
     flat = weight.reshape(len(weight), -1)
     usable = np.abs(flat) > 1e-6 * np.abs(flat).max()
+    if not _may_fit(folded, flat, usable):
+        return None
     scale = np.array([np.median(folded[c][usable[c]] / flat[c][usable[c]]) if usable[c].any() else 0.0 for c in range(len(flat))])
     residual = np.abs(folded - scale[:, None] * flat)
     return scale if residual.max() <= 1e-5 * max(np.abs(folded).max(), 1e-12) else None
+
+
+def _may_fit(folded: np.ndarray, flat: np.ndarray, usable: np.ndarray) -> bool:
+    """A cheap, vectorised test that rules out most Convs of the same shape before _fold_fit's per-channel
+    medians (on RegNet-400MF, 4,500 pairs of a BatchNorm and a Conv of its shape, 2.5 s of the lint). Each
+    channel's scale is taken at its largest weight instead of as the median. It never rules out a Conv that
+    the median test accepts: if every |folded - s*w| <= t (t = 1e-5 * max|folded|) for the median s, the
+    scale at the largest weight w* is within t/|w*| of s, so every |folded - s*w| with that scale is within
+    2t. The bound allowed here is 10t."""
+    rows = np.arange(len(flat))
+    largest = np.abs(flat).argmax(axis=1)
+    at_largest = flat[rows, largest]
+    scale = np.where(usable.any(axis=1), folded[rows, largest] / np.where(at_largest == 0, 1.0, at_largest), 0.0)
+    return np.abs(folded - scale[:, None] * flat).max() <= 1e-4 * max(np.abs(folded).max(), 1e-12)
 
 
 def _compare_fold(ctx, node, scale, conv, bn, bn_path) -> Iterator[Finding]:
