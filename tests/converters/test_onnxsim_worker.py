@@ -56,6 +56,31 @@ def test_three_calls_write_the_file_the_command_writes(tmp_path, stand_in):
     assert stand_in.subprocess is subprocess  # the module is itself again
 
 
+def test_a_call_on_a_file_the_last_call_left_unchanged_is_not_run_again(tmp_path, stand_in, monkeypatch):
+    """The second call changes nothing (the first simplified all there was): the third is the same command on
+    the same bytes, and is answered with the second's output, as the command would print it."""
+    path = _foldable_model(tmp_path / "model.onnx")
+    by_command = tmp_path / "command.onnx"
+    shutil.copyfile(path, by_command)
+    printed = [subprocess.check_output([ONNXSIM, str(by_command), str(by_command), "--skip-optimization", *UNSAFE_PASSES],
+                                       stderr=subprocess.PIPE) for _ in range(3)]
+    runs = []
+    real_run = worker_module._Worker.run
+    monkeypatch.setattr(worker_module._Worker, "run", lambda self, argv: runs.append(argv) or real_run(self, argv))
+    with onnxsim_worker(module=stand_in):
+        call = lambda: stand_in.subprocess.check_output(["onnxsim", str(path), str(path)], stderr=subprocess.PIPE)  # noqa: E731
+        outputs = [call() for _ in range(3)]
+        assert len(runs) == 2
+        path.write_bytes(path.read_bytes() + b"")  # the same bytes rewritten: still not run
+        call()
+        assert len(runs) == 2
+        _foldable_model(path)  # other bytes: simplified again
+        call()
+        assert len(runs) == 3
+    assert path.read_bytes() == by_command.read_bytes()
+    assert outputs[2] == outputs[1] == printed[2]
+
+
 def test_a_failing_simplification_raises_what_the_command_raises(tmp_path, stand_in):
     missing = str(tmp_path / "missing.onnx")
     with pytest.raises(subprocess.CalledProcessError) as by_command:
