@@ -1,6 +1,8 @@
 """onnx2tf 1.x's TFLite files are converted from the SavedModel it wrote, not from its Keras model."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,40 @@ def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_p
     signatures = [Interpreter(model_path=str(made[r].tflite["fp32"])).get_signature_list() for r in ("saved_model", "keras")]
     assert signatures[0] == signatures[1]
     assert sorted(signatures[0]["serving_default"]["outputs"]) == ["alpha", "zeta"]
+
+
+# One conversion in a fresh process (tf_keras numbers its models per process: two conversions in one process
+# name their tensors apart), the SavedModel's loads shared or not; prints how many loads TensorFlow's TFLite
+# converter module made.
+CONVERT_ONCE = """
+import contextlib, importlib, sys
+from pathlib import Path
+from pipeline.converters import ConversionOptions, get_converter, onnx2tf_v1_tflite
+lite = importlib.import_module("tensorflow.lite.python.lite")
+if sys.argv[3] == "apart":
+    onnx2tf_v1_tflite.saved_model_loaded_once = lambda folder: contextlib.nullcontext()
+real, loads = lite._load, []
+lite._load = lambda *args, **kwargs: loads.append(args[0]) or real(*args, **kwargs)
+out = Path(sys.argv[2])
+get_converter().convert(Path(sys.argv[1]), out, out / "convert.log", ConversionOptions())
+print(len(loads))
+"""
+
+
+@pytest.mark.slow
+def test_the_savedmodel_is_loaded_once_for_both_files_and_they_are_the_same_bytes(tmp_path):
+    """TensorFlow's converter loads the SavedModel in from_saved_model and again in each convert(): with the
+    loads shared, the fp32 and fp16 files are byte for byte the files of three loads."""
+    import subprocess
+    import sys
+
+    source = _two_outputs(tmp_path / "two.onnx")
+    runs = {}
+    for how in ("shared", "apart"):
+        (tmp_path / how).mkdir()
+        runs[how] = subprocess.Popen([sys.executable, "-c", CONVERT_ONCE, str(source), str(tmp_path / how), how],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    loads = {how: run.communicate(timeout=300)[0].split()[-1] for how, run in runs.items()}
+    assert loads == {"shared": "1", "apart": "3"}
+    for name in ("model_float32.tflite", "model_float16.tflite"):
+        assert (tmp_path / "shared" / name).read_bytes() == (tmp_path / "apart" / name).read_bytes(), name
