@@ -67,6 +67,9 @@ def test_artifacts_are_all_written(seed_run):
                  "outputs/pytorch.npz", "outputs/tflite_fp16.npz"):
         assert (seed_run.root / name).exists(), name
     assert not list(seed_run.root.glob(".staging-*"))
+    for record in ("lint.json", "convert.json"):  # where the ONNX file is once the run is over, not its working folder
+        onnx = json.loads((seed_run.root / record).read_text())["onnx" if record == "lint.json" else "tf_lint"]
+        assert Path(onnx if isinstance(onnx, str) else onnx["onnx"]) == seed_run.root / "model.onnx", record
     assert "onnx2tf" in (seed_run.root / "convert.log").read_text() or (seed_run.root / "convert.log").stat().st_size > 0
 
 

@@ -52,8 +52,8 @@ class ArtifactDir:
     report_md = property(lambda self: self.root / "report.md")
 
     def shown(self, path: Path) -> Path:
-        """The path a user will find this file at once the run is over."""
-        return (self.final / path.relative_to(self.root)) if self.final else path
+        """The path a user will find this file at once the run is over (a file outside the folder: its own)."""
+        return (self.final / path.relative_to(self.root)) if self.final and path.is_relative_to(self.root) else path
 
     def stage_record(self, stage: str) -> Path:
         """Where a stage writes its own summary (export.json, validate.json, ...)."""

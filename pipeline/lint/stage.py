@@ -23,7 +23,7 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -
     onnx_path = onnx_file or artifacts.require(artifacts.onnx, "export")
     context = build_context(source, artifacts, load_onnx(onnx_path))
     notes = [] if context.torch_model is not None else [NO_MODEL_NOTE]
-    record = LintRecord.of(str(onnx_path), run_rules(context), notes, time.perf_counter() - start)
+    record = LintRecord.of(str(artifacts.shown(onnx_path)), run_rules(context), notes, time.perf_counter() - start)
     with artifacts.staging() as stage:
         write_json(stage / "lint.json", record)
     return record
@@ -36,10 +36,17 @@ def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path, tflite: di
     from pipeline.runners import remote
 
     start = time.perf_counter()
-    context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
-    context.tf_graph = remote.call(TFGraph.from_saved_model, saved_model)  # TensorFlow reads it, in the TF worker if any
-    context.tflite = tflite
-    return LintRecord.of(str(artifacts.onnx), run_rules(context, phase="tf"), [], time.perf_counter() - start)
+    # TensorFlow reads the SavedModel, in the TF worker if any, while this process reads the ONNX file and the TFLite files
+    reading = remote.start(TFGraph.from_saved_model, saved_model)
+    try:
+        context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
+        context.tflite = tflite
+        for precision in tflite or {}:
+            context.tflite_graph(precision)
+    finally:
+        tf_graph = reading()  # the worker takes no other job before its answer is received
+    context.tf_graph = tf_graph
+    return LintRecord.of(str(artifacts.shown(artifacts.onnx)), run_rules(context, phase="tf"), [], time.perf_counter() - start)
 
 
 def build_context(source: Source, artifacts: ArtifactDir, model) -> LintContext:

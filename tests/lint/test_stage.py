@@ -13,6 +13,7 @@ from pipeline.config import CONFIGS_DIR, Source, load_config
 from pipeline.lint import stage
 from pipeline.model.torch_model import build_model
 from tests.lint.exports import export, load, nodes, set_attribute
+from tests.support import tflite_pair
 
 FINDING_KEYS = {"rule", "severity", "node", "op_type", "module", "expected", "actual", "message"}
 
@@ -104,3 +105,31 @@ def test_the_onnx_route_lints_without_importing_torch(tmp_path):
             f"code = main(['lint', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]); print(code, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr[-2000:]
+
+
+def test_the_tf_phase_reads_the_tflite_files_while_the_worker_reads_the_savedmodel(source, exported, tmp_path, monkeypatch):
+    """run_tf sends the SavedModel to the TF worker first, reads the ONNX and TFLite files meanwhile, and takes the
+    worker's answer before any rule runs; each TFLite file is read once, the rules included."""
+    import tensorflow as tf
+
+    from pipeline.lint import tflite_graph
+    from pipeline.lint.tf_graph import TFGraph
+    from pipeline.runners import remote
+
+    artifacts = ArtifactDir(tmp_path)
+    artifacts.onnx.write_bytes(exported.read_bytes())
+    events = []
+
+    def start(fn, *args):
+        events.append(("worker starts", fn.__name__))
+        return lambda: events.append(("worker answers", fn.__name__)) or TFGraph([], {})
+
+    real_read = tflite_graph.TFLiteGraph.read
+    monkeypatch.setattr(remote, "start", start)
+    monkeypatch.setattr(tflite_graph.TFLiteGraph, "read",
+                        classmethod(lambda cls, path: events.append(("read", path.name)) or real_read.__func__(cls, path)))
+    files = tflite_pair(tmp_path, "model", tf.function(lambda x: x + 1.0, input_signature=[tf.TensorSpec([4])]))
+    stage.run_tf(source, artifacts, tmp_path / "saved_model", files)
+    assert events == [("worker starts", "from_saved_model"), ("read", "model_fp32.tflite"),
+                      ("read", "model_fp16.tflite"), ("worker answers", "from_saved_model")]
+

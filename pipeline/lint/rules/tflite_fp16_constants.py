@@ -29,11 +29,10 @@ ATTRIBUTION = "TFLite ops carry no ONNX node name; the ONNX-side fp16_* findings
 
 @rule(NAME, phase="tf")
 def check(ctx: LintContext) -> Iterator[Finding]:
-    files = ctx.tflite or {}
-    if "fp16" not in files:
+    fp16 = ctx.tflite_graph("fp16")
+    if fp16 is None:
         return
-    fp32 = TFLiteGraph.read(files["fp32"]) if "fp32" in files else None
-    yield from findings(TFLiteGraph.read(files["fp16"]), fp32, files["fp16"].name)
+    yield from findings(fp16, ctx.tflite_graph("fp32"), ctx.tflite["fp16"].name)
 
 
 def findings(fp16: TFLiteGraph, fp32: TFLiteGraph | None, file: str) -> Iterator[Finding]:
