@@ -3,9 +3,10 @@ test or another program calls it in theirs; what a helper process does with Ctrl
 process started ahead of its job (`Spare`)."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
-from typing import Callable, Generic, Protocol, TypeVar
+from typing import Callable, Generic, Iterator, Protocol, TypeVar
 
 _owned = False
 # Signals a crash in native code ends a process with; a kill (ours, on a limit or at the end of a run) is not one.
@@ -25,6 +26,28 @@ def settle() -> None:
     2.0 s with torch, torch.export and onnxscript settled). Nothing in a process the pipeline does not own."""
     if _owned:
         gc.freeze()
+
+
+# A young-generation collection every this many allocations (Python's default: 700) while a block of many
+# short-lived objects runs (fewer_collections).
+YOUNG_THRESHOLD = 10_000
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Inside the block, the collector runs after YOUNG_THRESHOLD allocations instead of 700, in a process the
+    pipeline owns. torch.onnx.export makes millions of objects: at the default, 450 young collections and 3
+    full ones took 0.25 s of RegNet-400MF's export, 0.1 s after this. Garbage in reference cycles waits a little
+    longer to be freed; nothing else changes. The thresholds are restored after the block."""
+    if not _owned:
+        yield
+        return
+    before = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def leave_interrupts_to_parent() -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from pipeline import process
 
 
@@ -20,6 +22,17 @@ def test_an_owned_process_settles_what_it_imported(monkeypatch):
         assert process._owned
     finally:
         gc.unfreeze()  # the test process is pytest's
+
+
+def test_fewer_collections_only_in_an_owned_process_and_only_inside_the_block(monkeypatch):
+    before = gc.get_threshold()
+    with process.fewer_collections():
+        assert gc.get_threshold() == before  # pytest's process
+    monkeypatch.setattr(process, "_owned", True)
+    with pytest.raises(KeyError), process.fewer_collections():
+        assert gc.get_threshold() == (process.YOUNG_THRESHOLD, *before[1:])
+        raise KeyError("the block fails")
+    assert gc.get_threshold() == before
 
 
 class _Helper:

@@ -61,7 +61,7 @@ def _export_dynamo(request: ExportRequest) -> None:
         with profile.step("export: torch.export with dynamic dimensions"):
             model, args = capture(request.dynamic), request.dynamic.args
     with profile.step("export: torch.onnx.export (torchlib registry, capture, decompose, translate, optimize)"), \
-            quick_torchlib_registry():
+            quick_torchlib_registry(), process.fewer_collections():
         program = torch.onnx.export(
             model, args, dynamo=True, input_names=request.input_names,
             output_names=request.output_names, opset_version=request.opset,
