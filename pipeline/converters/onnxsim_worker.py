@@ -73,7 +73,7 @@ class _Subprocess:
 
     def __init__(self, real: ModuleType, worker: "_Worker") -> None:
         self._real, self._worker = real, worker
-        self._fixed_point: tuple | None = None  # (cwd, argv, file digest, output) of a call that changed nothing
+        self._unchanged: tuple | None = None  # ((cwd, argv, file digest), output) of the last call, if it changed nothing
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -81,28 +81,23 @@ class _Subprocess:
     def check_output(self, args, **kwargs) -> bytes:
         if isinstance(args, (list, tuple)) and args and args[0] == "onnxsim":
             args = without_unsafe_passes([str(a) for a in args])
-            again = self._same_as_last(args)
-            if again is not None:
-                return again
-            before = _in_place_digest(args)
+            call = (os.getcwd(), args, _in_place_digest(args))
+            if call[2] is not None and self._unchanged is not None and self._unchanged[0] == call:
+                return self._unchanged[1]  # see _remember
             out = self._worker.run(args)
             if out is not None:
-                after = _in_place_digest(args)
-                self._fixed_point = (os.getcwd(), args, before, out) if before is not None and before == after else None
+                self._remember(call, out)
                 return out
         return self._real.check_output(args, **kwargs)
 
-    def _same_as_last(self, argv: list[str]) -> bytes | None:
-        """The last call's output when it simplified a file in place without changing it and this call is the same
-        command on the same bytes: onnx2tf simplifies three times in a row, and a model is usually a fixed point
-        of onnxsim after the first (RegNet-400MF: 0.2 s a call). onnxsim is a function of its arguments and its
-        input file, so this call would write the same file and print the same."""
-        if self._fixed_point is None:
-            return None
-        cwd, args, digest, out = self._fixed_point
-        if (cwd, args) != (os.getcwd(), argv) or _in_place_digest(argv) != digest:
-            return None
-        return out
+    def _remember(self, call: tuple, out: bytes) -> None:
+        """Keep a call that simplified a file in place and left it as it was: onnx2tf simplifies three times in
+        a row, and a model is usually a fixed point of onnxsim after the first (RegNet-400MF: 0.2 s a call).
+        onnxsim is a function of its arguments and its input file, so the same command on the same bytes
+        writes the same file and prints the same: check_output answers it with this call's output."""
+        cwd, argv, digest = call
+        unchanged = digest is not None and _in_place_digest(argv) == digest
+        self._unchanged = (call, out) if unchanged else None
 
 
 def _in_place_digest(argv: list[str]) -> str | None:
