@@ -16,6 +16,7 @@ concrete function) is never skipped.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -50,7 +51,8 @@ def saved_model_loaded_once(saved_model_dir: Path) -> Iterator[None]:
     each on RegNet-400MF. Inside the block, loads of `saved_model_dir` in TensorFlow's TFLite converter module
     give the first one's object: the same file read, so the same debug info and the same TFLite files, byte for
     byte (tests/converters/test_onnx2tf_v1_tflite.py). The converter holds that object for its own life anyway;
-    it is let go at the end of the block. Loads of any other folder, or with other arguments, are TensorFlow's."""
+    it is let go at the end of the block. Loads of any other folder, with other arguments, or of a SavedModel
+    written again since (saved_model.pb's time and size), are TensorFlow's."""
     lite = optional_module("tensorflow.lite.python.lite")
     real = getattr(lite, "_load", None)
     if real is None:
@@ -62,7 +64,11 @@ def saved_model_loaded_once(saved_model_dir: Path) -> Iterator[None]:
     def load(export_dir, tags=None, *args, **kwargs):
         if args or kwargs or str(export_dir) != folder:
             return real(export_dir, tags, *args, **kwargs)
-        key = frozenset([tags] if isinstance(tags, str) else tags or ())
+        try:
+            written = os.stat(os.path.join(folder, "saved_model.pb"))  # a SavedModel written again is loaded again
+        except FileNotFoundError:  # TensorFlow says what is missing
+            return real(export_dir, tags)
+        key = (frozenset([tags] if isinstance(tags, str) else tags or ()), written.st_mtime_ns, written.st_size)
         if key not in kept:
             kept[key] = real(export_dir, tags)
         return kept[key]

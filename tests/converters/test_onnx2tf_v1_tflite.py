@@ -158,6 +158,31 @@ def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_p
     assert sorted(signatures[0]["serving_default"]["outputs"]) == ["alpha", "zeta"]
 
 
+def test_a_load_is_shared_only_for_the_same_savedmodel_as_written(tmp_path, monkeypatch):
+    import importlib
+    import os
+
+    from pipeline.converters.onnx2tf_v1_tflite import saved_model_loaded_once
+
+    lite = importlib.import_module("tensorflow.lite.python.lite")
+    loads = []
+    monkeypatch.setattr(lite, "_load", lambda folder, tags=None, options=None: loads.append(folder) or object())
+    folder = tmp_path / "saved_model"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"first")
+    with saved_model_loaded_once(folder):
+        first = lite._load(str(folder), {"serve"})
+        assert lite._load(str(folder), {"serve"}) is first and len(loads) == 1
+        assert lite._load(str(folder), {"serve"}, "options") is not first  # other arguments: TensorFlow's own load
+        assert lite._load(str(tmp_path / "other"), {"serve"}) is not first
+        (folder / "saved_model.pb").write_bytes(b"written again")
+        os.utime(folder / "saved_model.pb", ns=(1, 1))
+        assert lite._load(str(folder), {"serve"}) is not first
+    assert len(loads) == 4
+    outside = lite._load(str(folder), {"serve"})
+    assert outside is not first and len(loads) == 5  # the block is over
+
+
 # One conversion in a fresh process (tf_keras numbers its models per process: two conversions in one process
 # name their tensors apart), the SavedModel's loads shared or not; prints how many loads TensorFlow's TFLite
 # converter module made.
