@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pipeline.patching import Overlay, optional_module, replaced
 
@@ -38,50 +38,66 @@ def tflite_from_saved_model(outputs: tuple[str, ...], saved_model_dir: Path, rou
     import onnx2tf.onnx2tf as module
 
     skipped = {p for p in ("fp32", "fp16") if f"tflite_{p}" not in outputs}
+    loads = SharedLoads(saved_model_dir)
+    lite = _Lite(module.tf.lite, skipped, saved_model_dir, routes, loads.release)
     # `tf` inside onnx2tf.onnx2tf: everything is TensorFlow's but `tf.lite`
-    with replaced(module, "tf", Overlay(module.tf, lite=_Lite(module.tf.lite, skipped, saved_model_dir, routes))), \
-            saved_model_loaded_once(saved_model_dir):
+    with replaced(module, "tf", Overlay(module.tf, lite=lite)), loads.installed():
         yield
 
 
-@contextlib.contextmanager
-def saved_model_loaded_once(saved_model_dir: Path) -> Iterator[None]:
+class SharedLoads:
     """TensorFlow's SavedModel converter loads the SavedModel once to set itself up (`from_saved_model`) and again
     in each convert(), only to read its graph debug info: three loads for onnx2tf's fp32 and fp16 files, 0.12 s
-    each on RegNet-400MF. Inside the block, loads of `saved_model_dir` in TensorFlow's TFLite converter module
+    each on RegNet-400MF. While installed, loads of the SavedModel folder in TensorFlow's TFLite converter module
     give the first one's object: the same file read, so the same debug info and the same TFLite files, byte for
-    byte (tests/converters/test_onnx2tf_v1_tflite.py). The converter holds that object for its own life anyway;
-    it is let go at the end of the block. Loads of any other folder, with other arguments, or of a SavedModel
-    written again since (saved_model.pb's time and size), are TensorFlow's."""
-    lite = optional_module("tensorflow.lite.python.lite")
-    real = getattr(lite, "_load", None)
-    if real is None:
-        yield
-        return
-    kept: dict = {}
-    folder = str(saved_model_dir)
+    byte (tests/converters/test_onnx2tf_v1_tflite.py). TensorFlow would free each load before converting; the
+    shared one is held until `release()`, which the fp16 file's conversion calls (onnx2tf's last from the
+    SavedModel): one loaded SavedModel, about its weights' size, lives through the two conversions. Loads of
+    any other folder, with other arguments, or of a SavedModel written again since (saved_model.pb's time and
+    size) are TensorFlow's own."""
 
-    def load(export_dir, tags=None, *args, **kwargs):
-        if args or kwargs or str(export_dir) != folder:
-            return real(export_dir, tags, *args, **kwargs)
+    def __init__(self, saved_model_dir: Path) -> None:
+        self._folder = str(saved_model_dir)
+        self._kept: dict = {}
+        self._real = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        lite = optional_module("tensorflow.lite.python.lite")
+        self._real = getattr(lite, "_load", None)
+        if self._real is None:
+            yield
+            return
         try:
-            written = os.stat(os.path.join(folder, "saved_model.pb"))  # a SavedModel written again is loaded again
-        except FileNotFoundError:  # TensorFlow says what is missing
-            return real(export_dir, tags)
-        key = (frozenset([tags] if isinstance(tags, str) else tags or ()), written.st_mtime_ns, written.st_size)
-        if key not in kept:
-            kept[key] = real(export_dir, tags)
-        return kept[key]
+            with replaced(lite, "_load", self.load):
+                yield
+        finally:
+            self.release()
 
-    with replaced(lite, "_load", load):
-        yield
+    def load(self, export_dir, tags=None, *args, **kwargs):
+        if args or kwargs or str(export_dir) != self._folder:
+            return self._real(export_dir, tags, *args, **kwargs)
+        try:
+            written = os.stat(os.path.join(self._folder, "saved_model.pb"))
+        except FileNotFoundError:  # TensorFlow says what is missing
+            return self._real(export_dir, tags)
+        key = (frozenset([tags] if isinstance(tags, str) else tags or ()), written.st_mtime_ns, written.st_size)
+        if key not in self._kept:
+            self._kept[key] = self._real(export_dir, tags)
+        return self._kept[key]
+
+    def release(self) -> None:
+        """Let the loaded SavedModel go: a later load is TensorFlow's again."""
+        self._kept.clear()
 
 
 class _Lite:
     """tf.lite, whose TFLiteConverter.from_keras_model converts the SavedModel beside it instead."""
 
-    def __init__(self, real_lite, skipped: set[str], saved_model_dir: Path, routes: dict[str, str]) -> None:
+    def __init__(self, real_lite, skipped: set[str], saved_model_dir: Path, routes: dict[str, str],
+                 release: Callable[[], None] = lambda: None) -> None:
         self._real, self._skipped, self._saved_model, self._routes = real_lite, skipped, saved_model_dir, routes
+        self._release = release  # the shared SavedModel load (SharedLoads), once the fp16 file is made
         self.TFLiteConverter = self  # noqa: N815 (mirrors tf.lite.TFLiteConverter)
 
     def __getattr__(self, name):
@@ -95,7 +111,7 @@ class _Lite:
         real = self._saved_model_converter()
         if real is None:
             return _SkippingConverter(keras_route(), self._skipped, routes=(self._routes, FROM_KERAS_MODEL))
-        return _SkippingConverter(real, self._skipped, keras_route, (self._routes, FROM_SAVED_MODEL))
+        return _SkippingConverter(real, self._skipped, keras_route, (self._routes, FROM_SAVED_MODEL), self._release)
 
     def _saved_model_converter(self):
         """TFLite's converter of the SavedModel onnx2tf wrote, or None where there is none TensorFlow loads."""
@@ -120,8 +136,10 @@ class _SkippingConverter:
     converter was asked for float16 weights, as onnx2tf does before its second convert()). When it
     fails and there is another route (`fallback` makes its converter), that route converts, set up alike."""
 
-    def __init__(self, real, skipped: set[str], fallback=None, routes: tuple[dict, str] | None = None) -> None:
+    def __init__(self, real, skipped: set[str], fallback=None, routes: tuple[dict, str] | None = None,
+                 after_fp16: Callable[[], None] = lambda: None) -> None:
         object.__setattr__(self, "_real", real)
+        object.__setattr__(self, "_after_fp16", after_fp16)
         object.__setattr__(self, "_skipped", skipped)
         object.__setattr__(self, "_fallback", fallback)
         object.__setattr__(self, "_routes", routes)  # (the record, what `real` converts from)
@@ -134,6 +152,13 @@ class _SkippingConverter:
 
     def convert(self) -> bytes:
         role = _role(self._real)
+        try:
+            return self._made(role)
+        finally:
+            if role == "fp16":
+                self._after_fp16()
+
+    def _made(self, role: str) -> bytes:
         if role in self._skipped:
             return b""
         if self._fallback is None:

@@ -8,7 +8,8 @@ Python interpreter that imports onnx, onnxruntime and onnxsim before it simplifi
 (or ahead of it: `start_ahead`, which a conversion child calls during its warm-up, while the parent
 exports), that runs the same CLI entry point (`onnxsim.main`, with the same arguments, hence the same
 defaults and the same simplify call): the file written is the same as the command's, byte for byte
-(tests/converters/test_onnxsim_worker.py). It cannot run in the conversion process itself: onnxsim's
+(tests/converters/test_onnxsim_worker.py). A call on the bytes a call before it left unchanged, with the same
+arguments, is not run: it gets that call's output (_Subprocess._remember). It cannot run in the conversion process itself: onnxsim's
 C++ extension and TensorFlow's, loaded together, crash it (exit -11, seen on seed_ym).
 
 Every call skips onnxsim's optimizer passes that change what a graph computes (UNSAFE_PASSES); otherwise
@@ -95,7 +96,7 @@ class _Subprocess:
         a row, and a model is usually a fixed point of onnxsim after the first (RegNet-400MF: 0.2 s a call).
         onnxsim is a function of its arguments and its input file, so the same command on the same bytes
         writes the same file and prints the same: check_output answers it with this call's output."""
-        cwd, argv, digest = call
+        _, argv, digest = call
         unchanged = digest is not None and _in_place_digest(argv) == digest
         self._unchanged = (call, out) if unchanged else None
 

@@ -10,7 +10,7 @@ from pipeline.model.context import ModelContext
 class LintContext(ModelContext):
     tf_graph: "TFGraph | None" = None  # noqa: F821  the converted SavedModel, for "tf" phase rules
     tflite: "dict[str, Path] | None" = None  # noqa: F821  precision ("fp32", "fp16") -> converted .tflite file, "tf" phase
-    _tflite_graphs: dict = field(default_factory=dict, repr=False)
+    _tflite_graphs: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def tflite_graph(self, precision: str) -> "TFLiteGraph | None":  # noqa: F821
         """The graph of the converted TFLite file of this precision, read once; None without such a file."""

@@ -29,6 +29,10 @@ def run(source: Source, artifacts: ArtifactDir, onnx_file: Path | None = None) -
     return record
 
 
+# The TFLite files the TF-phase rules read (tflite_fp16_constants: the fp16 file and its float32 twin).
+TFLITE_READ = ("fp32", "fp16")
+
+
 def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path, tflite: dict[str, Path] | None = None) -> LintRecord:
     """The TF-phase rules on a converted SavedModel and its TFLite files (precision -> file). The convert
     stage calls this right after conversion and keeps the result in its own record (convert.json's `tf_lint`)."""
@@ -41,7 +45,7 @@ def run_tf(source: Source, artifacts: ArtifactDir, saved_model: Path, tflite: di
     try:
         context = build_context(source, artifacts, load_onnx(artifacts.require(artifacts.onnx, "export")))
         context.tflite = tflite
-        for precision in tflite or {}:
+        for precision in TFLITE_READ if "fp16" in (tflite or {}) else ():
             context.tflite_graph(precision)
     finally:
         tf_graph = reading()  # the worker takes no other job before its answer is received

@@ -158,29 +158,49 @@ def test_both_routes_give_the_same_operators_tensors_weights_and_signature(tmp_p
     assert sorted(signatures[0]["serving_default"]["outputs"]) == ["alpha", "zeta"]
 
 
-def test_a_load_is_shared_only_for_the_same_savedmodel_as_written(tmp_path, monkeypatch):
+def test_a_load_is_shared_only_for_the_same_savedmodel_as_written_and_until_released(tmp_path, monkeypatch):
     import importlib
     import os
 
-    from pipeline.converters.onnx2tf_v1_tflite import saved_model_loaded_once
+    from pipeline.converters.onnx2tf_v1_tflite import SharedLoads
 
     lite = importlib.import_module("tensorflow.lite.python.lite")
     loads = []
     monkeypatch.setattr(lite, "_load", lambda folder, tags=None, options=None: loads.append(folder) or object())
     folder = tmp_path / "saved_model"
     folder.mkdir()
-    (folder / "saved_model.pb").write_bytes(b"first")
-    with saved_model_loaded_once(folder):
+    shared = SharedLoads(folder)
+    with shared.installed():
+        lite._load(str(folder), {"serve"})  # no saved_model.pb: TensorFlow's own load, which says so
+        (folder / "saved_model.pb").write_bytes(b"first")
         first = lite._load(str(folder), {"serve"})
-        assert lite._load(str(folder), {"serve"}) is first and len(loads) == 1
+        assert lite._load(str(folder), {"serve"}) is first and len(loads) == 2
         assert lite._load(str(folder), {"serve"}, "options") is not first  # other arguments: TensorFlow's own load
         assert lite._load(str(tmp_path / "other"), {"serve"}) is not first
-        (folder / "saved_model.pb").write_bytes(b"written again")
+        (folder / "saved_model.pb").write_bytes(b"again")  # the same size, written again
         os.utime(folder / "saved_model.pb", ns=(1, 1))
-        assert lite._load(str(folder), {"serve"}) is not first
-    assert len(loads) == 4
-    outside = lite._load(str(folder), {"serve"})
-    assert outside is not first and len(loads) == 5  # the block is over
+        second = lite._load(str(folder), {"serve"})
+        assert second is not first and len(loads) == 5
+        shared.release()
+        assert lite._load(str(folder), {"serve"}) is not second and len(loads) == 6
+    assert lite._load(str(folder), {"serve"}) and len(loads) == 7  # outside the block: TensorFlow's own
+
+
+def test_the_fp16_conversion_releases_the_shared_load_even_when_it_fails():
+    import tensorflow as tf
+
+    released = []
+    converter = _SkippingConverter(_FakeConverter(b"model"), set(), None, after_fp16=lambda: released.append(True))
+    assert converter.convert() == b"model" and not released  # fp32: the fp16 file still reads the SavedModel
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    assert converter.convert() == b"model" and released == [True]
+    failing = _SkippingConverter(_FakeConverter(None), set(), None, after_fp16=lambda: released.append(True))
+    failing.optimizations = [tf.lite.Optimize.DEFAULT]
+    failing.target_spec.supported_types = [tf.float16]
+    with pytest.raises(ValueError):
+        failing.convert()
+    assert released == [True, True]
 
 
 # One conversion in a fresh process (tf_keras numbers its models per process: two conversions in one process
@@ -192,7 +212,7 @@ from pathlib import Path
 from pipeline.converters import ConversionOptions, get_converter, onnx2tf_v1_tflite
 lite = importlib.import_module("tensorflow.lite.python.lite")
 if sys.argv[3] == "apart":
-    onnx2tf_v1_tflite.saved_model_loaded_once = lambda folder: contextlib.nullcontext()
+    onnx2tf_v1_tflite.SharedLoads.installed = lambda self: contextlib.nullcontext()
 real, loads = lite._load, []
 lite._load = lambda *args, **kwargs: loads.append(args[0]) or real(*args, **kwargs)
 out = Path(sys.argv[2])
@@ -213,8 +233,16 @@ def test_the_savedmodel_is_loaded_once_for_both_files_and_they_are_the_same_byte
     for how in ("shared", "apart"):
         (tmp_path / how).mkdir()
         runs[how] = subprocess.Popen([sys.executable, "-c", CONVERT_ONCE, str(source), str(tmp_path / how), how],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
-    loads = {how: run.communicate(timeout=300)[0].split()[-1] for how, run in runs.items()}
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    loads = {}
+    try:
+        for how, run in runs.items():
+            out, err = run.communicate(timeout=300)
+            assert run.returncode == 0, f"the {how} conversion failed: {err[-2000:]}"
+            loads[how] = out.split()[-1]
+    finally:
+        for run in runs.values():
+            run.kill()
     assert loads == {"shared": "1", "apart": "3"}
     for name in ("model_float32.tflite", "model_float16.tflite"):
         assert (tmp_path / "shared" / name).read_bytes() == (tmp_path / "apart" / name).read_bytes(), name

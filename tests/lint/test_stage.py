@@ -132,4 +132,3 @@ def test_the_tf_phase_reads_the_tflite_files_while_the_worker_reads_the_savedmod
     stage.run_tf(source, artifacts, tmp_path / "saved_model", files)
     assert events == [("worker starts", "from_saved_model"), ("read", "model_fp32.tflite"),
                       ("read", "model_fp16.tflite"), ("worker answers", "from_saved_model")]
-
