@@ -16,10 +16,10 @@ concrete function) is never skipped.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pipeline.artifacts.folder import identity
 from pipeline.patching import Overlay, optional_module, replaced
 
 
@@ -53,8 +53,8 @@ class SharedLoads:
     byte (tests/converters/test_onnx2tf_v1_tflite.py). TensorFlow would free each load before converting; the
     shared one is held until `release()`, which the fp16 file's conversion calls (onnx2tf's last from the
     SavedModel): one loaded SavedModel, about its weights' size, lives through the two conversions. Loads of
-    any other folder, with other arguments, or of a SavedModel written again since (saved_model.pb's time and
-    size) are TensorFlow's own."""
+    any other folder, with other arguments, or of a SavedModel written again since (saved_model.pb's identity:
+    inode, size and time) are TensorFlow's own."""
 
     def __init__(self, saved_model_dir: Path) -> None:
         self._folder = str(saved_model_dir)
@@ -78,10 +78,10 @@ class SharedLoads:
         if args or kwargs or str(export_dir) != self._folder:
             return self._real(export_dir, tags, *args, **kwargs)
         try:
-            written = os.stat(os.path.join(self._folder, "saved_model.pb"))
+            written = identity(Path(self._folder) / "saved_model.pb")
         except FileNotFoundError:  # TensorFlow says what is missing
             return self._real(export_dir, tags)
-        key = (frozenset([tags] if isinstance(tags, str) else tags or ()), written.st_mtime_ns, written.st_size)
+        key = (frozenset([tags] if isinstance(tags, str) else tags or ()), written)
         if key not in self._kept:
             self._kept[key] = self._real(export_dir, tags)
         return self._kept[key]

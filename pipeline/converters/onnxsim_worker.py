@@ -103,12 +103,11 @@ class _Subprocess:
 
 def _in_place_digest(argv: list[str]) -> str | None:
     """sha256 of the file an `onnxsim IN OUT ...` call with IN == OUT reads and rewrites; None for other calls."""
-    import hashlib
+    from pipeline.artifacts.folder import sha256
 
     if len(argv) < 3 or argv[1] != argv[2] or argv[1].startswith("-") or not os.path.isfile(argv[1]):
         return None
-    with open(argv[1], "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    return sha256(Path(argv[1]))
 
 
 # onnxsim's optimizer passes that change what a graph computes. fuse_pad_into_pool folds a constant Pad into
